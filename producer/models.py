@@ -1,0 +1,131 @@
+"""The job contract: what a producer enqueues and what a worker stores back.
+
+A prompt is the unit of work and carries its own job ID; an arq job is only the
+transport and carries a list of prompts (one today), so batching several prompts
+into one arq job later changes nothing a user sees.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from producer.config import KNOWN_MODELS
+
+Role = Literal["system", "user", "assistant"]
+NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
+JobStatus = Literal["succeeded", "failed", "cancelled"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Role
+    content: str
+
+    @field_validator("content")
+    @classmethod
+    def _content_not_blank(cls, content: str) -> str:
+        if not content.strip():
+            raise ValueError("content must be a non-empty string")
+        return content
+
+
+def check_model(model: str) -> str:
+    """The model name if it is one chatgpt.es serves, else a ValueError naming the valid ones."""
+    if model not in KNOWN_MODELS:
+        raise ValueError(f"unknown model {model!r}; valid models: {', '.join(KNOWN_MODELS)}")
+    return model
+
+
+class PromptRequest(BaseModel):
+    """One prompt as it travels from the producer to a worker."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    batch_id: str
+    custom_id: str
+    index: int = Field(ge=0, description="Position in the batch's input, from 0.")
+    messages: tuple[Message, ...] = Field(min_length=1)
+    model: str
+    enqueued_at: datetime
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        return check_model(model)
+
+
+class JobPayload(BaseModel):
+    """The single argument of the arq job: the prompts it carries."""
+
+    prompts: tuple[PromptRequest, ...] = Field(min_length=1)
+
+
+class JobError(BaseModel):
+    type: str = Field(description="The error class, e.g. RateLimited, ContentRefused.")
+    message: str
+
+
+class JobResult(BaseModel):
+    """Exactly one per job ID, stored under ``keys.result(job_id)``."""
+
+    job_id: str
+    batch_id: str
+    custom_id: str
+    status: JobStatus
+    content: str | None = None
+    error: JobError | None = None
+    model: str
+    attempts: int = 0
+    enqueued_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime
+
+    @classmethod
+    def for_request(
+        cls,
+        request: PromptRequest,
+        *,
+        status: JobStatus,
+        content: str | None = None,
+        error: JobError | None = None,
+        attempts: int = 0,
+        started_at: datetime | None = None,
+    ) -> JobResult:
+        return cls(
+            job_id=request.job_id,
+            batch_id=request.batch_id,
+            custom_id=request.custom_id,
+            status=status,
+            content=content,
+            error=error,
+            model=request.model,
+            attempts=attempts,
+            enqueued_at=request.enqueued_at,
+            started_at=started_at,
+            finished_at=utc_now(),
+        )
+
+
+class BatchStatus(BaseModel):
+    batch_id: str
+    total: int
+    queued: int
+    in_progress: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    waiting: int = Field(0, description="Queued jobs deferred because no capacity was free.")
+    done: bool
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.cancelled

@@ -1,0 +1,138 @@
+"""The chatgpt.es exchange: GET the page for a session, POST prompts to admin-ajax.php.
+
+Fully async over curl_cffi with browser impersonation. The client holds no policy:
+which identity to use, when to refresh a session and whether to retry belong to
+the caller, which hands in the ``AsyncSession`` (one per identity) and the session.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from curl_cffi import CurlECode
+from curl_cffi.requests import AsyncSession, Response
+from curl_cffi.requests import exceptions as curl_errors
+
+from producer.models import Message, check_model
+from producer.redaction import redact_text
+from worker.errors import ProxyFault, UnknownModel, UpstreamError, UpstreamHiccup, UpstreamTimeout
+from worker.page import parse_page
+from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, format_prompt
+from worker.replies import Answer, Outcome, classify_reply
+from worker.sessions import SiteSession
+
+AJAX_PATH = "/wp-admin/admin-ajax.php"
+_PROXY_CONNECT_CODES = {CurlECode.COULDNT_CONNECT, CurlECode.COULDNT_RESOLVE_PROXY, CurlECode.PROXY}
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    base_url: str = "https://chatgpt.es"
+    impersonate: str = "chrome"
+    connect_timeout: float = 10.0
+    request_timeout: float = 60.0
+    language_instruction: str = DEFAULT_LANGUAGE_INSTRUCTION
+    max_connections: int = 64
+
+
+def open_http_session(options: ClientOptions, proxy_url: str | None = None) -> AsyncSession:
+    """One impersonating session (its own connections and cookies) for one identity."""
+    read_timeout = max(options.request_timeout - options.connect_timeout, 0.1)
+    return AsyncSession(
+        impersonate=options.impersonate,  # type: ignore[arg-type]
+        proxy=proxy_url,
+        timeout=(options.connect_timeout, read_timeout),
+        max_clients=options.max_connections,
+    )
+
+
+class ChatGptEsClient:
+    def __init__(self, options: ClientOptions) -> None:
+        self.options = options
+        self.page_url = options.base_url.rstrip("/") + "/"
+        self.ajax_url = options.base_url.rstrip("/") + AJAX_PATH
+
+    async def handshake(self, http: AsyncSession) -> SiteSession:
+        """GETs the page and returns its session; raises an UpstreamError when it cannot."""
+        response = await self._send(http, "GET", self.page_url, headers={"Accept": "text/html"})
+        if response.status_code != 200:
+            outcome = _classify(http, response)
+            raise (
+                outcome if isinstance(outcome, UpstreamError) else UpstreamHiccup("page GET failed")
+            )
+        tokens = parse_page(response.text)
+        cookies = {name: value for name, value in response.cookies.items() if value is not None}
+        # The session's cookies travel with the session value (it may be shared between
+        # workers), so the connection's own jar must not add stale ones of its own.
+        http.cookies.clear()
+        return SiteSession(nonce=tokens.nonce, post_id=tokens.post_id, cookies=cookies)
+
+    async def ask(
+        self, http: AsyncSession, session: SiteSession, messages: Sequence[Message], model: str
+    ) -> str:
+        """POSTs one prompt and returns the answer text, or raises the typed UpstreamError."""
+        try:
+            check_model(model)
+        except ValueError as error:
+            raise UnknownModel(str(error)) from None
+        prompt = format_prompt(messages, self.options.language_instruction)
+        response = await self._send(
+            http,
+            "POST",
+            self.ajax_url,
+            data=self.form_fields(session, prompt),
+            cookies=session.cookies,
+            headers={
+                "Accept": "application/json, text/event-stream",
+                "Origin": self.options.base_url.rstrip("/"),
+                "Referer": self.page_url,
+                "X-Requested-With": "XMLHttpRequest",
+            },
+        )
+        outcome = _classify(http, response)
+        if isinstance(outcome, Answer):
+            return outcome.text
+        raise outcome
+
+    def form_fields(self, session: SiteSession, prompt: str) -> dict[str, str]:
+        return {
+            "_wpnonce": session.nonce,
+            "post_id": session.post_id,
+            "url": self.page_url,
+            "action": "wpaicg_chat_shortcode_message",
+            "message": prompt,
+            "bot_id": "0",
+            "chatbot_identity": "shortcode",
+            "wpaicg_chat_client_id": secrets.token_hex(5),
+            "wpaicg_chat_history": json.dumps([f"Human: {prompt}"]),
+            "wpaicg_user_agree": "1",
+        }
+
+    async def _send(self, http: AsyncSession, method: str, url: str, **kwargs: object) -> Response:
+        """One request, transport failures turned into typed errors with no credentials in them."""
+        try:
+            return await http.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except curl_errors.Timeout as error:
+            raise UpstreamTimeout(f"{method} {url} timed out: {_describe(error)}") from None
+        except curl_errors.RequestException as error:
+            if _via_proxy(http) and (
+                isinstance(error, curl_errors.ProxyError) or error.code in _PROXY_CONNECT_CODES
+            ):
+                raise ProxyFault(f"proxy failed on {method} {url}: {_describe(error)}") from None
+            raise UpstreamHiccup(f"{method} {url} failed: {_describe(error)}") from None
+
+
+def _classify(http: AsyncSession, response: Response) -> Outcome:
+    headers = dict(response.headers)
+    return classify_reply(response.status_code, headers, response.text, via_proxy=_via_proxy(http))
+
+
+def _via_proxy(http: AsyncSession) -> bool:
+    return bool(http.proxies)
+
+
+def _describe(error: Exception) -> str:
+    return redact_text(str(error).split(". See ")[0])

@@ -1,0 +1,124 @@
+"""Everything that can go wrong in one chatgpt.es exchange, as one tree.
+
+The retry policy reads the class, never the message text::
+
+    UpstreamError                 base of every exchange failure
+    ├── RetryableError            worth another attempt
+    │   ├── SessionStale          nonce rejected: drop the session, handshake again, retry at once
+    │   ├── RateLimited           HTTP 429: cool this identity for Retry-After, retry elsewhere
+    │   ├── QuotaExceeded         tokenLimitReached: this exit used its quota, rest it long
+    │   ├── Blocked               403 challenge / "not allowed": quarantine the identity
+    │   ├── ProxyFault            proxy refused, 407, 502 from the proxy: mark it down
+    │   ├── HandshakeFailed       the page had no nonce or post id
+    │   └── UpstreamHiccup        5xx, reset, non-JSON body, empty answer: back off and retry
+    │       └── UpstreamTimeout   connect or whole-request timeout
+    └── PermanentError            retrying cannot help
+        ├── ConsentMissing        the site asked for the consent checkbox: a configuration error
+        ├── ContentRefused        the prompt was flagged (prohibited words)
+        ├── UnknownModel          the request named a model the site does not serve
+        └── UpstreamRejected      any other refusal the site spells out
+
+Each class also says what it tells about the identity (``verdict``) and whether
+the cached session must be dropped (``drops_session``).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+
+class Verdict(enum.StrEnum):
+    """What an outcome says about the identity (proxy, or the worker's own address)."""
+
+    NONE = "none"  # not the identity's fault
+    COOL = "cool"  # the site asked it to wait
+    QUARANTINE = "quarantine"  # the site blocked it
+    DOWN = "down"  # the proxy itself failed
+
+
+class UpstreamError(Exception):
+    """Base of every failure of the exchange."""
+
+    retryable: ClassVar[bool] = False
+    verdict: ClassVar[Verdict] = Verdict.NONE
+    drops_session: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+class RetryableError(UpstreamError):
+    """Worth another attempt, possibly through another identity."""
+
+    retryable = True
+
+
+class SessionStale(RetryableError):
+    """The site rejected the nonce ("Security check", "Invalid nonce", "Nonce verification…")."""
+
+    drops_session = True
+
+
+class RateLimited(RetryableError):
+    """HTTP 429; ``retry_after`` holds the seconds the site asked for, if it said."""
+
+    verdict = Verdict.COOL
+
+
+class QuotaExceeded(RetryableError):
+    """``tokenLimitReached``: this exit IP used its quota."""
+
+    verdict = Verdict.COOL
+
+
+class Blocked(RetryableError):
+    """HTTP 403 challenge page or "You are not allowed to access this feature."."""
+
+    verdict = Verdict.QUARANTINE
+    drops_session = True
+
+
+class ProxyFault(RetryableError):
+    """The proxy refused the connection, wanted authentication (407) or answered 502."""
+
+    verdict = Verdict.DOWN
+    drops_session = True
+
+
+class HandshakeFailed(RetryableError):
+    """The site page carried no nonce or post id, so no session could be made."""
+
+
+class UpstreamHiccup(RetryableError):
+    """5xx, connection reset, a non-JSON or empty reply: transient, retry with backoff."""
+
+
+class UpstreamTimeout(UpstreamHiccup):
+    """No connection or no complete reply within the configured timeouts."""
+
+
+class PermanentError(UpstreamError):
+    """Retrying cannot help; the job fails with this error."""
+
+
+class ConsentMissing(PermanentError):
+    """The site answered "Du musst das Kästchen anklicken!": the consent field is missing."""
+
+
+class ContentRefused(PermanentError):
+    """The site refused the prompt's content (prohibited words, flagged message)."""
+
+
+class UnknownModel(PermanentError):
+    """The request named a model chatgpt.es does not serve; the message lists the valid ones."""
+
+
+class UpstreamRejected(PermanentError):
+    """The site refused the request with a reason we do not otherwise recognise."""

@@ -1,0 +1,80 @@
+"""The site page → the nonce and post id the ajax endpoint wants.
+
+The wpaicg plugin and the themes around it print them in one of several markups:
+``data-nonce``/``data-post-id`` attributes on the chat div, hidden inputs
+``_wpnonce``/``post_id``, a script variable ``wpaicg_nonce = '…'``, or a JSON blob
+``"_wpnonce":"…"``. A page without them is a handshake failure; there is no
+fallback value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from worker.errors import HandshakeFailed
+
+_TOKEN = r"([A-Za-z0-9]{4,64})"
+_POST_ID = r"(\d{1,20})"
+
+_NONCE_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"""data-nonce\s*=\s*["']""" + _TOKEN + """["']"""),
+    re.compile(r"""\bwpaicg_nonce\s*[=:]\s*["']""" + _TOKEN + """["']"""),
+    re.compile(r"""["']_wpnonce["']\s*:\s*["']""" + _TOKEN + """["']"""),
+)
+_POST_ID_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"""data-post[-_]id\s*=\s*["']""" + _POST_ID + """["']"""),
+    re.compile(r"""\bwpaicg_post_id\s*[=:]\s*["']?""" + _POST_ID),
+    re.compile(r"""["']post_id["']\s*:\s*["']?""" + _POST_ID),
+)
+# WordPress prints the current post in the body classes; used only when the chat markup does not.
+_BODY_CLASS_POST_ID = re.compile(
+    r"""<body[^>]*\bclass=["'][^"']*\b(?:postid|page-id)-""" + _POST_ID
+)
+_INPUT_TAG = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
+_ATTRIBUTE = re.compile(r"""([\w-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+@dataclass(frozen=True)
+class PageTokens:
+    nonce: str
+    post_id: str
+
+
+def parse_page(html: str) -> PageTokens:
+    """Finds the nonce and post id in any supported markup, or raises HandshakeFailed."""
+    hidden = _hidden_inputs(html)
+    nonce = hidden.get("_wpnonce") or _first_match(_NONCE_PATTERNS, html)
+    post_id = (
+        hidden.get("post_id")
+        or _first_match(_POST_ID_PATTERNS, html)
+        or _first_match((_BODY_CLASS_POST_ID,), html)
+    )
+    missing = [name for name, value in (("nonce", nonce), ("post id", post_id)) if not value]
+    if missing:
+        raise HandshakeFailed(
+            f"site page ({len(html)} chars) has no {' and no '.join(missing)} in any known markup"
+        )
+    assert nonce is not None and post_id is not None
+    return PageTokens(nonce=nonce, post_id=post_id)
+
+
+def _first_match(patterns: tuple[re.Pattern[str], ...], html: str) -> str | None:
+    for pattern in patterns:
+        match = pattern.search(html)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _hidden_inputs(html: str) -> dict[str, str]:
+    """name → value of the ``<input>`` tags named ``_wpnonce`` or ``post_id``."""
+    found: dict[str, str] = {}
+    if "_wpnonce" not in html and "post_id" not in html:
+        return found
+    for tag in _INPUT_TAG.findall(html):
+        attributes = {m[1].lower(): m[2] or m[3] for m in _ATTRIBUTE.finditer(tag)}
+        name, value = attributes.get("name"), attributes.get("value")
+        if name in ("_wpnonce", "post_id") and value and name not in found:
+            found[name] = value
+    return found

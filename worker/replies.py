@@ -1,0 +1,165 @@
+"""One pure function from an ajax reply (HTTP status, headers, body) to its outcome.
+
+The outcome is an :class:`Answer` or an :mod:`worker.errors` instance, never raised
+here, so every row of the reply table is tested with plain strings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from worker.errors import (
+    Blocked,
+    ConsentMissing,
+    ContentRefused,
+    ProxyFault,
+    QuotaExceeded,
+    RateLimited,
+    SessionStale,
+    UpstreamError,
+    UpstreamHiccup,
+    UpstreamRejected,
+)
+
+_STALE_NONCE_WORDS = ("security check", "invalid nonce", "nonce verification failed")
+_CONSENT_WORDS = ("kästchen anklicken", "kastchen anklicken")
+_REFUSAL_WORDS = ("prohibited words", "flagged")
+_BLOCK_WORDS = ("you are not allowed to access this feature",)
+_CHALLENGE_WORDS = ("just a moment", "cf-challenge", "challenge-platform", "attention required")
+_EXCERPT = 200
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+
+
+Outcome = Answer | UpstreamError
+
+
+def classify_reply(
+    status: int,
+    headers: Mapping[str, str],
+    body: str,
+    *,
+    via_proxy: bool = False,
+    now: float | None = None,
+) -> Outcome:
+    """Maps one reply of ``admin-ajax.php`` (or of a proxy in front of it) to its outcome."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    if status == 407 or "proxy-status" in lowered:
+        return ProxyFault(f"proxy answered HTTP {status}")
+    if status == 429:
+        retry_after = parse_retry_after(lowered.get("retry-after"), now=now)
+        message = f"rate limited (HTTP 429, Retry-After {retry_after})"
+        return RateLimited(message, retry_after=retry_after)
+    if status == 403:
+        kind = "challenge page" if _contains(body, _CHALLENGE_WORDS) else _excerpt(body)
+        return Blocked(f"blocked (HTTP {status}): {kind}")
+    if status == 502 and via_proxy:
+        return ProxyFault("proxy answered HTTP 502 Bad Gateway")
+    if status >= 500:
+        return UpstreamHiccup(f"site answered HTTP {status}")
+    if status != 200:
+        return UpstreamRejected(f"site answered HTTP {status}: {_excerpt(body)}")
+    if "text/event-stream" in lowered.get("content-type", ""):
+        return _classify_stream(body)
+    return _classify_json_body(body)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def _classify_json_body(body: str) -> Outcome:
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        if _contains(body, _BLOCK_WORDS):
+            return Blocked(f"blocked: {_excerpt(body)}")
+        return UpstreamHiccup(f"reply is not JSON: {_excerpt(body)}")
+    if not isinstance(reply, dict):
+        return UpstreamHiccup(f"reply is not a JSON object: {_excerpt(body)}")
+    return _classify_json(reply)
+
+
+def _classify_json(reply: dict[str, Any]) -> Outcome:
+    if reply.get("tokenLimitReached"):
+        return QuotaExceeded(f"token limit reached: {_text(reply.get('msg'))}")
+    texts = " ".join(_text(reply.get(field)) for field in ("msg", "data", "message"))
+    # Key on status, not msg: the plugin leaves "Something went wrong" in msg on success.
+    if reply.get("status") == "success":
+        answer = reply.get("data")
+        if isinstance(answer, str) and answer.strip():
+            return Answer(answer)
+        return UpstreamHiccup("site reported success with an empty answer")
+    if _contains(texts, _CONSENT_WORDS):
+        return ConsentMissing(f"site asks for the consent checkbox: {texts.strip()}")
+    if _contains(texts, _STALE_NONCE_WORDS):
+        return SessionStale(f"nonce rejected: {texts.strip()}")
+    if _contains(texts, _BLOCK_WORDS):
+        return Blocked(f"blocked: {texts.strip()}")
+    if _contains(texts, _REFUSAL_WORDS):
+        return ContentRefused(f"content refused: {_excerpt(texts.strip())}")
+    if "status" not in reply:
+        return UpstreamHiccup(f"reply has no status: {_excerpt(json.dumps(reply))}")
+    return UpstreamRejected(f"site refused: {_excerpt(texts.strip()) or reply.get('status')}")
+
+
+def _classify_stream(body: str) -> Outcome:
+    """Joins the deltas of an OpenAI-style event stream into one answer."""
+    parts: list[str] = []
+    for line in body.splitlines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if not payload or payload == "[DONE]":
+            continue
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return UpstreamHiccup(f"stream event is not JSON: {_excerpt(payload)}")
+        if not isinstance(event, dict):
+            continue
+        if "choices" not in event:
+            return _classify_json(event)
+        for choice in event.get("choices") or ():
+            delta = (choice or {}).get("delta") or {}
+            content = delta.get("content")
+            if isinstance(content, str):
+                parts.append(content)
+    answer = "".join(parts)
+    if not answer.strip():
+        return UpstreamHiccup("event stream carried no answer")
+    return Answer(answer)
+
+
+def _contains(text: str, words: tuple[str, ...]) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in words)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
