@@ -1,0 +1,270 @@
+"""The site's handlers: the chat page, admin-ajax.php and the ``/__sim`` control endpoints.
+
+``POST /wp-admin/admin-ajax.php`` checks, in this order (HTTP 200 unless said;
+JSON bodies are ``application/json; charset=UTF-8`` with non-ASCII escaped as
+PHP's ``json_encode`` does):
+
+1. ``action`` is not ``wpaicg_chat_shortcode_message`` → HTTP 400, body ``0``
+   (what WordPress's admin-ajax.php answers for an unknown action).
+2. ``_wpnonce`` invalid, expired, or (with cookie binding) not issued to this
+   ``wpaicg_session`` cookie → ``{"status":"error","msg":W}``, W rotating
+   through "Security check", "Invalid nonce. Please refresh the page.",
+   "Nonce verification failed".
+3. ``wpaicg_user_agree`` missing or not ``1`` → ``{"status":"error","msg":"Something went
+   wrong","data":"Du musst das Kästchen anklicken!"}``.
+4. ``post_id`` wrong → ``{"status":"error","msg":"Invalid post ID."}``.
+5. ``message`` empty → ``{"status":"error","msg":"Please enter a message."}``.
+6. prohibited word → ``{"status":"error","msg":"Your message has been flagged because it
+   contains prohibited words."}``.
+7. quota used up → ``{"tokenLimitReached":true,"msg":"You have reached your token
+   limit.","status":"error"}``.
+8. success → ``{"status":"success","msg":"Something went wrong","data":"Echo: " + message}``,
+   or with ``stream`` on, ``text/event-stream`` of ``data: {"choices":[{"delta":
+   {"content":PIECE}}]}\\n\\n`` events whose pieces join to the answer, then
+   ``data: [DONE]\\n\\n``.
+
+Before any of that, for the page and the ajax endpoint alike: a banned
+identity gets HTTP 403 (page: the "Just a moment..." challenge HTML; ajax:
+``You are not allowed to access this feature.``), an identity over its rate
+gets HTTP 429 with ``Retry-After: <seconds>`` and body ``Too Many Requests``;
+then the latency is slept and a fault may be injected (see ``faults``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import socket
+import struct
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from simulator.faults import NON_JSON_BODY, SERVER_ERROR_PAGES, Fault
+from simulator.limits import Admission
+from simulator.nonces import CHAT_ACTION, REST_ACTION
+from simulator.pages import AJAX_PATH, CHALLENGE_PAGE, NOT_ALLOWED_TEXT
+from simulator.state import SimState
+
+STATE_KEY = web.AppKey("sim_state", SimState)
+IDENTITY_KEY = web.AppKey("sim_identity", str)
+
+SESSION_COOKIE = "wpaicg_session"
+CHAT_ACTION_NAME = "wpaicg_chat_shortcode_message"
+_SESSION_RE = re.compile(r"^[0-9a-f]{32}$")
+
+CONSENT_DATA = "Du musst das Kästchen anklicken!"
+PROHIBITED_MSG = "Your message has been flagged because it contains prohibited words."
+TOKEN_LIMIT_MSG = "You have reached your token limit."
+
+
+class ConnectionAborted(Exception):
+    """Raised after a reset fault has torn the connection down, so no reply is written."""
+
+
+def _json(payload: Mapping[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(payload, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        charset="UTF-8",
+    )
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", charset="UTF-8")
+
+
+def _context(request: web.Request) -> tuple[SimState, str]:
+    return request.app[STATE_KEY], request.app[IDENTITY_KEY]
+
+
+def _abort_connection(request: web.Request) -> None:
+    """Close with a TCP RST, the way a crashed upstream or a middlebox drops a request."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _admit(state: SimState, identity: str, *, ajax: bool) -> web.Response | None:
+    """Apply bans and the rate limit; a response means the request stops here."""
+    verdict = state.limiter.admit(identity)
+    if verdict.violation:
+        state.stats.violation(identity)
+    if verdict.newly_banned:
+        state.stats.ban(identity, verdict.banned_until)
+    if verdict.admission is Admission.BANNED:
+        state.stats.reply(identity, "refused")
+        if ajax:
+            return web.Response(text=NOT_ALLOWED_TEXT, status=403)
+        return _html(CHALLENGE_PAGE, status=403)
+    if verdict.admission is Admission.RATE_LIMITED:
+        state.stats.reply(identity, "rate_limited")
+        return web.Response(
+            text="Too Many Requests",
+            status=429,
+            headers={"Retry-After": str(verdict.retry_after)},
+        )
+    return None
+
+
+async def _delay_and_fault(
+    request: web.Request, state: SimState, identity: str, *, ajax: bool
+) -> web.Response | None:
+    """Sleep the drawn latency, then maybe inject a fault; a response means stop here."""
+    if not state.latency.is_zero:
+        await asyncio.sleep(state.latency.sample_seconds(state.rng))
+    fault = state.faults.draw(ajax=ajax)
+    if fault is None:
+        return None
+    state.stats.fault(identity, fault.value)
+    if fault is Fault.SLOW:
+        await asyncio.sleep(state.config.slow_seconds)
+        return None
+    if fault is Fault.RESET:
+        _abort_connection(request)
+        raise ConnectionAborted
+    if fault is Fault.SERVER_ERROR:
+        status = state.faults.server_error_status()
+        return _html(SERVER_ERROR_PAGES[status], status=status)
+    return _html(NON_JSON_BODY)
+
+
+async def _guarded(request: web.Request, kind: str, serve: Any) -> web.StreamResponse:
+    """Count, admit, delay and fault one page/ajax request, then hand it to ``serve``."""
+    state, identity = _context(request)
+    ajax = kind == "ajax"
+    state.stats.request(identity, kind)
+    with state.stats.inflight_request(identity):
+        refusal = _admit(state, identity, ajax=ajax)
+        if refusal is None:
+            refusal = await _delay_and_fault(request, state, identity, ajax=ajax)
+        if refusal is not None:
+            return refusal
+        response: web.StreamResponse = await serve(request, state, identity)
+        return response
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    return await _guarded(request, "page", _serve_page)
+
+
+async def _serve_page(request: web.Request, state: SimState, identity: str) -> web.Response:
+    session = request.cookies.get(SESSION_COOKIE, "")
+    if not _SESSION_RE.match(session):
+        session = secrets.token_hex(16)
+    nonce = state.nonces.create(CHAT_ACTION, session)
+    rest_nonce = state.nonces.create(REST_ACTION, session)
+    html = state.pages.render(state.pick_markup(), nonce, state.config.post_id, rest_nonce)
+    response = _html(html)
+    response.set_cookie(SESSION_COOKIE, session, path="/", httponly=True, samesite="Lax")
+    return response
+
+
+async def ajax(request: web.Request) -> web.StreamResponse:
+    return await _guarded(request, "ajax", _serve_ajax)
+
+
+async def _serve_ajax(request: web.Request, state: SimState, identity: str) -> web.StreamResponse:
+    form = await request.post()
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    session = request.cookies.get(SESSION_COOKIE, "")
+    refusal = _check_form(state, identity, fields, session)
+    if refusal is not None:
+        kind, response = refusal
+        state.stats.reply(identity, kind)
+        return response
+    state.limiter.record_success(identity)
+    state.stats.reply(identity, "success")
+    answer = "Echo: " + fields["message"]
+    if state.config.stream:
+        return await _stream_answer(request, answer)
+    return _json({"status": "success", "msg": "Something went wrong", "data": answer})
+
+
+def _check_form(
+    state: SimState, identity: str, fields: Mapping[str, str], session: str
+) -> tuple[str, web.Response] | None:
+    """The plugin's checks in its order; (stats kind, reply) for the first that fails."""
+    if fields.get("action") != CHAT_ACTION_NAME:
+        return "unknown_action", web.Response(text="0", status=400)
+    if not state.nonces.verify(fields.get("_wpnonce", ""), CHAT_ACTION, session):
+        return "nonce_failed", _json({"status": "error", "msg": state.next_nonce_wording()})
+    if fields.get("wpaicg_user_agree") != "1":
+        body = {"status": "error", "msg": "Something went wrong", "data": CONSENT_DATA}
+        return "consent_missing", _json(body)
+    if fields.get("post_id", "").strip() != str(state.config.post_id):
+        return "bad_request", _json({"status": "error", "msg": "Invalid post ID."})
+    message = fields.get("message", "")
+    if not message.strip():
+        return "bad_request", _json({"status": "error", "msg": "Please enter a message."})
+    lowered = message.lower()
+    if any(word.lower() in lowered for word in state.config.prohibited_words if word):
+        return "prohibited", _json({"status": "error", "msg": PROHIBITED_MSG})
+    if state.limiter.quota_reached(identity):
+        body = {"tokenLimitReached": True, "msg": TOKEN_LIMIT_MSG, "status": "error"}
+        return "token_limited", _json(body)
+    return None
+
+
+def answer_chunks(answer: str, pieces: int = 4) -> list[str]:
+    """Split an answer into a few consecutive pieces that join back to it."""
+    size = max(1, -(-len(answer) // pieces))
+    return [answer[i : i + size] for i in range(0, len(answer), size)] or [""]
+
+
+async def _stream_answer(request: web.Request, answer: str) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    for piece in answer_chunks(answer):
+        event = {"choices": [{"delta": {"content": piece}}]}
+        await response.write(f"data: {json.dumps(event)}\n\n".encode())
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def sim_stats(request: web.Request) -> web.Response:
+    return _json(request.app[STATE_KEY].stats.snapshot())
+
+
+async def sim_reset(request: web.Request) -> web.Response:
+    request.app[STATE_KEY].reset()
+    return _json({"reset": True})
+
+
+@web.middleware
+async def swallow_aborted(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Turn a reset fault into a silent end of the handler instead of an error log line."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except ConnectionAborted:
+        response = web.Response(status=500)
+        response.force_close()
+        return response
+
+
+def build_app(
+    state: SimState, identity: str, middlewares: Iterable[Middleware] = ()
+) -> web.Application:
+    """One port's application: the site's routes, served as ``identity``."""
+    app = web.Application(middlewares=[swallow_aborted, *middlewares])
+    app[STATE_KEY] = state
+    app[IDENTITY_KEY] = identity
+    app.router.add_get("/", page)
+    app.router.add_post(AJAX_PATH, ajax)
+    app.router.add_get(AJAX_PATH, ajax)
+    app.router.add_get("/__sim/stats", sim_stats)
+    app.router.add_post("/__sim/reset", sim_reset)
+    return app

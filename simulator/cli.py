@@ -1,0 +1,147 @@
+"""``sim``: run the offline chatgpt.es stand-in until SIGINT/SIGTERM.
+
+Only click and the options dataclass are imported at module level, so mounting
+this command in another CLI (``from simulator.cli import sim``) stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from simulator.config import MARKUP_CHOICES, SimConfig
+
+_RATE = click.FloatRange(0.0, 1.0)
+
+
+def write_ready_file(path: Path, info: dict[str, Any]) -> None:
+    """Write JSON atomically (temp file + rename) so a watcher never reads half of it."""
+    directory = path.resolve().parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(info, handle)
+            handle.write("\n")
+        os.chmod(tmp, 0o600)  # it holds the auth proxies' password
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def _run(config: SimConfig, ready_file: Path | None) -> None:
+    from simulator.server import run_simulator
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with run_simulator(config) as sim:
+        click.echo(json.dumps(sim.ready_info(mask_password=True)))
+        if ready_file is not None:
+            write_ready_file(ready_file, sim.ready_info(mask_password=False))
+        await stop.wait()
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--host", default="127.0.0.1", help="Address to listen on.")
+@click.option("--port", default=8790, type=int, help="Site port (0 = pick a free one).")
+@click.option(
+    "--proxy-port-base", default=0, type=int, help="First proxy port, then consecutive (0 = free)."
+)
+@click.option(
+    "--markup",
+    type=click.Choice(MARKUP_CHOICES),
+    default="random",
+    help="How the page carries the nonce and post id.",
+)
+@click.option("--post-id", default=106, type=int)
+@click.option(
+    "--nonce-tick-seconds",
+    default=43200.0,
+    type=float,
+    help="Nonce half-life; a nonce lives one to two ticks.",
+)
+@click.option(
+    "--bind-nonce-to-cookie/--no-bind-nonce-to-cookie",
+    default=False,
+    help="Only accept a nonce with the session cookie it was issued to.",
+)
+@click.option("--stream/--no-stream", default=False, help="Answer as text/event-stream.")
+@click.option(
+    "--prohibited-word",
+    "prohibited_words",
+    multiple=True,
+    default=("forbiddenword",),
+    help="A word that gets a message flagged (repeatable).",
+)
+@click.option(
+    "--rate-per-second", default=0.0, type=float, help="Per-identity request rate (0 = unlimited)."
+)
+@click.option("--burst", default=5.0, type=float, help="Token-bucket size.")
+@click.option(
+    "--quota",
+    default=0,
+    type=int,
+    help="Successful answers per identity per window (0 = unlimited).",
+)
+@click.option("--quota-window-seconds", default=86400.0, type=float)
+@click.option(
+    "--ban-after-violations",
+    default=3,
+    type=int,
+    help="Requests before Retry-After elapsed that earn a ban (0 = never).",
+)
+@click.option("--ban-seconds", default=600.0, type=float)
+@click.option(
+    "--latency", default="fixed:0", help="ms: fixed:MS, uniform:LO,HI or lognormal:MEDIAN,SIGMA."
+)
+@click.option("--fault-5xx-rate", default=0.0, type=_RATE)
+@click.option("--fault-reset-rate", default=0.0, type=_RATE)
+@click.option("--fault-nonjson-rate", default=0.0, type=_RATE)
+@click.option("--fault-slow-rate", default=0.0, type=_RATE)
+@click.option("--slow-seconds", default=30.0, type=float)
+@click.option("--proxies", default=0, type=int, help="Forward-proxy ports (proxy1..).")
+@click.option(
+    "--bad-gateway-proxies", default=0, type=int, help="Ports that answer 502 (badgw1..)."
+)
+@click.option(
+    "--auth-proxies", default=0, type=int, help="Proxy ports demanding Basic auth (authproxy1..)."
+)
+@click.option(
+    "--proxy-credentials",
+    default="user:secret",
+    show_default=False,
+    help="user:password for the auth proxies [default: user:secret].",
+)
+@click.option("--seed", default=None, type=int, help="Seed for latency, faults and markups.")
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the ready JSON here, atomically. Unlike stdout (where the "
+    "password is masked as ***), this file holds the auth proxy URLs with the real "
+    "password; it is created mode 0600.",
+)
+def sim(ready_file: Path | None, **options: Any) -> None:
+    """Run the offline stand-in for chatgpt.es (and proxies in front of it).
+
+    Prints one JSON line when listening: {"url", "proxies", "bad_gateway_proxies",
+    "auth_proxies", "stats_url"}. Runs until SIGINT or SIGTERM.
+    """
+    options["prohibited_words"] = tuple(options["prohibited_words"])
+    try:
+        config = SimConfig(**options)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    try:
+        asyncio.run(_run(config, ready_file))
+    except OSError as error:
+        raise click.ClickException(f"cannot listen: {error}") from error

@@ -1,0 +1,107 @@
+"""The simulator's options: one typed dataclass, shared by the CLI and the tests.
+
+Imports nothing but the standard library, so `simulator.cli` can load it at
+top level without pulling in aiohttp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from simulator.latency import parse_latency
+
+MARKUPS: tuple[str, ...] = ("data-attrs", "hidden-inputs", "script-var", "json-blob")
+MARKUP_CHOICES: tuple[str, ...] = (*MARKUPS, "random")
+
+
+@dataclass
+class SimConfig:
+    """Everything the stand-in for chatgpt.es can be told to do.
+
+    Rates are probabilities per request (0..1); a rate, quota or proxy count of
+    0 switches that behaviour off.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    """Site port; 0 picks a free one."""
+    proxy_port_base: int = 0
+    """First proxy port (then consecutive: proxies, bad-gateway, auth); 0 picks free ones."""
+
+    markup: str = "random"
+    """How the page carries the nonce: one of MARKUP_CHOICES ("random" = per request)."""
+    post_id: int = 106
+    nonce_tick_seconds: float = 43200.0
+    """WordPress's half-life of a nonce; a nonce is valid for this tick and the previous."""
+    bind_nonce_to_cookie: bool = False
+    """When on, a nonce only verifies together with the session cookie it was issued to."""
+    nonce_secret: str = "sim-nonce-salt"
+
+    stream: bool = False
+    """Answer successes as text/event-stream of OpenAI-style delta chunks."""
+    prohibited_words: tuple[str, ...] = ("forbiddenword",)
+
+    rate_per_second: float = 0.0
+    """Per-identity token-bucket refill rate for page GETs and ajax POSTs; 0 = no limit."""
+    burst: float = 5.0
+    quota: int = 0
+    """Successful answers per identity per quota window; 0 = unlimited."""
+    quota_window_seconds: float = 86400.0
+    ban_after_violations: int = 3
+    """Requests sent before Retry-After elapsed that earn a ban; 0 = never ban."""
+    ban_seconds: float = 600.0
+
+    latency: str = "fixed:0"
+    """Per-request delay in ms: "fixed:MS", "uniform:LO,HI" or "lognormal:MEDIAN,SIGMA"."""
+    fault_5xx_rate: float = 0.0
+    fault_reset_rate: float = 0.0
+    fault_nonjson_rate: float = 0.0
+    fault_slow_rate: float = 0.0
+    slow_seconds: float = 30.0
+
+    proxies: int = 0
+    bad_gateway_proxies: int = 0
+    auth_proxies: int = 0
+    proxy_credentials: str = field(default="user:secret", repr=False)
+    """user:password the auth proxies demand (kept out of repr so it is never logged)."""
+
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError for options that cannot work together."""
+        if self.markup not in MARKUP_CHOICES:
+            raise ValueError(f"markup must be one of {', '.join(MARKUP_CHOICES)}")
+        rates = {
+            "fault_5xx_rate": self.fault_5xx_rate,
+            "fault_reset_rate": self.fault_reset_rate,
+            "fault_nonjson_rate": self.fault_nonjson_rate,
+            "fault_slow_rate": self.fault_slow_rate,
+        }
+        for name, rate in rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if sum(rates.values()) > 1.0:
+            raise ValueError("fault rates must add up to at most 1")
+        parse_latency(self.latency)
+        if self.nonce_tick_seconds <= 0:
+            raise ValueError("nonce_tick_seconds must be positive")
+        if self.rate_per_second < 0 or self.quota < 0 or self.ban_after_violations < 0:
+            raise ValueError("rate_per_second, quota and ban_after_violations must be >= 0")
+        if self.rate_per_second and self.burst < 1:
+            raise ValueError("burst must be at least 1 when rate_per_second is set")
+        for name in ("proxies", "bad_gateway_proxies", "auth_proxies"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if ":" not in self.proxy_credentials:
+            raise ValueError("proxy_credentials must look like user:password")
+
+    @property
+    def proxy_user(self) -> str:
+        return self.proxy_credentials.split(":", 1)[0]
+
+    @property
+    def proxy_password(self) -> str:
+        return self.proxy_credentials.split(":", 1)[1]

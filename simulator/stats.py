@@ -1,0 +1,157 @@
+"""Counters the simulator keeps, served as JSON at ``GET /__sim/stats``.
+
+Shape (every listed key is always present; counts are integers)::
+
+    {
+      "requests": {"page": N, "ajax": N},
+      "replies": {
+        "success": N,          # answered (JSON or stream)
+        "nonce_failed": N,     # one of the three nonce wordings
+        "consent_missing": N,  # wpaicg_user_agree missing or not 1
+        "bad_request": N,      # wrong post_id or empty message
+        "prohibited": N,       # message contained a prohibited word
+        "unknown_action": N,   # body "0", HTTP 400
+        "token_limited": N,    # {"tokenLimitReached": true, ...}
+        "rate_limited": N,     # HTTP 429 (violations included)
+        "refused": N,          # HTTP 403 because the identity is banned
+        "banned": N,           # ban events (an identity just got banned)
+        "fault": N             # injected faults of any kind
+      },
+      "faults": {"5xx": N, "reset": N, "nonjson": N, "slow": N},
+      "proxy": {"bad_gateway": N, "auth_required": N, "wrong_target": N,
+                "not_absolute": N, "connect_refused": N},
+      "inflight": N, "inflight_max": N,
+      "identities": {
+        "direct" | "proxy1" | "badgw1" | "authproxy1" | ...: {
+          "page": N, "ajax": N, <every "replies" key>: N, <every "proxy" key>: N,
+          "violations": N,       # requests sent before their Retry-After elapsed
+          "bans": N,             # ban events (same as "banned" under replies)
+          "banned": bool,        # banned right now
+          "banned_until": float | null,  # epoch seconds of the clock in use
+          "inflight": N, "inflight_max": N
+        }
+      }
+    }
+
+``POST /__sim/reset`` zeroes all of it (and the per-identity limit state).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.clock import Clock
+
+REQUEST_KINDS = ("page", "ajax")
+REPLY_KINDS = (
+    "success",
+    "nonce_failed",
+    "consent_missing",
+    "bad_request",
+    "prohibited",
+    "unknown_action",
+    "token_limited",
+    "rate_limited",
+    "refused",
+    "banned",
+    "fault",
+)
+FAULT_KINDS = ("5xx", "reset", "nonjson", "slow")
+PROXY_KINDS = ("bad_gateway", "auth_required", "wrong_target", "not_absolute", "connect_refused")
+
+
+@dataclass
+class IdentityStats:
+    counts: Counter[str] = field(default_factory=Counter)
+    inflight: int = 0
+    inflight_max: int = 0
+    banned_until: float = 0.0
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        keys = (*REQUEST_KINDS, *REPLY_KINDS, *PROXY_KINDS, "violations")
+        out: dict[str, Any] = {key: self.counts[key] for key in keys}
+        out["bans"] = self.counts["banned"]
+        out["banned"] = now < self.banned_until
+        out["banned_until"] = self.banned_until or None
+        out["inflight"] = self.inflight
+        out["inflight_max"] = self.inflight_max
+        return out
+
+
+class Stats:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero every counter; requests still in flight stay counted so the gauges stay true."""
+        self.requests: Counter[str] = Counter()
+        self.replies: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.proxy: Counter[str] = Counter()
+        self.inflight: int = getattr(self, "inflight", 0)
+        self.inflight_max = self.inflight
+        old: dict[str, IdentityStats] = getattr(self, "identities", {})
+        self.identities: dict[str, IdentityStats] = {
+            name: IdentityStats(inflight=s.inflight, inflight_max=s.inflight)
+            for name, s in old.items()
+            if s.inflight
+        }
+
+    def identity(self, name: str) -> IdentityStats:
+        return self.identities.setdefault(name, IdentityStats())
+
+    def request(self, identity: str, kind: str) -> None:
+        self.requests[kind] += 1
+        self.identity(identity).counts[kind] += 1
+
+    def reply(self, identity: str, kind: str) -> None:
+        self.replies[kind] += 1
+        self.identity(identity).counts[kind] += 1
+
+    def fault(self, identity: str, kind: str) -> None:
+        self.faults[kind] += 1
+        self.reply(identity, "fault")
+
+    def proxy_error(self, identity: str, kind: str) -> None:
+        self.proxy[kind] += 1
+        self.identity(identity).counts[kind] += 1
+
+    def violation(self, identity: str) -> None:
+        self.identity(identity).counts["violations"] += 1
+
+    def ban(self, identity: str, until: float) -> None:
+        self.reply(identity, "banned")
+        self.identity(identity).banned_until = until
+
+    @contextmanager
+    def inflight_request(self, identity: str) -> Iterator[None]:
+        """Count a request as in flight, overall and for its identity, while the block runs."""
+        per_identity = self.identity(identity)
+        self.inflight += 1
+        per_identity.inflight += 1
+        self.inflight_max = max(self.inflight_max, self.inflight)
+        per_identity.inflight_max = max(per_identity.inflight_max, per_identity.inflight)
+        try:
+            yield
+        finally:
+            self.inflight -= 1
+            self.identity(identity).inflight -= 1  # looked up again: a reset may have replaced it
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self._clock.now()
+        return {
+            "requests": {key: self.requests[key] for key in REQUEST_KINDS},
+            "replies": {key: self.replies[key] for key in REPLY_KINDS},
+            "faults": {key: self.faults[key] for key in FAULT_KINDS},
+            "proxy": {key: self.proxy[key] for key in PROXY_KINDS},
+            "inflight": self.inflight,
+            "inflight_max": self.inflight_max,
+            "identities": {
+                name: stats.snapshot(now) for name, stats in sorted(self.identities.items())
+            },
+        }
