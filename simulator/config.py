@@ -35,7 +35,7 @@ class SimConfig:
     """WordPress's half-life of a nonce; a nonce is valid for this tick and the previous."""
     bind_nonce_to_cookie: bool = False
     """When on, a nonce only verifies together with the session cookie it was issued to."""
-    nonce_secret: str = "sim-nonce-salt"
+    nonce_secret: str = field(default="sim-nonce-salt", repr=False)
 
     stream: bool = False
     """Answer successes as text/event-stream of OpenAI-style delta chunks."""

@@ -120,7 +120,7 @@ async def _serve(sim: Simulator, app: web.Application, sock: socket.socket) -> i
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
     await runner.setup()
     sim._runners.append(runner)
-    await web.SockSite(runner, sock, shutdown_timeout=_SHUTDOWN_TIMEOUT).start()
+    await web.SockSite(runner, sock).start()
     port: int = sock.getsockname()[1]
     return port
 
