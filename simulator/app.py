@@ -38,7 +38,7 @@ import re
 import secrets
 import socket
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -49,6 +49,8 @@ from simulator.limits import Admission
 from simulator.nonces import CHAT_ACTION, REST_ACTION
 from simulator.pages import AJAX_PATH, CHALLENGE_PAGE, NOT_ALLOWED_TEXT
 from simulator.state import SimState
+
+Serve = Callable[[web.Request, SimState, str], Awaitable[web.StreamResponse]]
 
 STATE_KEY = web.AppKey("sim_state", SimState)
 IDENTITY_KEY = web.AppKey("sim_identity", str)
@@ -138,7 +140,7 @@ async def _delay_and_fault(
     return _html(NON_JSON_BODY)
 
 
-async def _guarded(request: web.Request, kind: str, serve: Any) -> web.StreamResponse:
+async def _guarded(request: web.Request, kind: str, serve: Serve) -> web.StreamResponse:
     """Count, admit, delay and fault one page/ajax request, then hand it to ``serve``."""
     state, identity = _context(request)
     ajax = kind == "ajax"
@@ -149,8 +151,7 @@ async def _guarded(request: web.Request, kind: str, serve: Any) -> web.StreamRes
             refusal = await _delay_and_fault(request, state, identity, ajax=ajax)
         if refusal is not None:
             return refusal
-        response: web.StreamResponse = await serve(request, state, identity)
-        return response
+        return await serve(request, state, identity)
 
 
 async def page(request: web.Request) -> web.StreamResponse:

@@ -13,6 +13,10 @@ served in-process under the port's identity instead of being forwarded.
 - ``authproxyN``: HTTP 407 with ``Proxy-Authenticate: Basic realm="sim"``
   unless ``Proxy-Authorization: Basic base64(user:password)`` matches; then
   like ``proxyN``.
+
+Every reply a proxy makes itself (400, 407, 501, 502) carries a
+``Proxy-Status: sim-proxy[; error=...]`` header (RFC 9209), so a client can
+tell a proxy's 502 from a 502 the site sent through it.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ def credentials_match(header: str | None, expected: str) -> bool:
 
 
 def _proxy_error(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    """A reply the proxy itself makes; ``Proxy-Status`` (RFC 9209) tells it from the site's."""
+    headers = {"Proxy-Status": "sim-proxy", **(headers or {})}
     response = web.Response(text=text, status=status, headers=headers)
     response.force_close()
     return response
@@ -91,7 +97,9 @@ def forward_proxy(state: SimState, identity: str, credentials: str | None = None
             return _proxy_error(400, "A proxy request needs an absolute-form target")
         if not targets_site(request.raw_path, state.site):
             stats.proxy_error(identity, "wrong_target")
-            return _proxy_error(502, BAD_GATEWAY_BODY)
+            return _proxy_error(
+                502, BAD_GATEWAY_BODY, {"Proxy-Status": "sim-proxy; error=destination_not_found"}
+            )
         response: web.StreamResponse = await handler(request)
         return response
 
@@ -105,7 +113,11 @@ def bad_gateway(state: SimState, identity: str) -> Middleware:
     async def refuse(request: web.Request, handler: Any) -> web.StreamResponse:
         state.stats.proxy_error(identity, "bad_gateway")
         response = web.Response(
-            text=BAD_GATEWAY_BODY, status=502, content_type="text/html", charset="UTF-8"
+            text=BAD_GATEWAY_BODY,
+            status=502,
+            content_type="text/html",
+            charset="UTF-8",
+            headers={"Proxy-Status": "sim-proxy; error=destination_unavailable"},
         )
         response.force_close()
         return response

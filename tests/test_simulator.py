@@ -467,6 +467,7 @@ async def test_bad_gateway_port(clock: ManualClock, http: aiohttp.ClientSession)
     async with start(clock, bad_gateway_proxies=1) as sim:
         async with http.get(sim.url + "/", proxy=sim.bad_gateway_proxy_urls[0]) as response:
             assert response.status == 502
+            assert response.headers["Proxy-Status"].startswith("sim-proxy")
         assert stats(sim)["identities"]["badgw1"]["bad_gateway"] == 1
 
 
