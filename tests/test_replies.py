@@ -152,9 +152,20 @@ def test_407_is_a_proxy_fault() -> None:
     assert isinstance(outcome, ProxyFault) and outcome.verdict is Verdict.DOWN
 
 
-def test_502_through_a_proxy_is_the_proxys_fault() -> None:
-    outcome = reply(502, "Bad Gateway", {"Content-Type": "text/html"}, via_proxy=True)
-    assert isinstance(outcome, ProxyFault)
+def test_502_made_by_the_proxy_is_the_proxys_fault() -> None:
+    headers = {"Content-Type": "text/html", "Proxy-Status": "sim-proxy; error=destination_unavailable"}
+    outcome = reply(502, "Bad Gateway", headers, via_proxy=True)
+    assert isinstance(outcome, ProxyFault) and outcome.verdict is Verdict.DOWN
+
+
+def test_squid_error_page_is_the_proxys_fault() -> None:
+    headers = {"X-Squid-Error": "ERR_CONNECT_FAIL 111"}
+    assert isinstance(reply(503, "<html>squid</html>", headers, via_proxy=True), ProxyFault)
+
+
+def test_502_from_the_site_through_a_proxy_is_not_the_proxys_fault() -> None:
+    outcome = reply(502, "<html>nginx</html>", {"Content-Type": "text/html"}, via_proxy=True)
+    assert isinstance(outcome, UpstreamHiccup) and outcome.verdict is Verdict.NONE
 
 
 def test_proxy_status_header_marks_a_proxy_generated_reply() -> None:

@@ -32,6 +32,7 @@ _REFUSAL_WORDS = ("prohibited words", "flagged")
 _BLOCK_WORDS = ("you are not allowed to access this feature",)
 _CHALLENGE_WORDS = ("just a moment", "cf-challenge", "challenge-platform", "attention required")
 _EXCERPT = 200
+_PROXY_MADE_HEADERS = {"proxy-status", "x-squid-error"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,9 @@ def classify_reply(
 ) -> Outcome:
     """Maps one reply of ``admin-ajax.php`` (or of a proxy in front of it) to its outcome."""
     lowered = {name.lower(): value for name, value in headers.items()}
-    if status == 407 or "proxy-status" in lowered:
+    # A reply the proxy made itself says so (RFC 9209 Proxy-Status, Squid's X-Squid-Error);
+    # a 5xx without that came from the site and is not the proxy's fault.
+    if status == 407 or (via_proxy and _PROXY_MADE_HEADERS & lowered.keys()):
         return ProxyFault(f"proxy answered HTTP {status}")
     if status == 429:
         retry_after = parse_retry_after(lowered.get("retry-after"), now=now)
@@ -61,8 +64,6 @@ def classify_reply(
     if status == 403:
         kind = "challenge page" if _contains(body, _CHALLENGE_WORDS) else _excerpt(body)
         return Blocked(f"blocked (HTTP {status}): {kind}")
-    if status == 502 and via_proxy:
-        return ProxyFault("proxy answered HTTP 502 Bad Gateway")
     if status >= 500:
         return UpstreamHiccup(f"site answered HTTP {status}")
     if status != 200:
