@@ -80,6 +80,11 @@ def site_session(identity: str) -> str:
     return f"{PREFIX}session:{identity}"
 
 
+def site_session_uses(identity: str) -> str:
+    """Integer: POSTs the cached session has served."""
+    return f"{PREFIX}session:{identity}:uses"
+
+
 def site_session_lock(identity: str) -> str:
     """String: held by the one worker refreshing the identity's session."""
     return f"{PREFIX}session:{identity}:lock"

@@ -1,0 +1,106 @@
+"""The worker's settings: the upstream, the proxies, the policy, the retries.
+
+Read from ``CHATGPTES_*`` variables and ``.env`` like the shared queue settings,
+passed in to whatever needs them, never read from globals deep inside.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from producer.config import QueueSettings
+from producer.redaction import redact_text
+from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION
+
+DEFAULT_RETRY_BUDGETS: dict[str, int] = {
+    "SessionStale": 3,
+    "RateLimited": 8,
+    "QuotaExceeded": 8,
+    "Blocked": 4,
+    "ProxyFault": 6,
+    "HandshakeFailed": 3,
+    "UpstreamHiccup": 4,
+    "UpstreamTimeout": 3,
+}
+
+
+class WorkerConfig(QueueSettings):
+    """Everything a worker process reads from its environment."""
+
+    upstream_url: str = Field(
+        "https://chatgpt.es", description="The chatgpt.es site (page + ajax)."
+    )
+    impersonate: str = Field("chrome", description="curl_cffi browser to impersonate.")
+    connect_timeout_seconds: float = Field(10.0, gt=0, description="Connect timeout per request.")
+    request_timeout_seconds: float = Field(60.0, gt=0, description="Whole-request timeout.")
+    language_instruction: str = Field(
+        DEFAULT_LANGUAGE_INSTRUCTION,
+        description="Text put before every prompt; empty turns it off.",
+    )
+
+    proxies: str = Field(
+        "", description="Comma-separated proxy URLs (http, https, socks5, socks5h)."
+    )
+    proxies_file: Path | None = Field(
+        None, description="File of proxy URLs, one a line, '#' comments; reloaded when it changes."
+    )
+    proxy_max_inflight: int = Field(4, ge=1, description="Default in-flight cap per proxy.")
+    proxy_rate_per_second: float = Field(
+        1.0, ge=0, description="Default request rate per proxy (0 = unlimited)."
+    )
+    proxy_burst: int = Field(2, ge=1, description="Requests a proxy may send back to back.")
+    fleet_max_inflight: int = Field(64, ge=1, description="In-flight cap across all workers.")
+    max_jobs: int = Field(
+        32, ge=1, description="Jobs one worker process runs at once (arq max_jobs)."
+    )
+
+    lease_ttl_seconds: float = Field(
+        90.0, gt=0, description="A lease expires by itself after this (its holder died)."
+    )
+    lease_wait_seconds: float = Field(
+        2.0, ge=0, description="How long a job waits for capacity before it is deferred."
+    )
+    capacity_wait_limit_seconds: float = Field(
+        24 * 3600, gt=0, description="A job still finding no capacity after this fails."
+    )
+    session_ttl_seconds: float = Field(
+        6 * 3600, gt=0, description="Site session lifetime; keep it below the nonce's 12-24 h."
+    )
+    session_max_uses: int = Field(1000, ge=1, description="POSTs one site session may serve.")
+    cooldown_base_seconds: float = Field(
+        2.0, gt=0, description="First cooldown of a failing proxy."
+    )
+    cooldown_cap_seconds: float = Field(1800.0, gt=0, description="Longest backoff cooldown.")
+    block_cooldown_seconds: float = Field(300.0, gt=0, description="Rest after a 403/block.")
+    quota_cooldown_seconds: float = Field(3600.0, gt=0, description="Rest after tokenLimitReached.")
+
+    retry_budgets: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_RETRY_BUDGETS),
+        description="Attempts allowed per error class (JSON object), merged over the defaults.",
+    )
+    backoff_base_seconds: float = Field(1.0, gt=0, description="First backoff after a hiccup.")
+    backoff_cap_seconds: float = Field(60.0, gt=0, description="Longest backoff after a hiccup.")
+
+    job_timeout_seconds: float = Field(300.0, gt=0, description="Longest one job may run.")
+    shutdown_grace_seconds: int = Field(
+        30, ge=0, description="On SIGTERM running jobs get this long to finish."
+    )
+    poll_delay_seconds: float = Field(0.05, gt=0, description="arq poll delay when idle.")
+    http_sessions_max: int = Field(
+        64, ge=1, description="curl sessions a worker keeps (one a proxy)."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="Log rendering; auto = console on a terminal, else JSON."
+    )
+    log_level: str = Field("INFO", description="Lowest log level written.")
+
+    def budget_for(self, error_kind: str) -> int:
+        return {**DEFAULT_RETRY_BUDGETS, **self.retry_budgets}.get(error_kind, 0)
+
+    def describe(self) -> dict[str, str]:
+        described = super().describe()
+        described["proxies"] = redact_text(self.proxies)
+        return described
