@@ -4,7 +4,6 @@ import io
 import json
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -434,14 +433,6 @@ def test_dash_reads_a_text_only_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("[]\n"))
     with pytest.raises(InputFileError, match="1 bad line in <stdin>"):
         read_prompt_file("-", **LIMITS)
-
-
-def test_100k_lines_validate_quickly() -> None:
-    line = json.dumps({"messages": [{"role": "system", "content": "be brief"}, *USER_HI]})
-    started = time.perf_counter()
-    prompts = parse_prompt_lines([line] * 100_000, **LIMITS)
-    assert len(prompts) == 100_000
-    assert time.perf_counter() - started < 10  # ~2 s measured; loose for slow CI machines
 
 
 @pytest.mark.parametrize(
