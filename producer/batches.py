@@ -23,11 +23,12 @@ STATES = ("running", "waiting", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 CHUNK = 1000
 
-# Removes a job from arq's queue unless a worker holds it; atomic per job.
+# Removes a job from arq's queue unless a worker holds it or it already has a result;
+# atomic per job. ARGV: in-progress prefix, job prefix, result prefix, then job IDs.
 _CLAIM_QUEUED = """
 local claimed = {}
 for i, job_id in ipairs(ARGV) do
-  if i > 2 and redis.call('EXISTS', ARGV[1] .. job_id) == 0
+  if i > 3 and redis.call('EXISTS', ARGV[1] .. job_id, ARGV[3] .. job_id) == 0
      and redis.call('ZREM', KEYS[1], job_id) == 1 then
     redis.call('DEL', ARGV[2] .. job_id)
     claimed[#claimed + 1] = job_id
@@ -167,7 +168,8 @@ class BatchStore:
         for start in range(0, len(job_ids), CHUNK):
             chunk = job_ids[start : start + CHUNK]
             claimed = await script(
-                keys=[self.queue_name], args=[keys.arq_in_progress(""), keys.arq_job(""), *chunk]
+                keys=[self.queue_name],
+                args=[keys.arq_in_progress(""), keys.arq_job(""), keys.result(""), *chunk],
             )
             for job_id in map(_text, claimed):
                 request = await self.request(batch_id, job_id)

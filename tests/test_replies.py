@@ -153,7 +153,10 @@ def test_407_is_a_proxy_fault() -> None:
 
 
 def test_502_made_by_the_proxy_is_the_proxys_fault() -> None:
-    headers = {"Content-Type": "text/html", "Proxy-Status": "sim-proxy; error=destination_unavailable"}
+    headers = {
+        "Content-Type": "text/html",
+        "Proxy-Status": "sim-proxy; error=destination_unavailable",
+    }
     outcome = reply(502, "Bad Gateway", headers, via_proxy=True)
     assert isinstance(outcome, ProxyFault) and outcome.verdict is Verdict.DOWN
 

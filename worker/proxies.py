@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import structlog
+
 from producer.redaction import redact_url
+
+log = structlog.get_logger("chatgptes.proxies")
 
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 DIRECT = "direct"
@@ -119,10 +123,23 @@ class ProxyPool:
         return self._identities
 
     def reload(self) -> bool:
-        """Reads the sources again; True if they changed. A bad file keeps the old pool."""
-        mtime = self._mtime()
-        if self._identities and mtime == self._file_mtime:
+        """Reads the sources again if the file changed; True if the pool changed.
+
+        A bad file at start-up raises; a bad edit later is logged and the old pool kept.
+        """
+        try:
+            mtime = self._mtime()
+            if self._identities and mtime == self._file_mtime:
+                return False
+            return self._load(mtime)
+        except (ProxyConfigError, OSError) as error:
+            if not self._identities:
+                raise
+            self._file_mtime = self._mtime_or_none()
+            log.error("proxies.reload_failed", error=str(error), kept=len(self._identities))
             return False
+
+    def _load(self, mtime: float | None) -> bool:
         lines = [
             (f"CHATGPTES_PROXIES item {n}", item)
             for n, item in enumerate(self._setting.split(","), 1)
@@ -138,6 +155,12 @@ class ProxyPool:
         changed = identities != self._identities
         self._identities, self._file_mtime = identities, mtime
         return changed
+
+    def _mtime_or_none(self) -> float | None:
+        try:
+            return self._mtime()
+        except ProxyConfigError:
+            return None
 
     def _mtime(self) -> float | None:
         if self._file is None:

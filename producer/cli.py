@@ -1,0 +1,246 @@
+"""``chatgptes``: enqueue batch prompts, follow them, read results, run workers.
+
+Exit codes: 0 success, 1 an operational error (Redis unreachable, no such batch),
+2 bad input or usage (nothing was enqueued), 3 ``wait`` timed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+import click
+from redis.exceptions import RedisError
+
+from producer.api import BatchNotFound, BatchQueue, JobNotFound, JobState
+from producer.config import QueueSettings
+from producer.formats import FORMATS
+from producer.inputs import InputFileError
+from producer.progress import enqueue_progress, wait_progress
+from producer.redaction import redact_text, redact_url
+from simulator.cli import sim
+
+T = TypeVar("T")
+EXIT_ERROR, EXIT_BAD_INPUT, EXIT_TIMEOUT = 1, 2, 3
+
+
+def _run(make: Callable[[BatchQueue], Awaitable[T]]) -> T:
+    """Runs one async operation against Redis; known failures become clear exits."""
+    settings = QueueSettings()
+
+    async def main() -> T:
+        async with BatchQueue.connect(settings) as queue:
+            return await make(queue)
+
+    try:
+        return asyncio.run(main())
+    except (BatchNotFound, JobNotFound) as error:
+        _fail(str(error), EXIT_ERROR)
+    except RedisError as error:
+        _fail(f"Redis at {redact_url(settings.redis_url)}: {redact_text(str(error))}", EXIT_ERROR)
+
+
+def _fail(message: str, code: int) -> Any:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Batch prompts for chatgpt.es through Redis and arq workers."""
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--batch-id", help="Name the batch (1-64 of A-Z a-z 0-9 _ -); default random.")
+@click.option("--model", help="Use this model for every line (gpt-4, gpt-4o, gpt-4o-mini).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"batch_id": ..., "jobs": N}.')
+def enqueue(file: str, batch_id: str | None, model: str | None, as_json: bool) -> None:
+    """Validate FILE (JSONL, or - for stdin) whole, then enqueue it as one batch."""
+
+    async def go(queue: BatchQueue) -> Any:
+        with enqueue_progress() as progress:
+            return await queue.enqueue_file(file, batch_id=batch_id, model=model, progress=progress)
+
+    try:
+        batch = _run(go)
+    except InputFileError as error:
+        _fail(f"{error}\nnothing was enqueued", EXIT_BAD_INPUT)
+    except (ValueError, OSError) as error:
+        _fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
+    if as_json:
+        _echo_json({"batch_id": batch.batch_id, "jobs": batch.jobs})
+    else:
+        click.echo(batch.batch_id)
+        click.echo(f"enqueued {batch.jobs} prompts", err=True)
+
+
+@main.command()
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(batch_id: str, as_json: bool) -> None:
+    """Show a batch's progress and what the shared policy is doing."""
+    from producer.fleet import fleet_health, policy_events
+
+    async def go(queue: BatchQueue) -> Any:
+        return (
+            await queue.status(batch_id),
+            await fleet_health(queue.redis),
+            await policy_events(queue.redis),
+        )
+
+    batch, identities, events = _run(go)
+    if as_json:
+        _echo_json(
+            {
+                **batch.model_dump(),
+                "identities": [asdict(identity) for identity in identities],
+                "policy_events": events,
+            }
+        )
+        return
+    click.echo(
+        f"batch {batch.batch_id}: {batch.finished}/{batch.total} finished "
+        f"({batch.succeeded} succeeded, {batch.failed} failed, {batch.cancelled} cancelled), "
+        f"{batch.in_progress} in progress, {batch.queued} queued"
+        + (f" ({batch.waiting} waiting for capacity)" if batch.waiting else "")
+        + (" — done" if batch.done else "")
+    )
+    for identity in identities:
+        cooling = (
+            f", cooling {identity.cooling_for:.0f}s after {identity.reason}"
+            if identity.cooling_for > 0
+            else ""
+        )
+        click.echo(
+            f"  {identity.name}: {identity.inflight} in flight, penalty {identity.penalty:.2f}, "
+            f"{identity.successes} ok / {identity.failures} failed{cooling}"
+        )
+    if events:
+        click.echo("  policy: " + ", ".join(f"{name}={count}" for name, count in events.items()))
+
+
+@main.command()
+@click.argument("batch_id")
+@click.option("--timeout", type=float, help="Give up after this many seconds (exit 3).")
+def wait(batch_id: str, timeout: float | None) -> None:
+    """Wait for a batch to finish, with a live progress bar."""
+
+    async def go(queue: BatchQueue) -> Any:
+        with wait_progress(batch_id) as on_status:
+            return await queue.wait(batch_id, timeout=timeout, on_status=on_status)
+
+    try:
+        done = _run(go)
+    except TimeoutError as error:
+        _fail(str(error), EXIT_TIMEOUT)
+    click.echo(
+        f"batch {batch_id} done: {done.succeeded} succeeded, {done.failed} failed, "
+        f"{done.cancelled} cancelled",
+        err=True,
+    )
+
+
+@main.command()
+@click.argument("batch_id")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="Write here (default -).")
+@click.option(
+    "--format", "fmt", type=click.Choice(sorted(FORMATS)), default="native", show_default=True
+)
+@click.option("--follow", is_flag=True, help="Keep streaming results as jobs finish.")
+def results(batch_id: str, output: Any, fmt: str, follow: bool) -> None:
+    """Write the batch's results as JSONL, one line per job, in input order."""
+    render = FORMATS[fmt]
+
+    async def go(queue: BatchQueue) -> int:
+        count = 0
+        async for result in queue.iter_results(batch_id, follow=follow):
+            output.write(render(result) + "\n")
+            output.flush()
+            count += 1
+        return count
+
+    count = _run(go)
+    click.echo(f"{count} results written", err=True)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def job(job_id: str, as_json: bool) -> None:
+    """Show one job: its result, or where it is."""
+
+    async def go(queue: BatchQueue) -> Any:
+        return await queue.job(job_id)
+
+    found = _run(go)
+    data = asdict(found) if isinstance(found, JobState) else found.model_dump(mode="json")
+    if as_json:
+        _echo_json(data)
+    else:
+        for name, value in data.items():
+            click.echo(f"{name}: {value}")
+
+
+@main.command()
+@click.argument("batch_id")
+def cancel(batch_id: str) -> None:
+    """Cancel a batch's queued jobs; running ones finish."""
+    count = _run(lambda queue: queue.cancel(batch_id))
+    click.echo(f"cancelled {count} queued jobs of {batch_id}")
+
+
+@main.command()
+@click.argument("batch_id")
+def retry(batch_id: str) -> None:
+    """Enqueue a batch's failed jobs again."""
+    count = _run(lambda queue: queue.retry(batch_id))
+    click.echo(f"re-enqueued {count} failed jobs of {batch_id}")
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--max-jobs", type=click.IntRange(min=1), help="Jobs this process runs at once.")
+def worker(burst: bool, max_jobs: int | None) -> None:
+    """Run an arq worker (also: arq worker.jobs.WorkerSettings)."""
+    from worker.config import WorkerConfig
+    from worker.jobs import run_worker
+
+    run_worker(WorkerConfig(), burst=burst, max_jobs=max_jobs)
+
+
+@main.command()
+def config() -> None:
+    """List every setting with its current value (secrets masked) and what it does."""
+    from worker.config import WorkerConfig
+
+    current = WorkerConfig()
+    described = current.describe()
+    for name, field in WorkerConfig.model_fields.items():
+        click.echo(f"CHATGPTES_{name.upper()}={described[name]}")
+        click.echo(f"    {field.description}")
+
+
+@main.command()
+@click.option("--prompts", type=int, default=40, show_default=True, help="Sample batch size.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.")
+def demo(prompts: int, workers: int) -> None:
+    """Run the whole story offline: Redis, the simulator, workers, a batch, its results."""
+    from producer.demo import run_demo
+
+    sys.exit(run_demo(prompts=prompts, workers=workers))
+
+
+main.add_command(sim)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Progress bars (rich) for the terminal; silent when stderr is not a terminal."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from producer.models import BatchStatus
+
+
+def _bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@contextmanager
+def enqueue_progress() -> Iterator[Callable[[int], None] | None]:
+    """A callback counting enqueued prompts, or None off a terminal."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    with _bar(console) as bar:
+        task = bar.add_task("enqueue", total=None, detail="")
+        yield lambda done: bar.update(task, completed=done)
+
+
+@contextmanager
+def wait_progress(batch_id: str) -> Iterator[Callable[[BatchStatus], None]]:
+    """A callback showing each polled status: a live bar on a terminal, else a line a change."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        last: list[str] = []
+
+        def print_line(status: BatchStatus) -> None:
+            line = _summary(status)
+            if not last or last[-1] != line:
+                last.append(line)
+                print(f"{batch_id}: {status.finished}/{status.total} {line}", file=sys.stderr)
+
+        yield print_line
+        return
+    with _bar(console) as bar:
+        task = bar.add_task(batch_id, total=None, detail="")
+
+        def update(status: BatchStatus) -> None:
+            bar.update(task, total=status.total, completed=status.finished, detail=_summary(status))
+
+        yield update
+
+
+def _summary(status: BatchStatus) -> str:
+    parts = [f"ok {status.succeeded}", f"failed {status.failed}", f"running {status.in_progress}"]
+    if status.waiting:
+        parts.append(f"waiting for capacity {status.waiting}")
+    if status.cancelled:
+        parts.append(f"cancelled {status.cancelled}")
+    return ", ".join(parts)
