@@ -1,0 +1,180 @@
+"""The exchange client against the simulator, over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from producer.models import Message
+from simulator import ManualClock, SimConfig, run_simulator
+from tests.processes import free_port
+from worker.client import ChatGptEsClient, ClientOptions, open_http_session
+from worker.errors import (
+    ConsentMissing,
+    ContentRefused,
+    ProxyFault,
+    RateLimited,
+    SessionStale,
+    UnknownModel,
+    UpstreamHiccup,
+    UpstreamTimeout,
+)
+from worker.sessions import SiteSession
+
+HELLO = (Message(role="user", content="Hello there"),)
+
+
+@asynccontextmanager
+async def site(**options: object) -> AsyncIterator[tuple[object, ChatGptEsClient]]:
+    clock = options.pop("clock", None)
+    async with run_simulator(SimConfig(**options), clock=clock) as sim:
+        client = ChatGptEsClient(
+            ClientOptions(base_url=sim.url, connect_timeout=2, request_timeout=5)
+        )
+        yield sim, client
+
+
+async def exchange(client: ChatGptEsClient, proxy: str | None = None, messages=HELLO) -> str:
+    async with open_http_session(client.options, proxy) as http:
+        session = await client.handshake(http)
+        return await client.ask(http, session, messages, "gpt-4o")
+
+
+@pytest.mark.parametrize("markup", ["data-attrs", "hidden-inputs", "script-var", "json-blob"])
+async def test_direct_exchange_in_every_markup(markup: str) -> None:
+    async with site(markup=markup) as (_sim, client):
+        answer = await exchange(client)
+    assert answer.startswith("Echo: Your default language is English.")
+    assert answer.endswith("User input: Hello there")
+
+
+async def test_handshake_keeps_the_page_cookie_and_sends_it_back() -> None:
+    async with site(bind_nonce_to_cookie=True) as (_sim, client):
+        async with open_http_session(client.options) as http:
+            session = await client.handshake(http)
+            assert "wpaicg_session" in session.cookies
+            assert await client.ask(http, session, HELLO, "gpt-4o")
+            # Without the cookie the bound nonce is refused: the cookie really travels.
+            cookieless = SiteSession(nonce=session.nonce, post_id=session.post_id)
+            with pytest.raises(SessionStale):
+                await client.ask(http, cookieless, HELLO, "gpt-4o")
+
+
+async def test_session_is_reused_for_many_posts() -> None:
+    async with site() as (sim, client):
+        async with open_http_session(client.options) as http:
+            session = await client.handshake(http)
+            for _ in range(5):
+                await client.ask(http, session, HELLO, "gpt-4o")
+        stats = sim.stats.snapshot()
+    assert (stats["requests"]["page"], stats["requests"]["ajax"]) == (1, 5)
+
+
+async def test_via_a_proxy_port_the_site_sees_the_proxy_identity() -> None:
+    async with site(proxies=1) as (sim, client):
+        assert (await exchange(client, sim.proxy_urls[0])).endswith("Hello there")
+        identities = sim.stats.snapshot()["identities"]
+    assert identities["proxy1"]["ajax"] == 1 and "direct" not in identities
+
+
+async def test_via_an_authenticating_proxy() -> None:
+    async with site(auth_proxies=1) as (sim, client):
+        assert (await exchange(client, sim.auth_proxy_urls[0])).endswith("Hello there")
+        wrong = sim.auth_proxy_urls[0].replace(":secret@", ":wrong@")
+        with pytest.raises(ProxyFault, match="407") as caught:
+            await exchange(client, wrong)
+    assert "wrong" not in str(caught.value) and "secret" not in str(caught.value)
+
+
+async def test_bad_gateway_proxy_is_a_proxy_fault() -> None:
+    async with site(bad_gateway_proxies=1) as (sim, client):
+        with pytest.raises(ProxyFault, match="502"):
+            await exchange(client, sim.bad_gateway_proxy_urls[0])
+
+
+async def test_dead_proxy_is_a_proxy_fault() -> None:
+    async with site() as (_sim, client):
+        with pytest.raises(ProxyFault, match="proxy failed"):
+            await exchange(client, f"http://user:pw@127.0.0.1:{free_port()}")
+
+
+async def test_streaming_mode_is_joined_into_one_answer() -> None:
+    async with site(stream=True) as (_sim, client):
+        answer = await exchange(client)
+    assert answer.startswith("Echo: ") and answer.endswith("User input: Hello there")
+
+
+async def test_expired_nonce_is_session_stale() -> None:
+    clock = ManualClock()
+    async with site(clock=clock, nonce_tick_seconds=100) as (_sim, client):
+        async with open_http_session(client.options) as http:
+            session = await client.handshake(http)
+            clock.advance(250)  # past two ticks, as WordPress nonces expire
+            with pytest.raises(SessionStale, match="nonce rejected"):
+                await client.ask(http, session, HELLO, "gpt-4o")
+
+
+async def test_rate_limit_gives_retry_after() -> None:
+    async with site(rate_per_second=0.001, burst=1, ban_after_violations=0) as (_sim, client):
+        async with open_http_session(client.options) as http:
+            session = await client.handshake(http)
+            with pytest.raises(RateLimited) as caught:
+                await client.ask(http, session, HELLO, "gpt-4o")
+    assert caught.value.retry_after is not None and caught.value.retry_after >= 1
+
+
+async def test_consent_and_refusal_are_permanent() -> None:
+    async with site() as (_sim, client):
+        with pytest.raises(ContentRefused):
+            await exchange(client, messages=(Message(role="user", content="a forbiddenword here"),))
+        async with open_http_session(client.options) as http:
+            session = await client.handshake(http)
+            fields = client.form_fields(session, "hi")
+            del fields["wpaicg_user_agree"]
+            response = await http.post(client.ajax_url, data=fields, cookies=session.cookies)
+            from worker.replies import classify_reply
+
+            outcome = classify_reply(response.status_code, dict(response.headers), response.text)
+    assert isinstance(outcome, ConsentMissing)
+
+
+async def test_unknown_model_is_refused_naming_the_valid_ones() -> None:
+    async with site() as (_sim, client), open_http_session(client.options) as http:
+        session = await client.handshake(http)
+        with pytest.raises(UnknownModel, match="gpt-4, gpt-4o, gpt-4o-mini"):
+            await client.ask(http, session, HELLO, "gpt-5")
+
+
+async def test_site_faults_are_hiccups() -> None:
+    async with site(fault_nonjson_rate=1.0) as (sim, client):
+        with pytest.raises(UpstreamHiccup, match="not JSON"):
+            await exchange(client)
+    async with site(fault_reset_rate=1.0) as (_sim, client):
+        with pytest.raises(UpstreamHiccup):
+            await exchange(client)
+
+
+async def test_slow_reply_times_out() -> None:
+    async with run_simulator(SimConfig(fault_slow_rate=1.0, slow_seconds=30)) as sim:
+        client = ChatGptEsClient(
+            ClientOptions(base_url=sim.url, connect_timeout=1, request_timeout=1.5)
+        )
+        with pytest.raises(UpstreamTimeout, match="timed out"):
+            await exchange(client)
+
+
+async def test_fifty_concurrent_exchanges_overlap() -> None:
+    async with site(latency="fixed:100") as (sim, client):
+        async with open_http_session(client.options) as http:
+            session = await client.handshake(http)
+            prompts = [(Message(role="user", content=f"prompt {n}"),) for n in range(50)]
+            answers = await asyncio.gather(
+                *(client.ask(http, session, p, "gpt-4o") for p in prompts)
+            )
+        stats = sim.stats.snapshot()
+    assert [a.rsplit(" ", 1)[-1] for a in answers] == [str(n) for n in range(50)]
+    assert stats["inflight_max"] > 1
+    assert stats["requests"]["ajax"] == 50
