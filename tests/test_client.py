@@ -52,23 +52,27 @@ async def test_direct_exchange_in_every_markup(markup: str) -> None:
 
 
 async def test_handshake_keeps_the_page_cookie_and_sends_it_back() -> None:
-    async with site(bind_nonce_to_cookie=True) as (_sim, client):
-        async with open_http_session(client.options) as http:
-            session = await client.handshake(http)
-            assert "wpaicg_session" in session.cookies
-            assert await client.ask(http, session, HELLO, "gpt-4o")
-            # Without the cookie the bound nonce is refused: the cookie really travels.
-            cookieless = SiteSession(nonce=session.nonce, post_id=session.post_id)
-            with pytest.raises(SessionStale):
-                await client.ask(http, cookieless, HELLO, "gpt-4o")
+    async with (
+        site(bind_nonce_to_cookie=True) as (_sim, client),
+        open_http_session(client.options) as http,
+    ):
+        session = await client.handshake(http)
+        assert "wpaicg_session" in session.cookies
+        assert await client.ask(http, session, HELLO, "gpt-4o")
+        # Without the cookie the bound nonce is refused: the cookie really travels.
+        cookieless = SiteSession(nonce=session.nonce, post_id=session.post_id)
+        with pytest.raises(SessionStale):
+            await client.ask(http, cookieless, HELLO, "gpt-4o")
 
 
 async def test_session_is_reused_for_many_posts() -> None:
-    async with site() as (sim, client):
-        async with open_http_session(client.options) as http:
-            session = await client.handshake(http)
-            for _ in range(5):
-                await client.ask(http, session, HELLO, "gpt-4o")
+    async with (
+        site() as (sim, client),
+        open_http_session(client.options) as http,
+    ):
+        session = await client.handshake(http)
+        for _ in range(5):
+            await client.ask(http, session, HELLO, "gpt-4o")
         stats = sim.stats.snapshot()
     assert (stats["requests"]["page"], stats["requests"]["ajax"]) == (1, 5)
 
@@ -109,20 +113,24 @@ async def test_streaming_mode_is_joined_into_one_answer() -> None:
 
 async def test_expired_nonce_is_session_stale() -> None:
     clock = ManualClock()
-    async with site(clock=clock, nonce_tick_seconds=100) as (_sim, client):
-        async with open_http_session(client.options) as http:
-            session = await client.handshake(http)
-            clock.advance(250)  # past two ticks, as WordPress nonces expire
-            with pytest.raises(SessionStale, match="nonce rejected"):
-                await client.ask(http, session, HELLO, "gpt-4o")
+    async with (
+        site(clock=clock, nonce_tick_seconds=100) as (_sim, client),
+        open_http_session(client.options) as http,
+    ):
+        session = await client.handshake(http)
+        clock.advance(250)  # past two ticks, as WordPress nonces expire
+        with pytest.raises(SessionStale, match="nonce rejected"):
+            await client.ask(http, session, HELLO, "gpt-4o")
 
 
 async def test_rate_limit_gives_retry_after() -> None:
-    async with site(rate_per_second=0.001, burst=1, ban_after_violations=0) as (_sim, client):
-        async with open_http_session(client.options) as http:
-            session = await client.handshake(http)
-            with pytest.raises(RateLimited) as caught:
-                await client.ask(http, session, HELLO, "gpt-4o")
+    async with (
+        site(rate_per_second=0.001, burst=1, ban_after_violations=0) as (_sim, client),
+        open_http_session(client.options) as http,
+    ):
+        session = await client.handshake(http)
+        with pytest.raises(RateLimited) as caught:
+            await client.ask(http, session, HELLO, "gpt-4o")
     assert caught.value.retry_after is not None and caught.value.retry_after >= 1
 
 
@@ -149,7 +157,7 @@ async def test_unknown_model_is_refused_naming_the_valid_ones() -> None:
 
 
 async def test_site_faults_are_hiccups() -> None:
-    async with site(fault_nonjson_rate=1.0) as (sim, client):
+    async with site(fault_nonjson_rate=1.0) as (_sim, client):
         with pytest.raises(UpstreamHiccup, match="not JSON"):
             await exchange(client)
     async with site(fault_reset_rate=1.0) as (_sim, client):
@@ -167,13 +175,13 @@ async def test_slow_reply_times_out() -> None:
 
 
 async def test_fifty_concurrent_exchanges_overlap() -> None:
-    async with site(latency="fixed:100") as (sim, client):
-        async with open_http_session(client.options) as http:
-            session = await client.handshake(http)
-            prompts = [(Message(role="user", content=f"prompt {n}"),) for n in range(50)]
-            answers = await asyncio.gather(
-                *(client.ask(http, session, p, "gpt-4o") for p in prompts)
-            )
+    async with (
+        site(latency="fixed:100") as (sim, client),
+        open_http_session(client.options) as http,
+    ):
+        session = await client.handshake(http)
+        prompts = [(Message(role="user", content=f"prompt {n}"),) for n in range(50)]
+        answers = await asyncio.gather(*(client.ask(http, session, p, "gpt-4o") for p in prompts))
         stats = sim.stats.snapshot()
     assert [a.rsplit(" ", 1)[-1] for a in answers] == [str(n) for n in range(50)]
     assert stats["inflight_max"] > 1
