@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 from arq import func
 from arq.connections import RedisSettings
+from redis.asyncio import Redis
 
 from producer.batches import JOB_FUNCTION, BatchStore, json_dumps
 from producer.models import JobPayload
@@ -37,9 +38,8 @@ async def run_prompts(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str,
     return {"prompts": len(job.prompts)}
 
 
-async def startup(ctx: dict[str, Any]) -> None:
-    config: WorkerConfig = ctx["config"]
-    redis = ctx["redis"]
+def build_runner(config: WorkerConfig, redis: Redis) -> PromptRunner:
+    """The runner with its policy, client and curl sessions, as one worker process uses it."""
     options = ClientOptions(
         base_url=config.upstream_url,
         impersonate=config.impersonate,
@@ -51,10 +51,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     defaults = ProxyDefaults(
         config.proxy_max_inflight, config.proxy_rate_per_second, config.proxy_burst
     )
-    pool = ProxyPool(config.proxies, config.proxies_file, defaults)
     policy = Policy(
         config=config,
-        pool=pool,
+        pool=ProxyPool(config.proxies, config.proxies_file, defaults),
         leases=LeaseBook(
             redis,
             fleet_cap=config.fleet_max_inflight,
@@ -70,22 +69,27 @@ async def startup(ctx: dict[str, Any]) -> None:
             wait_seconds=config.request_timeout_seconds,
         ),
     )
-    http = HttpSessions(options, config.http_sessions_max)
     batches = BatchStore(redis, queue_name=config.queue_name, ttl_seconds=config.result_ttl_seconds)
-    ctx["http"] = http
-    ctx["runner"] = PromptRunner(redis, batches, policy, ChatGptEsClient(options), http)
+    http = HttpSessions(options, config.http_sessions_max)
+    return PromptRunner(redis, batches, policy, ChatGptEsClient(options), http)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    config: WorkerConfig = ctx["config"]
+    runner = build_runner(config, ctx["redis"])
+    ctx["runner"] = runner
     log.info(
         "worker.started",
         upstream=config.upstream_url,
-        identities=[identity.shown for identity in pool.identities],
+        identities=[identity.shown for identity in runner.policy.pool.identities],
         max_jobs=config.max_jobs,
         fleet_max_inflight=config.fleet_max_inflight,
     )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    if "http" in ctx:
-        await ctx["http"].close()
+    if "runner" in ctx:
+        await ctx["runner"].http.close()
     log.info("worker.stopped")
 
 
