@@ -73,3 +73,81 @@ async def real_redis(redis_server: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+class Fleet:
+    """The simulator and worker processes of one end-to-end test; all stopped at teardown."""
+
+    def __init__(self, tmp: Path, redis_url: str) -> None:
+        self.tmp = tmp
+        self.redis_url = redis_url
+        self.queue_name = f"e2e:{tmp.name}"
+        self.processes: list[subprocess.Popen] = []
+        self.sim: dict = {}
+
+    def start_simulator(self, *options: str) -> dict:
+        from tests.processes import start_simulator
+
+        process, self.sim = start_simulator(self.tmp, *options)
+        self.processes.append(process)
+        return self.sim
+
+    def env(self, **settings: object) -> dict[str, str]:
+        env = {
+            "CHATGPTES_REDIS_URL": self.redis_url,
+            "CHATGPTES_QUEUE_NAME": self.queue_name,
+            "CHATGPTES_LOG_FORMAT": "json",
+        }
+        if self.sim:
+            env["CHATGPTES_UPSTREAM_URL"] = self.sim["url"]
+        env.update({f"CHATGPTES_{k.upper()}": str(v) for k, v in settings.items()})
+        return env
+
+    def start_workers(self, count: int, **settings: object) -> None:
+        from tests.processes import chatgptes, start
+
+        for n in range(count):
+            log = self.tmp / f"worker{len(self.processes)}-{n}.log"
+            self.processes.append(start(chatgptes("worker"), env=self.env(**settings), log=log))
+
+    def cli(
+        self, *args: str, input: str | None = None, **settings: object
+    ) -> subprocess.CompletedProcess:
+        from tests.processes import chatgptes
+
+        return subprocess.run(
+            chatgptes(*args),
+            env={**os.environ, **self.env(**settings)},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def sim_stats(self) -> dict:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(self.sim["stats_url"], timeout=5) as reply:
+            return json.load(reply)
+
+    def worker_logs(self) -> str:
+        return "".join(p.read_text() for p in sorted(self.tmp.glob("worker*.log")))
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            stop_process(process)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, redis_server: str) -> Iterator[Fleet]:
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    client.flushdb()
+    client.close()
+    running = Fleet(tmp_path, redis_server)
+    try:
+        yield running
+    finally:
+        running.stop()

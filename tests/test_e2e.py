@@ -1,0 +1,126 @@
+"""The whole path: a real Redis, the simulator process, two `chatgptes worker` processes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from tests.processes import wait_until
+
+pytestmark = pytest.mark.e2e
+PROMPTS = 300
+
+
+def prompts_file(tmp_path, count: int) -> str:
+    path = tmp_path / "prompts.jsonl"
+    lines = []
+    for n in range(count):
+        if n % 3 == 0:  # OpenAI Batch API lines work unchanged
+            body = {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": f"question {n}"}],
+            }
+            lines.append(
+                {
+                    "custom_id": f"c{n}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": body,
+                }
+            )
+        else:
+            lines.append(
+                {"custom_id": f"c{n}", "messages": [{"role": "user", "content": f"question {n}"}]}
+            )
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return str(path)
+
+
+def test_batch_end_to_end_with_two_workers(fleet, tmp_path) -> None:
+    fleet.start_simulator("--latency", "uniform:5,30", "--markup", "random")
+    fleet.start_workers(2, proxy_rate_per_second=0, max_jobs=16)
+    enqueued = fleet.cli("enqueue", prompts_file(tmp_path, PROMPTS), "--json")
+    assert enqueued.returncode == 0, enqueued.stderr
+    batch = json.loads(enqueued.stdout)
+    assert batch["jobs"] == PROMPTS
+
+    waited = fleet.cli("wait", batch["batch_id"], "--timeout", "120")
+    assert waited.returncode == 0, waited.stderr + fleet.worker_logs()[-3000:]
+
+    out = tmp_path / "results.jsonl"
+    written = fleet.cli("results", batch["batch_id"], "-o", str(out))
+    assert written.returncode == 0, written.stderr
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["custom_id"] for r in results] == [f"c{n}" for n in range(PROMPTS)]
+    for n, result in enumerate(results):
+        assert result["status"] == "succeeded", result
+        assert result["content"].endswith(f"User input: question {n}")
+        assert result["model"] == ("gpt-4o-mini" if n % 3 == 0 else "gpt-4o")
+        assert result["job_id"] == f"{batch['batch_id']}.{n}"
+
+    status = json.loads(fleet.cli("status", batch["batch_id"], "--json").stdout)
+    assert (status["total"], status["succeeded"], status["done"]) == (PROMPTS, PROMPTS, True)
+
+    stats = fleet.sim_stats()
+    assert stats["requests"]["ajax"] == PROMPTS
+    # Sessions are shared by the workers: one page GET, not one per prompt or per worker.
+    assert stats["requests"]["page"] <= 2
+    assert stats["inflight_max"] > 1
+
+    openai = fleet.cli("results", batch["batch_id"], "--format", "openai")
+    first = json.loads(openai.stdout.splitlines()[0])
+    assert first["custom_id"] == "c0" and first["response"]["status_code"] == 200
+    assert first["response"]["body"]["choices"][0]["message"]["content"].endswith("question 0")
+
+
+def test_a_file_with_one_bad_line_enqueues_nothing(fleet, tmp_path) -> None:
+    path = tmp_path / "bad.jsonl"
+    good = json.dumps({"messages": [{"role": "user", "content": "fine"}]})
+    bad = json.dumps({"messages": [{"role": "robot", "content": "nope"}]})
+    path.write_text("\n".join([good, good, bad, good]) + "\n")
+    result = fleet.cli("enqueue", str(path))
+    assert result.returncode == 2
+    assert "line 3" in result.stderr and "robot" in result.stderr
+    assert "nothing was enqueued" in result.stderr
+    client = redis.Redis.from_url(fleet.redis_url)
+    try:
+        assert client.keys("chatgptes:*") == [] and client.zcard(fleet.queue_name) == 0
+    finally:
+        client.close()
+
+
+def test_stdin_and_follow(fleet) -> None:
+    fleet.start_simulator("--latency", "fixed:5")
+    fleet.start_workers(1, proxy_rate_per_second=0)
+    lines = "".join(
+        json.dumps({"custom_id": f"s{n}", "messages": [{"role": "user", "content": f"s{n}"}]})
+        + "\n"
+        for n in range(5)
+    )
+    enqueued = fleet.cli("enqueue", "-", "--batch-id", "from-stdin", input=lines)
+    assert enqueued.returncode == 0 and enqueued.stdout.strip() == "from-stdin"
+    followed = fleet.cli("results", "from-stdin", "--follow")
+    ids = sorted(json.loads(line)["custom_id"] for line in followed.stdout.splitlines())
+    assert ids == [f"s{n}" for n in range(5)]
+    job = json.loads(fleet.cli("job", "from-stdin.4", "--json").stdout)
+    assert job["status"] == "succeeded" and job["custom_id"] == "s4"
+
+
+def test_sigterm_lets_running_jobs_finish(fleet, tmp_path) -> None:
+    fleet.start_simulator("--latency", "fixed:1500")
+    fleet.start_workers(1, proxy_rate_per_second=0, shutdown_grace_seconds=20)
+    [worker] = [p for p in fleet.processes[1:]]
+    enqueued = fleet.cli("enqueue", prompts_file(tmp_path, 3), "--json")
+    batch_id = json.loads(enqueued.stdout)["batch_id"]
+
+    def running() -> bool:
+        status = json.loads(fleet.cli("status", batch_id, "--json").stdout)
+        return status["in_progress"] == 3
+
+    wait_until(running, timeout=30, what="three jobs in progress")
+    worker.terminate()
+    assert worker.wait(timeout=30) == 0
+    status = json.loads(fleet.cli("status", batch_id, "--json").stdout)
+    assert status["succeeded"] == 3, status
