@@ -14,6 +14,8 @@ from dataclasses import asdict
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 from redis.exceptions import RedisError
 
 from producer.api import BatchNotFound, BatchQueue, JobNotFound, JobState
@@ -25,12 +27,24 @@ from producer.redaction import redact_text, redact_url
 from simulator.cli import sim
 
 T = TypeVar("T")
+S = TypeVar("S", bound=BaseSettings)
 EXIT_ERROR, EXIT_BAD_INPUT, EXIT_TIMEOUT = 1, 2, 3
+
+
+def load_settings(cls: type[S]) -> S:
+    """The settings from the environment, or a clear exit naming each bad variable."""
+    try:
+        return cls()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"CHATGPTES_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        )
+        _fail(f"bad settings: {problems}", EXIT_BAD_INPUT)
 
 
 def _run(make: Callable[[BatchQueue], Awaitable[T]]) -> T:
     """Runs one async operation against Redis; known failures become clear exits."""
-    settings = QueueSettings()
+    settings = load_settings(QueueSettings)
 
     async def main() -> T:
         async with BatchQueue.connect(settings) as queue:
@@ -213,8 +227,12 @@ def worker(burst: bool, max_jobs: int | None) -> None:
     """Run an arq worker (also: arq worker.jobs.WorkerSettings)."""
     from worker.config import WorkerConfig
     from worker.jobs import run_worker
+    from worker.proxies import ProxyConfigError
 
-    run_worker(WorkerConfig(), burst=burst, max_jobs=max_jobs)
+    try:
+        run_worker(load_settings(WorkerConfig), burst=burst, max_jobs=max_jobs)
+    except ProxyConfigError as error:
+        _fail(str(error), EXIT_BAD_INPUT)
 
 
 @main.command()
@@ -222,8 +240,7 @@ def config() -> None:
     """List every setting with its current value (secrets masked) and what it does."""
     from worker.config import WorkerConfig
 
-    current = WorkerConfig()
-    described = current.describe()
+    described = load_settings(WorkerConfig).describe()
     for name, field in WorkerConfig.model_fields.items():
         click.echo(f"CHATGPTES_{name.upper()}={described[name]}")
         click.echo(f"    {field.description}")

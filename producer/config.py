@@ -6,6 +6,8 @@ optional ``.env`` file; the worker's settings extend these (see ``worker.config`
 
 from __future__ import annotations
 
+import json
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,6 +39,9 @@ class QueueSettings(BaseSettings):
 
     def describe(self) -> dict[str, str]:
         """Every setting with its value, secrets masked, for ``chatgptes config``."""
-        values = self.model_dump()
+        values = self.model_dump(mode="json")
         values["redis_url"] = redact_url(self.redis_url)
-        return {name: str(value) for name, value in values.items()}
+        return {
+            name: json.dumps(value) if isinstance(value, dict | list) else str(value)
+            for name, value in values.items()
+        }

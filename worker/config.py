@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from producer.config import QueueSettings
 from producer.redaction import redact_text
@@ -96,6 +96,20 @@ class WorkerConfig(QueueSettings):
         "auto", description="Log rendering; auto = console on a terminal, else JSON."
     )
     log_level: str = Field("INFO", description="Lowest log level written.")
+
+    @field_validator("retry_budgets")
+    @classmethod
+    def _known_error_classes(cls, budgets: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(budgets) - set(DEFAULT_RETRY_BUDGETS))
+        if unknown:
+            raise ValueError(
+                f"unknown error class {', '.join(unknown)}; "
+                f"known: {', '.join(DEFAULT_RETRY_BUDGETS)}"
+            )
+        negative = sorted(kind for kind, budget in budgets.items() if budget < 0)
+        if negative:
+            raise ValueError(f"budgets must be >= 0: {', '.join(negative)}")
+        return budgets
 
     def budget_for(self, error_kind: str) -> int:
         return {**DEFAULT_RETRY_BUDGETS, **self.retry_budgets}.get(error_kind, 0)

@@ -121,6 +121,8 @@ def run_worker(config: WorkerConfig, *, burst: bool = False, max_jobs: int | Non
     from arq.worker import Worker
 
     configure_logging(config.log_format, config.log_level)
+    # Fail before arq starts if the proxies cannot be read: a clear error, not a crash loop.
+    ProxyPool(config.proxies, config.proxies_file, ProxyDefaults(1, 0, 1))
     overrides: dict[str, Any] = {"burst": burst}
     if max_jobs is not None:
         overrides["max_jobs"] = max_jobs
