@@ -1,0 +1,122 @@
+"""``chatgptes demo``: its choice of Redis, its sample batch, and the whole story end to end."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from redis import Redis, ResponseError
+
+from producer import demo
+from tests.processes import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_TIMEOUT_SECONDS = 180
+
+
+@pytest.fixture
+def cleanup() -> Iterator[demo.Cleanup]:
+    stack = demo.Cleanup()
+    yield stack
+    stack.close()
+
+
+def test_falls_back_to_embedded_fakeredis_and_names_it(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    cleanup: demo.Cleanup,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CHATGPTES_REDIS_URL", f"redis://:s3cret@127.0.0.1:{free_port()}/0")
+    monkeypatch.setattr(demo.shutil, "which", lambda name, *args, **kwargs: None)
+
+    server = demo.start_redis(cleanup, tmp_path)
+
+    assert "embedded fakeredis server" in server.label
+    assert "(redis-server not found)" in server.label
+    with Redis.from_url(server.url) as client:
+        assert client.info("server")["redis_version"]  # arq asks for it when a worker starts
+        with pytest.raises(ResponseError):
+            client.execute_command("NO-SUCH-COMMAND")
+        assert client.ping()  # an error reply does not cost the connection
+    out = capsys.readouterr().out
+    assert "not reachable" in out
+    assert "s3cret" not in out
+
+
+def test_starts_its_own_redis_server_when_none_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cleanup: demo.Cleanup
+) -> None:
+    if demo.shutil.which("redis-server") is None:
+        pytest.skip("no redis-server on PATH")
+    monkeypatch.delenv("CHATGPTES_REDIS_URL", raising=False)
+
+    server = demo.start_redis(cleanup, tmp_path)
+
+    assert server.label.startswith("a redis-server of its own at redis://127.0.0.1:")
+    assert demo.redis_problem(server.url) is None
+    cleanup.close()
+    assert demo.redis_problem(server.url, timeout=0.2) is not None
+
+
+def test_sample_prompts_come_from_the_examples_then_are_generated() -> None:
+    shipped = demo.sample_prompts(12)
+    assert [line.custom_id for line in shipped][:2] == ["q01", "q02"]
+
+    generated = demo.sample_prompts(60)
+    assert len(generated) == 60
+    assert len({line.custom_id for line in generated}) == 60
+    roles = {message.role for line in generated for message in line.messages}
+    assert roles == {"system", "user", "assistant"}
+
+
+def _with_db(url: str, db: int) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
+
+
+@pytest.mark.e2e
+def test_demo_runs_the_whole_story(tmp_path: Path) -> None:
+    base = os.environ.get("CHATGPTES_TEST_REDIS_URL")
+    if not base:
+        pytest.skip("CHATGPTES_TEST_REDIS_URL unset: `make test` starts a Redis for the tests")
+    redis_url = _with_db(base, 5)
+    env = {
+        **os.environ,
+        "CHATGPTES_REDIS_URL": redis_url,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    code = "from producer.demo import run_demo; raise SystemExit(run_demo(prompts=12, workers=2))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out, _ = process.communicate(timeout=DEMO_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)  # the demo stops its workers and simulator on SIGTERM
+        try:
+            out, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, _ = process.communicate()
+        pytest.fail(f"demo did not finish in {DEMO_TIMEOUT_SECONDS}s:\n{out}")
+
+    assert process.returncode == 0, out
+    assert f"using your Redis at {redis_url}" in out
+    assert "batch done: 12 succeeded, 0 failed" in out
+    assert "q01" in out and "Echo: " in out
+    handshakes = re.search(r"(\d+) page GETs and (\d+) ajax POSTs", out)
+    assert handshakes, out
+    assert int(handshakes[1]) <= 3 < 12 <= int(handshakes[2])  # a page GET per proxy session
+    assert "stopped simulator, worker-1, worker-2" in out
