@@ -74,8 +74,8 @@ def test_retry_after_is_honoured_and_no_identity_is_banned(fleet, tmp_path) -> N
         proxy_burst=2,
         retry_budgets=json.dumps({"RateLimited": 100}),
     )
-    batch = run_batch(fleet, tmp_path, 40)
-    assert batch["status"]["succeeded"] == 40
+    batch = run_batch(fleet, tmp_path, 24)
+    assert batch["status"]["succeeded"] == 24
     stats = fleet.sim_stats()
     assert stats["replies"]["rate_limited"] > 0  # the site did push back
     assert stats["replies"]["banned"] == 0 and stats["replies"]["refused"] == 0
