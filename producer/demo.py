@@ -110,13 +110,6 @@ def _signal_handler(handler: Any, *signums: int) -> Iterator[None]:
             signal.signal(signum, handler_before)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-# --- Redis ------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class DemoRedis:
     url: str
@@ -140,11 +133,8 @@ def start_redis(cleanup: Cleanup, workdir: Path) -> DemoRedis:
 def redis_problem(url: str, timeout: float = 1.0) -> str | None:
     """None if the Redis at ``url`` answers PING within ``timeout``, else why not."""
     try:
-        client = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-        try:
+        with Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout) as client:
             client.ping()
-        finally:
-            client.close()
     except (RedisError, OSError, ValueError) as error:
         return str(error) or type(error).__name__
     return None
@@ -153,7 +143,9 @@ def redis_problem(url: str, timeout: float = 1.0) -> str | None:
 def _start_redis_server(cleanup: Cleanup, workdir: Path, binary: str) -> DemoRedis:
     datadir = workdir / "redis"
     datadir.mkdir()
-    port = _free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
     process = _spawn(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(datadir)],
@@ -229,15 +221,6 @@ def _error_tolerant(handler: type) -> type:
     return ErrorTolerantHandler
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# --- the simulator and the workers -------------------------------------------------------
-
-
 def _spawn(
     argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
@@ -287,16 +270,13 @@ def start_workers(
         # The simulator echoes the message: without the long preamble the echo shows the prompt.
         language_instruction="",
     )
-    started = []
-    for number in range(1, count + 1):
-        argv = [sys.executable, "-m", "producer.cli", "worker"]
-        process = _spawn(argv, log=workdir / f"worker-{number}.log", env=env, cwd=workdir)
-        cleanup.processes.append((f"worker-{number}", process))
-        started.append((f"worker-{number}", process))
+    argv = [sys.executable, "-m", "producer.cli", "worker"]
+    started = [
+        (f"worker-{n}", _spawn(argv, log=workdir / f"worker-{n}.log", env=env, cwd=workdir))
+        for n in range(1, count + 1)
+    ]
+    cleanup.processes.extend(started)
     return started
-
-
-# --- the batch ------------------------------------------------------------------------
 
 
 def sample_prompts(count: int) -> list[PromptLine]:
@@ -374,9 +354,6 @@ def _fetch_json(url: str) -> dict[str, Any]:
         return json.loads(reply.read())
 
 
-# --- what the user sees -----------------------------------------------------------------
-
-
 def show_results(results: list[JobResult]) -> None:
     table = Table(title="results", title_justify="left")
     table.add_column("custom_id", no_wrap=True, min_width=9)
@@ -413,28 +390,16 @@ def show_simulator_stats(stats: dict[str, Any], prompts: int) -> None:
 
 def show_fleet(identities: list[IdentityHealth], proxies: Sequence[str]) -> None:
     """Like ``chatgptes status``, for the demo's proxies only (the Redis may hold others)."""
-    ours = {_host_port(url) for url in proxies}
+    ours = {f"{urlsplit(url).hostname}:{urlsplit(url).port}" for url in proxies}
     say("fleet health (as `chatgptes status` shows it):")
-    for identity in identities:
-        if identity.name not in ours:
-            continue
-        cooling = (
-            f", cooling {identity.cooling_for:.0f}s after {identity.reason}"
-            if identity.cooling_for > 0
-            else ""
-        )
-        console.print(
+    for identity in (identity for identity in identities if identity.name in ours):
+        line = (
             f"  {identity.name}: {identity.inflight} in flight, penalty {identity.penalty:.2f}, "
-            f"{identity.successes} ok / {identity.failures} failed{cooling}"
+            f"{identity.successes} ok / {identity.failures} failed"
         )
-
-
-def _host_port(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port}"
-
-
-# --- the whole story --------------------------------------------------------------------
+        if identity.cooling_for > 0:
+            line += f", cooling {identity.cooling_for:.0f}s after {identity.reason}"
+        console.print(line)
 
 
 def run_demo(prompts: int = 40, workers: int = 2) -> int:
@@ -446,7 +411,9 @@ def run_demo(prompts: int = 40, workers: int = 2) -> int:
     say(f"work directory (logs of every process): {workdir}")
     cleanup = Cleanup()
     try:
-        with _signal_handler(_interrupt, signal.SIGTERM):  # unwinds, so the clean-up runs
+        with _signal_handler(
+            signal.default_int_handler, signal.SIGTERM
+        ):  # unwinds, so the clean-up runs
             return 0 if _story(cleanup, workdir, prompts, workers) else 1
     except KeyboardInterrupt:
         say("interrupted")
