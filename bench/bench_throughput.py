@@ -86,17 +86,37 @@ def sim_requests(stats: dict[str, Any]) -> dict[str, int]:
     return {**stats["requests"], "success": stats["replies"]["success"]}
 
 
+def redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def reset_command_stats(url: str) -> None:
+    with redis_client(url) as client:
+        client.config_resetstat()
+
+
+def command_stats(url: str) -> dict[str, int]:
+    """Calls per Redis command since the last reset (MULTI and EXEC included)."""
+    with redis_client(url) as client:
+        stats = client.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    return dict(sorted(calls.items(), key=lambda item: -item[1]))
+
+
 def timed_batch(ctx: dict[str, Any], workers: list[Any], count: int) -> dict[str, Any]:
     """Figures of one timed batch: wall time and the CPU each process spent on it."""
     pids = [p.pid for p in workers]
     sim_before = sim_requests(http_json(ctx["sim"]["stats_url"]))
+    reset_command_stats(ctx["url"])
     before = cpu_of(pids), cpu_seconds(ctx["sim_pid"]), cpu_seconds(ctx["redis_pid"])
     start, own_cpu = time.perf_counter(), time.process_time()
     status = asyncio.run(run_batch(ctx["url"], f"run{len(pids)}", count, ctx["timeout"]))
     wall, own_cpu = time.perf_counter() - start, time.process_time() - own_cpu
     after = cpu_of(pids), cpu_seconds(ctx["sim_pid"]), cpu_seconds(ctx["redis_pid"])
     sim_after = sim_requests(http_json(ctx["sim"]["stats_url"]))
+    commands = command_stats(ctx["url"])
     return {
+        "redis_commands": commands,
         "wall": wall,
         "status": status,
         "worker_cpu": [b - a for a, b in zip(before[0], after[0], strict=True)],
@@ -110,11 +130,8 @@ def timed_batch(ctx: dict[str, Any], workers: list[Any], count: int) -> dict[str
 
 def phase(ctx: dict[str, Any], count: int, n_workers: int) -> dict[str, Any]:
     """Fresh Redis state and workers; a warm-up batch; then the timed batch."""
-    client = redis.Redis.from_url(ctx["url"])
-    try:
+    with redis_client(ctx["url"]) as client:
         client.flushdb()
-    finally:
-        client.close()
     http_json(ctx["sim"]["url"].rstrip("/") + "/__sim/reset", method="POST")
     env = worker_env(ctx["url"], ctx["sim"])
     with ExitStack() as stack:
@@ -147,6 +164,10 @@ def summarize(count: int, n_workers: int, m: dict[str, Any]) -> dict[str, Any]:
         "bench_cpu_ms_per_prompt": round(m["bench_cpu"] / count * 1000, 3),
         "sim_requests": m["sim"],
         "sim_requests_incl_warmup": m["sim_incl_warmup"],
+        "redis_commands_per_prompt": round(sum(m["redis_commands"].values()) / count, 1),
+        "redis_commands_per_prompt_by_name": {
+            name: round(calls / count, 2) for name, calls in m["redis_commands"].items()
+        },
         "worker_peak_rss_mib": round(max(m["peak_rss_mib"]), 1),
     }
 
@@ -159,6 +180,9 @@ def report(rows: list[dict[str, Any]]) -> None:
               f"(= {r['vs_arq_noop_cpu']}x arq's no-op job), simulator "
               f"{r['simulator_cpu_ms_per_prompt']}, redis {r['redis_cpu_ms_per_prompt']}, "
               f"bench {r['bench_cpu_ms_per_prompt']}")  # fmt: skip
+        top = list(r["redis_commands_per_prompt_by_name"].items())[:10]
+        print(f"  redis commands/prompt (all clients, scripts' calls included): "
+              f"{r['redis_commands_per_prompt']}; top: {dict(top)}")  # fmt: skip
         print(
             f"  simulator (timed batch): {r['sim_requests']}; with warm-up: "
             f"{r['sim_requests_incl_warmup']}; worker peak RSS {r['worker_peak_rss_mib']} MiB"
