@@ -38,6 +38,40 @@ return claimed
 """
 
 
+# A worker starting a job: nothing if it is settled, else mark it running and return
+# (started_at, attempts so far). KEYS: result, cancelled, attempts, running, waiting.
+# ARGV: job ID, now, ttl.
+_START = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+  return false
+end
+redis.call('HSETNX', KEYS[3], 'started_at', ARGV[2])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+redis.call('SREM', KEYS[5], ARGV[1])
+return redis.call('HMGET', KEYS[3], 'started_at', 'total')
+"""
+
+# The one result of a job, counted in exactly one state set. KEYS: result, attempts, the
+# five state sets (STATES order), then the batch keys to keep alive.
+# ARGV: job ID, result JSON, index of the result's state (1-based in STATES), ttl.
+_SAVE = """
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
+redis.call('DEL', KEYS[2])
+local final = tonumber(ARGV[3])
+for i = 1, 5 do
+  if i == final then
+    redis.call('SADD', KEYS[2 + i], ARGV[1])
+  else
+    redis.call('SREM', KEYS[2 + i], ARGV[1])
+  end
+end
+for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+return 1
+"""
+
+
 def json_dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), default=str).encode()
 
@@ -53,6 +87,8 @@ class BatchStore:
         self.redis = redis
         self.queue_name = queue_name
         self.ttl = ttl_seconds
+        self._start = redis.register_script(_START)
+        self._save = redis.register_script(_SAVE)
 
     async def exists(self, batch_id: str) -> bool:
         return bool(await self.redis.exists(keys.batch_meta(batch_id)))
@@ -68,8 +104,7 @@ class BatchStore:
         now_ms = int(time.time() * 1000)
         batch_id = requests[0].batch_id
         async with self.redis.pipeline(transaction=True) as pipe:
-            for request in requests:
-                self._queue_job(pipe, request, now_ms)
+            self._queue_jobs(pipe, requests, now_ms)
             pipe.rpush(keys.batch_jobs(batch_id), *(r.job_id for r in requests))
             pipe.hset(
                 keys.batch_requests(batch_id),
@@ -79,10 +114,12 @@ class BatchStore:
                 pipe.expire(key, self.ttl)
             await pipe.execute()
 
-    def _queue_job(self, pipe: Any, request: PromptRequest, now_ms: int) -> None:
+    def _queue_jobs(self, pipe: Any, requests: Sequence[PromptRequest], now_ms: int) -> None:
+        for request in requests:
+            pipe.set(keys.arq_job(request.job_id), serialize_payload([request]), px=self.ttl * 1000)
         # Score = enqueue time: arq runs the oldest first, so a batch keeps its order.
-        pipe.set(keys.arq_job(request.job_id), serialize_payload([request]), px=self.ttl * 1000)
-        pipe.zadd(self.queue_name, {request.job_id: now_ms + request.index % 1000 / 1000})
+        scores = {r.job_id: now_ms + r.index % 1000 / 1000 for r in requests}
+        pipe.zadd(self.queue_name, scores)
 
     async def job_ids(self, batch_id: str) -> list[str]:
         return [_text(raw) for raw in await self.redis.lrange(keys.batch_jobs(batch_id), 0, -1)]
@@ -126,27 +163,46 @@ class BatchStore:
     async def unmark(self, request: PromptRequest) -> None:
         await self.redis.srem(keys.batch_set(request.batch_id, "running"), request.job_id)
 
-    async def save_result(self, result: JobResult) -> None:
-        """Stores the one result of a job and counts it, idempotently."""
-        batch_id = result.batch_id
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.result(result.job_id), result.model_dump_json(), ex=self.ttl)
-            for state in STATES:
-                if state != result.status:
-                    pipe.srem(keys.batch_set(batch_id, state), result.job_id)
-            pipe.sadd(keys.batch_set(batch_id, result.status), result.job_id)
-            for key in self._batch_keys(batch_id):
-                pipe.expire(key, self.ttl)
-            pipe.delete(keys.attempts(result.job_id))
-            await pipe.execute()
+    async def start(self, request: PromptRequest) -> tuple[float, int] | None:
+        """Marks the job running; None if it already has a result or was cancelled.
 
-    def _batch_keys(self, batch_id: str) -> list[str]:
-        fixed = [
-            keys.batch_meta(batch_id),
-            keys.batch_jobs(batch_id),
-            keys.batch_requests(batch_id),
-        ]
-        return fixed + [keys.batch_set(batch_id, state) for state in FINAL_STATES]
+        Returns when it first started (kept across arq retries) and the attempts so far.
+        """
+        batch_id, job_id = request.batch_id, request.job_id
+        found = await self._start(
+            keys=[
+                keys.result(job_id),
+                keys.batch_set(batch_id, "cancelled"),
+                keys.attempts(job_id),
+                keys.batch_set(batch_id, "running"),
+                keys.batch_set(batch_id, "waiting"),
+            ],
+            args=[job_id, time.time(), self.ttl],
+        )
+        if not found:
+            return None
+        started_at, total = found
+        return float(started_at), int(total or 0)
+
+    async def save_result(self, result: JobResult) -> None:
+        """Stores the one result of a job and counts it, idempotently, in one atomic call."""
+        batch_id = result.batch_id
+        await self._save(
+            keys=[
+                keys.result(result.job_id),
+                keys.attempts(result.job_id),
+                *(keys.batch_set(batch_id, state) for state in STATES),
+                keys.batch_meta(batch_id),
+                keys.batch_jobs(batch_id),
+                keys.batch_requests(batch_id),
+            ],
+            args=[
+                result.job_id,
+                result.model_dump_json(),
+                STATES.index(result.status) + 1,
+                self.ttl,
+            ],
+        )
 
     async def result(self, job_id: str) -> JobResult | None:
         raw = await self.redis.get(keys.result(job_id))
@@ -183,17 +239,17 @@ class BatchStore:
 
     async def requeue(self, requests: Iterable[PromptRequest]) -> int:
         """Queues jobs again under their own IDs, forgetting their previous result."""
-        now_ms = int(time.time() * 1000)
-        count = 0
+        requests = list(requests)
+        if not requests:
+            return 0
         async with self.redis.pipeline(transaction=True) as pipe:
             for request in requests:
                 pipe.delete(keys.result(request.job_id), keys.attempts(request.job_id))
                 for state in FINAL_STATES:
                     pipe.srem(keys.batch_set(request.batch_id, state), request.job_id)
-                self._queue_job(pipe, request, now_ms)
-                count += 1
+            self._queue_jobs(pipe, requests, int(time.time() * 1000))
             await pipe.execute()
-        return count
+        return len(requests)
 
 
 def _text(raw: bytes | str) -> str:

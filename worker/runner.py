@@ -70,13 +70,15 @@ class PromptRunner:
         structlog.contextvars.bind_contextvars(
             job_id=request.job_id, batch_id=request.batch_id, custom_id=request.custom_id
         )
-        if await self._already_settled(request):
+        started = await self.batches.start(request)
+        if started is None:
             log.info("job.skipped", reason="already has a result or was cancelled")
             return
-        started_at = await self._start(request)
+        started_at = datetime.fromtimestamp(started[0], UTC)
+        attempts_before = started[1]
         try:
             async with asyncio.timeout(self.config.job_timeout_seconds):
-                result = await self._attempt_until_settled(request, started_at)
+                result = await self._attempt_until_settled(request, started_at, attempts_before)
         except TimeoutError:
             error = JobError(
                 type="JobTimeout", message=f"no result within {self.config.job_timeout_seconds}s"
@@ -91,25 +93,11 @@ class PromptRunner:
         await self.batches.save_result(result)
         log.info("job.finished", status=result.status, attempts=result.attempts)
 
-    async def _already_settled(self, request: PromptRequest) -> bool:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.result(request.job_id))
-            pipe.sismember(keys.batch_set(request.batch_id, "cancelled"), request.job_id)
-            has_result, cancelled = await pipe.execute()
-        return bool(has_result or cancelled)
-
-    async def _start(self, request: PromptRequest) -> datetime:
-        attempts_key = keys.attempts(request.job_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(attempts_key, "started_at", time.time())
-            pipe.hget(attempts_key, "started_at")
-            pipe.expire(attempts_key, self.config.result_ttl_seconds)
-            _, started, _ = await pipe.execute()
-        await self.batches.mark(request, "running")
-        return datetime.fromtimestamp(float(started), UTC)
-
-    async def _attempt_until_settled(self, request: PromptRequest, started: datetime) -> JobResult:
+    async def _attempt_until_settled(
+        self, request: PromptRequest, started: datetime, attempts_before: int
+    ) -> JobResult:
         stale_retried = False
+        total = attempts_before
         while True:
             lease = await self._lease(request)
             try:
@@ -131,9 +119,9 @@ class PromptRunner:
                 await self.batches.mark(request, "waiting")
                 raise Retry(defer=self._backoff(spent)) from None
             await self.policy.leases.release(lease, OK)
-            _, total = await self._spend(request, None)
+            # Success needs no write of its own: the attempts hash goes with the result.
             return JobResult.for_request(
-                request, status="succeeded", content=answer, attempts=total, started_at=started
+                request, status="succeeded", content=answer, attempts=total + 1, started_at=started
             )
 
     async def _exchange(self, identity: Identity, request: PromptRequest) -> str:
@@ -190,11 +178,11 @@ class PromptRunner:
                 "capacity.waiting", reason=refusal.reason, retry_in=round(refusal.wait_seconds, 2)
             )
 
-    async def _spend(self, request: PromptRequest, kind: str | None) -> tuple[int, int]:
-        """Counts one attempt (and one of ``kind``); returns (spent of kind, total)."""
+    async def _spend(self, request: PromptRequest, kind: str) -> tuple[int, int]:
+        """Counts one failed attempt of ``kind``; returns (spent of kind, total)."""
         key = keys.attempts(request.job_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(key, kind or "succeeded", 1)
+            pipe.hincrby(key, kind, 1)
             pipe.hincrby(key, "total", 1)
             pipe.hdel(key, "waiting_since")
             spent, total, _ = await pipe.execute()
