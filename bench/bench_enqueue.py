@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 from arq.connections import RedisSettings, create_pool
-from harness import cpu_seconds, emit, peak_rss_mib, redis_server, used_memory
+from harness import cpu_seconds, emit, peak_rss_mib, used_memory
 
 from producer import keys
 from producer.api import BatchQueue, job_id_for
@@ -25,6 +25,7 @@ from producer.batches import JOB_FUNCTION, json_dumps
 from producer.config import QueueSettings
 from producer.inputs import PromptLine, parse_prompt_lines
 from producer.models import JobPayload, PromptRequest, utc_now
+from simulator.local import redis_server
 
 QUEUE = "bench:queue"
 ARQ_QUEUE = "bench:arq"

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import cpu_seconds, emit, http_json, simulator
+from harness import cpu_seconds, emit, http_json
 
+from simulator.local import simulator_process
 from worker.page import parse_page
 
 AJAX_PATH = "/wp-admin/admin-ajax.php"
@@ -99,7 +100,10 @@ def main() -> None:
     if not 1 <= args.count <= 200_000 or not 1 <= args.concurrency <= 256:
         parser.error("need 1 <= --count <= 200,000 and 1 <= --concurrency <= 256")
     options = ("--latency", "fixed:0", "--proxies", "1", "--seed", "1")
-    with tempfile.TemporaryDirectory() as tmp, simulator(Path(tmp), *options) as (sim, process):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        simulator_process(Path(tmp), *options) as (sim, process),
+    ):
         modes = measure(sim, process.pid, args.count, args.concurrency)
         stats = http_json(sim["stats_url"])
     for mode, f in modes.items():

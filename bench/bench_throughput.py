@@ -21,20 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from harness import (
-    cpu_seconds,
-    emit,
-    http_json,
-    peak_rss_mib,
-    redis_server,
-    running,
-    simulator,
-)
+from harness import cpu_seconds, emit, http_json, peak_rss_mib
 
 from producer.api import BatchQueue
 from producer.config import QueueSettings
 from producer.inputs import PromptLine
 from producer.models import BatchStatus, Message
+from simulator.local import redis_server, running, simulator_process
 
 QUEUE = "bench:queue"
 ARQ_NOOP_JOBS_PER_CORE = 1550  # DESIGN.md: arq's own no-op job ceiling on one core
@@ -216,7 +209,10 @@ def main() -> None:
     sim_options = ("--latency", args.latency, "--proxies", str(args.proxies), "--seed", "1")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        with redis_server(tmp) as (url, redis_proc), simulator(tmp, *sim_options) as (sim, proc):
+        with (
+            redis_server(tmp) as (url, redis_proc),
+            simulator_process(tmp, *sim_options) as (sim, proc),
+        ):
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
             ctx = {"url": url, "sim": sim, "sim_pid": proc.pid, "redis_pid": redis_proc.pid,

@@ -6,17 +6,21 @@ one this session starts on a free port; never the machine's shared 6379.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import fakeredis
 import pytest
 from redis.asyncio import Redis
 
-from tests.processes import free_port, stop_process, wait_until
+from simulator import local
 
 
 @pytest.fixture
@@ -34,31 +38,10 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.skip("no redis-server on PATH and CHATGPTES_TEST_REDIS_URL unset (run `make test`)")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_until(lambda: _pings(port), timeout=10, what="redis-server to answer PING")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop_process(process)
-
-
-def _pings(port: int) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis(port=port, socket_connect_timeout=0.2).ping())
-    except redis.ConnectionError:
-        return False
+    with local.redis_server(tmp_path_factory.mktemp("redis")) as (url, _):
+        yield url
 
 
 @pytest.fixture
@@ -75,6 +58,10 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def chatgptes(*args: str) -> list[str]:
+    return [sys.executable, "-m", "producer.cli", *args]
+
+
 class Fleet:
     """The simulator and worker processes of one end-to-end test; all stopped at teardown."""
 
@@ -82,14 +69,12 @@ class Fleet:
         self.tmp = tmp
         self.redis_url = redis_url
         self.queue_name = f"e2e:{tmp.name}"
-        self.processes: list[subprocess.Popen] = []
+        self.workers: list[subprocess.Popen] = []
         self.sim: dict = {}
+        self._stack = ExitStack()
 
     def start_simulator(self, *options: str) -> dict:
-        from tests.processes import start_simulator
-
-        process, self.sim = start_simulator(self.tmp, *options)
-        self.processes.append(process)
+        self.sim, _ = self._stack.enter_context(local.simulator_process(self.tmp, *options))
         return self.sim
 
     def env(self, **settings: object) -> dict[str, str]:
@@ -104,17 +89,14 @@ class Fleet:
         return env
 
     def start_workers(self, count: int, **settings: object) -> None:
-        from tests.processes import chatgptes, start
-
-        for n in range(count):
-            log = self.tmp / f"worker{len(self.processes)}-{n}.log"
-            self.processes.append(start(chatgptes("worker"), env=self.env(**settings), log=log))
+        for _ in range(count):
+            log = self.tmp / f"worker{len(self.workers)}.log"
+            worker = local.running(chatgptes("worker"), log=log, env=self.env(**settings))
+            self.workers.append(self._stack.enter_context(worker))
 
     def cli(
         self, *args: str, input: str | None = None, **settings: object
     ) -> subprocess.CompletedProcess:
-        from tests.processes import chatgptes
-
         return subprocess.run(
             chatgptes(*args),
             env={**os.environ, **self.env(**settings)},
@@ -125,9 +107,6 @@ class Fleet:
         )
 
     def sim_stats(self) -> dict:
-        import json
-        import urllib.request
-
         with urllib.request.urlopen(self.sim["stats_url"], timeout=5) as reply:
             return json.load(reply)
 
@@ -135,8 +114,7 @@ class Fleet:
         return "".join(p.read_text() for p in sorted(self.tmp.glob("worker*.log")))
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            stop_process(process)
+        self._stack.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import redis
 from click.testing import CliRunner
 
 from producer.cli import main
-from tests.processes import free_port
+from simulator.local import free_port
 
 LINE = json.dumps({"custom_id": "a", "messages": [{"role": "user", "content": "hi"}]})
 

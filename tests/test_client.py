@@ -10,7 +10,7 @@ import pytest
 
 from producer.models import Message
 from simulator import ManualClock, SimConfig, run_simulator
-from tests.processes import free_port
+from simulator.local import free_port
 from worker.client import ChatGptEsClient, ClientOptions, open_http_session
 from worker.errors import (
     ConsentMissing,

@@ -15,7 +15,7 @@ import pytest
 from redis import Redis, ResponseError
 
 from producer import demo
-from tests.processes import free_port
+from simulator.local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_TIMEOUT_SECONDS = 180

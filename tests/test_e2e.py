@@ -7,7 +7,7 @@ import json
 import pytest
 import redis
 
-from tests.processes import wait_until
+from simulator.local import wait_until
 
 pytestmark = pytest.mark.e2e
 PROMPTS = 300
@@ -111,7 +111,7 @@ def test_stdin_and_follow(fleet) -> None:
 def test_sigterm_lets_running_jobs_finish(fleet, tmp_path) -> None:
     fleet.start_simulator("--latency", "fixed:1500")
     fleet.start_workers(1, proxy_rate_per_second=0, shutdown_grace_seconds=20)
-    [worker] = [p for p in fleet.processes[1:]]
+    [worker] = fleet.workers
     enqueued = fleet.cli("enqueue", prompts_file(tmp_path, 3), "--json")
     batch_id = json.loads(enqueued.stdout)["batch_id"]
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from producer.models import Message
-from tests.processes import free_port
+from simulator.local import free_port
 from worker.client import ChatGptEsClient, ClientOptions, open_http_session
 
 pytestmark = pytest.mark.e2e
@@ -141,7 +141,7 @@ def test_all_proxies_down_jobs_wait_and_say_why(fleet, tmp_path) -> None:
         status = json.loads(fleet.cli("status", batch_id, "--json").stdout)
         return status if status["waiting"] >= 4 else None
 
-    from tests.processes import wait_until
+    from simulator.local import wait_until
 
     status = wait_until(waiting, timeout=60, what="jobs waiting for capacity", every=0.5)
     assert status["failed"] == 0 and not status["done"]

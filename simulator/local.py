@@ -1,0 +1,116 @@
+"""Running the local stand-ins as processes: the simulator and a private redis-server.
+
+Tests and benchmarks use these so that everything binds to 127.0.0.1 on a free
+port and every process started here is stopped by whoever started it, whatever
+happened (the context managers do it themselves).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], Any], *, timeout: float, what: str, every: float = 0.05
+) -> Any:
+    """Polls ``condition`` until it is truthy; TimeoutError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def stop_process(process: subprocess.Popen[Any], *, grace: float = 10.0) -> None:
+    """SIGTERM, wait up to ``grace``, then SIGKILL: nothing is left running."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def start_process(
+    argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[Any]:
+    """A subprocess with stdout and stderr in ``log``; the caller stops it."""
+    with log.open("wb") as handle:
+        return subprocess.Popen(
+            list(argv), env={**os.environ, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT
+        )
+
+
+@contextmanager
+def running(
+    argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[Any]]:
+    """A subprocess writing to ``log``, stopped on the way out."""
+    process = start_process(argv, log=log, env=env)
+    try:
+        yield process
+    finally:
+        stop_process(process)
+
+
+def redis_pings(port: int) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=0.2).ping())
+    except redis.ConnectionError:
+        return False
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
+    """(URL, process) of a redis-server of our own on a free port, without persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError("no redis-server on PATH")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+    with running(argv, log=workdir / "redis.log") as process:
+        wait_until(lambda: redis_pings(port), timeout=10, what="redis-server to answer PING")
+        yield f"redis://127.0.0.1:{port}/0", process
+
+
+@contextmanager
+def simulator_process(
+    workdir: Path, *options: str
+) -> Iterator[tuple[dict[str, Any], subprocess.Popen[Any]]]:
+    """(ready info, process) of ``python -m simulator`` started with ``options``."""
+    ready = workdir / "sim-ready.json"
+    log = workdir / "sim.log"
+    argv = [sys.executable, "-m", "simulator", "--port", "0", "--ready-file", str(ready), *options]
+    with running(argv, log=log) as process:
+
+        def is_ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"simulator exited: {log.read_text()}")
+            return ready.exists()
+
+        wait_until(is_ready, timeout=30, what="the simulator's ready file")
+        yield json.loads(ready.read_text()), process
