@@ -82,11 +82,8 @@ def _with_db(url: str, db: int) -> str:
 
 
 @pytest.mark.e2e
-def test_demo_runs_the_whole_story(tmp_path: Path) -> None:
-    base = os.environ.get("CHATGPTES_TEST_REDIS_URL")
-    if not base:
-        pytest.skip("CHATGPTES_TEST_REDIS_URL unset: `make test` starts a Redis for the tests")
-    redis_url = _with_db(base, 5)
+def test_demo_runs_the_whole_story(tmp_path: Path, redis_server: str) -> None:
+    redis_url = _with_db(redis_server, 5)
     env = {
         **os.environ,
         "CHATGPTES_REDIS_URL": redis_url,
