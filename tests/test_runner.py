@@ -160,3 +160,17 @@ async def test_stale_session_is_dropped_and_retried_at_once(fake_redis) -> None:
     result = await queue.store.result(second.job_id)
     assert result.status == "succeeded" and result.attempts == 2
     assert stats["requests"]["page"] == 2 and stats["replies"]["nonce_failed"] == 1
+
+
+async def test_an_unexpected_error_frees_the_lease_at_once(fake_redis, monkeypatch) -> None:
+    async with harness(fake_redis) as (_sim, runner, queue):
+        [request] = await enqueue(queue, "boom")
+
+        async def broken(*_: object) -> str:
+            raise RuntimeError("not the site's doing")
+
+        monkeypatch.setattr(runner.client, "ask", broken)
+        with pytest.raises(RuntimeError):
+            await runner.run(request)
+        assert await fake_redis.zcard(keys.lease_fleet()) == 0
+        assert await fake_redis.zcard(keys.lease_identity("direct")) == 0

@@ -7,12 +7,13 @@ from worker.errors import QuotaExceeded, UpstreamError, Verdict
 from worker.leases import Cooldown
 
 OK = Cooldown(verdict="ok")
+NEUTRAL = Cooldown(verdict="none")
 
 
 def cooldown_for(error: UpstreamError, config: WorkerConfig) -> Cooldown:
     """Maps an error to how long its identity rests: never less than the site asked for."""
     if error.verdict is Verdict.NONE:
-        return Cooldown(verdict="none")
+        return NEUTRAL
     floor = error.retry_after or 0.0
     if isinstance(error, QuotaExceeded):
         floor = max(floor, config.quota_cooldown_seconds)

@@ -24,8 +24,8 @@ from producer.models import JobError, JobResult, PromptRequest
 from worker.client import ChatGptEsClient
 from worker.config import WorkerConfig
 from worker.connections import HttpSessions
-from worker.errors import SessionStale, UpstreamError
-from worker.health import OK, cooldown_for
+from worker.errors import SessionStale, UpstreamError, Verdict
+from worker.health import NEUTRAL, OK, cooldown_for
 from worker.leases import Lease, LeaseBook, NoCapacity
 from worker.proxies import Identity, ProxyPool
 from worker.sessions import SessionStore
@@ -114,10 +114,14 @@ class PromptRunner:
                 if isinstance(error, SessionStale) and not stale_retried:
                     stale_retried = True
                     continue
-                if error.verdict.value != "none":
+                if error.verdict is not Verdict.NONE:
                     continue  # the identity is cooled now; the next lease goes elsewhere
                 await self.batches.mark(request, "waiting")
                 raise Retry(defer=self._backoff(spent)) from None
+            except BaseException:
+                # Not the site's doing (shutdown, a Redis error): free the slot now, not at expiry.
+                await asyncio.shield(self.policy.leases.release(lease, NEUTRAL))
+                raise
             await self.policy.leases.release(lease, OK)
             # Success needs no write of its own: the attempts hash goes with the result.
             return JobResult.for_request(
