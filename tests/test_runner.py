@@ -162,7 +162,7 @@ async def test_stale_session_is_dropped_and_retried_at_once(fake_redis) -> None:
     assert stats["requests"]["page"] == 2 and stats["replies"]["nonce_failed"] == 1
 
 
-async def test_an_unexpected_error_frees_the_lease_at_once(fake_redis, monkeypatch) -> None:
+async def test_a_bug_frees_the_lease_and_still_leaves_one_result(fake_redis, monkeypatch) -> None:
     async with harness(fake_redis) as (_sim, runner, queue):
         [request] = await enqueue(queue, "boom")
 
@@ -170,7 +170,26 @@ async def test_an_unexpected_error_frees_the_lease_at_once(fake_redis, monkeypat
             raise RuntimeError("not the site's doing")
 
         monkeypatch.setattr(runner.client, "ask", broken)
-        with pytest.raises(RuntimeError):
-            await runner.run(request)
+        await runner.run(request)
         assert await fake_redis.zcard(keys.lease_fleet()) == 0
         assert await fake_redis.zcard(keys.lease_identity("direct")) == 0
+    result = await queue.store.result(request.job_id)
+    assert result.status == "failed" and result.error.type == "WorkerError"
+    assert result.error.message == "RuntimeError: not the site's doing"
+    assert (await queue.status(request.batch_id)).in_progress == 0
+
+
+async def test_a_redis_error_defers_the_job_instead_of_failing_it(fake_redis, monkeypatch) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async with harness(fake_redis) as (_sim, runner, queue):
+        [request] = await enqueue(queue, "later")
+
+        async def redis_down(*_: object) -> None:
+            raise RedisConnectionError("Error 111 connecting to redis://:s3cret@10.0.0.9:6379")
+
+        monkeypatch.setattr(runner.policy.sessions, "get", redis_down)
+        with pytest.raises(Retry):
+            await runner.run(request)
+        assert await queue.store.result(request.job_id) is None
+        assert await fake_redis.zcard(keys.lease_fleet()) == 0

@@ -17,10 +17,12 @@ from datetime import UTC, datetime
 import structlog
 from arq.worker import Retry
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from producer import keys
 from producer.batches import BatchStore
 from producer.models import JobError, JobResult, PromptRequest
+from producer.redaction import redact_text
 from worker.client import ChatGptEsClient
 from worker.config import WorkerConfig
 from worker.connections import HttpSessions
@@ -32,6 +34,7 @@ from worker.sessions import SessionStore
 
 log = structlog.get_logger("chatgptes.worker")
 WAIT_LOG_INTERVAL = 10.0
+REDIS_ERROR_DEFER_SECONDS = 5.0
 
 
 class CapacityExhausted(Exception):
@@ -87,9 +90,19 @@ class PromptRunner:
         except CapacityExhausted as exhausted:
             error = JobError(type="NoCapacity", message=str(exhausted))
             result = await self._failed(request, started_at, error)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, Retry):
             await asyncio.shield(self.batches.unmark(request))
             raise
+        except RedisError as error:
+            log.warning("job.redis_error", error=redact_text(str(error)))
+            raise Retry(defer=REDIS_ERROR_DEFER_SECONDS) from None
+        except Exception as error:
+            # A bug must still leave the job its one result, not a silent arq failure.
+            log.exception("job.crashed")
+            message = redact_text(f"{type(error).__name__}: {error}")
+            result = await self._failed(
+                request, started_at, JobError(type="WorkerError", message=message)
+            )
         await self.batches.save_result(result)
         log.info("job.finished", status=result.status, attempts=result.attempts)
 
