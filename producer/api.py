@@ -225,11 +225,11 @@ class BatchQueue:
             for result in await self.store.results(job_ids)
             if result is not None and result.status == "failed"
         ]
-        requests = []
-        for job_id in failed:
-            request = await self.store.request(batch_id, job_id)
-            if request is not None:
-                requests.append(request.model_copy(update={"enqueued_at": utc_now()}))
+        now = utc_now()
+        requests = [
+            request.model_copy(update={"enqueued_at": now})
+            for request in await self.store.requests(batch_id, failed)
+        ]
         for start in range(0, len(requests), CHUNK):
             await self.store.requeue(requests[start : start + CHUNK])
         return len(requests)

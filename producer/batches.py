@@ -128,6 +128,15 @@ class BatchStore:
         raw = await self.redis.hget(keys.batch_requests(batch_id), job_id)
         return PromptRequest.model_validate_json(raw) if raw else None
 
+    async def requests(self, batch_id: str, job_ids: Sequence[str]) -> list[PromptRequest]:
+        """The requests of these jobs, in their order, in one round trip per chunk."""
+        found: list[PromptRequest] = []
+        for start in range(0, len(job_ids), CHUNK):
+            chunk = job_ids[start : start + CHUNK]
+            raws = await self.redis.hmget(keys.batch_requests(batch_id), chunk) if chunk else []
+            found += [PromptRequest.model_validate_json(raw) for raw in raws if raw]
+        return found
+
     async def status(self, batch_id: str) -> BatchStatus | None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(keys.batch_meta(batch_id))
@@ -186,23 +195,31 @@ class BatchStore:
 
     async def save_result(self, result: JobResult) -> None:
         """Stores the one result of a job and counts it, idempotently, in one atomic call."""
+        await self._save(keys=self._save_keys(result), args=self._save_args(result))
+
+    async def save_results(self, results: Sequence[JobResult]) -> None:
+        """``save_result`` for many jobs, pipelined."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for result in results:
+                await self._save(
+                    keys=self._save_keys(result), args=self._save_args(result), client=pipe
+                )
+            await pipe.execute()
+
+    def _save_keys(self, result: JobResult) -> list[str]:
         batch_id = result.batch_id
-        await self._save(
-            keys=[
-                keys.result(result.job_id),
-                keys.attempts(result.job_id),
-                *(keys.batch_set(batch_id, state) for state in STATES),
-                keys.batch_meta(batch_id),
-                keys.batch_jobs(batch_id),
-                keys.batch_requests(batch_id),
-            ],
-            args=[
-                result.job_id,
-                result.model_dump_json(),
-                STATES.index(result.status) + 1,
-                self.ttl,
-            ],
-        )
+        return [
+            keys.result(result.job_id),
+            keys.attempts(result.job_id),
+            *(keys.batch_set(batch_id, state) for state in STATES),
+            keys.batch_meta(batch_id),
+            keys.batch_jobs(batch_id),
+            keys.batch_requests(batch_id),
+        ]
+
+    def _save_args(self, result: JobResult) -> list[str | int]:
+        state = STATES.index(result.status) + 1
+        return [result.job_id, result.model_dump_json(), state, self.ttl]
 
     async def result(self, job_id: str) -> JobResult | None:
         raw = await self.redis.get(keys.result(job_id))
@@ -227,14 +244,12 @@ class BatchStore:
                 keys=[self.queue_name],
                 args=[keys.arq_in_progress(""), keys.arq_job(""), keys.result(""), *chunk],
             )
-            for job_id in map(_text, claimed):
-                request = await self.request(batch_id, job_id)
-                if request is not None:
-                    error = JobError(type="Cancelled", message="cancelled before it ran")
-                    await self.save_result(
-                        JobResult.for_request(request, status="cancelled", error=error)
-                    )
-                    cancelled += 1
+            error = JobError(type="Cancelled", message="cancelled before it ran")
+            requests = await self.requests(batch_id, [_text(job_id) for job_id in claimed])
+            await self.save_results(
+                [JobResult.for_request(r, status="cancelled", error=error) for r in requests]
+            )
+            cancelled += len(requests)
         return cancelled
 
     async def requeue(self, requests: Iterable[PromptRequest]) -> int:
