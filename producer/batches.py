@@ -122,7 +122,9 @@ class BatchStore:
         pipe.zadd(self.queue_name, scores)
 
     async def job_ids(self, batch_id: str) -> list[str]:
-        return [_text(raw) for raw in await self.redis.lrange(keys.batch_jobs(batch_id), 0, -1)]
+        return [
+            keys.decoded(raw) for raw in await self.redis.lrange(keys.batch_jobs(batch_id), 0, -1)
+        ]
 
     async def request(self, batch_id: str, job_id: str) -> PromptRequest | None:
         raw = await self.redis.hget(keys.batch_requests(batch_id), job_id)
@@ -245,7 +247,7 @@ class BatchStore:
                 args=[keys.arq_in_progress(""), keys.arq_job(""), keys.result(""), *chunk],
             )
             error = JobError(type="Cancelled", message="cancelled before it ran")
-            requests = await self.requests(batch_id, [_text(job_id) for job_id in claimed])
+            requests = await self.requests(batch_id, [keys.decoded(job_id) for job_id in claimed])
             await self.save_results(
                 [JobResult.for_request(r, status="cancelled", error=error) for r in requests]
             )
@@ -265,7 +267,3 @@ class BatchStore:
             self._queue_jobs(pipe, requests, int(time.time() * 1000))
             await pipe.execute()
         return len(requests)
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw

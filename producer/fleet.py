@@ -28,7 +28,7 @@ async def fleet_health(redis: Redis, *, limit: int = 200) -> list[IdentityHealth
     """Every identity the workers have reported on, with in-flight leases and cooldowns."""
     names: list[str] = []
     async for raw in redis.scan_iter(match=keys.health("*"), count=500):
-        names.append((raw.decode() if isinstance(raw, bytes) else raw)[len(keys.health("")) :])
+        names.append(keys.decoded(raw)[len(keys.health("")) :])
         if len(names) >= limit:
             break
     names.sort()
@@ -41,7 +41,7 @@ async def fleet_health(redis: Redis, *, limit: int = 200) -> list[IdentityHealth
         replies = await pipe.execute()
     found = []
     for name, fields, inflight in zip(names, replies[::2], replies[1::2], strict=True):
-        value = {_text(k): _text(v) for k, v in fields.items()}
+        value = {keys.decoded(k): keys.decoded(v) for k, v in fields.items()}
         found.append(
             IdentityHealth(
                 name=name,
@@ -56,11 +56,7 @@ async def fleet_health(redis: Redis, *, limit: int = 200) -> list[IdentityHealth
     return found
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 async def policy_events(redis: Redis) -> dict[str, int]:
     """Fleet-wide counters: capacity waits, deferrals, cooldowns by reason."""
     raw = await redis.hgetall(keys.policy_events())
-    return {_text(k): int(v) for k, v in sorted(raw.items())}
+    return {keys.decoded(k): int(v) for k, v in sorted(raw.items())}

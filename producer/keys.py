@@ -12,6 +12,11 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_pref
 PREFIX = "chatgptes:"
 
 
+def decoded(raw: bytes | str) -> str:
+    """A key, member or field name as Redis hands it back (bytes) → str."""
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 def batch_meta(batch_id: str) -> str:
     """Hash: total, created_at, model, queue — the batch record."""
     return f"{PREFIX}batch:{batch_id}"

@@ -183,7 +183,7 @@ class LeaseBook:
                 identity.max_inflight, interval_ms, identity.weight,
             ]  # fmt: skip
         taken, detail, extra = await self._acquire(keys=[keys.lease_fleet()], args=args)
-        detail = detail.decode() if isinstance(detail, bytes) else detail
+        detail = keys.decoded(detail)
         if not taken:
             return NoCapacity(reason=detail, wait_seconds=max(float(extra), 1.0) / 1000)
         return Lease(by_name[detail], token, bool(extra), time.monotonic())
