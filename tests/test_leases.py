@@ -22,6 +22,12 @@ def book(redis, fleet_cap: int = 10, burst: int = 1, ttl: float = 30.0) -> Lease
                      backoff_base_seconds=1.0, backoff_cap_seconds=60.0)  # fmt: skip
 
 
+async def proven(redis, *names: str) -> None:
+    """As after one successful request: past the slow start."""
+    for name in names:
+        await redis.hset(keys.health(name), "successes", 1)
+
+
 async def take(leases: LeaseBook, identities: list[Identity]) -> Lease:
     lease = await leases.try_acquire(identities)
     assert isinstance(lease, Lease), lease
@@ -30,6 +36,7 @@ async def take(leases: LeaseBook, identities: list[Identity]) -> Lease:
 
 async def test_per_identity_cap_is_held(fake_redis) -> None:
     leases, proxy = book(fake_redis), identity("p1", cap=2)
+    await proven(fake_redis, "p1")
     await take(leases, [proxy])
     await take(leases, [proxy])
     refused = await leases.try_acquire([proxy])
@@ -56,6 +63,7 @@ async def test_release_frees_the_slot(fake_redis) -> None:
 async def test_least_loaded_identity_is_picked(fake_redis) -> None:
     leases = book(fake_redis)
     a, b = identity("a", cap=4), identity("b", cap=4)
+    await proven(fake_redis, "a", "b")
     picked = [(await take(leases, [a, b])).identity.name for _ in range(4)]
     assert sorted(picked) == ["a", "a", "b", "b"]
 
@@ -63,6 +71,7 @@ async def test_least_loaded_identity_is_picked(fake_redis) -> None:
 async def test_weight_and_penalty_steer_the_choice(fake_redis) -> None:
     leases = book(fake_redis)
     healthy, penalised = identity("healthy", cap=10), identity("penalised", cap=10)
+    await proven(fake_redis, "healthy", "penalised")
     await fake_redis.hset(keys.health("penalised"), mapping={"penalty": 5})
     picked = {(await take(leases, [healthy, penalised])).identity.name for _ in range(5)}
     assert picked == {"healthy"}
@@ -79,6 +88,7 @@ async def test_dead_holder_lease_expires(fake_redis) -> None:
 
 async def test_rate_is_enforced_with_a_wait_hint(fake_redis) -> None:
     leases, proxy = book(fake_redis, burst=2), identity("p1", cap=10, rate=1.0)
+    await proven(fake_redis, "p1")
     await take(leases, [proxy])
     await take(leases, [proxy])  # the burst
     refused = await leases.try_acquire([proxy])
@@ -126,6 +136,7 @@ async def test_retry_after_is_a_floor_beyond_the_backoff_cap(fake_redis) -> None
 async def test_other_identity_serves_while_one_cools(fake_redis) -> None:
     leases = book(fake_redis)
     cooled, spare = identity("cooled"), identity("spare")
+    await proven(fake_redis, "spare")
     lease = await take(leases, [cooled])
     await leases.release(lease, Cooldown("quarantine", floor_seconds=300, reason="Blocked"))
     assert {(await take(leases, [cooled, spare])).identity.name for _ in range(2)} == {"spare"}
@@ -137,3 +148,23 @@ async def test_site_hiccup_does_not_penalise(fake_redis) -> None:
     await leases.release(lease, Cooldown("none"))
     assert float(await fake_redis.hget(keys.health("p1"), "penalty") or 0) == 0
     await take(leases, [proxy])
+
+
+async def test_a_new_identity_starts_with_one_probe(fake_redis) -> None:
+    leases, proxy = book(fake_redis), identity("new", cap=4)
+    first = await take(leases, [proxy])
+    assert first.is_probe
+    refused = await leases.try_acquire([proxy])
+    assert isinstance(refused, NoCapacity) and refused.reason == "probing=1"
+    await leases.release(first, Cooldown("ok"))
+    # Proven: the full in-flight cap opens.
+    assert [(await take(leases, [proxy])).is_probe for _ in range(4)] == [False] * 4
+
+
+async def test_a_dead_new_identity_costs_one_request(fake_redis) -> None:
+    leases, dead, good = book(fake_redis), identity("dead", cap=4), identity("good", cap=4)
+    await proven(fake_redis, "good")
+    first = await take(leases, [dead])
+    await leases.release(first, Cooldown("down", reason="ProxyFault"))
+    picked = {(await take(leases, [dead, good])).identity.name for _ in range(4)}
+    assert picked == {"good"}

@@ -5,7 +5,9 @@ A lease is a member of two sorted sets (the fleet's and the identity's) scored b
 its expiry, so a worker that dies without returning it frees the slot when the
 lease expires. The rate is GCRA (one stored "theoretical arrival time" per identity).
 Health is a hash per identity: penalty, cooldown, the reason, and the probe flag
-that lets a cooled identity back in through one request at a time.
+that lets a cooled identity back in through one request at a time. A new identity
+starts the same way (slow start), so a dead proxy costs one request, not a
+whole in-flight cap of them.
 """
 
 from __future__ import annotations
@@ -38,12 +40,15 @@ for k = 0, n - 1 do
   local lkey, rkey, hkey = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local cap, interval, weight = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
   local h = redis.call('HMGET', hkey,
-    'cooldown_until', 'penalty', 'probe', 'probe_until', 'latency_ms')
+    'cooldown_until', 'penalty', 'probe', 'probe_until', 'latency_ms', 'successes')
   local reason, wait = nil, 0
   local cooldown_until, probe_until = tonumber(h[1]) or 0, tonumber(h[4]) or 0
+  -- Slow start: an identity that never succeeded, or came back from a cooldown,
+  -- takes one request at a time until one succeeds.
+  local probing = h[3] == '1' or not h[6]
   if cooldown_until > now then
     reason, wait = 'cooling', cooldown_until - now
-  elseif h[3] == '1' and probe_until > now then
+  elseif probing and probe_until > now then
     reason, wait = 'probing', math.min(probe_until - now, 250)
   else
     redis.call('ZREMRANGEBYSCORE', lkey, '-inf', now)
@@ -83,7 +88,8 @@ if interval > 0 then
   redis.call('SET', rkey, tat, 'PX', math.ceil(tat - now + 1000))
 end
 local probe = 0
-if redis.call('HGET', hkey, 'probe') == '1' then
+local state = redis.call('HMGET', hkey, 'probe', 'successes')
+if state[1] == '1' or not state[2] then
   redis.call('HSET', hkey, 'probe_until', now + ttl)
   probe = 1
 end
