@@ -19,6 +19,7 @@ import click
 from simulator.config import MARKUP_CHOICES, SimConfig
 
 _RATE = click.FloatRange(0.0, 1.0)
+_DEFAULT = SimConfig()  # one set of defaults: the command line shows the in-process ones
 
 
 def write_ready_file(path: Path, info: dict[str, Any]) -> None:
@@ -51,77 +52,95 @@ async def _run(config: SimConfig, ready_file: Path | None) -> None:
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--host", default="127.0.0.1", help="Address to listen on.")
+@click.option("--host", default=_DEFAULT.host, help="Address to listen on.")
 @click.option("--port", default=8790, type=int, help="Site port (0 = pick a free one).")
 @click.option(
-    "--proxy-port-base", default=0, type=int, help="First proxy port, then consecutive (0 = free)."
+    "--proxy-port-base",
+    default=_DEFAULT.proxy_port_base,
+    type=int,
+    help="First proxy port, then consecutive (0 = free).",
 )
 @click.option(
     "--markup",
     type=click.Choice(MARKUP_CHOICES),
-    default="random",
+    default=_DEFAULT.markup,
     help="How the page carries the nonce and post id.",
 )
-@click.option("--post-id", default=106, type=int)
+@click.option("--post-id", default=_DEFAULT.post_id, type=int)
 @click.option(
     "--nonce-tick-seconds",
-    default=43200.0,
+    default=_DEFAULT.nonce_tick_seconds,
     type=float,
     help="Nonce half-life; a nonce lives one to two ticks.",
 )
 @click.option(
     "--bind-nonce-to-cookie/--no-bind-nonce-to-cookie",
-    default=False,
+    default=_DEFAULT.bind_nonce_to_cookie,
     help="Only accept a nonce with the session cookie it was issued to.",
 )
-@click.option("--stream/--no-stream", default=False, help="Answer as text/event-stream.")
+@click.option("--stream/--no-stream", default=_DEFAULT.stream, help="Answer as text/event-stream.")
 @click.option(
     "--prohibited-word",
     "prohibited_words",
     multiple=True,
-    default=("forbiddenword",),
+    default=_DEFAULT.prohibited_words,
     help="A word that gets a message flagged (repeatable).",
 )
 @click.option(
-    "--rate-per-second", default=0.0, type=float, help="Per-identity request rate (0 = unlimited)."
+    "--rate-per-second",
+    default=_DEFAULT.rate_per_second,
+    type=float,
+    help="Per-identity request rate (0 = unlimited).",
 )
-@click.option("--burst", default=5.0, type=float, help="Token-bucket size.")
+@click.option("--burst", default=_DEFAULT.burst, type=float, help="Token-bucket size.")
 @click.option(
     "--quota",
-    default=0,
+    default=_DEFAULT.quota,
     type=int,
     help="Successful answers per identity per window (0 = unlimited).",
 )
-@click.option("--quota-window-seconds", default=86400.0, type=float)
+@click.option("--quota-window-seconds", default=_DEFAULT.quota_window_seconds, type=float)
 @click.option(
     "--ban-after-violations",
-    default=3,
+    default=_DEFAULT.ban_after_violations,
     type=int,
     help="Requests before Retry-After elapsed that earn a ban (0 = never).",
 )
-@click.option("--ban-seconds", default=600.0, type=float)
+@click.option("--ban-seconds", default=_DEFAULT.ban_seconds, type=float)
 @click.option(
-    "--latency", default="fixed:0", help="ms: fixed:MS, uniform:LO,HI or lognormal:MEDIAN,SIGMA."
+    "--latency",
+    default=_DEFAULT.latency,
+    help="ms: fixed:MS, uniform:LO,HI or lognormal:MEDIAN,SIGMA.",
 )
-@click.option("--fault-5xx-rate", default=0.0, type=_RATE)
-@click.option("--fault-reset-rate", default=0.0, type=_RATE)
-@click.option("--fault-nonjson-rate", default=0.0, type=_RATE)
-@click.option("--fault-slow-rate", default=0.0, type=_RATE)
-@click.option("--slow-seconds", default=30.0, type=float)
-@click.option("--proxies", default=0, type=int, help="Forward-proxy ports (proxy1..).")
+@click.option("--fault-5xx-rate", default=_DEFAULT.fault_5xx_rate, type=_RATE)
+@click.option("--fault-reset-rate", default=_DEFAULT.fault_reset_rate, type=_RATE)
+@click.option("--fault-nonjson-rate", default=_DEFAULT.fault_nonjson_rate, type=_RATE)
+@click.option("--fault-slow-rate", default=_DEFAULT.fault_slow_rate, type=_RATE)
+@click.option("--slow-seconds", default=_DEFAULT.slow_seconds, type=float)
 @click.option(
-    "--bad-gateway-proxies", default=0, type=int, help="Ports that answer 502 (badgw1..)."
+    "--proxies", default=_DEFAULT.proxies, type=int, help="Forward-proxy ports (proxy1..)."
 )
 @click.option(
-    "--auth-proxies", default=0, type=int, help="Proxy ports demanding Basic auth (authproxy1..)."
+    "--bad-gateway-proxies",
+    default=_DEFAULT.bad_gateway_proxies,
+    type=int,
+    help="Ports that answer 502 (badgw1..).",
+)
+@click.option(
+    "--auth-proxies",
+    default=_DEFAULT.auth_proxies,
+    type=int,
+    help="Proxy ports demanding Basic auth (authproxy1..).",
 )
 @click.option(
     "--proxy-credentials",
-    default="user:secret",
+    default=_DEFAULT.proxy_credentials,
     show_default=False,
     help="user:password for the auth proxies [default: user:secret].",
 )
-@click.option("--seed", default=None, type=int, help="Seed for latency, faults and markups.")
+@click.option(
+    "--seed", default=_DEFAULT.seed, type=int, help="Seed for latency, faults and markups."
+)
 @click.option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
