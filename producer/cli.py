@@ -192,10 +192,7 @@ def results(batch_id: str, output: Any, fmt: str, follow: bool) -> None:
 def job(job_id: str, as_json: bool) -> None:
     """Show one job: its result, or where it is."""
 
-    async def go(queue: BatchQueue) -> Any:
-        return await queue.job(job_id)
-
-    found = _run(go)
+    found = _run(lambda queue: queue.job(job_id))
     data = asdict(found) if isinstance(found, JobState) else found.model_dump(mode="json")
     if as_json:
         _echo_json(data)

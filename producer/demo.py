@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from producer.inputs import PromptLine, parse_prompt_lines
 from producer.models import BatchStatus, JobResult
 from producer.progress import wait_progress
 from producer.redaction import redact_text, redact_url
+from simulator.local import free_port
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PROMPTS = PACKAGE_ROOT / "examples" / "prompts.jsonl"
@@ -143,9 +143,7 @@ def redis_problem(url: str, timeout: float = 1.0) -> str | None:
 def _start_redis_server(cleanup: Cleanup, workdir: Path, binary: str) -> DemoRedis:
     datadir = workdir / "redis"
     datadir.mkdir()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     process = _spawn(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(datadir)],
