@@ -162,13 +162,13 @@ class BatchStore:
             done=queued == 0 and running == 0,
         )
 
-    async def mark(self, request: PromptRequest, state: str) -> None:
-        """Moves a job between the transient states: running or waiting."""
-        other = "waiting" if state == "running" else "running"
+    async def mark_waiting(self, request: PromptRequest) -> None:
+        """Moves a running job to waiting: deferred until capacity or its backoff allows."""
+        waiting = keys.batch_set(request.batch_id, "waiting")
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(keys.batch_set(request.batch_id, state), request.job_id)
-            pipe.srem(keys.batch_set(request.batch_id, other), request.job_id)
-            pipe.expire(keys.batch_set(request.batch_id, state), self.ttl)
+            pipe.sadd(waiting, request.job_id)
+            pipe.srem(keys.batch_set(request.batch_id, "running"), request.job_id)
+            pipe.expire(waiting, self.ttl)
             await pipe.execute()
 
     async def unmark(self, request: PromptRequest) -> None:

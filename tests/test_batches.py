@@ -54,7 +54,7 @@ async def test_enqueue_keeps_order_and_writes_json_jobs(queue, fake_redis) -> No
 async def test_status_counts_each_state(queue) -> None:
     await queue.enqueue(lines(4), batch_id="b1")
     request = await queue.store.request("b1", "b1.1")
-    await queue.store.mark(request, "running")
+    assert await queue.store.start(request) is not None
     await finish(queue, "b1.2")
     await finish(queue, "b1.3", "failed")
     status = await queue.status("b1")

@@ -129,7 +129,7 @@ class PromptRunner:
                     continue
                 if error.verdict is not Verdict.NONE:
                     continue  # the identity is cooled now; the next lease goes elsewhere
-                await self.batches.mark(request, "waiting")
+                await self.batches.mark_waiting(request)
                 raise Retry(defer=self._backoff(spent)) from None
             except BaseException:
                 # Not the site's doing (shutdown, a Redis error): free the slot now, not at expiry.
@@ -177,7 +177,7 @@ class PromptRunner:
             pipe.hincrby(keys.policy_events(), "deferred_for_capacity", 1)
             pipe.hincrby(keys.policy_events(), f"no_capacity:{refusal.reason}", 1)
             await pipe.execute()
-        await self.batches.mark(request, "waiting")
+        await self.batches.mark_waiting(request)
         defer = max(refusal.wait_seconds, 0.5) * random.uniform(1.0, 1.5)
         raise Retry(defer=min(defer, 60.0))
 
