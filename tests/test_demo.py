@@ -117,5 +117,5 @@ def test_demo_runs_the_whole_story(tmp_path: Path, redis_server: str) -> None:
     assert handshakes, out
     pages, posts, faults = map(int, handshakes.groups())
     # A page GET per proxy session (3 proxies), plus one more per injected fault that hit one.
-    assert pages <= 3 + faults and 12 <= posts, out
+    assert pages <= 3 + faults and posts >= 12, out
     assert "stopped simulator, worker-1, worker-2" in out
