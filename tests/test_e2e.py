@@ -113,12 +113,21 @@ def test_sigterm_lets_running_jobs_finish(fleet, tmp_path) -> None:
     fleet.start_workers(1, proxy_rate_per_second=0, shutdown_grace_seconds=20)
     [worker] = fleet.workers
     # One prompt first: the identity proves itself (slow start), then three run at once.
-    warm_up = fleet.cli("enqueue", "-", "--json", input=json.dumps({"messages": [{"role": "user", "content": "hi"}]}))
-    assert fleet.cli("wait", json.loads(warm_up.stdout)["batch_id"], "--timeout", "30").returncode == 0
+    warm_up = fleet.cli(
+        "enqueue",
+        "-",
+        "--json",
+        input=json.dumps({"messages": [{"role": "user", "content": "hi"}]}),
+    )
+    assert (
+        fleet.cli("wait", json.loads(warm_up.stdout)["batch_id"], "--timeout", "30").returncode == 0
+    )
     enqueued = fleet.cli("enqueue", prompts_file(tmp_path, 3), "--json")
     batch_id = json.loads(enqueued.stdout)["batch_id"]
 
-    wait_until(lambda: fleet.sim_stats()["inflight"] == 3, timeout=30, what="three requests at the site")
+    wait_until(
+        lambda: fleet.sim_stats()["inflight"] == 3, timeout=30, what="three requests at the site"
+    )
     worker.terminate()
     assert worker.wait(timeout=30) == 0
     status = json.loads(fleet.cli("status", batch_id, "--json").stdout)
