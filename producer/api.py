@@ -136,6 +136,10 @@ class BatchQueue:
                 progress(start + len(chunk))
         return EnqueuedBatch(batch_id=batch_id, jobs=len(lines))
 
+    async def _require(self, batch_id: str) -> None:
+        if not await self.store.exists(batch_id):
+            raise BatchNotFound(batch_id)
+
     async def status(self, batch_id: str) -> BatchStatus:
         status = await self.store.status(batch_id)
         if status is None:
@@ -167,17 +171,13 @@ class BatchQueue:
 
     async def results(self, batch_id: str) -> list[JobResult]:
         """The results there are now, in input order."""
-        if not await self.store.exists(batch_id):
-            raise BatchNotFound(batch_id)
-        found = await self.store.results(await self.store.job_ids(batch_id))
-        return [result for result in found if result is not None]
+        return [result async for result in self.iter_results(batch_id)]
 
     async def iter_results(
         self, batch_id: str, *, follow: bool = False, poll_seconds: float = 0.5
     ) -> AsyncIterator[JobResult]:
         """Results in input order; with ``follow``, also those still to come, as they finish."""
-        if not await self.store.exists(batch_id):
-            raise BatchNotFound(batch_id)
+        await self._require(batch_id)
         pending = await self.store.job_ids(batch_id)
         done = False
         while pending:
@@ -211,14 +211,12 @@ class BatchQueue:
 
     async def cancel(self, batch_id: str) -> int:
         """Cancels the queued jobs (they get a cancelled result); running ones finish."""
-        if not await self.store.exists(batch_id):
-            raise BatchNotFound(batch_id)
+        await self._require(batch_id)
         return await self.store.cancel(batch_id)
 
     async def retry(self, batch_id: str) -> int:
         """Enqueues the failed jobs again under their own IDs; returns how many."""
-        if not await self.store.exists(batch_id):
-            raise BatchNotFound(batch_id)
+        await self._require(batch_id)
         job_ids = await self.store.job_ids(batch_id)
         failed = [
             result.job_id
