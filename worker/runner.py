@@ -183,9 +183,11 @@ class PromptRunner:
 
     async def _waiting_since(self, request: PromptRequest) -> float:
         key = keys.attempts(request.job_id)
-        await self.redis.hsetnx(key, "waiting_since", time.time())
-        since = await self.redis.hget(key, "waiting_since")
-        return time.time() - float(since or time.time())
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "waiting_since", time.time())
+            pipe.hget(key, "waiting_since")
+            _, since = await pipe.execute()
+        return time.time() - float(since)
 
     def _log_wait(self, refusal: NoCapacity) -> None:
         now = time.monotonic()
