@@ -10,9 +10,11 @@ WORKDIR /app
 
 # Dependencies and code first, examples last: editing a prompt file does not reinstall.
 COPY pyproject.toml README.md ./
+COPY contract ./contract
 COPY producer ./producer
 COPY worker ./worker
 COPY simulator ./simulator
+COPY chatgptes ./chatgptes
 RUN pip install . && chatgptes --help >/dev/null
 COPY examples ./examples
 

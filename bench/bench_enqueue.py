@@ -19,12 +19,12 @@ import redis
 from arq.connections import RedisSettings, create_pool
 from harness import cpu_seconds, emit, peak_rss_mib, used_memory
 
-from producer import keys
+from contract import keys
+from contract.batches import JOB_FUNCTION, json_dumps
+from contract.config import QueueSettings
+from contract.models import JobPayload, PromptRequest, utc_now
 from producer.api import BatchQueue, job_id_for
-from producer.batches import JOB_FUNCTION, json_dumps
-from producer.config import QueueSettings
 from producer.inputs import PromptLine, parse_prompt_lines
-from producer.models import JobPayload, PromptRequest, utc_now
 from simulator.local import redis_server
 
 QUEUE = "bench:queue"

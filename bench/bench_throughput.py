@@ -23,10 +23,10 @@ from typing import Any
 import redis
 from harness import cpu_seconds, emit, http_json, peak_rss_mib
 
+from contract.config import QueueSettings
+from contract.models import BatchStatus, Message
 from producer.api import BatchQueue
-from producer.config import QueueSettings
 from producer.inputs import PromptLine
-from producer.models import BatchStatus, Message
 from simulator.local import redis_server, running, simulator_process
 
 QUEUE = "bench:queue"
@@ -49,7 +49,7 @@ def worker_env(redis_url: str, sim: dict[str, Any]) -> dict[str, str]:
 
 
 def worker_argv(profile: Path | None) -> list[str]:
-    cli = ["-m", "producer.cli", "worker"]
+    cli = ["-m", "chatgptes.cli", "worker"]
     if profile is None:
         return [sys.executable, *cli]
     return [sys.executable, "-m", "cProfile", "-o", str(profile), *cli]

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from producer import keys
-from producer.batches import CHUNK, BatchStore
-from producer.config import QueueSettings
+from contract import keys
+from contract.batches import CHUNK, BatchStore
+from contract.config import QueueSettings
+from contract.models import BatchStatus, JobResult, PromptRequest, utc_now
 from producer.inputs import PromptLine, read_prompt_file
-from producer.models import BatchStatus, JobResult, PromptRequest, utc_now
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 Progress = Callable[[int], None]

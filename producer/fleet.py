@@ -1,6 +1,6 @@
 """What the fleet's shared policy is doing, read from Redis for ``chatgptes status``.
 
-Reads only the keys the workers write (``producer.keys``), so a producer host can
+Reads only the keys the workers write (``contract.keys``), so a producer host can
 show it without importing the worker.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from producer import keys
+from contract import keys
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from producer.models import JobResult
+from contract.models import JobResult
 
 
 def native_line(result: JobResult) -> str:

@@ -31,8 +31,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from producer.config import KNOWN_MODELS
-from producer.models import Message, check_model
+from contract.config import KNOWN_MODELS
+from contract.models import Message, check_model
 
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 MAX_CUSTOM_ID_CHARS = 256

@@ -59,7 +59,7 @@ def repo_root() -> Path:
 
 
 def chatgptes(*args: str) -> list[str]:
-    return [sys.executable, "-m", "producer.cli", *args]
+    return [sys.executable, "-m", "chatgptes.cli", *args]
 
 
 class Fleet:

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from producer import keys
+from contract import keys
+from contract.config import QueueSettings
+from contract.models import JobError, JobResult, Message
 from producer.api import BatchNotFound, BatchQueue, JobState
-from producer.config import QueueSettings
 from producer.inputs import PromptLine
-from producer.models import JobError, JobResult, Message
 
 SETTINGS = QueueSettings(redis_url="redis://unused", queue_name="test:queue")
 

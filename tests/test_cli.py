@@ -8,7 +8,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from producer.cli import main
+from chatgptes.cli import main
 from simulator.local import free_port
 
 LINE = json.dumps({"custom_id": "a", "messages": [{"role": "user", "content": "hi"}]})

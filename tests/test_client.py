@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from producer.models import Message
+from contract.models import Message
 from simulator import ManualClock, SimConfig, run_simulator
 from simulator.local import free_port
 from worker.client import ChatGptEsClient, ClientOptions, open_http_session

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from producer.cli import main
+from chatgptes.cli import main
 from worker.config import WorkerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,7 +102,7 @@ def test_producer_enqueues_the_shipped_examples(services: dict[str, Any]) -> Non
 def test_dockerfile_installs_the_chatgptes_script() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["chatgptes"] == "producer.cli:main"
+    assert scripts["chatgptes"] == "chatgptes.cli:main"
     assert re.search(r"^RUN pip install \.(\s|$)", dockerfile, re.MULTILINE)
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
     for package in ("producer", "worker", "simulator"):

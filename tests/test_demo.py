@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from redis import Redis, ResponseError
 
-from producer import demo
+from chatgptes import demo
 from simulator.local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +89,7 @@ def test_demo_runs_the_whole_story(tmp_path: Path, redis_server: str) -> None:
         "CHATGPTES_REDIS_URL": redis_url,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    code = "from producer.demo import run_demo; raise SystemExit(run_demo(prompts=12, workers=2))"
+    code = "from chatgptes.demo import run_demo; raise SystemExit(run_demo(prompts=12, workers=2))"
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=tmp_path,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from contract.models import JobError, JobResult, JobStatus
 from producer.formats import FORMATS, native_line, openai_line
-from producer.models import JobError, JobResult, JobStatus
 
 FINISHED = datetime(2024, 5, 1, 12, 0, 30, 900_000, tzinfo=UTC)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from contract.models import Message
 from producer.inputs import (
     MAX_LISTED_PROBLEMS,
     InputFileError,
@@ -17,7 +18,6 @@ from producer.inputs import (
     parse_prompt_lines,
     read_prompt_file,
 )
-from producer.models import Message
 
 LIMITS: dict[str, Any] = {"default_model": "gpt-4o", "max_prompt_chars": 1000}
 USER_HI = [{"role": "user", "content": "hi"}]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from producer import keys
+from contract import keys
 from worker.leases import Cooldown, Lease, LeaseBook, NoCapacity
 from worker.proxies import Identity
 

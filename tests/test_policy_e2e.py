@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from producer.models import Message
+from contract.models import Message
 from simulator.local import free_port
 from worker.client import ChatGptEsClient, ClientOptions, open_http_session
 

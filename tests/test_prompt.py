@@ -1,6 +1,6 @@
 import pytest
 
-from producer.models import Message, check_model
+from contract.models import Message, check_model
 from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, flatten_messages, format_prompt
 
 

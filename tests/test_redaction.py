@@ -1,5 +1,5 @@
-from producer.config import QueueSettings
-from producer.redaction import redact_text, redact_url
+from contract.config import QueueSettings
+from contract.redaction import redact_text, redact_url
 
 
 def test_password_in_url_is_masked() -> None:

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 import pytest
 from arq.worker import Retry
 
-from producer import keys
+from contract import keys
+from contract.models import Message, PromptRequest
 from producer.api import BatchQueue
 from producer.inputs import PromptLine
-from producer.models import Message, PromptRequest
 from simulator import SimConfig, run_simulator
 from worker.config import WorkerConfig
 from worker.health import OK

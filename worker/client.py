@@ -16,8 +16,8 @@ from curl_cffi import CurlECode
 from curl_cffi.requests import AsyncSession, Response
 from curl_cffi.requests import exceptions as curl_errors
 
-from producer.models import Message, check_model
-from producer.redaction import redact_text
+from contract.models import Message, check_model
+from contract.redaction import redact_text
 from worker.errors import ProxyFault, UnknownModel, UpstreamError, UpstreamHiccup, UpstreamTimeout
 from worker.page import parse_page
 from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, format_prompt

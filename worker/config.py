@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from producer.config import QueueSettings
-from producer.redaction import redact_text
+from contract.config import QueueSettings
+from contract.redaction import redact_text
 from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION
 
 DEFAULT_RETRY_BUDGETS: dict[str, int] = {

@@ -13,8 +13,8 @@ from arq import func
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
 
-from producer.batches import JOB_FUNCTION, BatchStore, json_dumps
-from producer.models import JobPayload
+from contract.batches import JOB_FUNCTION, BatchStore, json_dumps
+from contract.models import JobPayload
 from worker.client import ChatGptEsClient, ClientOptions
 from worker.config import WorkerConfig
 from worker.connections import HttpSessions

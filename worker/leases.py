@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from producer import keys
+from contract import keys
 from worker.proxies import Identity
 
 # ARGV: ttl_ms, token, fleet_cap, burst, start, n, then per identity:

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from producer.redaction import redact_text
+from contract.redaction import redact_text
 
 
 def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

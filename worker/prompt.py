@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from producer.models import Message
+from contract.models import Message
 
 DEFAULT_LANGUAGE_INSTRUCTION = (
     "Your default language is English. Always respond in English unless the user's message "

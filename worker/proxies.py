@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from producer.redaction import redact_url
+from contract.redaction import redact_url
 
 log = structlog.get_logger("chatgptes.proxies")
 

@@ -19,10 +19,10 @@ from arq.worker import Retry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from producer import keys
-from producer.batches import BatchStore
-from producer.models import JobError, JobResult, PromptRequest
-from producer.redaction import redact_text
+from contract import keys
+from contract.batches import BatchStore
+from contract.models import JobError, JobResult, PromptRequest
+from contract.redaction import redact_text
 from worker.client import ChatGptEsClient
 from worker.config import WorkerConfig
 from worker.connections import HttpSessions

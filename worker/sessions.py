@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from redis.asyncio import Redis
 
-from producer import keys
+from contract import keys
 from worker.errors import HandshakeFailed
 
 

@@ -18,12 +18,12 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 from redis.exceptions import RedisError
 
+from chatgptes.progress import enqueue_progress, wait_progress
+from contract.config import QueueSettings
+from contract.redaction import redact_text, redact_url
 from producer.api import BatchNotFound, BatchQueue, JobNotFound, JobState
-from producer.config import QueueSettings
 from producer.formats import FORMATS
 from producer.inputs import InputFileError
-from producer.progress import enqueue_progress, wait_progress
-from producer.redaction import redact_text, redact_url
 from simulator.cli import sim
 
 T = TypeVar("T")
@@ -248,7 +248,7 @@ def config() -> None:
 @click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.")
 def demo(prompts: int, workers: int) -> None:
     """Run the whole story offline: Redis, the simulator, workers, a batch, its results."""
-    from producer.demo import run_demo
+    from chatgptes.demo import run_demo
 
     sys.exit(run_demo(prompts=prompts, workers=workers))
 

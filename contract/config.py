@@ -11,7 +11,7 @@ import json
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from producer.redaction import redact_url
+from contract.redaction import redact_url
 
 KNOWN_MODELS: tuple[str, ...] = ("gpt-4", "gpt-4o", "gpt-4o-mini")
 DEFAULT_MODEL = "gpt-4o"

@@ -31,13 +31,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from chatgptes.progress import wait_progress
+from contract.config import DEFAULT_MODEL, QueueSettings
+from contract.models import BatchStatus, JobResult
+from contract.redaction import redact_text, redact_url
 from producer.api import BatchQueue
-from producer.config import DEFAULT_MODEL, QueueSettings
 from producer.fleet import IdentityHealth, fleet_health
 from producer.inputs import PromptLine, parse_prompt_lines
-from producer.models import BatchStatus, JobResult
-from producer.progress import wait_progress
-from producer.redaction import redact_text, redact_url
 from simulator.local import free_port
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -268,7 +268,7 @@ def start_workers(
         # The simulator echoes the message: without the long preamble the echo shows the prompt.
         language_instruction="",
     )
-    argv = [sys.executable, "-m", "producer.cli", "worker"]
+    argv = [sys.executable, "-m", "chatgptes.cli", "worker"]
     started = [
         (f"worker-{n}", _spawn(argv, log=workdir / f"worker-{n}.log", env=env, cwd=workdir))
         for n in range(1, count + 1)

@@ -15,8 +15,8 @@ from typing import Any
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
-from producer import keys
-from producer.models import BatchStatus, JobError, JobPayload, JobResult, PromptRequest
+from contract import keys
+from contract.models import BatchStatus, JobError, JobPayload, JobResult, PromptRequest
 
 JOB_FUNCTION = "run_prompts"
 STATES = ("running", "waiting", "succeeded", "failed", "cancelled")

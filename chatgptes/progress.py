@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from producer.models import BatchStatus
+from contract.models import BatchStatus
 
 
 def _bar(console: Console) -> Progress:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from producer.config import KNOWN_MODELS
+from contract.config import KNOWN_MODELS
 
 Role = Literal["system", "user", "assistant"]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1)]

@@ -1,0 +1,1 @@
+"""``chatgptes``: the command line and the demo, which wire producer, worker and simulator."""

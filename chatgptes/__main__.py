@@ -1,0 +1,3 @@
+from chatgptes.cli import main
+
+main()
