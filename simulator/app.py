@@ -26,8 +26,15 @@ PHP's ``json_encode`` does):
 Before any of that, for the page and the ajax endpoint alike: a banned
 identity gets HTTP 403 (page: the "Just a moment..." challenge HTML; ajax:
 ``You are not allowed to access this feature.``), an identity over its rate
-gets HTTP 429 with ``Retry-After: <seconds>`` and body ``Too Many Requests``;
-then the latency is slept and a fault may be injected (see ``faults``).
+(or still inside a Retry-After it was given) gets HTTP 429 with
+``Retry-After: <seconds>`` and body ``Too Many Requests``; then the latency is
+slept and a fault may be injected (see ``faults``): a reset, a 5xx page, an
+HTML body on the ajax endpoint, a slow reply, a 429 with ``Retry-After: 1``
+(held to like a real one), or on the ajax endpoint a nonce refusal as in 2.
+
+The identity is the port's (``direct``, ``proxyN``, …) unless a middleware
+put one on the request (the gateway port: ``gw:USER``), so one application
+serves any number of identities.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from simulator.faults import NON_JSON_BODY, SERVER_ERROR_PAGES, Fault
+from simulator.faults import FAULT_RETRY_AFTER, NON_JSON_BODY, SERVER_ERROR_PAGES, Fault
 from simulator.limits import Admission
 from simulator.nonces import CHAT_ACTION, REST_ACTION
 from simulator.pages import AJAX_PATH, CHALLENGE_PAGE, NOT_ALLOWED_TEXT
@@ -54,6 +61,11 @@ Serve = Callable[[web.Request, SimState, str], Awaitable[web.StreamResponse]]
 
 STATE_KEY = web.AppKey("sim_state", SimState)
 IDENTITY_KEY = web.AppKey("sim_identity", str)
+REQUEST_IDENTITY_KEY: Any
+try:
+    REQUEST_IDENTITY_KEY = web.RequestKey("sim_request_identity", str)
+except AttributeError:  # aiohttp < 3.13: plain string keys, which warn only on newer versions
+    REQUEST_IDENTITY_KEY = "sim_request_identity"
 
 SESSION_COOKIE = "wpaicg_session"
 CHAT_ACTION_NAME = "wpaicg_chat_shortcode_message"
@@ -81,8 +93,29 @@ def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html", charset="UTF-8")
 
 
+def set_request_identity(request: web.Request, identity: str) -> None:
+    """Serve this one request as ``identity`` instead of the port's own."""
+    request[REQUEST_IDENTITY_KEY] = identity
+
+
+def request_identity(request: web.Request) -> str:
+    """The identity a request is served as: set on the request, else the port's."""
+    identity: str | None = request.get(REQUEST_IDENTITY_KEY)
+    return identity if identity is not None else request.app[IDENTITY_KEY]
+
+
 def _context(request: web.Request) -> tuple[SimState, str]:
-    return request.app[STATE_KEY], request.app[IDENTITY_KEY]
+    return request.app[STATE_KEY], request_identity(request)
+
+
+def _too_many_requests(retry_after: int) -> web.Response:
+    return web.Response(
+        text="Too Many Requests", status=429, headers={"Retry-After": str(retry_after)}
+    )
+
+
+def _nonce_refusal(state: SimState) -> web.Response:
+    return _json({"status": "error", "msg": state.next_nonce_wording()})
 
 
 def _abort_connection(request: web.Request) -> None:
@@ -110,11 +143,7 @@ def _admit(state: SimState, identity: str, *, ajax: bool) -> web.Response | None
         return _html(CHALLENGE_PAGE, status=403)
     if verdict.admission is Admission.RATE_LIMITED:
         state.stats.reply(identity, "rate_limited")
-        return web.Response(
-            text="Too Many Requests",
-            status=429,
-            headers={"Retry-After": str(verdict.retry_after)},
-        )
+        return _too_many_requests(verdict.retry_after)
     return None
 
 
@@ -137,6 +166,13 @@ async def _delay_and_fault(
     if fault is Fault.SERVER_ERROR:
         status = state.faults.server_error_status()
         return _html(SERVER_ERROR_PAGES[status], status=status)
+    if fault is Fault.RATE_LIMITED:
+        state.limiter.impose_retry_after(identity, FAULT_RETRY_AFTER)
+        state.stats.reply(identity, "rate_limited")
+        return _too_many_requests(FAULT_RETRY_AFTER)
+    if fault is Fault.STALE_NONCE:
+        state.stats.reply(identity, "nonce_failed")
+        return _nonce_refusal(state)
     return _html(NON_JSON_BODY)
 
 
@@ -162,8 +198,8 @@ async def _serve_page(request: web.Request, state: SimState, identity: str) -> w
     session = request.cookies.get(SESSION_COOKIE, "")
     if not _SESSION_RE.match(session):
         session = secrets.token_hex(16)
-    nonce = state.nonces.create(CHAT_ACTION, session)
-    rest_nonce = state.nonces.create(REST_ACTION, session)
+    nonce = state.nonces.create(CHAT_ACTION, session, identity)
+    rest_nonce = state.nonces.create(REST_ACTION, session, identity)
     html = state.pages.render(state.pick_markup(), nonce, state.config.post_id, rest_nonce)
     response = _html(html)
     response.set_cookie(SESSION_COOKIE, session, path="/", httponly=True, samesite="Lax")
@@ -185,6 +221,7 @@ async def _serve_ajax(request: web.Request, state: SimState, identity: str) -> w
         return response
     state.limiter.record_success(identity)
     state.stats.reply(identity, "success")
+    state.stats.answer(fields["message"])
     answer = "Echo: " + fields["message"]
     if state.config.stream:
         return await _stream_answer(request, answer)
@@ -197,8 +234,8 @@ def _check_form(
     """The plugin's checks in its order; (stats kind, reply) for the first that fails."""
     if fields.get("action") != CHAT_ACTION_NAME:
         return "unknown_action", web.Response(text="0", status=400)
-    if not state.nonces.verify(fields.get("_wpnonce", ""), CHAT_ACTION, session):
-        return "nonce_failed", _json({"status": "error", "msg": state.next_nonce_wording()})
+    if not state.nonces.verify(fields.get("_wpnonce", ""), CHAT_ACTION, session, identity):
+        return "nonce_failed", _nonce_refusal(state)
     if fields.get("wpaicg_user_agree") != "1":
         body = {"status": "error", "msg": "Something went wrong", "data": CONSENT_DATA}
         return "consent_missing", _json(body)

@@ -30,7 +30,7 @@ def write_ready_file(path: Path, info: dict[str, Any]) -> None:
         with os.fdopen(fd, "w") as handle:
             json.dump(info, handle)
             handle.write("\n")
-        os.chmod(tmp, 0o600)  # it holds the auth proxies' password
+        os.chmod(tmp, 0o600)  # it holds the auth proxies' and the gateway's passwords
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -78,6 +78,11 @@ async def _run(config: SimConfig, ready_file: Path | None) -> None:
     default=_DEFAULT.bind_nonce_to_cookie,
     help="Only accept a nonce with the session cookie it was issued to.",
 )
+@click.option(
+    "--bind-nonce-to-identity/--no-bind-nonce-to-identity",
+    default=_DEFAULT.bind_nonce_to_identity,
+    help="Only accept a nonce from the identity (port or gateway user) it was issued to.",
+)
 @click.option("--stream/--no-stream", default=_DEFAULT.stream, help="Answer as text/event-stream.")
 @click.option(
     "--prohibited-word",
@@ -116,6 +121,18 @@ async def _run(config: SimConfig, ready_file: Path | None) -> None:
 @click.option("--fault-reset-rate", default=_DEFAULT.fault_reset_rate, type=_RATE)
 @click.option("--fault-nonjson-rate", default=_DEFAULT.fault_nonjson_rate, type=_RATE)
 @click.option("--fault-slow-rate", default=_DEFAULT.fault_slow_rate, type=_RATE)
+@click.option(
+    "--fault-429-rate",
+    default=_DEFAULT.fault_429_rate,
+    type=_RATE,
+    help="429 with Retry-After: 1, to be honoured like a real one.",
+)
+@click.option(
+    "--fault-stale-nonce-rate",
+    default=_DEFAULT.fault_stale_nonce_rate,
+    type=_RATE,
+    help="Ajax POSTs refused as a failed nonce check.",
+)
 @click.option("--slow-seconds", default=_DEFAULT.slow_seconds, type=float)
 @click.option(
     "--proxies", default=_DEFAULT.proxies, type=int, help="Forward-proxy ports (proxy1..)."
@@ -139,6 +156,29 @@ async def _run(config: SimConfig, ready_file: Path | None) -> None:
     help="user:password for the auth proxies [default: user:secret].",
 )
 @click.option(
+    "--plain-502-proxies",
+    default=_DEFAULT.plain_502_proxies,
+    type=int,
+    help="Ports that answer a bare 502, no Proxy-Status (plain502_1..).",
+)
+@click.option(
+    "--dead-proxies",
+    default=_DEFAULT.dead_proxies,
+    type=int,
+    help="Proxy URLs on which nothing listens (connection refused).",
+)
+@click.option(
+    "--gateway/--no-gateway",
+    default=_DEFAULT.gateway,
+    help="One proxy port where the user name picks the identity (gw:USER).",
+)
+@click.option(
+    "--gateway-password",
+    default=_DEFAULT.gateway_password,
+    show_default=False,
+    help="The password every gateway user must give [default: secret].",
+)
+@click.option(
     "--seed", default=_DEFAULT.seed, type=int, help="Seed for latency, faults and markups."
 )
 @click.option(
@@ -146,14 +186,15 @@ async def _run(config: SimConfig, ready_file: Path | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Also write the ready JSON here, atomically. Unlike stdout (where the "
-    "password is masked as ***), this file holds the auth proxy URLs with the real "
-    "password; it is created mode 0600.",
+    "passwords are masked as ***), this file holds the auth proxy URLs and the gateway "
+    "password in clear; it is created mode 0600.",
 )
 def sim(ready_file: Path | None, **options: Any) -> None:
     """Run the offline stand-in for chatgpt.es (and proxies in front of it).
 
     Prints one JSON line when listening: {"url", "proxies", "bad_gateway_proxies",
-    "auth_proxies", "stats_url"}. Runs until SIGINT or SIGTERM.
+    "auth_proxies", "plain_502_proxies", "dead_proxies", "gateway" (URL or null),
+    "gateway_password" (*** or null), "stats_url"}. Runs until SIGINT or SIGTERM.
     """
     options["prohibited_words"] = tuple(options["prohibited_words"])
     try:

@@ -12,6 +12,13 @@ from simulator.latency import parse_latency
 
 MARKUPS: tuple[str, ...] = ("data-attrs", "hidden-inputs", "script-var", "json-blob")
 MARKUP_CHOICES: tuple[str, ...] = (*MARKUPS, "random")
+PROXY_COUNTS: tuple[str, ...] = (
+    "proxies",
+    "bad_gateway_proxies",
+    "auth_proxies",
+    "plain_502_proxies",
+    "dead_proxies",
+)
 
 
 @dataclass
@@ -19,14 +26,16 @@ class SimConfig:
     """Everything the stand-in for chatgpt.es can be told to do.
 
     Rates are probabilities per request (0..1); a rate, quota or proxy count of
-    0 switches that behaviour off.
+    0 switches that behaviour off. Options added after the first release are
+    keyword-only, so the positional order of the older ones never changes.
     """
 
     host: str = "127.0.0.1"
     port: int = 0
     """Site port; 0 picks a free one."""
     proxy_port_base: int = 0
-    """First proxy port (then consecutive: proxies, bad-gateway, auth); 0 picks free ones."""
+    """First proxy port (then consecutive: proxies, bad-gateway, auth, plain-502, gateway);
+    0 picks free ones. Dead proxies always get free ports."""
 
     markup: str = "random"
     """How the page carries the nonce: one of MARKUP_CHOICES ("random" = per request)."""
@@ -35,6 +44,9 @@ class SimConfig:
     """WordPress's half-life of a nonce; a nonce is valid for this tick and the previous."""
     bind_nonce_to_cookie: bool = False
     """When on, a nonce only verifies together with the session cookie it was issued to."""
+    bind_nonce_to_identity: bool = field(default=False, kw_only=True)
+    """When on, a nonce only verifies for the identity (direct, proxyN, gw:USER…) it was
+    issued to; independent of the cookie binding."""
     nonce_secret: str = field(default="sim-nonce-salt", repr=False)
 
     stream: bool = False
@@ -57,6 +69,10 @@ class SimConfig:
     fault_reset_rate: float = 0.0
     fault_nonjson_rate: float = 0.0
     fault_slow_rate: float = 0.0
+    fault_429_rate: float = field(default=0.0, kw_only=True)
+    """A 429 with ``Retry-After: 1`` that the identity must honour, as a real one."""
+    fault_stale_nonce_rate: float = field(default=0.0, kw_only=True)
+    """An ajax POST refused as if its nonce had expired (no effect on the page)."""
     slow_seconds: float = 30.0
 
     proxies: int = 0
@@ -64,6 +80,14 @@ class SimConfig:
     auth_proxies: int = 0
     proxy_credentials: str = field(default="user:secret", repr=False)
     """user:password the auth proxies demand (kept out of repr so it is never logged)."""
+    plain_502_proxies: int = field(default=0, kw_only=True)
+    """Ports that answer 502 to everything without a Proxy-Status header (plain502_1..)."""
+    dead_proxies: int = field(default=0, kw_only=True)
+    """Proxy URLs on which nothing listens: a connection is refused."""
+    gateway: bool = field(default=False, kw_only=True)
+    """One more proxy port where the proxy user name picks the identity (``gw:USER``)."""
+    gateway_password: str = field(default="secret", repr=False, kw_only=True)
+    """The password every gateway user must give (kept out of repr)."""
 
     seed: int | None = None
 
@@ -79,6 +103,8 @@ class SimConfig:
             "fault_reset_rate": self.fault_reset_rate,
             "fault_nonjson_rate": self.fault_nonjson_rate,
             "fault_slow_rate": self.fault_slow_rate,
+            "fault_429_rate": self.fault_429_rate,
+            "fault_stale_nonce_rate": self.fault_stale_nonce_rate,
         }
         for name, rate in rates.items():
             if not 0.0 <= rate <= 1.0:
@@ -92,11 +118,13 @@ class SimConfig:
             raise ValueError("rate_per_second, quota and ban_after_violations must be >= 0")
         if self.rate_per_second and self.burst < 1:
             raise ValueError("burst must be at least 1 when rate_per_second is set")
-        for name in ("proxies", "bad_gateway_proxies", "auth_proxies"):
+        for name in PROXY_COUNTS:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if ":" not in self.proxy_credentials:
             raise ValueError("proxy_credentials must look like user:password")
+        if self.gateway and not self.gateway_password:
+            raise ValueError("gateway_password must not be empty")
 
     @property
     def proxy_user(self) -> str:

@@ -1,14 +1,17 @@
 """Injected upstream hiccups, drawn per request from a seedable random source.
 
 One draw per admitted page GET or ajax POST picks at most one fault; the rates
-are stacked (reset, then 5xx, then non-JSON, then slow), so they must add up
-to at most 1. "nonjson" only exists on the ajax endpoint; drawn for a page GET
-it means no fault.
+are stacked (reset, then 5xx, then non-JSON, then slow, then 429, then stale
+nonce), so they must add up to at most 1. "nonjson" and "stale_nonce" only
+exist on the ajax endpoint; drawn for a page GET they mean no fault.
 
 - reset: the connection is aborted (TCP RST) without any reply
 - 5xx: HTTP 500, 502 or 503 with a WordPress/nginx-style HTML body
 - nonjson: HTTP 200 with an HTML body on admin-ajax.php
 - slow: the request sleeps ``slow_seconds`` longer, then proceeds normally
+- 429: HTTP 429, ``Retry-After: 1``, body ``Too Many Requests``; the identity
+  must then wait like after a real rate limit (sending sooner is a violation)
+- stale_nonce: the ajax POST is refused as a failed nonce check, whatever it sent
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ class Fault(Enum):
     SERVER_ERROR = "5xx"
     NON_JSON = "nonjson"
     SLOW = "slow"
+    RATE_LIMITED = "429"
+    STALE_NONCE = "stale_nonce"
+
+
+AJAX_ONLY = frozenset({Fault.NON_JSON, Fault.STALE_NONCE})
+FAULT_RETRY_AFTER = 1
+"""The Retry-After (seconds) an injected 429 asks for."""
 
 
 SERVER_ERROR_PAGES: dict[int, str] = {
@@ -60,6 +70,8 @@ class FaultPlan:
             (config.fault_5xx_rate, Fault.SERVER_ERROR),
             (config.fault_nonjson_rate, Fault.NON_JSON),
             (config.fault_slow_rate, Fault.SLOW),
+            (config.fault_429_rate, Fault.RATE_LIMITED),
+            (config.fault_stale_nonce_rate, Fault.STALE_NONCE),
         ):
             if rate > 0:
                 total += rate
@@ -71,7 +83,7 @@ class FaultPlan:
         roll = self._rng.random()
         for threshold, fault in self._thresholds:
             if roll < threshold:
-                return None if fault is Fault.NON_JSON and not ajax else fault
+                return None if fault in AJAX_ONLY and not ajax else fault
         return None
 
     def server_error_status(self) -> int:

@@ -1,7 +1,8 @@
 """Per-identity admission: a token bucket, Retry-After discipline, bans and quotas.
 
-An identity (``direct``, ``proxy1``, …) that exceeds the rate gets 429 with a
-Retry-After. Sending again before that time is a *violation*; after
+An identity (``direct``, ``proxy1``, ``gw:USER``, …) that exceeds the rate
+gets 429 with a Retry-After (so does one hit by an injected 429 fault).
+Sending again before that time is a *violation*; after
 ``ban_after_violations`` violations the identity is banned for ``ban_seconds``
 and every request is refused until the ban ends (then the slate is clean).
 The quota counts successful answers in a sliding window.
@@ -104,6 +105,11 @@ class Limiter:
         retry_after = max(1, math.ceil((1.0 - state.tokens) / rate))
         state.retry_not_before = now + retry_after
         return Verdict(Admission.RATE_LIMITED, retry_after=retry_after)
+
+    def impose_retry_after(self, identity: str, seconds: int) -> None:
+        """Hold the identity to a Retry-After sent outside the token bucket (a 429 fault)."""
+        state = self._state(identity)
+        state.retry_not_before = max(state.retry_not_before, self._clock.now() + seconds)
 
     def quota_reached(self, identity: str) -> bool:
         quota = self._config.quota

@@ -7,7 +7,13 @@ Example::
         sim.proxy_urls              # ["http://127.0.0.1:P1", ...]        identities proxy1..
         sim.bad_gateway_proxy_urls  # 502 to everything                   identities badgw1..
         sim.auth_proxy_urls         # "http://user:secret@127.0.0.1:P"    identities authproxy1..
+        sim.plain_502_proxy_urls    # bare 502, no Proxy-Status           identities plain502_1..
+        sim.dead_proxy_urls         # nothing listens: connection refused
+        sim.gateway_url             # "http://127.0.0.1:P" or None        identities gw:USER
         sim.stats.snapshot()        # same JSON as GET /__sim/stats
+
+The gateway wants ``http://USER:PASSWORD@...`` (any USER, the configured
+password); ``proxies.gateway_proxy_urls`` makes a list of such URLs.
 """
 
 from __future__ import annotations
@@ -25,7 +31,13 @@ from aiohttp.typedefs import Middleware
 from simulator.app import build_app
 from simulator.clock import Clock, SystemClock
 from simulator.config import SimConfig
-from simulator.proxies import bad_gateway, forward_proxy
+from simulator.proxies import (
+    GATEWAY_IDENTITY,
+    bad_gateway,
+    forward_proxy,
+    gateway,
+    plain_bad_gateway,
+)
 from simulator.state import SimState, SiteAddress
 from simulator.stats import Stats
 
@@ -58,6 +70,21 @@ def _url(host: str, port: int, userinfo: str = "") -> str:
     return f"http://{userinfo}{SiteAddress(host, port).netloc}"
 
 
+def _dead_ports(host: str, count: int) -> list[int]:
+    """Distinct ports nothing listens on: bound together to learn free ones, then closed.
+
+    Another process may take one later; for a test's lifetime that is unlikely.
+    """
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(_bind(host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 @dataclass
 class Simulator:
     """A running simulator: its addresses, shared state, and the runners to stop."""
@@ -68,6 +95,9 @@ class Simulator:
     proxy_urls: list[str] = field(default_factory=list)
     bad_gateway_proxy_urls: list[str] = field(default_factory=list)
     auth_proxy_urls: list[str] = field(default_factory=list)
+    plain_502_proxy_urls: list[str] = field(default_factory=list)
+    dead_proxy_urls: list[str] = field(default_factory=list)
+    gateway_url: str | None = None
     _runners: list[web.AppRunner] = field(default_factory=list, repr=False)
 
     @property
@@ -83,8 +113,11 @@ class Simulator:
         return f"{self.url}/__sim/stats"
 
     def ready_info(self, *, mask_password: bool) -> dict[str, Any]:
-        """The addresses as one JSON-able dict; masked, auth proxy passwords read ``***``."""
+        """The addresses as one JSON-able dict; masked, the passwords read ``***``."""
         auth = self.auth_proxy_urls
+        gateway_password: str | None = None
+        if self.gateway_url is not None:
+            gateway_password = "***" if mask_password else self.config.gateway_password
         if mask_password:
             secret = quote(self.config.proxy_password, safe="")
             auth = [url.replace(f":{secret}@", ":***@", 1) for url in auth]
@@ -93,6 +126,10 @@ class Simulator:
             "proxies": self.proxy_urls,
             "bad_gateway_proxies": self.bad_gateway_proxy_urls,
             "auth_proxies": auth,
+            "plain_502_proxies": self.plain_502_proxy_urls,
+            "dead_proxies": self.dead_proxy_urls,
+            "gateway": self.gateway_url,
+            "gateway_password": gateway_password,
             "stats_url": self.stats_url,
         }
 
@@ -137,6 +174,9 @@ def _proxy_specs(config: SimConfig, state: SimState) -> Iterable[tuple[str, str,
     for index in range(1, config.auth_proxies + 1):
         name = f"authproxy{index}"
         yield "auth", name, userinfo, forward_proxy(state, name, config.proxy_credentials)
+    for index in range(1, config.plain_502_proxies + 1):
+        name = f"plain502_{index}"
+        yield "plain502", name, "", plain_bad_gateway(state, name)
 
 
 async def start_simulator(config: SimConfig, clock: Clock | None = None) -> Simulator:
@@ -153,10 +193,15 @@ async def start_simulator(config: SimConfig, clock: Clock | None = None) -> Simu
             "proxy": sim.proxy_urls,
             "badgw": sim.bad_gateway_proxy_urls,
             "auth": sim.auth_proxy_urls,
+            "plain502": sim.plain_502_proxy_urls,
         }
         for kind, identity, userinfo, middleware in _proxy_specs(config, state):
             port = await _serve(sim, build_app(state, identity, [middleware]), ports.bind())
             targets[kind].append(_url(host, port, userinfo))
+        if config.gateway:
+            app = build_app(state, GATEWAY_IDENTITY, [gateway(state, config.gateway_password)])
+            sim.gateway_url = _url(host, await _serve(sim, app, ports.bind()))
+        sim.dead_proxy_urls = [_url(host, port) for port in _dead_ports(host, config.dead_proxies)]
     except BaseException:
         site_sock.close()
         await sim.close()

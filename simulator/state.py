@@ -51,6 +51,7 @@ class SimState:
             self.config.nonce_tick_seconds,
             self.clock,
             self.config.bind_nonce_to_cookie,
+            self.config.bind_nonce_to_identity,
         )
         self.limiter = Limiter(self.config, self.clock)
         self.stats = Stats(self.clock)

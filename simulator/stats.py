@@ -6,23 +6,27 @@ Shape (every listed key is always present; counts are integers)::
       "requests": {"page": N, "ajax": N},
       "replies": {
         "success": N,          # answered (JSON or stream)
-        "nonce_failed": N,     # one of the three nonce wordings
+        "nonce_failed": N,     # one of the three nonce wordings (stale_nonce faults included)
         "consent_missing": N,  # wpaicg_user_agree missing or not 1
         "bad_request": N,      # wrong post_id or empty message
         "prohibited": N,       # message contained a prohibited word
         "unknown_action": N,   # body "0", HTTP 400
         "token_limited": N,    # {"tokenLimitReached": true, ...}
-        "rate_limited": N,     # HTTP 429 (violations included)
+        "rate_limited": N,     # HTTP 429 (violations and 429 faults included)
         "refused": N,          # HTTP 403 because the identity is banned
         "banned": N,           # ban events (an identity just got banned)
         "fault": N             # injected faults of any kind
       },
-      "faults": {"5xx": N, "reset": N, "nonjson": N, "slow": N},
+      "faults": {"5xx": N, "reset": N, "nonjson": N, "slow": N, "429": N, "stale_nonce": N},
       "proxy": {"bad_gateway": N, "auth_required": N, "wrong_target": N,
-                "not_absolute": N, "connect_refused": N},
+                "not_absolute": N, "connect_refused": N,
+                "plain_502": N},       # 502s of the plain-502 ports (no Proxy-Status)
       "inflight": N, "inflight_max": N,
+      "answered_messages": N,    # distinct message texts answered with success
+      "answered_duplicates": N,  # successes for a message text answered before
       "identities": {
-        "direct" | "proxy1" | "badgw1" | "authproxy1" | ...: {
+        "direct" | "proxy1" | "badgw1" | "authproxy1" | "plain502_1"
+        | "gateway" | "gw:USER" | ...: {
           "page": N, "ajax": N, <every "replies" key>: N, <every "proxy" key>: N,
           "violations": N,       # requests sent before their Retry-After elapsed
           "bans": N,             # ban events (same as "banned" under replies)
@@ -33,11 +37,16 @@ Shape (every listed key is always present; counts are integers)::
       }
     }
 
+``gw:USER`` is a request through the gateway port with proxy user name USER;
+``gateway`` counts the gateway's own refusals (407) before any user is known.
+The message ledger keeps an 8-byte hash per distinct message, not the text.
+
 ``POST /__sim/reset`` zeroes all of it (and the per-identity limit state).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,8 +69,15 @@ REPLY_KINDS = (
     "banned",
     "fault",
 )
-FAULT_KINDS = ("5xx", "reset", "nonjson", "slow")
-PROXY_KINDS = ("bad_gateway", "auth_required", "wrong_target", "not_absolute", "connect_refused")
+FAULT_KINDS = ("5xx", "reset", "nonjson", "slow", "429", "stale_nonce")
+PROXY_KINDS = (
+    "bad_gateway",
+    "auth_required",
+    "wrong_target",
+    "not_absolute",
+    "connect_refused",
+    "plain_502",
+)
 
 
 @dataclass
@@ -93,6 +109,8 @@ class Stats:
         self.replies: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.proxy: Counter[str] = Counter()
+        self.answered: set[bytes] = set()
+        self.answered_duplicates = 0
         self.inflight: int = getattr(self, "inflight", 0)
         self.inflight_max = self.inflight
         old: dict[str, IdentityStats] = getattr(self, "identities", {})
@@ -103,7 +121,10 @@ class Stats:
         }
 
     def identity(self, name: str) -> IdentityStats:
-        return self.identities.setdefault(name, IdentityStats())
+        stats = self.identities.get(name)
+        if stats is None:
+            stats = self.identities[name] = IdentityStats()
+        return stats
 
     def request(self, identity: str, kind: str) -> None:
         self.requests[kind] += 1
@@ -120,6 +141,14 @@ class Stats:
     def proxy_error(self, identity: str, kind: str) -> None:
         self.proxy[kind] += 1
         self.identity(identity).counts[kind] += 1
+
+    def answer(self, message: str) -> None:
+        """Enter one successful answer in the ledger of message texts."""
+        key = hashlib.blake2b(message.encode(), digest_size=8).digest()
+        if key in self.answered:
+            self.answered_duplicates += 1
+        else:
+            self.answered.add(key)
 
     def violation(self, identity: str) -> None:
         self.identity(identity).counts["violations"] += 1
@@ -151,6 +180,8 @@ class Stats:
             "proxy": {key: self.proxy[key] for key in PROXY_KINDS},
             "inflight": self.inflight,
             "inflight_max": self.inflight_max,
+            "answered_messages": len(self.answered),
+            "answered_duplicates": self.answered_duplicates,
             "identities": {
                 name: stats.snapshot(now) for name, stats in sorted(self.identities.items())
             },

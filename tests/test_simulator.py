@@ -379,6 +379,37 @@ async def test_fault_slow(clock: ManualClock, http: aiohttp.ClientSession) -> No
         assert stats(sim)["faults"]["slow"] == 1
 
 
+async def test_fault_429_is_held_to_its_retry_after(
+    clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    async with start(clock, fault_429_rate=1.0, ban_after_violations=0, proxies=1) as sim:
+        for _ in range(2):  # the fault, then a violation: sent before Retry-After elapsed
+            async with http.get(sim.url + "/") as response:
+                assert response.status == 429
+                assert response.headers["Retry-After"] == "1"
+                assert await response.text() == "Too Many Requests"
+        async with http.get(sim.url + "/", proxy=sim.proxy_urls[0]) as response:
+            assert response.status == 429  # another identity: a fault, not a violation
+        clock.advance(1)
+        async with http.get(sim.url + "/") as response:
+            assert response.status == 429  # waited: the next fault, no violation
+        snapshot = stats(sim)
+        assert snapshot["faults"]["429"] == 3 and snapshot["replies"]["rate_limited"] == 4
+        assert snapshot["identities"]["direct"]["violations"] == 1
+        assert snapshot["identities"]["proxy1"]["violations"] == 0
+
+
+async def test_fault_stale_nonce(clock: ManualClock, http: aiohttp.ClientSession) -> None:
+    async with start(clock, fault_stale_nonce_rate=1.0) as sim:
+        nonce = await handshake(http, sim)  # no stale-nonce fault on the page
+        for _ in range(3):
+            status, body = await ask(http, sim, chat_form(nonce))
+            assert status == 200 and body["status"] == "error" and body["msg"] in NONCE_WORDINGS
+        snapshot = stats(sim)
+        assert snapshot["faults"]["stale_nonce"] == 3 and snapshot["replies"]["nonce_failed"] == 3
+        assert snapshot["replies"]["success"] == 0 and snapshot["answered_messages"] == 0
+
+
 async def test_latency_overlaps_concurrent_requests(
     clock: ManualClock, http: aiohttp.ClientSession
 ) -> None:
@@ -411,7 +442,18 @@ def test_config_rejects_nonsense() -> None:
         SimConfig(fault_5xx_rate=0.7, fault_reset_rate=0.7)
     with pytest.raises(ValueError):
         SimConfig(latency="sometimes")
+    with pytest.raises(ValueError, match="add up to at most 1"):
+        SimConfig(fault_429_rate=0.6, fault_stale_nonce_rate=0.3, fault_slow_rate=0.2)
+    with pytest.raises(ValueError):
+        SimConfig(fault_stale_nonce_rate=1.5)
+    for count in ("plain_502_proxies", "dead_proxies"):
+        with pytest.raises(ValueError):
+            SimConfig(**{count: -1})
+    with pytest.raises(ValueError):
+        SimConfig(gateway=True, gateway_password="")
+    assert SimConfig(fault_429_rate=0.5, fault_stale_nonce_rate=0.5).fault_429_rate == 0.5
     assert "hunter2" not in repr(SimConfig(proxy_credentials="me:hunter2"))
+    assert "hunter2" not in repr(SimConfig(gateway=True, gateway_password="hunter2"))
 
 
 # --- proxies ------------------------------------------------------------------------
@@ -460,6 +502,7 @@ async def test_proxy_refuses_other_targets_and_connect(clock: ManualClock) -> No
             "wrong_target": 1,
             "not_absolute": 1,
             "connect_refused": 1,
+            "plain_502": 0,
         }
 
 
@@ -514,6 +557,26 @@ async def test_stats_endpoint_and_reset(clock: ManualClock, http: aiohttp.Client
         assert sim.config.post_id == 106
 
 
+async def test_answer_ledger_counts_distinct_and_duplicate_messages(
+    clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    async with start(clock) as sim:
+        nonce = await handshake(http, sim)
+        for message in ("uno", "dos", "uno", "uno", "Uno"):
+            _, body = await ask(http, sim, chat_form(nonce, message))
+            assert body["status"] == "success"
+        await ask(http, sim, chat_form("0123456789", "tres"))  # refused: not an answer
+        async with http.get(sim.stats_url) as response:
+            body = await response.json()
+        assert (body["answered_messages"], body["answered_duplicates"]) == (3, 2)
+        async with http.post(sim.url + "/__sim/reset") as response:
+            assert response.status == 200
+        snapshot = stats(sim)
+        assert (snapshot["answered_messages"], snapshot["answered_duplicates"]) == (0, 0)
+        await ask(http, sim, chat_form(nonce, "uno"))
+        assert (stats(sim)["answered_messages"], stats(sim)["answered_duplicates"]) == (1, 0)
+
+
 def test_cli_prints_ready_line_and_stops_on_sigterm(tmp_path: Path) -> None:
     ready = tmp_path / "ready.json"
     command = [sys.executable, "-m", "simulator", "--port", "0", "--auth-proxies", "1",
@@ -528,6 +591,27 @@ def test_cli_prints_ready_line_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert written["auth_proxies"][0].startswith("http://user:secret@")
     assert printed["url"] == written["url"] and len(written["proxies"]) == 1
     assert written["stats_url"] == written["url"] + "/__sim/stats"
+    assert (written["gateway"], written["gateway_password"]) == (None, None)
+
+
+def test_cli_ready_line_lists_gateway_and_other_proxies(tmp_path: Path) -> None:
+    ready = tmp_path / "ready.json"
+    command = [sys.executable, "-m", "simulator", "--port", "0", "--gateway",
+               "--gateway-password", "hunter2", "--plain-502-proxies", "2",
+               "--dead-proxies", "1", "--fault-429-rate", "0.1",
+               "--fault-stale-nonce-rate", "0.1", "--bind-nonce-to-identity",
+               "--ready-file", str(ready)]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    printed, written = json.loads(line), json.loads(ready.read_text())
+    assert "hunter2" not in line and printed["gateway_password"] == "***"
+    assert written["gateway_password"] == "hunter2"
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", printed["gateway"])
+    assert printed["gateway"] == written["gateway"]
+    assert len(printed["plain_502_proxies"]) == 2 and len(printed["dead_proxies"]) == 1
 
 
 def test_basic_auth_header_shape() -> None:
