@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from chatgptes.progress import enqueue_progress, wait_progress
 from contract.config import QueueSettings
+from contract.models import JobResult
 from contract.redaction import redact_text, redact_url
 from producer.api import BatchNotFound, BatchQueue, JobNotFound, JobState
 from producer.formats import FORMATS
@@ -122,7 +123,7 @@ def status(batch_id: str, as_json: bool) -> None:
         )
         return
     click.echo(
-        f"batch {batch.batch_id}: {batch.finished}/{batch.total} finished "
+        f"batch {batch.batch_id} ({batch.state}): {batch.finished}/{batch.total} finished "
         f"({batch.succeeded} succeeded, {batch.failed} failed, {batch.cancelled} cancelled), "
         f"{batch.in_progress} in progress, {batch.queued} queued"
         + (f" ({batch.waiting} waiting for capacity)" if batch.waiting else "")
@@ -176,10 +177,13 @@ def results(batch_id: str, output: Any, fmt: str, follow: bool) -> None:
 
     async def go(queue: BatchQueue) -> int:
         count = 0
-        async for result in queue.iter_results(batch_id, follow=follow):
-            output.write(render(result) + "\n")
-            output.flush()
+        async for raw in queue.iter_raw_results(batch_id, follow=follow):
+            # The stored line is the native one: written through without parsing.
+            line = raw.decode() if fmt == "native" else render(JobResult.model_validate_json(raw))
+            output.write(line + "\n")
             count += 1
+            if follow:
+                output.flush()
         return count
 
     count = _run(go)
@@ -204,9 +208,12 @@ def job(job_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("batch_id")
 def cancel(batch_id: str) -> None:
-    """Cancel a batch's queued jobs; running ones finish."""
+    """Cancel a batch: nothing more of it is sent; requests already sent finish."""
     count = _run(lambda queue: queue.cancel(batch_id))
-    click.echo(f"cancelled {count} queued jobs of {batch_id}")
+    click.echo(
+        f"cancelled {count} queued prompts of {batch_id}; prompts a worker holds end "
+        "cancelled there unless already sent"
+    )
 
 
 @main.command()

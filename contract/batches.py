@@ -1,74 +1,168 @@
-"""Batch bookkeeping in Redis: enqueue, progress, results, cancel, retry.
+"""A batch in Redis: staged, published as chunks, started, settled, cancelled, retried.
 
-Progress lives in sets keyed by job ID (running, waiting, succeeded, failed,
-cancelled), so a job that arq runs twice is counted once. Jobs are written in
-pipelines straight into arq's queue layout, with JSON, never pickle.
+Every prompt's request and result live in the batch's own hashes, its state in a
+bit field with exact counts beside it (``contract.states``). The arq queue only
+carries chunks: a few bytes naming prompt indices. A batch is written in two
+steps, so that an interrupted enqueue leaves nothing a worker could run: first
+its requests are staged (the batch says ``validating`` and expires soon), then one
+MULTI/EXEC publishes it (the chunks, the counts, the real TTL) all at once.
+
+Chunks of all active batches take turns: a new batch's chunk *i* is scored just
+after the queue's head plus *i*, so it lines up beside the chunks already waiting
+instead of behind all of them (round-robin across batches, input order within one).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
 from contract import keys
-from contract.models import BatchStatus, JobError, JobPayload, JobResult, PromptRequest
+from contract.models import BatchStatus, ChunkPayload, JobResult, PromptRequest, job_id_for
+from contract.states import CODE, FINAL_STATES, LUA_PRELUDE, PROMPT_STATES
 
-JOB_FUNCTION = "run_prompts"
-STATES = ("running", "waiting", "succeeded", "failed", "cancelled")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-CHUNK = 1000
+JOB_FUNCTION = "run_chunk"
+WRITE_BATCH = 1000  # requests per HSET while staging; results per HMGET while reading
+MIN_CHUNKS = 8  # a small batch is still spread over several chunks (and workers)
+STAGING_TTL_SECONDS = 3600  # an enqueue that never publishes leaves nothing for long
 
-# Removes a job from arq's queue unless a worker holds it or it already has a result;
-# atomic per job. ARGV: in-progress prefix, job prefix, result prefix, then job IDs.
+# KEYS: meta, states, counts, attempts, requests. ARGV: now (ISO), ttl, then indices.
+# Marks the chunk's unsettled prompts running and hands back, per index: its state
+# before, its request and its attempts so far. Returns {batch state, created_at, ...}.
+_START = (
+    LUA_PRELUDE
+    + """
+local state, created_at = unpack(redis.call('HMGET', KEYS[1], 'state', 'created_at'))
+if not state then return {false, false} end
+local out = {state, created_at}
+local running = state == 'in_progress'
+if running then redis.call('HSETNX', KEYS[1], 'in_progress_at', ARGV[1]) end
+for i = 3, #ARGV do
+  local idx = ARGV[i]
+  local was = state_of(KEYS[2], idx)
+  if was < FINAL and running then move(KEYS[2], KEYS[3], idx, 1) end
+  out[#out + 1] = was
+  out[#out + 1] = redis.call('HGET', KEYS[5], idx) or false
+  out[#out + 1] = redis.call('HGET', KEYS[4], idx) or false
+end
+keep(KEYS[2], ARGV[2])
+return out
+"""
+)
+
+# KEYS: meta, states, counts, results, attempts, then the batch keys to keep alive at
+# the end. ARGV: ttl, now (ISO), then (index, state code, result JSON) triples. A prompt
+# that already has its result keeps it: the first result wins.
+_SAVE = (
+    LUA_PRELUDE
+    + """
+local saved = 0
+for i = 3, #ARGV, 3 do
+  local idx, code = ARGV[i], tonumber(ARGV[i + 1])
+  if state_of(KEYS[2], idx) < FINAL then
+    redis.call('HSET', KEYS[4], idx, ARGV[i + 2])
+    redis.call('HDEL', KEYS[5], idx)
+    move(KEYS[2], KEYS[3], idx, code)
+    saved = saved + 1
+  end
+end
+keep(KEYS[2], ARGV[1])
+keep(KEYS[4], ARGV[1])
+local batch_keys = {}
+for i = 6, #KEYS do batch_keys[#batch_keys + 1] = KEYS[i] end
+return {saved, finish_if_done(KEYS[1], KEYS[3], ARGV[2], ARGV[1], batch_keys)}
+"""
+)
+
+# KEYS: states, counts. ARGV: target code, the codes it may move from (comma-separated),
+# ttl, then indices. Returns how many moved.
+_MARK = (
+    LUA_PRELUDE
+    + """
+local allowed = {}
+for code in string.gmatch(ARGV[2], '%d+') do allowed[tonumber(code)] = true end
+local moved = 0
+for i = 4, #ARGV do
+  if allowed[state_of(KEYS[1], ARGV[i])] then
+    move(KEYS[1], KEYS[2], ARGV[i], tonumber(ARGV[1]))
+    moved = moved + 1
+  end
+end
+keep(KEYS[1], ARGV[3])
+return moved
+"""
+)
+
+# KEYS: attempts. ARGV: index, error class, when the prompt started (epoch s), ttl. One
+# failed attempt counted; the start time is kept so a re-run reports when it first began.
+_SPEND = (
+    LUA_PRELUDE
+    + """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local a = raw and cjson.decode(raw) or {total = 0, kinds = {}}
+if type(a.kinds) ~= 'table' then a.kinds = {} end
+if not a.started_at then a.started_at = tonumber(ARGV[3]) end
+a.total = (tonumber(a.total) or 0) + 1
+a.kinds[ARGV[2]] = (tonumber(a.kinds[ARGV[2]]) or 0) + 1
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(a))
+keep(KEYS[1], ARGV[4])
+return {a.kinds[ARGV[2]], a.total}
+"""
+)
+
+# KEYS: meta, states, counts, results, attempts. ARGV: now (ISO), then indices. Failed
+# prompts go back to queued, forgetting their result; returns the indices moved.
+_REQUEUE = (
+    LUA_PRELUDE
+    + """
+local moved = {}
+for i = 2, #ARGV do
+  local idx = ARGV[i]
+  if state_of(KEYS[2], idx) == 4 then
+    redis.call('HDEL', KEYS[4], idx)
+    redis.call('HDEL', KEYS[5], idx)
+    move(KEYS[2], KEYS[3], idx, 0)
+    moved[#moved + 1] = idx
+  end
+end
+if #moved > 0 then
+  redis.call('HSET', KEYS[1], 'state', 'in_progress', 'retried_at', ARGV[1])
+  redis.call('HDEL', KEYS[1], 'completed_at')
+end
+return moved
+"""
+)
+
+# KEYS: queue, then for each chunk: its arq job key and in-progress key. ARGV: chunk IDs.
+# Takes a chunk out of the queue unless a worker holds it; returns the taken payloads.
 _CLAIM_QUEUED = """
-local claimed = {}
-for i, job_id in ipairs(ARGV) do
-  if i > 3 and redis.call('EXISTS', ARGV[1] .. job_id, ARGV[3] .. job_id) == 0
-     and redis.call('ZREM', KEYS[1], job_id) == 1 then
-    redis.call('DEL', ARGV[2] .. job_id)
-    claimed[#claimed + 1] = job_id
+local taken = {}
+for i, chunk in ipairs(ARGV) do
+  local job, running = KEYS[2 * i], KEYS[2 * i + 1]
+  if redis.call('EXISTS', running) == 0 and redis.call('ZREM', KEYS[1], chunk) == 1 then
+    taken[#taken + 1] = redis.call('GET', job) or false
+    redis.call('DEL', job)
   end
 end
-return claimed
+return taken
 """
 
-
-# A worker starting a job: nothing if it is settled, else mark it running and return
-# (started_at, attempts so far). KEYS: result, cancelled, attempts, running, waiting.
-# ARGV: job ID, now, ttl.
-_START = """
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
-  return false
+# KEYS: meta. ARGV: now (ISO). A batch still running becomes cancelling.
+_CANCELLING = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'in_progress' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelling', 'cancelling_at', ARGV[1])
+  return 'cancelling'
 end
-redis.call('HSETNX', KEYS[3], 'started_at', ARGV[2])
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-redis.call('SADD', KEYS[4], ARGV[1])
-redis.call('EXPIRE', KEYS[4], ARGV[3])
-redis.call('SREM', KEYS[5], ARGV[1])
-return redis.call('HMGET', KEYS[3], 'started_at', 'total')
-"""
-
-# The one result of a job, counted in exactly one state set. KEYS: result, attempts, the
-# five state sets (STATES order), then the batch keys to keep alive.
-# ARGV: job ID, result JSON, index of the result's state (1-based in STATES), ttl.
-_SAVE = """
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
-redis.call('DEL', KEYS[2])
-local final = tonumber(ARGV[3])
-for i = 1, 5 do
-  if i == final then
-    redis.call('SADD', KEYS[2 + i], ARGV[1])
-  else
-    redis.call('SREM', KEYS[2 + i], ARGV[1])
-  end
-end
-for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
-return 1
+return state
 """
 
 
@@ -76,10 +170,40 @@ def json_dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), default=str).encode()
 
 
-def serialize_payload(requests: Sequence[PromptRequest]) -> bytes:
-    payload = JobPayload(prompts=tuple(requests)).model_dump(mode="json")
-    enqueue_ms = int(time.time() * 1000)
-    return serialize_job(JOB_FUNCTION, (payload,), {}, None, enqueue_ms, serializer=json_dumps)
+def iso_now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def chunked(indices: Sequence[int], size: int) -> list[list[int]]:
+    return [list(indices[start : start + size]) for start in range(0, len(indices), size)]
+
+
+def chunk_size_for(total: int, chunk_size: int) -> int:
+    """Prompts per chunk: ``chunk_size``, smaller for a small batch so several workers share it."""
+    return max(1, min(chunk_size, math.ceil(total / MIN_CHUNKS)))
+
+
+def _timestamp(raw: bytes | str | None) -> datetime | None:
+    return datetime.fromisoformat(keys.decoded(raw)) if raw else None
+
+
+@dataclass(frozen=True)
+class StartedPrompt:
+    """One prompt of a chunk as the worker starts it."""
+
+    index: int
+    state_before: str
+    request_json: bytes | None
+    attempts_json: bytes | None
+
+
+@dataclass(frozen=True)
+class ChunkStart:
+    """What starting a chunk found: the batch's state and each prompt's."""
+
+    batch_state: str | None  # None: the batch is gone (expired, or never published)
+    created_at: datetime | None
+    prompts: tuple[StartedPrompt, ...]
 
 
 class BatchStore:
@@ -89,181 +213,297 @@ class BatchStore:
         self.ttl = ttl_seconds
         self._start = redis.register_script(_START)
         self._save = redis.register_script(_SAVE)
+        self._mark = redis.register_script(_MARK)
+        self._spend = redis.register_script(_SPEND)
+        self._requeue = redis.register_script(_REQUEUE)
+        self._claim = redis.register_script(_CLAIM_QUEUED)
+        self._cancelling = redis.register_script(_CANCELLING)
 
-    async def exists(self, batch_id: str) -> bool:
-        return bool(await self.redis.exists(keys.batch_meta(batch_id)))
+    # -- producer side ---------------------------------------------------------------
 
-    async def create(self, batch_id: str, meta: dict[str, str]) -> None:
+    async def state(self, batch_id: str) -> str | None:
+        raw = await self.redis.hget(keys.batch_meta(batch_id), "state")
+        return keys.decoded(raw) if raw else None
+
+    async def discard(self, batch_id: str) -> None:
+        await self.redis.delete(*keys.batch_keys(batch_id))
+
+    async def stage(
+        self,
+        batch_id: str,
+        meta: dict[str, str],
+        requests: Sequence[str],
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Writes the batch record and its requests (by index), not yet visible to workers."""
+        meta_key, requests_key = keys.batch_meta(batch_id), keys.batch_requests(batch_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.batch_meta(batch_id), mapping=meta)
-            pipe.expire(keys.batch_meta(batch_id), self.ttl)
+            pipe.delete(*keys.batch_keys(batch_id))
+            pipe.hset(meta_key, mapping={**meta, "state": "validating"})
+            pipe.expire(meta_key, STAGING_TTL_SECONDS)
             await pipe.execute()
+        for start in range(0, len(requests), WRITE_BATCH * 8):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for offset in range(
+                    start, min(start + WRITE_BATCH * 8, len(requests)), WRITE_BATCH
+                ):
+                    part = requests[offset : offset + WRITE_BATCH]
+                    pipe.hset(
+                        requests_key,
+                        mapping=dict(zip(range(offset, offset + len(part)), part, strict=True)),
+                    )
+                pipe.expire(requests_key, STAGING_TTL_SECONDS)
+                await pipe.execute()
+            if progress is not None:
+                progress(min(start + WRITE_BATCH * 8, len(requests)))
 
-    async def add_jobs(self, requests: Sequence[PromptRequest]) -> None:
-        """Writes one chunk of jobs: the request, the arq job, its place in the queue."""
-        now_ms = int(time.time() * 1000)
-        batch_id = requests[0].batch_id
+    async def publish(self, batch_id: str, total: int, chunk_size: int) -> int:
+        """Makes a staged batch runnable in one MULTI/EXEC; returns how many chunks it has."""
+        chunks = chunked(range(total), chunk_size_for(total, chunk_size))
+        ids = [f"{batch_id}:{n}" for n in range(len(chunks))]
+        now = iso_now()
         async with self.redis.pipeline(transaction=True) as pipe:
-            self._queue_jobs(pipe, requests, now_ms)
-            pipe.rpush(keys.batch_jobs(batch_id), *(r.job_id for r in requests))
             pipe.hset(
-                keys.batch_requests(batch_id),
-                mapping={r.job_id: r.model_dump_json() for r in requests},
+                keys.batch_meta(batch_id),
+                mapping={"state": "in_progress", "published_at": now, "chunks": len(chunks)},
             )
-            for key in (keys.batch_jobs(batch_id), keys.batch_requests(batch_id)):
+            pipe.hset(keys.batch_counts(batch_id), mapping={s: 0 for s in PROMPT_STATES})
+            pipe.hset(keys.batch_counts(batch_id), "queued", total)
+            await self._queue_chunks(pipe, batch_id, ids, chunks)
+            for key in keys.batch_keys(batch_id):
                 pipe.expire(key, self.ttl)
+            pipe.zadd(keys.batches_created(), {batch_id: int(time.time() * 1000)})
             await pipe.execute()
+        return len(chunks)
 
-    def _queue_jobs(self, pipe: Any, requests: Sequence[PromptRequest], now_ms: int) -> None:
-        for request in requests:
-            pipe.set(keys.arq_job(request.job_id), serialize_payload([request]), px=self.ttl * 1000)
-        # Score = enqueue time: arq runs the oldest first, so a batch keeps its order.
-        scores = {r.job_id: now_ms + r.index % 1000 / 1000 for r in requests}
-        pipe.zadd(self.queue_name, scores)
-
-    async def job_ids(self, batch_id: str) -> list[str]:
-        return [
-            keys.decoded(raw) for raw in await self.redis.lrange(keys.batch_jobs(batch_id), 0, -1)
-        ]
-
-    async def request(self, batch_id: str, job_id: str) -> PromptRequest | None:
-        raw = await self.redis.hget(keys.batch_requests(batch_id), job_id)
-        return PromptRequest.model_validate_json(raw) if raw else None
-
-    async def requests(self, batch_id: str, job_ids: Sequence[str]) -> list[PromptRequest]:
-        """The requests of these jobs, in their order, in one round trip per chunk."""
-        found: list[PromptRequest] = []
-        for start in range(0, len(job_ids), CHUNK):
-            chunk = job_ids[start : start + CHUNK]
-            raws = await self.redis.hmget(keys.batch_requests(batch_id), chunk) if chunk else []
-            found += [PromptRequest.model_validate_json(raw) for raw in raws if raw]
-        return found
+    async def _queue_chunks(
+        self, pipe: Any, batch_id: str, ids: Sequence[str], chunks: Sequence[Sequence[int]]
+    ) -> None:
+        head = await self.redis.zrange(self.queue_name, 0, 0, withscores=True)
+        first = head[0][1] if head else 1.0
+        enqueue_ms = int(time.time() * 1000)
+        for chunk_id, indices in zip(ids, chunks, strict=True):
+            payload = ChunkPayload(batch_id=batch_id, indices=tuple(indices)).model_dump()
+            job = serialize_job(
+                JOB_FUNCTION, (payload,), {}, None, enqueue_ms, serializer=json_dumps
+            )
+            pipe.set(keys.arq_job(chunk_id), job, px=self.ttl * 1000)
+        pipe.zadd(self.queue_name, {chunk_id: first + n for n, chunk_id in enumerate(ids)})
+        pipe.sadd(keys.batch_chunks(batch_id), *ids)
 
     async def status(self, batch_id: str) -> BatchStatus | None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.batch_meta(batch_id))
-            pipe.llen(keys.batch_jobs(batch_id))
-            for state in STATES:
-                pipe.scard(keys.batch_set(batch_id, state))
-            exists, total, *counts = await pipe.execute()
-        if not exists:
+            pipe.hmget(keys.batch_meta(batch_id), "state", "total", "created_at", "completed_at")
+            pipe.hmget(keys.batch_counts(batch_id), *PROMPT_STATES)
+            (state, total, created, completed), raw_counts = await pipe.execute()
+        if state is None or total is None:
             return None
-        running, waiting, succeeded, failed, cancelled = counts
-        queued = max(total - running - succeeded - failed - cancelled, 0)
+        counts = dict(zip(PROMPT_STATES, (int(c or 0) for c in raw_counts), strict=True))
+        total = int(total)
+        state = keys.decoded(state)
+        if state == "validating":
+            counts["queued"] = total
+        settled = sum(counts[s] for s in FINAL_STATES)
         return BatchStatus(
             batch_id=batch_id,
+            state=state,
             total=total,
-            queued=queued,
-            in_progress=running,
-            succeeded=succeeded,
-            failed=failed,
-            cancelled=cancelled,
-            waiting=min(waiting, queued),
-            done=queued == 0 and running == 0,
+            queued=counts["queued"],
+            in_progress=counts["running"],
+            waiting=counts["waiting"],
+            succeeded=counts["succeeded"],
+            failed=counts["failed"],
+            cancelled=counts["cancelled"],
+            done=settled >= total and state != "validating",
+            created_at=_timestamp(created),
+            completed_at=_timestamp(completed),
         )
 
-    async def mark_waiting(self, request: PromptRequest) -> None:
-        """Moves a running job to waiting: deferred until capacity or its backoff allows."""
-        waiting = keys.batch_set(request.batch_id, "waiting")
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(waiting, request.job_id)
-            pipe.srem(keys.batch_set(request.batch_id, "running"), request.job_id)
-            pipe.expire(waiting, self.ttl)
-            await pipe.execute()
+    async def created_at(self, batch_id: str) -> datetime | None:
+        return _timestamp(await self.redis.hget(keys.batch_meta(batch_id), "created_at"))
 
-    async def unmark(self, request: PromptRequest) -> None:
-        await self.redis.srem(keys.batch_set(request.batch_id, "running"), request.job_id)
+    async def requests(
+        self, batch_id: str, indices: Sequence[int], enqueued_at: datetime
+    ) -> list[PromptRequest]:
+        """The requests at these indices (those still there), in their order."""
+        found: list[PromptRequest] = []
+        for part in chunked(indices, WRITE_BATCH):
+            raws = await self.redis.hmget(keys.batch_requests(batch_id), part)
+            found += [
+                PromptRequest.from_stored(raw, batch_id=batch_id, index=i, enqueued_at=enqueued_at)
+                for i, raw in zip(part, raws, strict=True)
+                if raw
+            ]
+        return found
 
-    async def start(self, request: PromptRequest) -> tuple[float, int] | None:
-        """Marks the job running; None if it already has a result or was cancelled.
+    async def raw_results(self, batch_id: str, indices: Sequence[int]) -> list[bytes | None]:
+        """The stored result lines (native JSON) at these indices, None where there is none."""
+        found: list[bytes | None] = []
+        for part in chunked(indices, WRITE_BATCH):
+            found += await self.redis.hmget(keys.batch_results(batch_id), part)
+        return found
 
-        Returns when it first started (kept across arq retries) and the attempts so far.
-        """
-        batch_id, job_id = request.batch_id, request.job_id
-        found = await self._start(
-            keys=[
-                keys.result(job_id),
-                keys.batch_set(batch_id, "cancelled"),
-                keys.attempts(job_id),
-                keys.batch_set(batch_id, "running"),
-                keys.batch_set(batch_id, "waiting"),
-            ],
-            args=[job_id, time.time(), self.ttl],
-        )
-        if not found:
-            return None
-        started_at, total = found
-        return float(started_at), int(total or 0)
-
-    async def save_result(self, result: JobResult) -> None:
-        """Stores the one result of a job and counts it, idempotently, in one atomic call."""
-        await self._save(keys=self._save_keys(result), args=self._save_args(result))
-
-    async def save_results(self, results: Sequence[JobResult]) -> None:
-        """``save_result`` for many jobs, pipelined."""
+    async def prompt_state(self, batch_id: str, index: int) -> tuple[str, int]:
+        """(state, failed attempts so far) of one prompt."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for result in results:
-                await self._save(
-                    keys=self._save_keys(result), args=self._save_args(result), client=pipe
-                )
-            await pipe.execute()
+            pipe.execute_command("BITFIELD", keys.batch_states(batch_id), "GET", "u4", f"#{index}")
+            pipe.hget(keys.batch_attempts(batch_id), index)
+            (code,), attempts = await pipe.execute()
+        total = json.loads(attempts).get("total", 0) if attempts else 0
+        return PROMPT_STATES[code], int(total)
 
-    def _save_keys(self, result: JobResult) -> list[str]:
-        batch_id = result.batch_id
-        return [
-            keys.result(result.job_id),
-            keys.attempts(result.job_id),
-            *(keys.batch_set(batch_id, state) for state in STATES),
-            keys.batch_meta(batch_id),
-            keys.batch_jobs(batch_id),
-            keys.batch_requests(batch_id),
-        ]
-
-    def _save_args(self, result: JobResult) -> list[str | int]:
-        state = STATES.index(result.status) + 1
-        return [result.job_id, result.model_dump_json(), state, self.ttl]
-
-    async def result(self, job_id: str) -> JobResult | None:
-        raw = await self.redis.get(keys.result(job_id))
-        return JobResult.model_validate_json(raw) if raw else None
-
-    async def results(self, job_ids: Sequence[str]) -> list[JobResult | None]:
-        found: list[JobResult | None] = []
-        for start in range(0, len(job_ids), CHUNK):
-            chunk = job_ids[start : start + CHUNK]
-            raws = await self.redis.mget([keys.result(job_id) for job_id in chunk])
-            found += [JobResult.model_validate_json(raw) if raw else None for raw in raws]
+    async def indices_in(self, batch_id: str, state: str, total: int) -> list[int]:
+        """Every index in ``state``, read from the bit field in one GET."""
+        raw = await self.redis.get(keys.batch_states(batch_id)) or b""
+        code = CODE[state]
+        found = []
+        for index in range(total):
+            byte = raw[index // 2] if index // 2 < len(raw) else 0
+            if (byte >> 4 if index % 2 == 0 else byte & 0x0F) == code:
+                found.append(index)
         return found
 
     async def cancel(self, batch_id: str) -> int:
-        """Removes the batch's queued jobs and records them cancelled; running ones finish."""
-        script = self.redis.register_script(_CLAIM_QUEUED)
-        job_ids = await self.job_ids(batch_id)
-        cancelled = 0
-        for start in range(0, len(job_ids), CHUNK):
-            chunk = job_ids[start : start + CHUNK]
-            claimed = await script(
-                keys=[self.queue_name],
-                args=[keys.arq_in_progress(""), keys.arq_job(""), keys.result(""), *chunk],
-            )
-            error = JobError(type="Cancelled", message="cancelled before it ran")
-            requests = await self.requests(batch_id, [keys.decoded(job_id) for job_id in claimed])
-            await self.save_results(
-                [JobResult.for_request(r, status="cancelled", error=error) for r in requests]
-            )
-            cancelled += len(requests)
-        return cancelled
-
-    async def requeue(self, requests: Iterable[PromptRequest]) -> int:
-        """Queues jobs again under their own IDs, forgetting their previous result."""
-        requests = list(requests)
-        if not requests:
-            return 0
+        """Stops the batch: queued chunks are taken back and their prompts cancelled; prompts
+        a worker holds end cancelled there unless already on the wire. Returns how many
+        prompts were cancelled here."""
+        now_ms = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=True) as pipe:
-            for request in requests:
-                pipe.delete(keys.result(request.job_id), keys.attempts(request.job_id))
-                for state in FINAL_STATES:
-                    pipe.srem(keys.batch_set(request.batch_id, state), request.job_id)
-            self._queue_jobs(pipe, requests, int(time.time() * 1000))
+            pipe.zadd(keys.cancelled_batches(), {batch_id: now_ms})
+            pipe.zremrangebyscore(keys.cancelled_batches(), "-inf", now_ms - self.ttl * 1000)
+            pipe.expire(keys.cancelled_batches(), self.ttl)
             await pipe.execute()
-        return len(requests)
+        state = await self._cancelling(keys=[keys.batch_meta(batch_id)], args=[iso_now()])
+        if keys.decoded(state or b"") != "cancelling":
+            return 0
+        chunk_ids = sorted(
+            keys.decoded(c) for c in await self.redis.smembers(keys.batch_chunks(batch_id))
+        )
+        taken: list[int] = []
+        for part in chunked(chunk_ids, WRITE_BATCH):
+            job_keys = [k for c in part for k in (keys.arq_job(c), keys.arq_in_progress(c))]
+            for raw in await self._claim(keys=[self.queue_name, *job_keys], args=part):
+                if raw:
+                    taken += ChunkPayload.model_validate(json.loads(raw)["a"][0]).indices
+        return await self.cancel_prompts(batch_id, taken)
+
+    async def cancel_prompts(self, batch_id: str, indices: Sequence[int]) -> int:
+        """Records a cancelled result for each of these prompts that has none yet."""
+        created = await self.created_at(batch_id)
+        if created is None or not indices:
+            return 0
+        saved = 0
+        for part in chunked(indices, WRITE_BATCH):
+            requests = await self.requests(batch_id, part, created)
+            saved += await self.save_results([cancelled_result(r) for r in requests])
+        return saved
+
+    async def requeue_failed(self, batch_id: str, chunk_size: int) -> int:
+        """Queues the failed prompts again under their own job IDs; returns how many."""
+        total = int(await self.redis.hget(keys.batch_meta(batch_id), "total") or 0)
+        failed = await self.indices_in(batch_id, "failed", total)
+        moved: list[int] = []
+        for part in chunked(failed, WRITE_BATCH):
+            done = await self._requeue(keys=self._state_keys(batch_id), args=[iso_now(), *part])
+            moved += [int(i) for i in done]
+        if not moved:
+            return 0
+        round_ = await self.redis.hincrby(keys.batch_meta(batch_id), "retries", 1)
+        chunks = chunked(moved, chunk_size_for(len(moved), chunk_size))
+        ids = [f"{batch_id}:r{round_}:{n}" for n in range(len(chunks))]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await self._queue_chunks(pipe, batch_id, ids, chunks)
+            for key in keys.batch_keys(batch_id):
+                pipe.expire(key, self.ttl)
+            await pipe.execute()
+        return len(moved)
+
+    # -- worker side -----------------------------------------------------------------
+
+    async def start_chunk(self, batch_id: str, indices: Sequence[int]) -> ChunkStart:
+        """Marks the chunk's unsettled prompts running and reads them, in one round trip."""
+        found = await self._start(
+            keys=[
+                keys.batch_meta(batch_id),
+                keys.batch_states(batch_id),
+                keys.batch_counts(batch_id),
+                keys.batch_attempts(batch_id),
+                keys.batch_requests(batch_id),
+            ],
+            args=[iso_now(), self.ttl, *indices],
+        )
+        state, created, *rest = found
+        if not state:
+            return ChunkStart(None, None, ())
+        prompts = tuple(
+            StartedPrompt(index, PROMPT_STATES[int(rest[3 * n])], rest[3 * n + 1] or None,
+                          rest[3 * n + 2] or None)
+            for n, index in enumerate(indices)
+        )  # fmt: skip
+        return ChunkStart(keys.decoded(state), _timestamp(created), prompts)
+
+    async def save_results(self, results: Sequence[JobResult]) -> int:
+        """Stores each prompt's one result and counts it, one atomic call per batch."""
+        by_batch: dict[str, list[JobResult]] = {}
+        for result in results:
+            by_batch.setdefault(result.batch_id, []).append(result)
+        if not by_batch:
+            return 0
+        now = iso_now()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for batch_id, batch_results in by_batch.items():
+                args: list[str | int] = [self.ttl, now]
+                for result in batch_results:
+                    index = int(result.job_id.rpartition(".")[2])
+                    args += [index, CODE[result.status], result.model_dump_json()]
+                await self._save(
+                    keys=[*self._state_keys(batch_id), *keys.batch_keys(batch_id)],
+                    args=args,
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        return sum(int(saved) for saved, _ in replies)
+
+    async def mark(self, batch_id: str, indices: Iterable[int], state: str) -> int:
+        """Moves unsettled prompts between queued, running and waiting."""
+        indices = list(indices)
+        if not indices:
+            return 0
+        allowed = ",".join(str(CODE[s]) for s in ("queued", "running", "waiting") if s != state)
+        return int(
+            await self._mark(
+                keys=[keys.batch_states(batch_id), keys.batch_counts(batch_id)],
+                args=[CODE[state], allowed, self.ttl, *indices],
+            )
+        )
+
+    async def spend(
+        self, batch_id: str, index: int, kind: str, started_at: datetime
+    ) -> tuple[int, int]:
+        """Counts one failed attempt of ``kind``; returns (spent of that kind, total)."""
+        spent, total = await self._spend(
+            keys=[keys.batch_attempts(batch_id)],
+            args=[index, kind, started_at.timestamp(), self.ttl],
+        )
+        return int(spent), int(total)
+
+    def _state_keys(self, batch_id: str) -> list[str]:
+        return [
+            keys.batch_meta(batch_id),
+            keys.batch_states(batch_id),
+            keys.batch_counts(batch_id),
+            keys.batch_results(batch_id),
+            keys.batch_attempts(batch_id),
+        ]
+
+
+def cancelled_result(request: PromptRequest) -> JobResult:
+    from contract.models import JobError
+
+    error = JobError(
+        type="Cancelled", message="the batch was cancelled before this prompt was sent"
+    )
+    return JobResult.for_request(request, status="cancelled", error=error)
+
+
+__all__ = ["JOB_FUNCTION", "BatchStore", "ChunkStart", "StartedPrompt", "job_id_for"]

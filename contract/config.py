@@ -36,6 +36,9 @@ class QueueSettings(BaseSettings):
         32_000, gt=0, description="Largest prompt accepted, counted over all message contents."
     )
     default_model: str = Field(DEFAULT_MODEL, description="Model used when a line names none.")
+    chunk_size: int = Field(
+        50, ge=1, le=1000, description="Prompts one arq job carries (smaller for small batches)."
+    )
 
     def describe(self) -> dict[str, str]:
         """Every setting with its value, secrets masked, for ``chatgptes config``."""

@@ -1,8 +1,14 @@
 """Every Redis key the service writes, named in one place.
 
-The service's own keys live under ``chatgptes:``; arq keeps its queue, job and
-in-progress keys under its own ``arq:`` names, which are built here too so that
-nothing else spells them out.
+The service's own keys live under ``chatgptes:``. Each one carries a Redis Cluster
+hash tag, so that every script touches keys of one slot and declares them all:
+
+- ``{<batch_id>}``: one batch's record, requests, results, job states and counts;
+- ``{policy}``: the fleet's shared policy (leases, identities, sessions, cancels);
+- ``{fleet}``: the registries of workers and batches that ``top`` reads.
+
+arq keeps its queue, job and in-progress keys under its own ``arq:`` names; they
+are built here too, so that nothing else spells them out.
 """
 
 from __future__ import annotations
@@ -17,36 +23,60 @@ def decoded(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+# One batch: everything under its own hash tag.
+def _batch(batch_id: str, part: str) -> str:
+    return f"{PREFIX}{{{batch_id}}}:{part}"
+
+
 def batch_meta(batch_id: str) -> str:
-    """Hash: total, created_at, model, queue — the batch record."""
-    return f"{PREFIX}batch:{batch_id}"
-
-
-def batch_jobs(batch_id: str) -> str:
-    """List: the batch's job IDs in input order."""
-    return f"{PREFIX}batch:{batch_id}:jobs"
+    """Hash: the batch record (state, total, timestamps, chunking, metadata)."""
+    return _batch(batch_id, "meta")
 
 
 def batch_requests(batch_id: str) -> str:
-    """Hash: job ID → the request as enqueued (kept for ``retry`` and ``job``)."""
-    return f"{PREFIX}batch:{batch_id}:requests"
+    """Hash: prompt index → the request as enqueued (custom_id, messages, model)."""
+    return _batch(batch_id, "requests")
 
 
-def batch_set(batch_id: str, state: str) -> str:
-    """Set of job IDs in one state: running, waiting, succeeded, failed, cancelled."""
-    return f"{PREFIX}batch:{batch_id}:{state}"
+def batch_results(batch_id: str) -> str:
+    """Hash: prompt index → the prompt's one result, as its native JSON line."""
+    return _batch(batch_id, "results")
 
 
-def result(job_id: str) -> str:
-    """String: the job's result JSON."""
-    return f"{PREFIX}result:{job_id}"
+def batch_states(batch_id: str) -> str:
+    """String used as a bit field: 4 bits per prompt index, its state (see contract.states)."""
+    return _batch(batch_id, "states")
 
 
-def attempts(job_id: str) -> str:
-    """Hash: attempts spent per error class, kept across arq retries of one job."""
-    return f"{PREFIX}attempts:{job_id}"
+def batch_counts(batch_id: str) -> str:
+    """Hash: prompts per state, kept exact by every transition (never counted by a scan)."""
+    return _batch(batch_id, "counts")
 
 
+def batch_attempts(batch_id: str) -> str:
+    """Hash: prompt index → failed attempts so far (JSON), kept across re-runs of its chunk."""
+    return _batch(batch_id, "attempts")
+
+
+def batch_chunks(batch_id: str) -> str:
+    """Set: the arq job IDs of the batch's chunks, for ``cancel``."""
+    return _batch(batch_id, "chunks")
+
+
+def batch_keys(batch_id: str) -> list[str]:
+    """Every key of one batch, in one slot."""
+    return [
+        batch_meta(batch_id),
+        batch_requests(batch_id),
+        batch_results(batch_id),
+        batch_states(batch_id),
+        batch_counts(batch_id),
+        batch_attempts(batch_id),
+        batch_chunks(batch_id),
+    ]
+
+
+# arq's own keys.
 def arq_job(job_id: str) -> str:
     return f"{job_key_prefix}{job_id}"
 
@@ -59,42 +89,74 @@ def arq_retry(job_id: str) -> str:
     return f"{retry_key_prefix}{job_id}"
 
 
-# Policy state shared by all workers (see worker.leases, worker.health, worker.sessions).
-def lease_fleet() -> str:
-    """Sorted set: lease token → expiry (ms), all leases of the fleet."""
-    return f"{PREFIX}lease:fleet"
+# The fleet's shared policy, under one hash tag (see worker.leases, worker.sessions).
+POLICY = f"{PREFIX}{{policy}}:"
 
 
-def lease_identity(identity: str) -> str:
-    """Sorted set: lease token → expiry (ms), the leases held on one identity."""
-    return f"{PREFIX}lease:identity:{identity}"
+def lease_tokens() -> str:
+    """Sorted set: lease token (``identity|random``) → expiry (ms), every lease of the fleet."""
+    return f"{POLICY}leases"
 
 
-def rate_identity(identity: str) -> str:
-    """String: the identity's GCRA theoretical arrival time (ms)."""
-    return f"{PREFIX}rate:identity:{identity}"
+def identities_ready(pool: str) -> str:
+    """Sorted set: identity → how loaded it is (lower is better), one pool's with room now."""
+    return f"{POLICY}ready:{pool}"
 
 
-def health(identity: str) -> str:
-    """Hash: penalty, cooldown_until, reason, probe — one identity's health."""
-    return f"{PREFIX}health:{identity}"
+def identities_later(pool: str) -> str:
+    """Sorted set: identity → when (ms) it may have room again (rate, cooldown, full, probe)."""
+    return f"{POLICY}later:{pool}"
 
 
-def site_session(identity: str) -> str:
-    """String: the cached site session (nonce, post id, cookies) for one identity."""
-    return f"{PREFIX}session:{identity}"
+def identities_known() -> str:
+    """Sorted set: identity → when (ms) a worker last announced it (the pool registry)."""
+    return f"{POLICY}identities"
 
 
-def site_session_uses(identity: str) -> str:
-    """Integer: POSTs the cached session has served."""
-    return f"{PREFIX}session:{identity}:uses"
-
-
-def site_session_lock(identity: str) -> str:
-    """String: held by the one worker refreshing the identity's session."""
-    return f"{PREFIX}session:{identity}:lock"
+def identity_field(attribute: str) -> str:
+    """Hash: identity → one attribute (cap, interval, weight, inflight, tat, penalty, …)."""
+    return f"{POLICY}identity:{attribute}"
 
 
 def policy_events() -> str:
-    """Hash: counters of what the policy did (waits, deferrals, cooldowns), fleet-wide."""
-    return f"{PREFIX}policy:events"
+    """Hash: fleet-wide counters of what the policy did; a fixed, small set of fields."""
+    return f"{POLICY}events"
+
+
+def cancelled_batches() -> str:
+    """Sorted set: batch ID → when it was cancelled (ms); no lease is granted for these."""
+    return f"{POLICY}cancelled"
+
+
+def site_sessions() -> str:
+    """Hash: identity → its site session (nonce, post id, cookies) as JSON."""
+    return f"{POLICY}sessions"
+
+
+def site_session_uses() -> str:
+    """Hash: identity → POSTs its current site session has served."""
+    return f"{POLICY}session-uses"
+
+
+def site_session_lock(identity: str) -> str:
+    """String: held by the one worker refreshing the identity's session (expires)."""
+    return f"{POLICY}session-lock:{identity}"
+
+
+# Registries that `top`, `workers` and `batches` read instead of scanning the keyspace.
+FLEET = f"{PREFIX}{{fleet}}:"
+
+
+def workers_seen() -> str:
+    """Sorted set: worker ID → when (ms) it last reported."""
+    return f"{FLEET}workers"
+
+
+def worker_info(worker_id: str) -> str:
+    """Hash: one worker's last report (host, pid, queue, in flight, done); expires."""
+    return f"{FLEET}worker:{worker_id}"
+
+
+def batches_created() -> str:
+    """Sorted set: batch ID → when it was created (ms), newest last."""
+    return f"{FLEET}batches"

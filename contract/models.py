@@ -1,8 +1,8 @@
 """The job contract: what a producer enqueues and what a worker stores back.
 
-A prompt is the unit of work and carries its own job ID; an arq job is only the
-transport and carries a list of prompts (one today), so batching several prompts
-into one arq job later changes nothing a user sees.
+A prompt is the unit of work and carries its own job ID (``<batch_id>.<index>``),
+result, attempts, retry and cancel; an arq job is only the transport: a chunk
+naming several prompts of one batch by index (``ChunkPayload``). Users never see it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from contract.config import KNOWN_MODELS
+from contract.states import BatchState
 
 Role = Literal["system", "user", "assistant"]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
@@ -62,11 +63,58 @@ class PromptRequest(BaseModel):
     def _known_model(cls, model: str) -> str:
         return check_model(model)
 
+    def stored_json(self) -> str:
+        """What the batch keeps per prompt: the rest is the batch's, or the index."""
+        return StoredRequest(
+            custom_id=self.custom_id, messages=self.messages, model=self.model
+        ).model_dump_json()
 
-class JobPayload(BaseModel):
-    """The single argument of the arq job: the prompts it carries."""
+    @classmethod
+    def from_stored(
+        cls, raw: str | bytes, *, batch_id: str, index: int, enqueued_at: datetime
+    ) -> PromptRequest:
+        """The request back from the batch's record; ``ValidationError`` if it is not one."""
+        stored = StoredRequest.model_validate_json(raw)
+        return cls(
+            job_id=job_id_for(batch_id, index),
+            batch_id=batch_id,
+            custom_id=stored.custom_id,
+            index=index,
+            messages=stored.messages,
+            model=stored.model,
+            enqueued_at=enqueued_at,
+        )
 
-    prompts: tuple[PromptRequest, ...] = Field(min_length=1)
+
+class StoredRequest(BaseModel):
+    """One prompt as the batch's requests hash holds it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    custom_id: str
+    messages: tuple[Message, ...] = Field(min_length=1)
+    model: str
+
+
+def job_id_for(batch_id: str, index: int) -> str:
+    return f"{batch_id}.{index}"
+
+
+def split_job_id(job_id: str) -> tuple[str, int] | None:
+    """(batch ID, index) of a job ID, or None if it is not shaped like one."""
+    batch_id, _, index = job_id.rpartition(".")
+    if not batch_id or not index.isdigit():
+        return None
+    return batch_id, int(index)
+
+
+class ChunkPayload(BaseModel):
+    """The single argument of an arq job: which prompts of one batch it carries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str = Field(min_length=1, max_length=64)
+    indices: tuple[int, ...] = Field(min_length=1)
 
 
 class JobError(BaseModel):
@@ -117,14 +165,17 @@ class JobResult(BaseModel):
 
 class BatchStatus(BaseModel):
     batch_id: str
+    state: BatchState
     total: int
     queued: int
     in_progress: int
     succeeded: int
     failed: int
     cancelled: int
-    waiting: int = Field(0, description="Queued jobs deferred because no capacity was free.")
+    waiting: int = Field(0, description="Held by a worker, waiting for capacity or a backoff.")
     done: bool
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
 
     @property
     def finished(self) -> int:

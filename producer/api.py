@@ -19,10 +19,15 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from contract import keys
-from contract.batches import CHUNK, BatchStore
+from contract.batches import WRITE_BATCH, BatchStore
 from contract.config import QueueSettings
-from contract.models import BatchStatus, JobResult, PromptRequest, utc_now
+from contract.models import (
+    BatchStatus,
+    JobResult,
+    StoredRequest,
+    split_job_id,
+    utc_now,
+)
 from producer.inputs import PromptLine, read_prompt_file
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -54,14 +59,6 @@ class JobState:
     custom_id: str
     status: str  # queued, waiting, in_progress
     attempts: int
-
-
-def job_id_for(batch_id: str, index: int) -> str:
-    return f"{batch_id}.{index}"
-
-
-def batch_id_of(job_id: str) -> str:
-    return job_id.rsplit(".", 1)[0]
 
 
 class BatchQueue:
@@ -106,45 +103,40 @@ class BatchQueue:
         batch_id: str | None = None,
         progress: Progress | None = None,
     ) -> EnqueuedBatch:
-        """Enqueues validated lines as one batch, in pipelined chunks, keeping their order."""
+        """Enqueues validated lines as one batch, all or nothing, keeping their order.
+
+        The requests are staged first; the batch becomes visible to workers only when
+        the last one is written. An enqueue interrupted before that leaves a batch that
+        says ``validating``, runs nothing, expires within the hour, and whose ID a
+        re-run may take again.
+        """
         if not lines:
             raise ValueError("a batch needs at least one prompt")
         batch_id = batch_id or f"b_{secrets.token_hex(8)}"
         if not BATCH_ID.match(batch_id):
             raise ValueError(f"batch id {batch_id!r} must be 1-64 of A-Z a-z 0-9 _ -")
-        if await self.store.exists(batch_id):
+        if (await self.store.state(batch_id)) not in (None, "validating"):
             raise ValueError(f"batch {batch_id!r} already exists; pick another --batch-id")
-        enqueued_at = utc_now()
-        meta = {"total": str(len(lines)), "created_at": enqueued_at.isoformat()}
-        await self.store.create(batch_id, meta)
-        for start in range(0, len(lines), CHUNK):
-            chunk = lines[start : start + CHUNK]
-            requests = [
-                PromptRequest(
-                    job_id=job_id_for(batch_id, start + offset),
-                    batch_id=batch_id,
-                    custom_id=line.custom_id,
-                    index=start + offset,
-                    messages=line.messages,
-                    model=line.model,
-                    enqueued_at=enqueued_at,
-                )
-                for offset, line in enumerate(chunk)
-            ]
-            await self.store.add_jobs(requests)
-            if progress is not None:
-                progress(start + len(chunk))
+        created_at = utc_now()
+        requests = [
+            StoredRequest(
+                custom_id=line.custom_id, messages=line.messages, model=line.model
+            ).model_dump_json()
+            for line in lines
+        ]
+        meta = {"total": str(len(lines)), "created_at": created_at.isoformat()}
+        await self.store.stage(batch_id, meta, requests, progress=progress)
+        await self.store.publish(batch_id, len(lines), self.settings.chunk_size)
         return EnqueuedBatch(batch_id=batch_id, jobs=len(lines))
 
-    async def _require(self, batch_id: str) -> None:
-        if not await self.store.exists(batch_id):
-            raise BatchNotFound(batch_id)
-
-    async def status(self, batch_id: str) -> BatchStatus:
+    async def _require(self, batch_id: str) -> BatchStatus:
         status = await self.store.status(batch_id)
         if status is None:
             raise BatchNotFound(batch_id)
         return status
+
+    async def status(self, batch_id: str) -> BatchStatus:
+        return await self._require(batch_id)
 
     async def wait(
         self,
@@ -177,15 +169,28 @@ class BatchQueue:
         self, batch_id: str, *, follow: bool = False, poll_seconds: float = 0.5
     ) -> AsyncIterator[JobResult]:
         """Results in input order; with ``follow``, also those still to come, as they finish."""
-        await self._require(batch_id)
-        pending = await self.store.job_ids(batch_id)
+        async for raw in self.iter_raw_results(batch_id, follow=follow, poll_seconds=poll_seconds):
+            yield JobResult.model_validate_json(raw)
+
+    async def iter_raw_results(
+        self, batch_id: str, *, follow: bool = False, poll_seconds: float = 0.5
+    ) -> AsyncIterator[bytes]:
+        """Each result as its stored native JSON line (no parsing), in input order."""
+        status = await self._require(batch_id)
+        pending = list(range(status.total))
         done = False
         while pending:
-            found = await self.store.results(pending)
-            for result in found:
-                if result is not None:
-                    yield result
-            pending = [job_id for job_id, result in zip(pending, found, strict=True) if not result]
+            still: list[int] = []
+            for start in range(0, len(pending), WRITE_BATCH):
+                part = pending[start : start + WRITE_BATCH]
+                for index, raw in zip(
+                    part, await self.store.raw_results(batch_id, part), strict=True
+                ):
+                    if raw is None:
+                        still.append(index)
+                    else:
+                        yield raw
+            pending = still
             if not follow or not pending or done:
                 return
             # One more read after the batch is done picks up results written meanwhile.
@@ -194,40 +199,29 @@ class BatchQueue:
                 await asyncio.sleep(poll_seconds)
 
     async def job(self, job_id: str) -> JobResult | JobState:
-        result = await self.store.result(job_id)
-        if result is not None:
-            return result
-        batch_id = batch_id_of(job_id)
-        request = await self.store.request(batch_id, job_id)
-        if request is None:
+        where = split_job_id(job_id)
+        if where is None:
             raise JobNotFound(job_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.sismember(keys.batch_set(batch_id, "running"), job_id)
-            pipe.sismember(keys.batch_set(batch_id, "waiting"), job_id)
-            pipe.hget(keys.attempts(job_id), "total")
-            running, waiting, attempts = await pipe.execute()
-        state = "in_progress" if running else "waiting" if waiting else "queued"
-        return JobState(job_id, batch_id, request.custom_id, state, int(attempts or 0))
+        batch_id, index = where
+        status = await self.store.status(batch_id)
+        if status is None or index >= status.total:
+            raise JobNotFound(job_id)
+        (raw,) = await self.store.raw_results(batch_id, [index])
+        if raw is not None:
+            return JobResult.model_validate_json(raw)
+        requests = await self.store.requests(batch_id, [index], status.created_at or utc_now())
+        state, attempts = await self.store.prompt_state(batch_id, index)
+        shown = {"running": "in_progress"}.get(state, state)
+        custom_id = requests[0].custom_id if requests else ""
+        return JobState(job_id, batch_id, custom_id, shown, attempts)
 
     async def cancel(self, batch_id: str) -> int:
-        """Cancels the queued jobs (they get a cancelled result); running ones finish."""
+        """Cancels the prompts not yet sent: queued ones at once, those a worker holds when
+        it would have sent them. Returns how many were cancelled here and now."""
         await self._require(batch_id)
         return await self.store.cancel(batch_id)
 
     async def retry(self, batch_id: str) -> int:
         """Enqueues the failed jobs again under their own IDs; returns how many."""
         await self._require(batch_id)
-        job_ids = await self.store.job_ids(batch_id)
-        failed = [
-            result.job_id
-            for result in await self.store.results(job_ids)
-            if result is not None and result.status == "failed"
-        ]
-        now = utc_now()
-        requests = [
-            request.model_copy(update={"enqueued_at": now})
-            for request in await self.store.requests(batch_id, failed)
-        ]
-        for start in range(0, len(requests), CHUNK):
-            await self.store.requeue(requests[start : start + CHUNK])
-        return len(requests)
+        return await self.store.requeue_failed(batch_id, self.settings.chunk_size)

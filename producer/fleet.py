@@ -1,7 +1,9 @@
-"""What the fleet's shared policy is doing, read from Redis for ``chatgptes status``.
+"""What the fleet's shared policy is doing, read from Redis for ``status`` and ``top``.
 
 Reads only the keys the workers write (``contract.keys``), so a producer host can
-show it without importing the worker.
+show it without importing the worker. Identities come from the pool registry the
+workers keep (never a keyspace scan); their state is a handful of hash reads for
+the page shown, so a pool of thousands costs what the shown page costs.
 """
 
 from __future__ import annotations
@@ -12,51 +14,89 @@ from redis.asyncio import Redis
 
 from contract import keys
 
+_FIELDS = ("cap", "inflight", "penalty", "cooldown", "reason", "probe", "latency", "ok", "failed")
+
 
 @dataclass(frozen=True)
 class IdentityHealth:
     name: str
     inflight: int
+    cap: int
     penalty: float
     cooling_for: float
     reason: str
+    probing: bool
+    latency_ms: int
     successes: int
     failures: int
 
+    @property
+    def state(self) -> str:
+        if self.cooling_for > 0:
+            return "cooling"
+        if self.probing:
+            return "probing"
+        return "ready" if self.inflight < self.cap else "full"
+
+    @property
+    def success_rate(self) -> float | None:
+        tried = self.successes + self.failures
+        return self.successes / tried if tried else None
+
+
+async def identity_count(redis: Redis) -> int:
+    return int(await redis.zcard(keys.identities_known()))
+
 
 async def fleet_health(redis: Redis, *, limit: int = 200) -> list[IdentityHealth]:
-    """Every identity the workers have reported on, with in-flight leases and cooldowns."""
-    names: list[str] = []
-    async for raw in redis.scan_iter(match=keys.health("*"), count=500):
-        names.append(keys.decoded(raw)[len(keys.health("")) :])
-        if len(names) >= limit:
-            break
-    names.sort()
+    """The identities the workers announced (up to ``limit``), worst first."""
+    names = [keys.decoded(raw) for raw in await redis.zrange(keys.identities_known(), 0, -1)]
+    found = await identities(redis, names) if len(names) <= limit * 5 else []
+    if not found:  # a huge pool: look at the most recently announced ones only
+        found = await identities(redis, names[-limit:])
+    found.sort(key=lambda i: (-i.cooling_for, -i.penalty, -i.inflight, i.name))
+    return found[:limit]
+
+
+async def identities(redis: Redis, names: list[str]) -> list[IdentityHealth]:
+    if not names:
+        return []
     seconds, micros = await redis.time()
     now_ms = seconds * 1000 + micros // 1000
     async with redis.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.hgetall(keys.health(name))
-            pipe.zcount(keys.lease_identity(name), now_ms, "+inf")
-        replies = await pipe.execute()
+        for field in _FIELDS:
+            pipe.hmget(keys.identity_field(field), names)
+        columns = await pipe.execute()
+    rows = dict(zip(_FIELDS, columns, strict=True))
     found = []
-    for name, fields, inflight in zip(names, replies[::2], replies[1::2], strict=True):
-        value = {keys.decoded(k): keys.decoded(v) for k, v in fields.items()}
+    for n, name in enumerate(names):
+        value = {field: rows[field][n] for field in _FIELDS}
+        probe = _number(value["probe"])
         found.append(
             IdentityHealth(
                 name=name,
-                inflight=inflight,
-                penalty=float(value.get("penalty", 0)),
-                cooling_for=max(0.0, (float(value.get("cooldown_until", 0)) - now_ms) / 1000),
-                reason=value.get("reason", ""),
-                successes=int(value.get("successes", 0)),
-                failures=int(value.get("failures", 0)),
+                inflight=int(_number(value["inflight"])),
+                cap=int(_number(value["cap"])) or 1,
+                penalty=_number(value["penalty"]),
+                cooling_for=max(0.0, (_number(value["cooldown"]) - now_ms) / 1000),
+                reason=keys.decoded(value["reason"]) if value["reason"] else "",
+                probing=probe >= 1,
+                latency_ms=int(_number(value["latency"])),
+                successes=int(_number(value["ok"])),
+                failures=int(_number(value["failed"])),
             )
         )
     return found
 
 
+def _number(raw: bytes | None) -> float:
+    try:
+        return float(raw) if raw is not None else 0.0
+    except ValueError:
+        return 0.0
+
+
 async def policy_events(redis: Redis) -> dict[str, int]:
-    """Fleet-wide counters: capacity waits, deferrals, cooldowns by reason."""
+    """Fleet-wide counters: capacity waits by reason, and the like."""
     raw = await redis.hgetall(keys.policy_events())
     return {keys.decoded(k): int(v) for k, v in sorted(raw.items())}

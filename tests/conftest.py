@@ -23,6 +23,27 @@ from redis.asyncio import Redis
 from simulator import local
 
 
+async def eventually(condition, *, timeout: float = 5.0, what: str = "the condition") -> None:
+    """Waits (cooperatively) until ``condition()`` (or its awaited value) is true.
+
+    Fails naming ``what`` at the deadline: a condition with a deadline, never a bare sleep.
+    """
+    import asyncio
+    import inspect
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
 @pytest.fixture
 async def fake_redis() -> AsyncIterator[Redis]:
     server = fakeredis.FakeServer()

@@ -1,4 +1,4 @@
-"""Batch bookkeeping through the public API, on fakeredis."""
+"""Batch bookkeeping through the public API and the store the worker uses, on fakeredis."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import json
 import pytest
 
 from contract import keys
+from contract.batches import BatchStore
 from contract.config import QueueSettings
-from contract.models import JobError, JobResult, Message
+from contract.models import JobError, JobResult, Message, PromptRequest
 from producer.api import BatchNotFound, BatchQueue, JobState
 from producer.inputs import PromptLine
 
-SETTINGS = QueueSettings(redis_url="redis://unused", queue_name="test:queue")
+SETTINGS = QueueSettings(redis_url="redis://unused", queue_name="test:queue", chunk_size=2)
 
 
 def lines(count: int) -> list[PromptLine]:
@@ -27,55 +28,117 @@ def queue(fake_redis) -> BatchQueue:
     return BatchQueue(fake_redis, SETTINGS)
 
 
-async def finish(queue: BatchQueue, job_id: str, status: str = "succeeded") -> JobResult:
-    request = await queue.store.request(job_id.rsplit(".", 1)[0], job_id)
-    assert request is not None
+async def request(queue: BatchQueue, batch_id: str, index: int) -> PromptRequest:
+    created = await queue.store.created_at(batch_id)
+    assert created is not None
+    (found,) = await queue.store.requests(batch_id, [index], created)
+    return found
+
+
+async def finish(queue: BatchQueue, batch_id: str, index: int, status: str = "succeeded") -> int:
+    """Stores a result the way a worker does; returns how many results were stored."""
     error = None if status == "succeeded" else JobError(type="UpstreamHiccup", message="x")
     content = "answer" if status == "succeeded" else None
-    result = JobResult.for_request(request, status=status, content=content, error=error, attempts=1)
-    await queue.store.save_result(result)
-    return result
+    result = JobResult.for_request(
+        await request(queue, batch_id, index), status=status, content=content, error=error
+    )
+    return await queue.store.save_results([result])
 
 
-async def test_enqueue_keeps_order_and_writes_json_jobs(queue, fake_redis) -> None:
+async def queued_chunks(redis) -> list[tuple[str, list[int]]]:
+    found = []
+    for raw in await redis.zrange("test:queue", 0, -1):
+        chunk_id = raw.decode()
+        job = json.loads(await redis.get(keys.arq_job(chunk_id)))  # JSON, never pickle
+        assert job["f"] == "run_chunk"
+        found.append((chunk_id, job["a"][0]["indices"]))
+    return found
+
+
+async def test_enqueue_publishes_json_chunks_in_input_order(queue, fake_redis) -> None:
     batch = await queue.enqueue(lines(5), batch_id="b1")
     assert (batch.batch_id, batch.jobs) == ("b1", 5)
-    job_ids = await queue.store.job_ids("b1")
-    assert job_ids == [f"b1.{n}" for n in range(5)]
-    queued = [m.decode() for m in await fake_redis.zrange("test:queue", 0, -1)]
-    assert queued == job_ids  # scores keep input order
-    raw = await fake_redis.get(keys.arq_job("b1.0"))
-    job = json.loads(raw)  # JSON, never pickle
-    assert job["f"] == "run_prompts"
-    assert job["a"][0]["prompts"][0]["custom_id"] == "q0"
-    assert 0 < await fake_redis.ttl(keys.batch_jobs("b1")) <= SETTINGS.result_ttl_seconds
+    assert await queued_chunks(fake_redis) == [("b1:0", [0]), ("b1:1", [1]), ("b1:2", [2]),
+                                              ("b1:3", [3]), ("b1:4", [4])]  # fmt: skip
+    status = await queue.status("b1")
+    assert (status.state, status.total, status.queued, status.done) == ("in_progress", 5, 5, False)
+
+
+async def test_a_big_batch_travels_in_chunks_and_a_small_one_is_spread(fake_redis) -> None:
+    queue = BatchQueue(fake_redis, SETTINGS.model_copy(update={"chunk_size": 50}))
+    await queue.enqueue(lines(1000), batch_id="big")
+    await queue.enqueue(lines(40), batch_id="small")
+    chunks = dict(await queued_chunks(fake_redis))
+    assert sum(1 for c in chunks if c.startswith("big:")) == 20
+    assert chunks["big:0"] == list(range(50))
+    assert [len(chunks[f"small:{n}"]) for n in range(8)] == [5] * 8
+
+
+async def test_a_batch_behind_a_big_one_takes_turns_with_it(fake_redis) -> None:
+    queue = BatchQueue(fake_redis, SETTINGS.model_copy(update={"chunk_size": 10}))
+    await queue.enqueue(lines(1000), batch_id="big")
+    await fake_redis.zrem("test:queue", *(f"big:{n}" for n in range(30)))  # 30 chunks done
+    await queue.enqueue(lines(30), batch_id="small")
+    head = [chunk_id for chunk_id, _ in await queued_chunks(fake_redis)][:6]
+    assert head == ["big:30", "small:0", "big:31", "small:1", "big:32", "small:2"]
+
+
+async def test_an_interrupted_enqueue_leaves_nothing_to_run(queue, fake_redis) -> None:
+    requests = [
+        json.dumps({"custom_id": f"q{n}", "messages": [{"role": "user", "content": "x"}],
+                    "model": "gpt-4o"}) for n in range(3)
+    ]  # fmt: skip
+    await queue.store.stage("b1", {"total": "3", "created_at": "2026-01-01T00:00:00+00:00"},
+                            requests)  # fmt: skip
+    # ... and then the producer died before publishing.
+    assert await fake_redis.zcard("test:queue") == 0
+    status = await queue.status("b1")
+    assert (status.state, status.done) == ("validating", False)
+    assert 0 < await fake_redis.ttl(keys.batch_meta("b1")) <= 3600
+    # A re-run may take the same batch ID and publishes a whole batch.
+    await queue.enqueue(lines(2), batch_id="b1")
+    assert [c for c, _ in await queued_chunks(fake_redis)] == ["b1:0", "b1:1"]
+    assert (await queue.status("b1")).total == 2
+
+
+async def test_every_key_written_has_a_ttl(queue, fake_redis) -> None:
+    await queue.enqueue(lines(3), batch_id="b1")
+    await finish(queue, "b1", 0)
+    await queue.store.spend("b1", 1, "UpstreamHiccup", (await queue.store.created_at("b1")))
+    for key in keys.batch_keys("b1"):
+        if await fake_redis.exists(key):
+            assert 0 < await fake_redis.ttl(key) <= SETTINGS.result_ttl_seconds, key
 
 
 async def test_status_counts_each_state(queue) -> None:
-    await queue.enqueue(lines(4), batch_id="b1")
-    request = await queue.store.request("b1", "b1.1")
-    assert await queue.store.start(request) is not None
-    await finish(queue, "b1.2")
-    await finish(queue, "b1.3", "failed")
+    await queue.enqueue(lines(5), batch_id="b1")
+    started = await queue.store.start_chunk("b1", [0, 1])
+    assert started.batch_state == "in_progress"
+    assert [p.state_before for p in started.prompts] == ["queued", "queued"]
+    await queue.store.mark("b1", [1], "waiting")
+    await finish(queue, "b1", 2)
+    await finish(queue, "b1", 3, "failed")
     status = await queue.status("b1")
-    assert (status.total, status.queued, status.in_progress) == (4, 1, 1)
+    assert (status.total, status.queued, status.in_progress, status.waiting) == (5, 1, 1, 1)
     assert (status.succeeded, status.failed, status.done) == (1, 1, False)
 
 
-async def test_a_job_counted_twice_counts_once(queue) -> None:
+async def test_a_prompt_run_twice_is_counted_once_and_keeps_its_first_result(queue) -> None:
     await queue.enqueue(lines(2), batch_id="b1")
-    await finish(queue, "b1.0", "failed")
-    await finish(queue, "b1.0", "succeeded")  # arq ran it again after a crash
-    await finish(queue, "b1.0", "succeeded")
+    assert await finish(queue, "b1", 0, "failed") == 1
+    assert await finish(queue, "b1", 0, "succeeded") == 0  # a chunk re-run after a crash
     status = await queue.status("b1")
-    assert (status.succeeded, status.failed, status.queued) == (1, 0, 1)
+    assert (status.succeeded, status.failed, status.queued) == (0, 1, 1)
+    restarted = await queue.store.start_chunk("b1", [0, 1])
+    assert [p.state_before for p in restarted.prompts] == ["failed", "queued"]
 
 
-async def test_done_when_every_job_has_a_result(queue) -> None:
+async def test_done_when_every_prompt_has_a_result(queue) -> None:
     await queue.enqueue(lines(2), batch_id="b1")
-    for job_id in ("b1.0", "b1.1"):
-        await finish(queue, job_id)
-    assert (await queue.wait("b1", timeout=1)).done
+    for index in (0, 1):
+        await finish(queue, "b1", index)
+    status = await queue.wait("b1", timeout=1)
+    assert status.done and status.state == "completed" and status.completed_at is not None
 
 
 async def test_wait_times_out(queue) -> None:
@@ -86,46 +149,68 @@ async def test_wait_times_out(queue) -> None:
 
 async def test_results_in_input_order(queue) -> None:
     await queue.enqueue(lines(3), batch_id="b1")
-    for job_id in ("b1.2", "b1.0", "b1.1"):
-        await finish(queue, job_id)
+    for index in (2, 0, 1):
+        await finish(queue, "b1", index)
     assert [r.custom_id for r in await queue.results("b1")] == ["q0", "q1", "q2"]
-    assert [r.custom_id async for r in queue.iter_results("b1")] == ["q0", "q1", "q2"]
+    raws = [json.loads(raw) async for raw in queue.iter_raw_results("b1")]
+    assert [r["job_id"] for r in raws] == ["b1.0", "b1.1", "b1.2"]
 
 
-async def test_cancel_removes_queued_jobs_only(queue, fake_redis) -> None:
+async def test_cancel_takes_back_queued_chunks_and_leaves_held_ones(queue, fake_redis) -> None:
     await queue.enqueue(lines(3), batch_id="b1")
-    await fake_redis.set(keys.arq_in_progress("b1.0"), b"1")  # a worker is running it
-    await finish(queue, "b1.1")
+    await fake_redis.set(keys.arq_in_progress("b1:0"), b"1")  # a worker holds chunk 0
+    await queue.store.start_chunk("b1", [0])
+    await finish(queue, "b1", 1)
     assert await queue.cancel("b1") == 1
     status = await queue.status("b1")
-    assert (status.cancelled, status.succeeded, status.queued) == (1, 1, 1)
-    cancelled = await queue.store.result("b1.2")
-    assert cancelled.status == "cancelled" and cancelled.error.type == "Cancelled"
-    assert not await fake_redis.exists(keys.arq_job("b1.2"))
-    assert await fake_redis.zscore("test:queue", "b1.0") is not None
+    assert (status.state, status.cancelled, status.succeeded, status.in_progress) == (
+        "cancelling", 1, 1, 1,
+    )  # fmt: skip
+    cancelled = await queue.job("b1.2")
+    assert isinstance(cancelled, JobResult) and cancelled.error.type == "Cancelled"
+    assert not await fake_redis.exists(keys.arq_job("b1:2"))
+    assert await fake_redis.zscore("test:queue", "b1:0") is not None
+    # Workers are refused leases for it from now on; when the held prompt settles, it ends.
+    assert await fake_redis.zscore(keys.cancelled_batches(), "b1") is not None
+    await queue.store.save_results([
+        JobResult.for_request(await request(queue, "b1", 0), status="cancelled")
+    ])  # fmt: skip
+    assert (await queue.status("b1")).state == "cancelled"
 
 
-async def test_retry_requeues_only_failed_jobs(queue, fake_redis) -> None:
+async def test_cancel_of_a_finished_batch_changes_nothing(queue) -> None:
+    await queue.enqueue(lines(1), batch_id="b1")
+    await finish(queue, "b1", 0)
+    assert await queue.cancel("b1") == 0
+    assert (await queue.status("b1")).state == "completed"
+
+
+async def test_retry_requeues_only_failed_prompts(queue, fake_redis) -> None:
     await queue.enqueue(lines(3), batch_id="b1")
-    await fake_redis.delete("test:queue")  # as if workers took them all
-    await finish(queue, "b1.0")
-    await finish(queue, "b1.1", "failed")
-    await finish(queue, "b1.2", "failed")
+    await fake_redis.delete("test:queue")  # as if workers took every chunk
+    await finish(queue, "b1", 0)
+    await finish(queue, "b1", 1, "failed")
+    await finish(queue, "b1", 2, "failed")
+    assert (await queue.status("b1")).state == "completed"
     assert await queue.retry("b1") == 2
-    assert sorted(m.decode() for m in await fake_redis.zrange("test:queue", 0, -1)) == [
-        "b1.1",
-        "b1.2",
-    ]
+    assert await queued_chunks(fake_redis) == [("b1:r1:0", [1]), ("b1:r1:1", [2])]
     status = await queue.status("b1")
-    assert (status.succeeded, status.failed, status.queued) == (1, 0, 2)
-    assert await queue.store.result("b1.1") is None
+    assert (status.state, status.succeeded, status.failed, status.queued) == (
+        "in_progress", 1, 0, 2,
+    )  # fmt: skip
+    assert isinstance(await queue.job("b1.1"), JobState)
+    assert await queue.retry("b1") == 0
 
 
 async def test_job_without_result_says_where_it_is(queue) -> None:
-    await queue.enqueue(lines(1), batch_id="b1")
+    await queue.enqueue(lines(2), batch_id="b1")
     state = await queue.job("b1.0")
     assert isinstance(state, JobState) and state.status == "queued" and state.custom_id == "q0"
-    await finish(queue, "b1.0")
+    await queue.store.start_chunk("b1", [0])
+    await queue.store.spend("b1", 0, "UpstreamHiccup", (await queue.store.created_at("b1")))
+    state = await queue.job("b1.0")
+    assert isinstance(state, JobState) and (state.status, state.attempts) == ("in_progress", 1)
+    await finish(queue, "b1", 0)
     assert (await queue.job("b1.0")).status == "succeeded"
 
 
@@ -137,8 +222,18 @@ async def test_batch_ids_are_checked(queue) -> None:
         await queue.enqueue(lines(1), batch_id="bad id!")
 
 
-async def test_unknown_batch_is_a_clear_error(queue) -> None:
+async def test_unknown_batch_and_job_are_clear_errors(queue) -> None:
     with pytest.raises(BatchNotFound, match="no batch 'nope'"):
         await queue.status("nope")
     with pytest.raises(BatchNotFound):
         await queue.cancel("nope")
+    await queue.enqueue(lines(1), batch_id="b1")
+    for job_id in ("b1.7", "b1", "nope.0", "b1.x"):
+        with pytest.raises(LookupError):
+            await queue.job(job_id)
+
+
+async def test_a_gone_batch_starts_nothing(fake_redis) -> None:
+    store = BatchStore(fake_redis, queue_name="test:queue", ttl_seconds=60)
+    started = await store.start_chunk("expired", [0, 1])
+    assert started.batch_state is None and started.prompts == ()

@@ -45,7 +45,7 @@ def test_enqueue_status_cancel_retry(run, real_redis, tmp_path) -> None:
         "done",
     }
     assert expected <= status.keys() and (status["total"], status["queued"]) == (2, 2)
-    assert run("cancel", "cli1").stdout.strip() == "cancelled 2 queued jobs of cli1"
+    assert run("cancel", "cli1").stdout.startswith("cancelled 2 queued prompts of cli1")
     assert json.loads(run("status", "cli1", "--json").stdout)["done"] is True
     results = [json.loads(line) for line in run("results", "cli1").stdout.splitlines()]
     assert [(r["custom_id"], r["status"]) for r in results] == [

@@ -11,7 +11,7 @@ import pytest
 from contract.models import Message
 from simulator import ManualClock, SimConfig, run_simulator
 from simulator.local import free_port
-from worker.client import ChatGptEsClient, ClientOptions, open_http_session
+from worker.client import ChatGptEsClient, ClientOptions
 from worker.errors import (
     ConsentMissing,
     ContentRefused,
@@ -22,9 +22,16 @@ from worker.errors import (
     UpstreamHiccup,
     UpstreamTimeout,
 )
+from worker.proxies import Identity
+from worker.replies import classify_reply
 from worker.sessions import SiteSession
 
 HELLO = (Message(role="user", content="Hello there"),)
+DIRECT = Identity("direct", None, max_inflight=4, rate_per_second=0)
+
+
+def via(proxy_url: str) -> Identity:
+    return Identity("proxy", proxy_url, max_inflight=4, rate_per_second=0)
 
 
 @asynccontextmanager
@@ -34,13 +41,15 @@ async def site(**options: object) -> AsyncIterator[tuple[object, ChatGptEsClient
         client = ChatGptEsClient(
             ClientOptions(base_url=sim.url, connect_timeout=2, request_timeout=5)
         )
-        yield sim, client
+        try:
+            yield sim, client
+        finally:
+            await client.close()
 
 
-async def exchange(client: ChatGptEsClient, proxy: str | None = None, messages=HELLO) -> str:
-    async with open_http_session(client.options, proxy) as http:
-        session = await client.handshake(http)
-        return await client.ask(http, session, messages, "gpt-4o")
+async def exchange(client: ChatGptEsClient, identity: Identity = DIRECT, messages=HELLO) -> str:
+    session = await client.handshake(identity)
+    return await client.ask(identity, session, messages, "gpt-4o")
 
 
 @pytest.mark.parametrize("markup", ["data-attrs", "hidden-inputs", "script-var", "json-blob"])
@@ -52,57 +61,52 @@ async def test_direct_exchange_in_every_markup(markup: str) -> None:
 
 
 async def test_handshake_keeps_the_page_cookie_and_sends_it_back() -> None:
-    async with (
-        site(bind_nonce_to_cookie=True) as (_sim, client),
-        open_http_session(client.options) as http,
-    ):
-        session = await client.handshake(http)
+    async with site(bind_nonce_to_cookie=True) as (_sim, client):
+        session = await client.handshake(DIRECT)
         assert "wpaicg_session" in session.cookies
-        assert await client.ask(http, session, HELLO, "gpt-4o")
-        # Without the cookie the bound nonce is refused: the cookie really travels.
+        assert await client.ask(DIRECT, session, HELLO, "gpt-4o")
+        # Without the cookie the bound nonce is refused: the cookie really travels, and
+        # the connection kept no jar of its own that would have sent it anyway.
         cookieless = SiteSession(nonce=session.nonce, post_id=session.post_id)
         with pytest.raises(SessionStale):
-            await client.ask(http, cookieless, HELLO, "gpt-4o")
+            await client.ask(DIRECT, cookieless, HELLO, "gpt-4o")
 
 
 async def test_session_is_reused_for_many_posts() -> None:
-    async with (
-        site() as (sim, client),
-        open_http_session(client.options) as http,
-    ):
-        session = await client.handshake(http)
+    async with site() as (sim, client):
+        session = await client.handshake(DIRECT)
         for _ in range(5):
-            await client.ask(http, session, HELLO, "gpt-4o")
+            await client.ask(DIRECT, session, HELLO, "gpt-4o")
         stats = sim.stats.snapshot()
     assert (stats["requests"]["page"], stats["requests"]["ajax"]) == (1, 5)
 
 
 async def test_via_a_proxy_port_the_site_sees_the_proxy_identity() -> None:
     async with site(proxies=1) as (sim, client):
-        assert (await exchange(client, sim.proxy_urls[0])).endswith("Hello there")
+        assert (await exchange(client, via(sim.proxy_urls[0]))).endswith("Hello there")
         identities = sim.stats.snapshot()["identities"]
     assert identities["proxy1"]["ajax"] == 1 and "direct" not in identities
 
 
 async def test_via_an_authenticating_proxy() -> None:
     async with site(auth_proxies=1) as (sim, client):
-        assert (await exchange(client, sim.auth_proxy_urls[0])).endswith("Hello there")
+        assert (await exchange(client, via(sim.auth_proxy_urls[0]))).endswith("Hello there")
         wrong = sim.auth_proxy_urls[0].replace(":secret@", ":wrong@")
         with pytest.raises(ProxyFault, match="407") as caught:
-            await exchange(client, wrong)
+            await exchange(client, via(wrong))
     assert "wrong" not in str(caught.value) and "secret" not in str(caught.value)
 
 
 async def test_bad_gateway_proxy_is_a_proxy_fault() -> None:
     async with site(bad_gateway_proxies=1) as (sim, client):
         with pytest.raises(ProxyFault, match="502"):
-            await exchange(client, sim.bad_gateway_proxy_urls[0])
+            await exchange(client, via(sim.bad_gateway_proxy_urls[0]))
 
 
 async def test_dead_proxy_is_a_proxy_fault() -> None:
     async with site() as (_sim, client):
         with pytest.raises(ProxyFault, match="proxy failed"):
-            await exchange(client, f"http://user:pw@127.0.0.1:{free_port()}")
+            await exchange(client, via(f"http://user:pw@127.0.0.1:{free_port()}"))
 
 
 async def test_streaming_mode_is_joined_into_one_answer() -> None:
@@ -113,24 +117,18 @@ async def test_streaming_mode_is_joined_into_one_answer() -> None:
 
 async def test_expired_nonce_is_session_stale() -> None:
     clock = ManualClock()
-    async with (
-        site(clock=clock, nonce_tick_seconds=100) as (_sim, client),
-        open_http_session(client.options) as http,
-    ):
-        session = await client.handshake(http)
+    async with site(clock=clock, nonce_tick_seconds=100) as (_sim, client):
+        session = await client.handshake(DIRECT)
         clock.advance(250)  # past two ticks, as WordPress nonces expire
         with pytest.raises(SessionStale, match="nonce rejected"):
-            await client.ask(http, session, HELLO, "gpt-4o")
+            await client.ask(DIRECT, session, HELLO, "gpt-4o")
 
 
 async def test_rate_limit_gives_retry_after() -> None:
-    async with (
-        site(rate_per_second=0.001, burst=1, ban_after_violations=0) as (_sim, client),
-        open_http_session(client.options) as http,
-    ):
-        session = await client.handshake(http)
+    async with site(rate_per_second=0.001, burst=1, ban_after_violations=0) as (_sim, client):
+        session = await client.handshake(DIRECT)
         with pytest.raises(RateLimited) as caught:
-            await client.ask(http, session, HELLO, "gpt-4o")
+            await client.ask(DIRECT, session, HELLO, "gpt-4o")
     assert caught.value.retry_after is not None and caught.value.retry_after >= 1
 
 
@@ -138,22 +136,19 @@ async def test_consent_and_refusal_are_permanent() -> None:
     async with site() as (_sim, client):
         with pytest.raises(ContentRefused):
             await exchange(client, messages=(Message(role="user", content="a forbiddenword here"),))
-        async with open_http_session(client.options) as http:
-            session = await client.handshake(http)
-            fields = client.form_fields(session, "hi")
-            del fields["wpaicg_user_agree"]
-            response = await http.post(client.ajax_url, data=fields, cookies=session.cookies)
-            from worker.replies import classify_reply
-
-            outcome = classify_reply(response.status_code, dict(response.headers), response.text)
+        session = await client.handshake(DIRECT)
+        fields = client.form_fields(session, "hi")
+        del fields["wpaicg_user_agree"]
+        response = await client.http.post(client.ajax_url, data=fields, cookies=session.cookies)
+        outcome = classify_reply(response.status_code, dict(response.headers), response.text)
     assert isinstance(outcome, ConsentMissing)
 
 
 async def test_unknown_model_is_refused_naming_the_valid_ones() -> None:
-    async with site() as (_sim, client), open_http_session(client.options) as http:
-        session = await client.handshake(http)
+    async with site() as (_sim, client):
+        session = await client.handshake(DIRECT)
         with pytest.raises(UnknownModel, match="gpt-4, gpt-4o, gpt-4o-mini"):
-            await client.ask(http, session, HELLO, "gpt-5")
+            await client.ask(DIRECT, session, HELLO, "gpt-5")
 
 
 async def test_site_faults_are_hiccups() -> None:
@@ -172,17 +167,33 @@ async def test_slow_reply_times_out() -> None:
         )
         with pytest.raises(UpstreamTimeout, match="timed out"):
             await exchange(client)
+        await client.close()
 
 
 async def test_fifty_concurrent_exchanges_overlap() -> None:
-    async with (
-        site(latency="fixed:100") as (sim, client),
-        open_http_session(client.options) as http,
-    ):
-        session = await client.handshake(http)
+    async with site(latency="fixed:100") as (sim, client):
+        session = await client.handshake(DIRECT)
         prompts = [(Message(role="user", content=f"prompt {n}"),) for n in range(50)]
-        answers = await asyncio.gather(*(client.ask(http, session, p, "gpt-4o") for p in prompts))
+        answers = await asyncio.gather(*(client.ask(DIRECT, session, p, "gpt-4o") for p in prompts))
         stats = sim.stats.snapshot()
     assert [a.rsplit(" ", 1)[-1] for a in answers] == [str(n) for n in range(50)]
     assert stats["inflight_max"] > 1
     assert stats["requests"]["ajax"] == 50
+
+
+async def test_one_connection_pool_serves_many_identities_through_a_gateway() -> None:
+    """A gateway's user names pick the exits; one session carries all of them, no jar mixing."""
+    async with site(gateway=True, bind_nonce_to_identity=True) as (sim, client):
+        from simulator.proxies import gateway_proxy_urls
+
+        urls = gateway_proxy_urls(sim.gateway_url, sim.config.gateway_password, 20)
+        exits = [Identity(f"gw{n}", url, 4, 0) for n, url in enumerate(urls)]
+        sessions = await asyncio.gather(*(client.handshake(exit_) for exit_ in exits))
+        answers = await asyncio.gather(
+            *(client.ask(e, s, HELLO, "gpt-4o") for e, s in zip(exits, sessions, strict=True))
+        )
+        stats = sim.stats.snapshot()
+    assert len(answers) == 20
+    gateway_identities = [name for name in stats["identities"] if name.startswith("gw:")]
+    assert len(gateway_identities) == 20
+    assert stats["replies"]["nonce_failed"] == 0  # each exit's nonce went out through that exit

@@ -1,10 +1,14 @@
-"""The atomic lease: fleet cap, per-identity cap, rate, health, expiry — on fakeredis."""
+"""The lease book: fleet cap, per-identity cap, rate, health, expiry, probes — on fakeredis."""
 
 from __future__ import annotations
 
+import pytest
+
 from contract import keys
-from worker.leases import Cooldown, Lease, LeaseBook, NoCapacity
+from worker.leases import Cooldown, Grants, Lease, LeaseBook
 from worker.proxies import Identity
+
+OK = Cooldown("ok")
 
 
 def identity(name: str, cap: int = 2, rate: float = 0.0, weight: float = 1.0) -> Identity:
@@ -17,154 +21,257 @@ def identity(name: str, cap: int = 2, rate: float = 0.0, weight: float = 1.0) ->
     )
 
 
-def book(redis, fleet_cap: int = 10, burst: int = 1, ttl: float = 30.0) -> LeaseBook:
-    return LeaseBook(redis, fleet_cap=fleet_cap, burst=burst, ttl_seconds=ttl,
-                     backoff_base_seconds=1.0, backoff_cap_seconds=60.0)  # fmt: skip
+async def book(
+    redis, identities: list[Identity], fleet_cap: int = 10, burst: int = 1, ttl: float = 30.0
+) -> LeaseBook:
+    leases = LeaseBook(redis, fleet_cap=fleet_cap, burst=burst, ttl_seconds=ttl,
+                       backoff_base_seconds=1.0, backoff_cap_seconds=60.0)  # fmt: skip
+    await leases.register(identities)
+    return leases
 
 
 async def proven(redis, *names: str) -> None:
     """As after one successful request: past the slow start."""
     for name in names:
-        await redis.hset(keys.health(name), "successes", 1)
+        await redis.hset(keys.identity_field("probe"), name, 0)
 
 
-async def take(leases: LeaseBook, identities: list[Identity]) -> Lease:
-    lease = await leases.try_acquire(identities)
-    assert isinstance(lease, Lease), lease
-    return lease
+async def take(leases: LeaseBook) -> Lease:
+    grants = await leases.acquire(1)
+    assert len(grants.leases) == 1, grants
+    return grants.leases[0]
+
+
+async def refused(leases: LeaseBook) -> Grants:
+    grants = await leases.acquire(1)
+    assert grants.leases == [], grants
+    return grants
+
+
+async def field(redis, attribute: str, name: str) -> float:
+    return float(await redis.hget(keys.identity_field(attribute), name) or 0)
 
 
 async def test_per_identity_cap_is_held(fake_redis) -> None:
-    leases, proxy = book(fake_redis), identity("p1", cap=2)
+    leases = await book(fake_redis, [identity("p1", cap=2)])
     await proven(fake_redis, "p1")
-    await take(leases, [proxy])
-    await take(leases, [proxy])
-    refused = await leases.try_acquire([proxy])
-    assert isinstance(refused, NoCapacity) and refused.reason == "proxy_full=1"
+    await take(leases)
+    await take(leases)
+    assert (await refused(leases)).reason == "proxy_full"
 
 
 async def test_fleet_cap_holds_across_identities(fake_redis) -> None:
-    leases = book(fake_redis, fleet_cap=3)
-    proxies = [identity(f"p{i}", cap=5) for i in range(3)]
-    for _ in range(3):
-        await take(leases, proxies)
-    refused = await leases.try_acquire(proxies)
-    assert isinstance(refused, NoCapacity) and refused.reason == "fleet_full"
+    leases = await book(fake_redis, [identity(f"p{i}", cap=5) for i in range(3)], fleet_cap=3)
+    await proven(fake_redis, "p0", "p1", "p2")
+    grants = await leases.acquire(5)
+    assert len(grants.leases) == 3 and grants.reason == "fleet_full"
+    assert (await refused(leases)).reason == "fleet_full"
+
+
+async def test_many_leases_in_one_call_spread_over_identities(fake_redis) -> None:
+    leases = await book(fake_redis, [identity(name, cap=2) for name in "abc"])
+    await proven(fake_redis, *"abc")
+    grants = await leases.acquire(5)
+    names = sorted(lease.identity.name for lease in grants.leases)
+    assert len(names) == 5 and all(names.count(n) <= 2 for n in "abc")
+    assert len({lease.token for lease in grants.leases}) == 5
 
 
 async def test_release_frees_the_slot(fake_redis) -> None:
-    leases, proxy = book(fake_redis), identity("p1", cap=1)
-    lease = await take(leases, [proxy])
-    assert isinstance(await leases.try_acquire([proxy]), NoCapacity)
-    await leases.release(lease, Cooldown("ok"))
-    await take(leases, [proxy])
+    leases = await book(fake_redis, [identity("p1", cap=1)])
+    lease = await take(leases)
+    await refused(leases)
+    await leases.release([(lease, OK)])
+    await take(leases)
 
 
 async def test_least_loaded_identity_is_picked(fake_redis) -> None:
-    leases = book(fake_redis)
-    a, b = identity("a", cap=4), identity("b", cap=4)
+    leases = await book(fake_redis, [identity("a", cap=4), identity("b", cap=4)])
     await proven(fake_redis, "a", "b")
-    picked = [(await take(leases, [a, b])).identity.name for _ in range(4)]
+    picked = [(await take(leases)).identity.name for _ in range(4)]
     assert sorted(picked) == ["a", "a", "b", "b"]
 
 
-async def test_weight_and_penalty_steer_the_choice(fake_redis) -> None:
-    leases = book(fake_redis)
-    healthy, penalised = identity("healthy", cap=10), identity("penalised", cap=10)
-    await proven(fake_redis, "healthy", "penalised")
-    await fake_redis.hset(keys.health("penalised"), mapping={"penalty": 5})
-    picked = {(await take(leases, [healthy, penalised])).identity.name for _ in range(5)}
+async def test_penalty_and_weight_steer_the_choice(fake_redis) -> None:
+    identities = [identity("healthy", cap=10), identity("penalised", cap=10),
+                  identity("light", cap=10, weight=0.01)]  # fmt: skip
+    await fake_redis.hset(keys.identity_field("penalty"), "penalised", 5)
+    leases = await book(fake_redis, identities)
+    await proven(fake_redis, "healthy", "penalised", "light")
+    picked = {(await take(leases)).identity.name for _ in range(6)}
     assert picked == {"healthy"}
 
 
-async def test_dead_holder_lease_expires(fake_redis) -> None:
-    leases, proxy = book(fake_redis, fleet_cap=1), identity("p1", cap=1)
-    # A holder that died without returning its lease: both slots expired long ago.
-    await fake_redis.zadd(keys.lease_identity("p1"), {"ghost": 1})
-    await fake_redis.zadd(keys.lease_fleet(), {"ghost": 1})
-    lease = await take(leases, [proxy])
-    assert await fake_redis.zrange(keys.lease_fleet(), 0, -1) == [lease.token.encode()]
+async def test_a_dead_holders_lease_expires_and_gives_its_slot_back(fake_redis) -> None:
+    leases = await book(fake_redis, [identity("p1", cap=1)], fleet_cap=1)
+    # A holder that died without returning its lease, long ago.
+    await fake_redis.zadd(keys.lease_tokens(), {"p1|ghost": 1})
+    await fake_redis.hset(keys.identity_field("inflight"), "p1", 1)
+    lease = await take(leases)
+    assert await fake_redis.zrange(keys.lease_tokens(), 0, -1) == [lease.token.encode()]
+    assert await field(fake_redis, "inflight", "p1") == 1
+
+
+async def test_renewal_keeps_a_lease_and_an_expired_one_stays_gone(fake_redis) -> None:
+    leases = await book(fake_redis, [identity("p1", cap=2)], ttl=30)
+    await proven(fake_redis, "p1")
+    held, lost = await take(leases), await take(leases)
+    await fake_redis.zadd(keys.lease_tokens(), {lost.token: 1})  # expired meanwhile
+    await take(leases)  # the next acquire reaps it
+    assert await leases.renew([held, lost]) == 1
+    expiry = await fake_redis.zscore(keys.lease_tokens(), held.token)
+    assert expiry is not None and expiry > 1
 
 
 async def test_rate_is_enforced_with_a_wait_hint(fake_redis) -> None:
-    leases, proxy = book(fake_redis, burst=2), identity("p1", cap=10, rate=1.0)
+    leases = await book(fake_redis, [identity("p1", cap=10, rate=1.0)], burst=2)
     await proven(fake_redis, "p1")
-    await take(leases, [proxy])
-    await take(leases, [proxy])  # the burst
-    refused = await leases.try_acquire([proxy])
-    assert isinstance(refused, NoCapacity) and refused.reason == "rate=1"
-    assert 0.5 < refused.wait_seconds <= 1.0
+    await take(leases)
+    await take(leases)  # the burst
+    grants = await refused(leases)
+    assert grants.reason == "rate" and 0.5 < grants.wait_seconds <= 1.0
 
 
-async def test_cooling_identity_is_skipped_and_a_probe_brings_it_back(fake_redis) -> None:
-    leases, proxy = book(fake_redis), identity("p1", cap=5)
-    lease = await take(leases, [proxy])
-    await leases.release(lease, Cooldown("cool", floor_seconds=30, reason="RateLimited"))
-    refused = await leases.try_acquire([proxy])
-    assert isinstance(refused, NoCapacity) and refused.reason == "cooling=1"
-    assert 29 < refused.wait_seconds <= 30
-    health = await fake_redis.hgetall(keys.health("p1"))
-    assert health[b"reason"] == b"RateLimited" and float(health[b"penalty"]) == 1
+async def test_a_handshake_spends_a_rate_token(fake_redis) -> None:
+    proxy = identity("p1", cap=10, rate=1.0)
+    leases = await book(fake_redis, [proxy], burst=2)
+    await proven(fake_redis, "p1")
+    await take(leases)
+    await leases.charge(proxy)  # the page GET that came with it
+    assert (await refused(leases)).reason == "rate"
+
+
+async def test_cooling_identity_waits_and_a_probe_brings_it_back(fake_redis) -> None:
+    leases = await book(fake_redis, [identity("p1", cap=5)])
+    lease = await take(leases)
+    await leases.release([(lease, Cooldown("cool", floor_seconds=30, reason="RateLimited"))])
+    grants = await refused(leases)
+    assert grants.reason == "cooling" and 29 < grants.wait_seconds <= 30
+    assert await fake_redis.hget(keys.identity_field("reason"), "p1") == b"RateLimited"
+    assert await field(fake_redis, "penalty", "p1") == 1
     # The cooldown ends: exactly one probe may go, the next request waits for its outcome.
-    await fake_redis.hset(keys.health("p1"), "cooldown_until", 0)
-    probe = await take(leases, [proxy])
+    await fake_redis.hset(keys.identity_field("cooldown"), "p1", 0)
+    await fake_redis.zadd(keys.identities_later(_pool(leases)), {"p1": 0})
+    probe = await take(leases)
     assert probe.is_probe
-    assert (await leases.try_acquire([proxy])).reason == "probing=1"
-    await leases.release(probe, Cooldown("ok"))
-    after = await take(leases, [proxy])
+    assert (await refused(leases)).reason == "probing"
+    await leases.release([(probe, OK)])
+    after = await take(leases)
     assert not after.is_probe
-    assert float(await fake_redis.hget(keys.health("p1"), "penalty")) == 0.5
+    assert await field(fake_redis, "penalty", "p1") == 0.5
 
 
-async def test_failed_probe_cools_again_for_longer(fake_redis) -> None:
-    leases, proxy = book(fake_redis), identity("p1", cap=5)
+def _pool(leases: LeaseBook) -> str:
+    return leases._keys[1].rsplit(":", 1)[1]
+
+
+async def test_failed_probes_cool_again_for_longer(fake_redis) -> None:
+    leases = await book(fake_redis, [identity("p1", cap=5)])
     for expected_penalty in (1, 2, 3):
-        lease = await take(leases, [proxy])
-        await leases.release(lease, Cooldown("down", reason="ProxyFault"))
-        assert float(await fake_redis.hget(keys.health("p1"), "penalty")) == expected_penalty
-        await fake_redis.hset(keys.health("p1"), "cooldown_until", 0)
+        lease = await take(leases)
+        await leases.release([(lease, Cooldown("down", reason="ProxyFault"))])
+        assert await field(fake_redis, "penalty", "p1") == expected_penalty
+        await fake_redis.hset(keys.identity_field("cooldown"), "p1", 0)
+        await fake_redis.zadd(keys.identities_later(_pool(leases)), {"p1": 0})
 
 
 async def test_retry_after_is_a_floor_beyond_the_backoff_cap(fake_redis) -> None:
-    leases, proxy = book(fake_redis), identity("p1")
-    lease = await take(leases, [proxy])
-    await leases.release(lease, Cooldown("cool", floor_seconds=3600, reason="QuotaExceeded"))
-    refused = await leases.try_acquire([proxy])
-    assert isinstance(refused, NoCapacity) and refused.wait_seconds > 3500
+    leases = await book(fake_redis, [identity("p1")])
+    lease = await take(leases)
+    await leases.release([(lease, Cooldown("cool", floor_seconds=3600, reason="QuotaExceeded"))])
+    assert (await refused(leases)).wait_seconds > 3500
 
 
 async def test_other_identity_serves_while_one_cools(fake_redis) -> None:
-    leases = book(fake_redis)
-    cooled, spare = identity("cooled"), identity("spare")
+    await fake_redis.hset(keys.identity_field("penalty"), "spare", 3)  # cooled is picked first
+    leases = await book(fake_redis, [identity("cooled"), identity("spare")])
     await proven(fake_redis, "spare")
-    lease = await take(leases, [cooled])
-    await leases.release(lease, Cooldown("quarantine", floor_seconds=300, reason="Blocked"))
-    assert {(await take(leases, [cooled, spare])).identity.name for _ in range(2)} == {"spare"}
+    lease = await take(leases)
+    assert lease.identity.name == "cooled"
+    await leases.release([(lease, Cooldown("quarantine", floor_seconds=300, reason="Blocked"))])
+    assert {(await take(leases)).identity.name for _ in range(2)} == {"spare"}
 
 
-async def test_site_hiccup_does_not_penalise(fake_redis) -> None:
-    leases, proxy = book(fake_redis), identity("p1")
-    lease = await take(leases, [proxy])
-    await leases.release(lease, Cooldown("none"))
-    assert float(await fake_redis.hget(keys.health("p1"), "penalty") or 0) == 0
-    await take(leases, [proxy])
+async def test_a_neutral_outcome_does_not_penalise(fake_redis) -> None:
+    leases = await book(fake_redis, [identity("p1")])
+    await proven(fake_redis, "p1")
+    lease = await take(leases)
+    await leases.release([(lease, Cooldown("none"))])
+    assert await field(fake_redis, "penalty", "p1") == 0
+    await take(leases)
+
+
+async def test_a_suspect_cools_only_an_identity_that_keeps_failing(fake_redis) -> None:
+    leases = await book(fake_redis, [identity("p1", cap=5)])
+    await proven(fake_redis, "p1")
+    suspect = Cooldown("suspect", reason="UpstreamHiccup")
+    # One ambiguous failure between successes: no cooldown (the site may be at fault).
+    await leases.release([(await take(leases), suspect)])
+    await leases.release([(await take(leases), OK)])
+    assert await field(fake_redis, "cooldown", "p1") == 0
+    # Failures with no success between them: the identity is the suspect, and it cools.
+    await leases.release([(await take(leases), suspect)])
+    await leases.release([(await take(leases), suspect)])
+    assert (await refused(leases)).reason == "cooling"
 
 
 async def test_a_new_identity_starts_with_one_probe(fake_redis) -> None:
-    leases, proxy = book(fake_redis), identity("new", cap=4)
-    first = await take(leases, [proxy])
+    leases = await book(fake_redis, [identity("new", cap=4)])
+    first = await take(leases)
     assert first.is_probe
-    refused = await leases.try_acquire([proxy])
-    assert isinstance(refused, NoCapacity) and refused.reason == "probing=1"
-    await leases.release(first, Cooldown("ok"))
+    assert (await refused(leases)).reason == "probing"
+    await leases.release([(first, OK)])
     # Proven: the full in-flight cap opens.
-    assert [(await take(leases, [proxy])).is_probe for _ in range(4)] == [False] * 4
+    grants = await leases.acquire(4)
+    assert [lease.is_probe for lease in grants.leases] == [False] * 4
 
 
 async def test_a_dead_new_identity_costs_one_request(fake_redis) -> None:
-    leases, dead, good = book(fake_redis), identity("dead", cap=4), identity("good", cap=4)
+    await fake_redis.hset(keys.identity_field("penalty"), "good", 3)  # dead is tried first
+    leases = await book(fake_redis, [identity("dead", cap=4), identity("good", cap=4)])
     await proven(fake_redis, "good")
-    first = await take(leases, [dead])
-    await leases.release(first, Cooldown("down", reason="ProxyFault"))
-    picked = {(await take(leases, [dead, good])).identity.name for _ in range(4)}
-    assert picked == {"good"}
+    first = await take(leases)
+    assert first.identity.name == "dead"
+    await leases.release([(first, Cooldown("down", reason="ProxyFault"))])
+    grants = await leases.acquire(4)
+    assert {lease.identity.name for lease in grants.leases} == {"good"}
+
+
+async def test_caps_hold_across_workers_with_different_pools(fake_redis) -> None:
+    shared = identity("shared", cap=2)
+    await fake_redis.hset(keys.identity_field("penalty"), "only_first", 9)
+    first = await book(fake_redis, [shared, identity("only_first")])
+    second = await book(fake_redis, [shared])
+    await proven(fake_redis, "shared", "only_first")
+    assert (await take(first)).identity.name == "shared"
+    assert (await take(second)).identity.name == "shared"
+    assert (await refused(second)).reason == "proxy_full"
+    assert (await take(first)).identity.name == "only_first"
+
+
+async def test_a_cancelled_batch_is_reported_with_the_grants(fake_redis) -> None:
+    leases = await book(fake_redis, [identity("p1")])
+    await fake_redis.zadd(keys.cancelled_batches(), {"gone": 1})
+    grants = await leases.acquire(1, ["kept", "gone"])
+    assert grants.cancelled == ["gone"]
+
+
+async def test_an_identity_removed_from_the_pool_leaves_the_index(fake_redis) -> None:
+    leases = await book(fake_redis, [identity("p1"), identity("old")])
+    await proven(fake_redis, "p1", "old")
+    await fake_redis.hdel(keys.identity_field("cap"), "old")  # forgotten by the fleet
+    grants = await leases.acquire(3)
+    assert {lease.identity.name for lease in grants.leases} == {"p1"}
+    assert await fake_redis.zscore(keys.identities_ready(_pool(leases)), "old") is None
+
+
+@pytest.mark.parametrize("pool_size", [10, 1000])
+async def test_one_acquire_reads_the_same_whatever_the_pool(fake_redis, pool_size: int) -> None:
+    """Not a timing: the call touches only the identities it takes (the index head)."""
+    leases = await book(fake_redis, [identity(f"p{i:04d}", cap=1) for i in range(pool_size)])
+    await proven(fake_redis, *(f"p{i:04d}" for i in range(pool_size)))
+    grants = await leases.acquire(3)
+    assert len(grants.leases) == 3
+    ready = await fake_redis.zcard(keys.identities_ready(_pool(leases)))
+    later = await fake_redis.zcard(keys.identities_later(_pool(leases)))
+    assert (ready, later) == (pool_size - 3, 3)  # the three full ones moved, no others

@@ -9,7 +9,8 @@ import pytest
 
 from contract.models import Message
 from simulator.local import free_port
-from worker.client import ChatGptEsClient, ClientOptions, open_http_session
+from worker.client import ChatGptEsClient, ClientOptions
+from worker.proxies import Identity
 
 pytestmark = pytest.mark.e2e
 
@@ -124,10 +125,13 @@ def test_a_proxy_at_its_quota_is_rested_and_work_moves_on(fleet, tmp_path) -> No
 
 async def use_up_quota(site: str, proxy: str, count: int) -> None:
     client = ChatGptEsClient(ClientOptions(base_url=site))
-    async with open_http_session(client.options, proxy) as http:
-        session = await client.handshake(http)
+    exit_ = Identity("quota", proxy, max_inflight=1, rate_per_second=0)
+    try:
+        session = await client.handshake(exit_)
         for _ in range(count):
-            await client.ask(http, session, (Message(role="user", content="hi"),), "gpt-4o")
+            await client.ask(exit_, session, (Message(role="user", content="hi"),), "gpt-4o")
+    finally:
+        await client.close()
 
 
 def test_all_proxies_down_jobs_wait_and_say_why(fleet, tmp_path) -> None:
@@ -138,15 +142,17 @@ def test_all_proxies_down_jobs_wait_and_say_why(fleet, tmp_path) -> None:
     batch_id = json.loads(enqueued.stdout)["batch_id"]
 
     def waiting() -> dict | None:
+        # The fleet's counters are added up at each worker heartbeat: wait for those too.
         status = json.loads(fleet.cli("status", batch_id, "--json").stdout)
-        return status if status["waiting"] >= 4 else None
+        counted = status["policy_events"].get("waited_for_capacity", 0)
+        return status if status["waiting"] >= 4 and counted >= 4 else None
 
     from simulator.local import wait_until
 
     status = wait_until(waiting, timeout=60, what="jobs waiting for capacity", every=0.5)
     assert status["failed"] == 0 and not status["done"]
     assert all(i["cooling_for"] > 0 for i in status["identities"])
-    assert status["policy_events"].get("deferred_for_capacity", 0) >= 4
+    assert status["policy_events"].get("waited_for_capacity", 0) >= 4
     human = fleet.cli("status", batch_id).stdout
     assert "waiting for capacity" in human and "cooling" in human
     logs = fleet.worker_logs()

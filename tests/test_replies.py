@@ -126,7 +126,7 @@ def test_an_answer_that_mentions_flagged_words_is_still_an_answer() -> None:
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_5xx_from_the_site_is_a_hiccup(status: int) -> None:
     outcome = reply(status, "<html>Bad things</html>", {"Content-Type": "text/html"})
-    assert isinstance(outcome, UpstreamHiccup) and outcome.verdict is Verdict.NONE
+    assert isinstance(outcome, UpstreamHiccup) and outcome.verdict is Verdict.SUSPECT
 
 
 def test_non_json_body_is_a_hiccup() -> None:
@@ -166,9 +166,11 @@ def test_squid_error_page_is_the_proxys_fault() -> None:
     assert isinstance(reply(503, "<html>squid</html>", headers, via_proxy=True), ProxyFault)
 
 
-def test_502_from_the_site_through_a_proxy_is_not_the_proxys_fault() -> None:
+def test_a_plain_502_through_a_proxy_makes_the_exit_a_suspect() -> None:
+    """Many proxies answer a bare 502: it may be the site's or the proxy's, so the identity
+    that carried it is charged (a suspect), and cooled if it keeps failing."""
     outcome = reply(502, "<html>nginx</html>", {"Content-Type": "text/html"}, via_proxy=True)
-    assert isinstance(outcome, UpstreamHiccup) and outcome.verdict is Verdict.NONE
+    assert isinstance(outcome, UpstreamHiccup) and outcome.verdict is Verdict.SUSPECT
 
 
 def test_proxy_status_header_marks_a_proxy_generated_reply() -> None:

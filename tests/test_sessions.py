@@ -1,4 +1,4 @@
-"""Site sessions: a plain value, cached per identity in Redis, refreshed single-flight."""
+"""Site sessions: cached in memory and in Redis per identity, refreshed single-flight."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import asyncio
 
 import pytest
 
+from contract import keys
+from tests.conftest import eventually
 from worker.errors import HandshakeFailed, RateLimited
-from worker.sessions import SessionStore, SiteSession
+from worker.sessions import SessionCache, SiteSession
 
 
-def store(redis, **overrides) -> SessionStore:
+def cache(redis, **overrides) -> SessionCache:
     options = {"ttl_seconds": 3600, "max_uses": 100, "wait_seconds": 5, "poll_seconds": 0.01}
-    return SessionStore(redis, **{**options, **overrides})
+    return SessionCache(redis, **{**options, **overrides})
 
 
 class CountingHandshake:
@@ -28,74 +30,107 @@ class CountingHandshake:
 
 
 def test_session_round_trips_as_json() -> None:
-    session = SiteSession(nonce="abc123", post_id="7", cookies={"wpaicg_session": "x"}, uses=3)
+    session = SiteSession(nonce="abc123", post_id="7", cookies={"wpaicg_session": "x"})
     assert SiteSession.from_json(session.to_json()) == session
-    assert session.used().uses == 4
+    assert session.id != SiteSession(nonce="abc123", post_id="7").id
 
 
 async def test_one_handshake_serves_many_uses(fake_redis) -> None:
-    sessions, handshake = store(fake_redis), CountingHandshake()
+    sessions, handshake = cache(fake_redis), CountingHandshake()
     got = [await sessions.get("p1", handshake) for _ in range(5)]
+    assert handshake.calls == 1 and {s.nonce for s in got} == {"nonce1"}
+
+
+async def test_another_worker_reuses_the_shared_session(fake_redis) -> None:
+    first, second, handshake = cache(fake_redis), cache(fake_redis), CountingHandshake()
+    made = await first.get("p1", handshake)
+    assert await second.get("p1", handshake) == made
     assert handshake.calls == 1
-    assert {s.nonce for s in got} == {"nonce1"} and [s.uses for s in got] == [1, 2, 3, 4, 5]
-    assert got[0].cookies == {"c": "v"}
 
 
 async def test_sessions_are_per_identity(fake_redis) -> None:
-    sessions, handshake = store(fake_redis), CountingHandshake()
-    a = await sessions.get("a", handshake)
-    b = await sessions.get("b", handshake)
-    assert (a.nonce, b.nonce, handshake.calls) == ("nonce1", "nonce2", 2)
+    sessions, handshake = cache(fake_redis), CountingHandshake()
+    one, two = await sessions.get("p1", handshake), await sessions.get("p2", handshake)
+    assert (one.nonce, two.nonce) == ("nonce1", "nonce2")
 
 
-async def test_refresh_is_single_flight(fake_redis) -> None:
+async def test_refresh_is_single_flight_across_workers(fake_redis) -> None:
     gate = asyncio.Event()
-    sessions, handshake = store(fake_redis), CountingHandshake(gate)
-    waiters = [asyncio.create_task(sessions.get("p1", handshake)) for _ in range(10)]
-    while handshake.calls == 0:
-        await asyncio.sleep(0)
+    handshake = CountingHandshake(gate)
+    workers = [cache(fake_redis) for _ in range(3)]
+    tasks = [asyncio.create_task(w.get("p1", handshake)) for w in workers for _ in range(4)]
+    await eventually(lambda: handshake.calls == 1, what="one worker in its handshake")
     gate.set()
-    got = await asyncio.gather(*waiters)
-    assert handshake.calls == 1
-    assert {s.nonce for s in got} == {"nonce1"}
+    got = await asyncio.gather(*tasks)
+    assert handshake.calls == 1 and {s.nonce for s in got} == {"nonce1"}
+
+
+async def test_the_lock_holder_looks_again_before_its_handshake(fake_redis) -> None:
+    """A session stored between a worker's look and its lock is used, not fetched again."""
+    sessions, handshake = cache(fake_redis), CountingHandshake()
+    other = SiteSession(nonce="theirs", post_id="106")
+    looks = 0
+    real_shared = sessions._shared
+
+    async def shared_after_someone_else_finished(identity: str):
+        nonlocal looks
+        looks += 1
+        if looks == 2:  # the look after taking the lock: someone else just finished
+            await fake_redis.hset(keys.site_sessions(), identity, other.to_json())
+        return await real_shared(identity)
+
+    sessions._shared = shared_after_someone_else_finished  # type: ignore[method-assign]
+    assert (await sessions.get("p1", handshake)).nonce == "theirs"
+    assert handshake.calls == 0
 
 
 async def test_max_uses_forces_a_fresh_handshake(fake_redis) -> None:
-    sessions, handshake = store(fake_redis, max_uses=3), CountingHandshake()
-    nonces = [(await sessions.get("p1", handshake)).nonce for _ in range(5)]
-    assert nonces == ["nonce1", "nonce1", "nonce1", "nonce2", "nonce2"]
-
-
-async def test_drop_removes_only_the_failed_session(fake_redis) -> None:
-    sessions, handshake = store(fake_redis), CountingHandshake()
-    old = await sessions.get("p1", handshake)
-    assert await sessions.drop("p1", old)
-    new = await sessions.get("p1", handshake)
-    assert new.nonce == "nonce2"
-    assert not await sessions.drop("p1", old)  # a late report about the old one
+    sessions, handshake = cache(fake_redis, max_uses=3), CountingHandshake()
+    for _ in range(3):
+        await sessions.get("p1", handshake)
+    await sessions.count_uses()  # worn: dropped at the count
     assert (await sessions.get("p1", handshake)).nonce == "nonce2"
 
 
-async def test_ttl_is_set_below_the_nonce_life(fake_redis) -> None:
-    sessions = store(fake_redis, ttl_seconds=600)
-    await sessions.get("p1", CountingHandshake())
-    assert 590_000 < await fake_redis.pttl("chatgptes:session:p1") <= 600_000
+async def test_drop_removes_only_the_session_that_failed(fake_redis) -> None:
+    """Both sessions carry the same nonce (as logged-out visitors' do): the ID tells them apart."""
+    sessions = cache(fake_redis)
+    stale = SiteSession(nonce="same", post_id="106")
+    fresh = SiteSession(nonce="same", post_id="106")
+    await fake_redis.hset(keys.site_sessions(), "p1", fresh.to_json())
+    assert not await sessions.drop("p1", stale)
+    assert await fake_redis.hget(keys.site_sessions(), "p1") is not None
+    assert await sessions.drop("p1", fresh)
+    assert await fake_redis.hget(keys.site_sessions(), "p1") is None
+
+
+async def test_a_session_past_its_ttl_is_replaced(fake_redis) -> None:
+    sessions, handshake = cache(fake_redis, ttl_seconds=60), CountingHandshake()
+    old = SiteSession(nonce="old", post_id="106", created_at=0.0)
+    await fake_redis.hset(keys.site_sessions(), "p1", old.to_json())
+    assert (await sessions.get("p1", handshake)).nonce == "nonce1"
+
+
+async def test_unreadable_session_data_is_no_session(fake_redis) -> None:
+    sessions, handshake = cache(fake_redis), CountingHandshake()
+    await fake_redis.hset(keys.site_sessions(), "p1", b"\x80\x04\x95pickle")
+    assert (await sessions.get("p1", handshake)).nonce == "nonce1"
 
 
 async def test_failed_handshake_propagates_and_frees_the_lock(fake_redis) -> None:
-    sessions = store(fake_redis)
+    sessions = cache(fake_redis)
 
     async def refused() -> SiteSession:
         raise RateLimited("429", retry_after=5)
 
     with pytest.raises(RateLimited):
         await sessions.get("p1", refused)
-    handshake = CountingHandshake()
-    assert (await sessions.get("p1", handshake)).nonce == "nonce1"
+    assert await fake_redis.get(keys.site_session_lock("p1")) is None
+    assert (await sessions.get("p1", CountingHandshake())).nonce == "nonce1"
 
 
 async def test_waiting_for_someone_elses_refresh_is_bounded(fake_redis) -> None:
-    sessions = store(fake_redis, wait_seconds=0.2)
-    await fake_redis.set("chatgptes:session:p1:lock", "another-worker", px=60_000)
+    sessions = cache(fake_redis, wait_seconds=0.2)
+    await fake_redis.set(keys.site_session_lock("p1"), "someone-else", px=10_000)
     with pytest.raises(HandshakeFailed, match="no session for p1"):
         await sessions.get("p1", CountingHandshake())

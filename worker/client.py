@@ -1,8 +1,11 @@
 """The chatgpt.es exchange: GET the page for a session, POST prompts to admin-ajax.php.
 
-Fully async over curl_cffi with browser impersonation. The client holds no policy:
-which identity to use, when to refresh a session and whether to retry belong to
-the caller, which hands in the ``AsyncSession`` (one per identity) and the session.
+Fully async over curl_cffi with browser impersonation. One ``AsyncSession`` serves
+every identity: the proxy is chosen per request, and the cookies travel with the
+site session (the connection's own jar is never used), so there is nothing per
+identity to open, evict or close while a request is using it. The client holds
+no policy: which identity to use, when to refresh a session and whether to retry
+belong to the caller.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from contract.redaction import redact_text
 from worker.errors import ProxyFault, UnknownModel, UpstreamError, UpstreamHiccup, UpstreamTimeout
 from worker.page import parse_page
 from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, format_prompt
+from worker.proxies import Identity
 from worker.replies import Answer, Outcome, classify_reply
 from worker.sessions import SiteSession
 
@@ -38,14 +42,15 @@ class ClientOptions:
     max_connections: int = 64
 
 
-def open_http_session(options: ClientOptions, proxy_url: str | None = None) -> AsyncSession:
-    """One impersonating session (its own connections and cookies) for one identity."""
+def open_http_session(options: ClientOptions) -> AsyncSession:
+    """The worker's one impersonating session: connections for every identity, no cookie jar."""
     read_timeout = max(options.request_timeout - options.connect_timeout, 0.1)
     return AsyncSession(
         impersonate=options.impersonate,  # type: ignore[arg-type]
-        proxy=proxy_url,
         timeout=(options.connect_timeout, read_timeout),
         max_clients=options.max_connections,
+        discard_cookies=True,
+        trust_env=False,
     )
 
 
@@ -54,24 +59,25 @@ class ChatGptEsClient:
         self.options = options
         self.page_url = options.base_url.rstrip("/") + "/"
         self.ajax_url = options.base_url.rstrip("/") + AJAX_PATH
+        self.http = open_http_session(options)
 
-    async def handshake(self, http: AsyncSession) -> SiteSession:
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def handshake(self, identity: Identity) -> SiteSession:
         """GETs the page and returns its session; raises an UpstreamError when it cannot."""
-        response = await self._send(http, "GET", self.page_url, headers={"Accept": "text/html"})
+        response = await self._send(identity, "GET", self.page_url, headers={"Accept": "text/html"})
         if response.status_code != 200:
-            outcome = _classify(http, response)
+            outcome = _classify(identity, response)
             raise (
                 outcome if isinstance(outcome, UpstreamError) else UpstreamHiccup("page GET failed")
             )
         tokens = parse_page(response.text)
         cookies = {name: value for name, value in response.cookies.items() if value is not None}
-        # The session's cookies travel with the session value (it may be shared between
-        # workers), so the connection's own jar must not add stale ones of its own.
-        http.cookies.clear()
         return SiteSession(nonce=tokens.nonce, post_id=tokens.post_id, cookies=cookies)
 
     async def ask(
-        self, http: AsyncSession, session: SiteSession, messages: Sequence[Message], model: str
+        self, identity: Identity, session: SiteSession, messages: Sequence[Message], model: str
     ) -> str:
         """POSTs one prompt and returns the answer text, or raises the typed UpstreamError."""
         try:
@@ -80,7 +86,7 @@ class ChatGptEsClient:
             raise UnknownModel(str(error)) from None
         prompt = format_prompt(messages, self.options.language_instruction)
         response = await self._send(
-            http,
+            identity,
             "POST",
             self.ajax_url,
             data=self.form_fields(session, prompt),
@@ -92,7 +98,7 @@ class ChatGptEsClient:
                 "X-Requested-With": "XMLHttpRequest",
             },
         )
-        outcome = _classify(http, response)
+        outcome = _classify(identity, response)
         if isinstance(outcome, Answer):
             return outcome.text
         raise outcome
@@ -111,27 +117,26 @@ class ChatGptEsClient:
             "wpaicg_user_agree": "1",
         }
 
-    async def _send(self, http: AsyncSession, method: str, url: str, **kwargs: object) -> Response:
+    async def _send(self, identity: Identity, method: str, url: str, **kwargs: object) -> Response:
         """One request, transport failures turned into typed errors with no credentials in them."""
         try:
-            return await http.request(method, url, **kwargs)  # type: ignore[arg-type]
+            return await self.http.request(  # type: ignore[misc]
+                method, url, proxy=identity.proxy_url, **kwargs
+            )
         except curl_errors.Timeout as error:
             raise UpstreamTimeout(f"{method} {url} timed out: {_describe(error)}") from None
         except curl_errors.RequestException as error:
-            if _via_proxy(http) and (
+            if identity.proxy_url is not None and (
                 isinstance(error, curl_errors.ProxyError) or error.code in _PROXY_CONNECT_CODES
             ):
                 raise ProxyFault(f"proxy failed on {method} {url}: {_describe(error)}") from None
             raise UpstreamHiccup(f"{method} {url} failed: {_describe(error)}") from None
 
 
-def _classify(http: AsyncSession, response: Response) -> Outcome:
+def _classify(identity: Identity, response: Response) -> Outcome:
     headers = dict(response.headers)
-    return classify_reply(response.status_code, headers, response.text, via_proxy=_via_proxy(http))
-
-
-def _via_proxy(http: AsyncSession) -> bool:
-    return bool(http.proxies)
+    via_proxy = identity.proxy_url is not None
+    return classify_reply(response.status_code, headers, response.text, via_proxy=via_proxy)
 
 
 def _describe(error: Exception) -> str:

@@ -53,18 +53,36 @@ class WorkerConfig(QueueSettings):
     )
     proxy_burst: int = Field(2, ge=1, description="Requests a proxy may send back to back.")
     fleet_max_inflight: int = Field(64, ge=1, description="In-flight cap across all workers.")
-    max_jobs: int = Field(
-        32, ge=1, description="Jobs one worker process runs at once (arq max_jobs)."
+    worker_max_inflight: int = Field(
+        256,
+        ge=1,
+        description="Most requests one worker process keeps in flight; below it, the fleet's "
+        "capacity decides.",
+    )
+    max_jobs: int | None = Field(
+        None,
+        ge=1,
+        description="arq jobs (chunks of prompts) one worker holds at once; unset = as many "
+        "as keep its requests flowing.",
     )
 
     lease_ttl_seconds: float = Field(
-        90.0, gt=0, description="A lease expires by itself after this (its holder died)."
+        15.0,
+        gt=0,
+        description="A lease renewed while its request runs expires this long after "
+        "its holder died.",
     )
     lease_wait_seconds: float = Field(
-        2.0, ge=0, description="How long a job waits for capacity before it is deferred."
+        2.0, ge=0, description="A prompt waiting this long for capacity shows as waiting."
     )
     capacity_wait_limit_seconds: float = Field(
-        24 * 3600, gt=0, description="A job still finding no capacity after this fails."
+        24 * 3600, gt=0, description="A prompt still finding no capacity after this fails."
+    )
+    heartbeat_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often a worker renews its leases and chunks and reports in; "
+        "a dead worker's chunks run again about 3 heartbeats later.",
     )
     session_ttl_seconds: float = Field(
         6 * 3600, gt=0, description="Site session lifetime; keep it below the nonce's 12-24 h."
@@ -84,14 +102,13 @@ class WorkerConfig(QueueSettings):
     backoff_base_seconds: float = Field(1.0, gt=0, description="First backoff after a hiccup.")
     backoff_cap_seconds: float = Field(60.0, gt=0, description="Longest backoff after a hiccup.")
 
-    job_timeout_seconds: float = Field(300.0, gt=0, description="Longest one job may run.")
+    job_timeout_seconds: float = Field(
+        300.0, gt=0, description="Longest one prompt may spend sending and backing off."
+    )
     shutdown_grace_seconds: int = Field(
         30, ge=0, description="On SIGTERM running jobs get this long to finish."
     )
-    poll_delay_seconds: float = Field(0.05, gt=0, description="arq poll delay when idle.")
-    http_sessions_max: int = Field(
-        64, ge=1, description="curl sessions a worker keeps (one a proxy)."
-    )
+    poll_delay_seconds: float = Field(0.02, gt=0, description="arq poll delay when idle.")
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="Log rendering; auto = console on a terminal, else JSON."
     )

@@ -9,8 +9,9 @@ The retry policy reads the class, never the message text::
     │   ├── QuotaExceeded         tokenLimitReached: this exit used its quota, rest it long
     │   ├── Blocked               403 challenge / "not allowed": quarantine the identity
     │   ├── ProxyFault            proxy refused, 407, 502 from the proxy: mark it down
-    │   ├── HandshakeFailed       the page had no nonce or post id
-    │   └── UpstreamHiccup        5xx, reset, non-JSON body, empty answer: back off and retry
+    │   ├── HandshakeFailed       the page had no nonce or post id: suspect the exit, retry
+    │   └── UpstreamHiccup        5xx, reset, non-JSON body, empty answer: suspect the exit,
+    │                             back off and retry (elsewhere if the exit keeps failing)
     │       └── UpstreamTimeout   connect or whole-request timeout
     └── PermanentError            retrying cannot help
         ├── ConsentMissing        the site asked for the consent checkbox: a configuration error
@@ -19,7 +20,10 @@ The retry policy reads the class, never the message text::
         └── UpstreamRejected      any other refusal the site spells out
 
 Each class also says what it tells about the identity (``verdict``) and whether
-the cached session must be dropped (``drops_session``).
+the cached session must be dropped (``drops_session``). Every failure is charged to
+the identity that carried it: even an ambiguous one (a plain 502 may be the site's
+or the proxy's) makes it a suspect, and an identity that keeps failing while its
+successes do not wash the suspicion away is cooled like any other.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from typing import ClassVar
 class Verdict(enum.StrEnum):
     """What an outcome says about the identity (proxy, or the worker's own address)."""
 
-    NONE = "none"  # not the identity's fault
+    NONE = "none"  # says nothing about the identity
+    SUSPECT = "suspect"  # may be the identity's fault: cooled if it keeps failing
     COOL = "cool"  # the site asked it to wait
     QUARANTINE = "quarantine"  # the site blocked it
     DOWN = "down"  # the proxy itself failed
@@ -95,9 +100,13 @@ class ProxyFault(RetryableError):
 class HandshakeFailed(RetryableError):
     """The site page carried no nonce or post id, so no session could be made."""
 
+    verdict = Verdict.SUSPECT
+
 
 class UpstreamHiccup(RetryableError):
     """5xx, connection reset, a non-JSON or empty reply: transient, retry with backoff."""
+
+    verdict = Verdict.SUSPECT
 
 
 class UpstreamTimeout(UpstreamHiccup):

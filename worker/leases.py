@@ -1,131 +1,282 @@
-"""Leases: the fleet-wide and per-identity in-flight caps, the per-identity rate and
-the identity's health, checked and taken in one atomic Redis call.
+"""Leases: the fleet-wide and per-identity in-flight caps, the per-identity rate and the
+identity's health, checked and taken in one atomic Redis call for many prompts at once.
 
-A lease is a member of two sorted sets (the fleet's and the identity's) scored by
-its expiry, so a worker that dies without returning it frees the slot when the
-lease expires. The rate is GCRA (one stored "theoretical arrival time" per identity).
-Health is a hash per identity: penalty, cooldown, the reason, and the probe flag
-that lets a cooled identity back in through one request at a time. A new identity
-starts the same way (slow start), so a dead proxy costs one request, not a
-whole in-flight cap of them.
+Identities are indexed by when they next have room, so a lease costs the same with
+ten identities as with ten thousand:
+
+- ``ready`` holds those with room now, scored by load (in flight / cap, penalty,
+  latency, weight): the head is the best one;
+- ``later`` holds the rest, scored by the moment (ms) they may have room again:
+  the end of a cooldown, the next rate token (GCRA), the return of a probe.
+
+Every call touches only the identities it takes, returns or finds due; nothing
+visits the whole pool. The indexes belong to one pool (a worker's list of
+identities), the identities' state (caps, in flight, rate, health) to the fleet,
+so workers with the same proxies share everything and caps hold across pools.
+
+A lease is a member of the fleet's lease set scored by its expiry; its holder
+renews it while the request runs, and a lease whose holder died expires within
+its TTL and gives its slot back. A new identity, or one back from a cooldown,
+takes one request at a time until one succeeds (a probe), so a dead proxy costs
+one request, not a whole in-flight cap of them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from contract import keys
 from worker.proxies import Identity
 
-# ARGV: ttl_ms, token, fleet_cap, burst, start, n, then per identity:
-# name, lease_key, rate_key, health_key, cap, interval_ms, weight.
-_ACQUIRE = """
+ATTRIBUTES = (
+    "cap", "interval", "weight", "inflight", "tat", "penalty",
+    "cooldown", "reason", "probe", "latency", "ok", "failed",
+)  # fmt: skip
+POLICY_TTL_SECONDS = 7 * 24 * 3600
+FULL_RECHECK_MS = 1000  # a full identity is looked at again then, or when a lease returns
+REAP_PER_CALL = 200
+PROMOTE_PER_CALL = 200
+
+# KEYS (every script): leases, ready, later, known, cancelled, then one hash per ATTRIBUTES.
+_PRELUDE = """
+local LEASES, READY, LATER, KNOWN, CANCELLED = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local CAP, INTERVAL, WEIGHT, INFLIGHT, TAT = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local PENALTY, COOLDOWN, REASON, PROBE = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local LATENCY, OK, FAILED = KEYS[15], KEYS[16], KEYS[17]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl, token = tonumber(ARGV[1]), ARGV[2]
-local fleet_cap, burst = tonumber(ARGV[3]), tonumber(ARGV[4])
-local start, n = tonumber(ARGV[5]), tonumber(ARGV[6])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= fleet_cap then
-  return {0, 'fleet_full', 25}
+local function num(key, name) return tonumber(redis.call('HGET', key, name)) or 0 end
+-- probe: 0 none needed; 1 needed, none out; > 1 a probe is out until then (ms).
+local function probe_out(name)
+  local probe = num(PROBE, name)
+  return probe > 1 and probe > now, probe
 end
-local best, best_score, min_wait, reasons = nil, -1, nil, {}
-for k = 0, n - 1 do
-  local b = 7 + ((k + start) % n) * 7
-  local lkey, rkey, hkey = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local cap, interval, weight = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
-  local h = redis.call('HMGET', hkey,
-    'cooldown_until', 'penalty', 'probe', 'probe_until', 'latency_ms', 'successes')
-  local reason, wait = nil, 0
-  local cooldown_until, probe_until = tonumber(h[1]) or 0, tonumber(h[4]) or 0
-  -- Slow start: an identity that never succeeded, or came back from a cooldown,
-  -- takes one request at a time until one succeeds.
-  local probing = h[3] == '1' or not h[6]
-  if cooldown_until > now then
-    reason, wait = 'cooling', cooldown_until - now
-  elseif probing and probe_until > now then
-    reason, wait = 'probing', math.min(probe_until - now, 250)
+-- (when it may have room or nil if now, why not, its load) of one identity.
+local function classify(name, burst)
+  local cap = tonumber(redis.call('HGET', CAP, name))
+  if not cap then return now, 'gone', 0 end
+  local inflight = num(INFLIGHT, name)
+  local cooldown = num(COOLDOWN, name)
+  if cooldown > now then return cooldown, 'cooling', 0 end
+  local out, probe = probe_out(name)
+  if out then return probe, 'probing', 0 end
+  if inflight >= cap then return now + FULL_RECHECK, 'proxy_full', 0 end
+  local interval = num(INTERVAL, name)
+  if interval > 0 then
+    local allow = math.max(num(TAT, name), now) - interval * (burst - 1)
+    if allow > now then return allow, 'rate', 0 end
+  end
+  local weight = tonumber(redis.call('HGET', WEIGHT, name)) or 1
+  -- How full it would be with one more, made worse by its penalty and latency.
+  local load = ((inflight + 1) / cap + num(PENALTY, name)) * (1 + num(LATENCY, name) / 1000)
+  return nil, 'ready', load / weight
+end
+-- Files an identity in ready or later; returns the reason it has no room, or 'ready'.
+local function reindex(name, burst)
+  local when, reason, load = classify(name, burst)
+  if reason == 'gone' then
+    redis.call('ZREM', READY, name)
+    redis.call('ZREM', LATER, name)
+  elseif when then
+    redis.call('ZREM', READY, name)
+    redis.call('ZADD', LATER, when, name)
   else
-    redis.call('ZREMRANGEBYSCORE', lkey, '-inf', now)
-    local inflight = redis.call('ZCARD', lkey)
-    if inflight >= cap then
-      reason, wait = 'proxy_full', 25
-    elseif interval > 0 then
-      local tat = math.max(tonumber(redis.call('GET', rkey)) or now, now)
-      local allow_at = tat - interval * (burst - 1)
-      if allow_at > now then reason, wait = 'rate', allow_at - now end
-    end
-    if not reason then
-      local penalty, latency = tonumber(h[2]) or 0, tonumber(h[5]) or 0
-      local score = (cap - inflight) / cap * weight / (1 + penalty) / (1 + latency / 1000)
-      if score > best_score then best, best_score = b, score end
-    end
+    redis.call('ZREM', LATER, name)
+    redis.call('ZADD', READY, load, name)
   end
-  if reason then
-    reasons[reason] = (reasons[reason] or 0) + 1
-    if min_wait == nil or wait < min_wait then min_wait = wait end
-  end
+  return reason
 end
-if best == nil then
-  local parts = {}
-  for reason, count in pairs(reasons) do parts[#parts + 1] = reason .. '=' .. count end
-  table.sort(parts)
-  return {0, table.concat(parts, ','), math.ceil(min_wait or 25)}
+local function identity_of(token) return string.match(token, '^(.*)|') end
+local function free_slot(name)
+  if redis.call('HINCRBY', INFLIGHT, name, -1) < 0 then redis.call('HSET', INFLIGHT, name, 0) end
 end
-local lkey, rkey, hkey = ARGV[best + 1], ARGV[best + 2], ARGV[best + 3]
-local interval = tonumber(ARGV[best + 5])
-redis.call('ZADD', lkey, now + ttl, token)
-redis.call('PEXPIRE', lkey, ttl * 2)
-redis.call('ZADD', KEYS[1], now + ttl, token)
-redis.call('PEXPIRE', KEYS[1], ttl * 2)
-if interval > 0 then
-  local tat = math.max(tonumber(redis.call('GET', rkey)) or now, now) + interval
-  redis.call('SET', rkey, tat, 'PX', math.ceil(tat - now + 1000))
-end
-local probe = 0
-local state = redis.call('HMGET', hkey, 'probe', 'successes')
-if state[1] == '1' or not state[2] then
-  redis.call('HSET', hkey, 'probe_until', now + ttl)
-  probe = 1
-end
-return {1, ARGV[best], probe}
 """
 
-# KEYS: fleet, lease_key, health_key. ARGV: token, verdict, floor_ms, base_ms, cap_ms,
-# jitter (0..1), latency_ms, reason, health_ttl_s.
-_REPORT = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local verdict = ARGV[2]
-local penalty = tonumber(redis.call('HGET', KEYS[3], 'penalty')) or 0
-if verdict == 'ok' then
-  penalty = penalty * 0.5
-  if penalty < 0.05 then penalty = 0 end
-  local latency = tonumber(redis.call('HGET', KEYS[3], 'latency_ms')) or tonumber(ARGV[7])
-  redis.call('HSET', KEYS[3], 'penalty', penalty, 'probe', 0, 'probe_until', 0,
-    'latency_ms', math.floor(latency * 0.8 + tonumber(ARGV[7]) * 0.2))
-  redis.call('HINCRBY', KEYS[3], 'successes', 1)
-elseif verdict == 'none' then
-  redis.call('HSET', KEYS[3], 'probe_until', 0)
-else
-  penalty = penalty + 1
-  local backoff = tonumber(ARGV[6]) * math.min(tonumber(ARGV[5]), tonumber(ARGV[4]) * 2 ^ penalty)
-  local until_ms = now + math.max(tonumber(ARGV[3]), backoff)
-  local current = tonumber(redis.call('HGET', KEYS[3], 'cooldown_until')) or 0
-  redis.call('HSET', KEYS[3], 'penalty', penalty, 'cooldown_until', math.max(current, until_ms),
-    'reason', ARGV[8], 'probe', 1, 'probe_until', 0)
-  redis.call('HINCRBY', KEYS[3], 'failures', 1)
+# ARGV: burst, ttl_ms, fleet_cap, want, token prefix, then batch IDs asked about.
+# Returns {n, name1, token1, probe1, ..., reason, wait_ms, cancelled batch IDs...}.
+_ACQUIRE = (
+    _PRELUDE
+    + """
+local burst, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local fleet_cap, want = tonumber(ARGV[3]), tonumber(ARGV[4])
+for _, token in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, REAP)) do
+  redis.call('ZREM', LEASES, token)
+  local name = identity_of(token)
+  if name then free_slot(name); reindex(name, burst) end
 end
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[9]))
-return tostring(penalty)
+local due = redis.call('ZRANGEBYSCORE', LATER, '-inf', now, 'LIMIT', 0, PROMOTE + want)
+for _, name in ipairs(due) do
+  reindex(name, burst)
+end
+local cancelled = {}
+for i = 6, #ARGV do
+  if redis.call('ZSCORE', CANCELLED, ARGV[i]) then cancelled[#cancelled + 1] = ARGV[i] end
+end
+local room = fleet_cap - redis.call('ZCARD', LEASES)
+local out, granted, guard = {0}, 0, 0
+while granted < math.min(want, room) and guard < want * 4 + 16 do
+  guard = guard + 1
+  local best = redis.call('ZRANGE', READY, 0, 0)[1]
+  if not best then break end
+  if reindex(best, burst) == 'ready' then
+    granted = granted + 1
+    local token = best .. '|' .. ARGV[5] .. granted
+    redis.call('ZADD', LEASES, now + ttl, token)
+    redis.call('HINCRBY', INFLIGHT, best, 1)
+    local interval = num(INTERVAL, best)
+    if interval > 0 then redis.call('HSET', TAT, best, math.max(num(TAT, best), now) + interval) end
+    local out_now, probe = probe_out(best)
+    local is_probe = 0
+    if probe >= 1 and not out_now then
+      redis.call('HSET', PROBE, best, now + ttl)
+      is_probe = 1
+    end
+    out[#out + 1], out[#out + 2], out[#out + 3] = best, token, is_probe
+    reindex(best, burst)
+  end
+end
+out[1] = granted
+local reason, wait = 'ready', 0
+if granted < want then
+  if room <= granted then
+    reason, wait = 'fleet_full', 25
+  else
+    local nxt = redis.call('ZRANGE', LATER, 0, 0, 'WITHSCORES')
+    if nxt[1] then
+      local _
+      _, reason = classify(nxt[1], burst)
+      wait = math.max(tonumber(nxt[2]) - now, 1)
+    else
+      reason, wait = 'no_identity', 1000
+    end
+  end
+end
+out[#out + 1], out[#out + 2] = reason, wait
+for _, batch in ipairs(cancelled) do out[#out + 1] = batch end
+return out
 """
+)
+
+# ARGV: burst, base_ms, cap_ms, then per lease: token, verdict, floor_ms, jitter (0..1),
+# latency_ms, reason, probe (0/1). Returns the leases that were still held.
+_RELEASE = (
+    _PRELUDE
+    + """
+local burst, base, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local held = 0
+for i = 4, #ARGV, 7 do
+  local token, verdict = ARGV[i], ARGV[i + 1]
+  local name = identity_of(token)
+  if name then
+    if redis.call('ZREM', LEASES, token) == 1 then
+      free_slot(name)
+      held = held + 1
+    end
+    local penalty = num(PENALTY, name)
+    if verdict == 'ok' then
+      penalty = penalty * 0.5
+      if penalty < 0.05 then penalty = 0 end
+      local sample = tonumber(ARGV[i + 4])
+      local latency = tonumber(redis.call('HGET', LATENCY, name)) or sample
+      redis.call('HSET', PENALTY, name, penalty)
+      redis.call('HSET', LATENCY, name, math.floor(latency * 0.8 + sample * 0.2))
+      redis.call('HSET', PROBE, name, 0)
+      redis.call('HINCRBY', OK, name, 1)
+    elseif verdict == 'none' then
+      if ARGV[i + 6] == '1' then redis.call('HSET', PROBE, name, 1) end
+    else
+      -- A suspect (an ambiguous failure) weighs half; the successes between failures halve
+      -- the penalty, so only an identity that keeps failing reaches a cooldown.
+      penalty = penalty + (verdict == 'suspect' and 0.5 or 1)
+      redis.call('HSET', PENALTY, name, penalty)
+      redis.call('HINCRBY', FAILED, name, 1)
+      if penalty >= 1 then
+        local backoff = tonumber(ARGV[i + 3]) * math.min(cap, base * 2 ^ penalty)
+        local until_ms = now + math.max(tonumber(ARGV[i + 2]), backoff)
+        redis.call('HSET', COOLDOWN, name, math.max(num(COOLDOWN, name), until_ms))
+        redis.call('HSET', REASON, name, ARGV[i + 5])
+        redis.call('HSET', PROBE, name, 1)
+      elseif ARGV[i + 6] == '1' then
+        redis.call('HSET', PROBE, name, 1)  -- the probe failed mildly: another probe next
+      end
+    end
+    reindex(name, burst)
+  end
+end
+return held
+"""
+)
+
+# ARGV: ttl_ms, then tokens; a probe's token also extends its identity's probe mark.
+# Returns how many were still held (a lease already expired is not brought back).
+_RENEW = (
+    _PRELUDE
+    + """
+local ttl, renewed = tonumber(ARGV[1]), 0
+for i = 2, #ARGV do
+  local token = ARGV[i]
+  if redis.call('ZSCORE', LEASES, token) then
+    redis.call('ZADD', LEASES, now + ttl, token)
+    renewed = renewed + 1
+    local name = identity_of(token)
+    local out = probe_out(name)
+    if out then redis.call('HSET', PROBE, name, now + ttl) end
+  end
+end
+return renewed
+"""
+)
+
+# ARGV: burst, ttl_s, then per identity: name, cap, interval_ms, weight. New identities
+# start with a probe (slow start). Every policy key gets its TTL back.
+_REGISTER = (
+    _PRELUDE
+    + """
+local burst = tonumber(ARGV[1])
+for i = 3, #ARGV, 4 do
+  local name = ARGV[i]
+  redis.call('HSET', CAP, name, ARGV[i + 1])
+  redis.call('HSET', INTERVAL, name, ARGV[i + 2])
+  redis.call('HSET', WEIGHT, name, ARGV[i + 3])
+  if redis.call('HEXISTS', OK, name) == 0 and redis.call('HEXISTS', PROBE, name) == 0 then
+    redis.call('HSET', PROBE, name, 1)
+  end
+  redis.call('ZADD', KNOWN, now, name)
+  reindex(name, burst)
+end
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[2]) end
+return #ARGV
+"""
+)
+
+# ARGV: burst, name. One more request the identity sent (the handshake's page GET).
+_CHARGE = (
+    _PRELUDE
+    + """
+local interval = num(INTERVAL, ARGV[2])
+if interval > 0 then
+  redis.call('HSET', TAT, ARGV[2], math.max(num(TAT, ARGV[2]), now) + interval)
+  reindex(ARGV[2], tonumber(ARGV[1]))
+end
+return interval
+"""
+)
+
+
+def _constants(script: str) -> str:
+    return (
+        script.replace("FULL_RECHECK", str(FULL_RECHECK_MS))
+        .replace("REAP", str(REAP_PER_CALL))
+        .replace("PROMOTE", str(PROMOTE_PER_CALL))
+    )
 
 
 @dataclass(frozen=True)
@@ -137,20 +288,28 @@ class Lease:
 
 
 @dataclass(frozen=True)
-class NoCapacity:
-    """Why no lease was free, and roughly how long until one may be."""
-
-    reason: str
-    wait_seconds: float
-
-
-@dataclass(frozen=True)
 class Cooldown:
     """How hard an outcome cools an identity: at least ``floor`` seconds, else backoff."""
 
     verdict: str
     floor_seconds: float = 0.0
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Grants:
+    """What one acquire call gave: leases, why not more (and for how long), cancelled batches."""
+
+    leases: list[Lease]
+    reason: str
+    wait_seconds: float
+    cancelled: list[str]
+
+
+def pool_id(identities: Sequence[Identity]) -> str:
+    """A short name for a list of identities: workers with the same list share indexes."""
+    names = "\n".join(sorted(identity.name for identity in identities))
+    return hashlib.sha256(names.encode()).hexdigest()[:12]
 
 
 class LeaseBook:
@@ -170,40 +329,107 @@ class LeaseBook:
         self.ttl_ms = int(ttl_seconds * 1000)
         self.base_ms = int(backoff_base_seconds * 1000)
         self.cap_ms = int(backoff_cap_seconds * 1000)
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._report = redis.register_script(_REPORT)
+        self._acquire = redis.register_script(_constants(_ACQUIRE))
+        self._release = redis.register_script(_constants(_RELEASE))
+        self._renew = redis.register_script(_constants(_RENEW))
+        self._register = redis.register_script(_constants(_REGISTER))
+        self._charge = redis.register_script(_constants(_CHARGE))
+        self._identities: dict[str, Identity] = {}
+        self._keys: list[str] = []
 
-    async def try_acquire(self, identities: list[Identity]) -> Lease | NoCapacity:
-        """One atomic attempt at the best identity with room, rate and health."""
-        token = secrets.token_hex(8)
-        args: list[str | int | float] = [
-            self.ttl_ms, token, self.fleet_cap, self.burst,
-            random.randrange(len(identities)), len(identities),
-        ]  # fmt: skip
-        by_name = {identity.name: identity for identity in identities}
+    async def register(self, identities: Sequence[Identity]) -> None:
+        """Announces this worker's identities (their caps, rates, weights) to the fleet."""
+        pool = pool_id(identities)
+        self._identities = {identity.name: identity for identity in identities}
+        self._keys = [
+            keys.lease_tokens(),
+            keys.identities_ready(pool),
+            keys.identities_later(pool),
+            keys.identities_known(),
+            keys.cancelled_batches(),
+            *(keys.identity_field(attribute) for attribute in ATTRIBUTES),
+        ]
+        args: list[str | int | float] = [self.burst, POLICY_TTL_SECONDS]
         for identity in identities:
             interval_ms = 1000 / identity.rate_per_second if identity.rate_per_second > 0 else 0
-            args += [
-                identity.name, keys.lease_identity(identity.name),
-                keys.rate_identity(identity.name), keys.health(identity.name),
-                identity.max_inflight, interval_ms, identity.weight,
-            ]  # fmt: skip
-        taken, detail, extra = await self._acquire(keys=[keys.lease_fleet()], args=args)
-        detail = keys.decoded(detail)
-        if not taken:
-            return NoCapacity(reason=detail, wait_seconds=max(float(extra), 1.0) / 1000)
-        return Lease(by_name[detail], token, bool(extra), time.monotonic())
+            args += [identity.name, identity.max_inflight, interval_ms, identity.weight]
+        await self._register(keys=self._keys, args=args)
 
-    async def release(self, lease: Lease, cooldown: Cooldown) -> float:
-        """Returns the lease and records what the request said about the identity."""
-        latency_ms = int((time.monotonic() - lease.taken_at) * 1000)
-        name = lease.identity.name
-        penalty = await self._report(
-            keys=[keys.lease_fleet(), keys.lease_identity(name), keys.health(name)],
-            args=[
+    async def exchange(
+        self, returned: Sequence[tuple[Lease, Cooldown]], want: int, batches: Sequence[str] = ()
+    ) -> Grants | None:
+        """Returns leases and takes up to ``want`` new ones, in one round trip.
+
+        ``batches`` are the batches the leases are for: those cancelled come back in
+        ``Grants.cancelled``. Returns None when ``want`` is 0.
+        """
+        for attempt in (1, 2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if returned:
+                    self._release_call(pipe, returned)
+                if want > 0:
+                    self._acquire_call(pipe, want, batches)
+                try:
+                    replies = await pipe.execute()
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    await self._load_scripts()  # Redis restarted and forgot them
+                    continue
+            return self._grants(replies[-1]) if want > 0 else None
+        return None
+
+    async def acquire(self, want: int, batches: Sequence[str] = ()) -> Grants:
+        grants = await self.exchange((), want, batches)
+        assert grants is not None
+        return grants
+
+    async def release(self, returned: Sequence[tuple[Lease, Cooldown]]) -> None:
+        await self.exchange(returned, 0)
+
+    def _acquire_call(self, pipe: Redis, want: int, batches: Sequence[str]) -> None:
+        args = [self.burst, self.ttl_ms, self.fleet_cap, want, secrets.token_hex(6), *batches]
+        pipe.evalsha(self._acquire.sha, len(self._keys), *self._keys, *args)
+
+    def _grants(self, reply: list[bytes | int]) -> Grants:
+        granted = int(reply[0])
+        now = time.monotonic()
+        leases = []
+        for n in range(granted):
+            name, token, probe = reply[1 + 3 * n : 4 + 3 * n]
+            identity = self._identities.get(keys.decoded(name))
+            if identity is not None:
+                leases.append(Lease(identity, keys.decoded(token), bool(int(probe)), now))
+        rest = reply[1 + 3 * granted :]
+        return Grants(
+            leases=leases,
+            reason=keys.decoded(rest[0]),
+            wait_seconds=max(float(rest[1]), 1.0) / 1000,
+            cancelled=[keys.decoded(batch) for batch in rest[2:]],
+        )
+
+    def _release_call(self, pipe: Redis, returned: Sequence[tuple[Lease, Cooldown]]) -> None:
+        now = time.monotonic()
+        args: list[str | int | float] = [self.burst, self.base_ms, self.cap_ms]
+        for lease, cooldown in returned:
+            args += [
                 lease.token, cooldown.verdict, int(cooldown.floor_seconds * 1000),
-                self.base_ms, self.cap_ms, random.random(), latency_ms,
-                cooldown.reason, 7 * 24 * 3600,
-            ],
-        )  # fmt: skip
-        return float(penalty)
+                random.random(), int((now - lease.taken_at) * 1000), cooldown.reason,
+                int(lease.is_probe),
+            ]  # fmt: skip
+        pipe.evalsha(self._release.sha, len(self._keys), *self._keys, *args)
+
+    async def _load_scripts(self) -> None:
+        for script in (self._acquire, self._release):
+            await self.redis.script_load(script.script)
+
+    async def renew(self, leases: Sequence[Lease]) -> int:
+        """Extends the leases still running; returns how many were still held."""
+        if not leases:
+            return 0
+        tokens = [lease.token for lease in leases]
+        return int(await self._renew(keys=self._keys, args=[self.ttl_ms, *tokens]))
+
+    async def charge(self, identity: Identity) -> None:
+        """Spends one rate token of ``identity`` for a request that took no lease of its own."""
+        await self._charge(keys=self._keys, args=[self.burst, identity.name])

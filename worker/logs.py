@@ -25,6 +25,12 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+def drop_arq_job_lines(record: logging.LogRecord) -> bool:
+    """arq's per-job lines ("0.34s → job(...) delayed=…") read a chunk's fair-share queue
+    score as a time; the worker logs its own chunk lines instead."""
+    return not (record.name == "arq.worker" and str(record.msg).startswith("%6.2fs"))
+
+
 def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     shared: list[Any] = [
@@ -53,6 +59,7 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(drop_arq_job_lines)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

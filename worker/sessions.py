@@ -1,4 +1,17 @@
-"""Site sessions: the nonce, post id and cookies one handshake yields, reused by many POSTs."""
+"""Site sessions: the nonce, post id and cookies one handshake yields, reused by many POSTs.
+
+One session per identity, shared by the whole fleet through Redis and cached in
+each worker's memory, so a POST costs no Redis call for its session. Refreshing
+is single-flight across the fleet: one worker holds the identity's lock and does
+the page GET; it looks again after taking the lock (another worker may have just
+finished), and the others wait for its session instead of fetching the page.
+Uses are counted in memory and added up in Redis now and then; a session worn
+past ``max_uses`` is dropped at the next count.
+
+A session has its own random ID, so dropping a stale one never deletes the fresh
+session that replaced it, even when both carry the same nonce (logged-out
+WordPress visitors share one).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +19,9 @@ import asyncio
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from redis.asyncio import Redis
 
@@ -23,10 +37,7 @@ class SiteSession:
     post_id: str
     cookies: dict[str, str] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
-    uses: int = 0
-
-    def used(self) -> SiteSession:
-        return replace(self, uses=self.uses + 1)
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def age(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.created_at
@@ -42,43 +53,32 @@ class SiteSession:
             post_id=str(data["post_id"]),
             cookies={str(k): str(v) for k, v in data.get("cookies", {}).items()},
             created_at=float(data["created_at"]),
-            uses=int(data.get("uses", 0)),
+            id=str(data["id"]),
         )
 
 
-# Hands out the cached session and counts the use; a worn-out session is dropped.
-_TAKE = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then return nil end
-local uses = redis.call('INCR', KEYS[2])
-if uses > tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  return nil
-end
-return {raw, uses}
-"""
-# Drops the session only if it is still the one that failed (not a fresh replacement).
+# KEYS: sessions, uses. ARGV: identity, session id. Drops the session only if it is
+# still the one that failed (not a fresh replacement).
 _DROP = """
-local raw = redis.call('GET', KEYS[1])
-if raw and cjson.decode(raw)['nonce'] == ARGV[1] then
-  redis.call('DEL', KEYS[1], KEYS[2])
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw and cjson.decode(raw)['id'] == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
   return 1
 end
 return 0
 """
+# KEYS: lock. ARGV: token.
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+SESSIONS_TTL_SECONDS = 7 * 24 * 3600
+
+Handshake = Callable[[], Awaitable[SiteSession]]
 
 
-class SessionStore:
-    """Site sessions shared by every worker through Redis, one per identity.
-
-    Refreshing is single-flight: one worker holds the lock and does the page GET
-    while the others wait for its session instead of fetching the page themselves.
-    """
-
+class SessionCache:
     def __init__(
         self,
         redis: Redis,
@@ -89,52 +89,95 @@ class SessionStore:
         poll_seconds: float = 0.05,
     ) -> None:
         self.redis = redis
-        self.ttl_ms = int(ttl_seconds * 1000)
+        self.ttl_seconds = ttl_seconds
         self.max_uses = max_uses
         self.wait_seconds = wait_seconds
         self.poll_seconds = poll_seconds
-        self._take = redis.register_script(_TAKE)
+        self.handshakes = 0
+        self._local: dict[str, SiteSession] = {}
+        self._fetching: dict[str, asyncio.Task[SiteSession]] = {}
+        self._uses: Counter[str] = Counter()
         self._drop = redis.register_script(_DROP)
         self._unlock = redis.register_script(_UNLOCK)
 
-    async def get(
-        self, identity: str, handshake: Callable[[], Awaitable[SiteSession]]
-    ) -> SiteSession:
-        """The identity's session, made by ``handshake`` here or by another worker."""
+    async def get(self, identity: str, handshake: Handshake) -> SiteSession:
+        """The identity's session: from memory, from Redis, or made by ``handshake``."""
+        session = self._local.get(identity)
+        if session is not None and session.age() < self.ttl_seconds:
+            self._uses[identity] += 1
+            return session
+        # One fetch per identity in this worker, however many prompts need it at once.
+        task = self._fetching.get(identity)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(identity, handshake))
+            self._fetching[identity] = task
+            task.add_done_callback(lambda _: self._fetching.pop(identity, None))
+        session = await asyncio.shield(task)
+        self._uses[identity] += 1
+        return session
+
+    async def _fetch(self, identity: str, handshake: Handshake) -> SiteSession:
         deadline = time.monotonic() + self.wait_seconds
         while True:
-            session = await self._take_cached(identity)
+            session = await self._shared(identity)
             if session is not None:
                 return session
             token = secrets.token_hex(8)
             lock = keys.site_session_lock(identity)
             if await self.redis.set(lock, token, nx=True, px=int(self.wait_seconds * 1000)):
                 try:
-                    return await self._refresh(identity, handshake)
+                    # Someone may have finished a handshake between our look and the lock.
+                    return await self._shared(identity) or await self._refresh(identity, handshake)
                 finally:
                     await self._unlock(keys=[lock], args=[token])
             if time.monotonic() >= deadline:
                 raise HandshakeFailed(f"no session for {identity} within {self.wait_seconds:.0f}s")
             await asyncio.sleep(self.poll_seconds)
 
-    async def _take_cached(self, identity: str) -> SiteSession | None:
-        keys_ = [keys.site_session(identity), keys.site_session_uses(identity)]
-        found = await self._take(keys=keys_, args=[self.max_uses])
-        if not found:
+    async def _shared(self, identity: str) -> SiteSession | None:
+        raw = await self.redis.hget(keys.site_sessions(), identity)
+        if raw is None:
             return None
-        raw, uses = found
-        return replace(SiteSession.from_json(raw), uses=int(uses))
+        try:
+            session = SiteSession.from_json(raw)
+        except (ValueError, KeyError, TypeError):
+            return None  # bad data is no session: a fresh handshake replaces it
+        if session.age() >= self.ttl_seconds:
+            return None
+        self._local[identity] = session
+        return session
 
-    async def _refresh(
-        self, identity: str, handshake: Callable[[], Awaitable[SiteSession]]
-    ) -> SiteSession:
-        session = (await handshake()).used()
+    async def _refresh(self, identity: str, handshake: Handshake) -> SiteSession:
+        session = await handshake()
+        self.handshakes += 1
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.site_session(identity), session.to_json(), px=self.ttl_ms)
-            pipe.set(keys.site_session_uses(identity), session.uses, px=self.ttl_ms)
+            pipe.hset(keys.site_sessions(), identity, session.to_json())
+            pipe.hset(keys.site_session_uses(), identity, 0)
+            pipe.expire(keys.site_sessions(), SESSIONS_TTL_SECONDS)
+            pipe.expire(keys.site_session_uses(), SESSIONS_TTL_SECONDS)
             await pipe.execute()
+        self._local[identity] = session
         return session
 
     async def drop(self, identity: str, session: SiteSession) -> bool:
-        keys_ = [keys.site_session(identity), keys.site_session_uses(identity)]
-        return bool(await self._drop(keys=keys_, args=[session.nonce]))
+        """Forgets a session the site rejected, unless it was already replaced."""
+        if (current := self._local.get(identity)) is not None and current.id == session.id:
+            del self._local[identity]
+        dropped = await self._drop(
+            keys=[keys.site_sessions(), keys.site_session_uses()], args=[identity, session.id]
+        )
+        return bool(dropped)
+
+    async def count_uses(self) -> None:
+        """Adds this worker's uses since last time; drops the sessions worn past ``max_uses``."""
+        counted, self._uses = self._uses, Counter()
+        if not counted:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for identity, uses in counted.items():
+                pipe.hincrby(keys.site_session_uses(), identity, uses)
+            totals = await pipe.execute()
+        for identity, total in zip(counted, totals, strict=True):
+            session = self._local.get(identity)
+            if int(total) >= self.max_uses and session is not None:
+                await self.drop(identity, session)

@@ -1,0 +1,112 @@
+"""The broker: many prompts' leases in few Redis calls, fair across batches — on fakeredis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from contract import keys
+from tests.conftest import eventually
+from worker.broker import BatchCancelled, Draining, LeaseBroker, NoCapacityError
+from worker.health import OK
+from worker.leases import LeaseBook
+from worker.proxies import Identity
+
+
+@pytest.fixture
+async def book(fake_redis) -> LeaseBook:
+    leases = LeaseBook(fake_redis, fleet_cap=100, burst=1, ttl_seconds=30,
+                       backoff_base_seconds=1, backoff_cap_seconds=60)  # fmt: skip
+    await leases.register([Identity("p1", "http://p1:1", max_inflight=2, rate_per_second=0)])
+    await fake_redis.hset(keys.identity_field("probe"), "p1", 0)  # past its slow start
+    return leases
+
+
+@pytest.fixture
+async def broker(book: LeaseBook) -> AsyncIterator[LeaseBroker]:
+    running = LeaseBroker(book, max_inflight=10, capacity_wait_limit=3600, waiting_after=3600,
+                          poll_seconds=0.01)  # fmt: skip
+    task = asyncio.create_task(running.run())
+    yield running
+    task.cancel()
+
+
+async def test_leases_go_round_robin_across_batches(broker: LeaseBroker) -> None:
+    served: list[str] = []
+
+    async def prompt(batch_id: str, index: int) -> None:
+        lease = await broker.lease(batch_id, index)
+        served.append(batch_id)
+        broker.release(lease, OK)
+
+    # A big batch's prompts arrive first, then a small one's: they take turns.
+    tasks = [asyncio.create_task(prompt("big", n)) for n in range(6)]
+    tasks += [asyncio.create_task(prompt("small", n)) for n in range(2)]
+    await asyncio.gather(*tasks)
+    first_small = served.index("small")
+    assert first_small <= 2, served
+
+
+async def test_a_cancelled_batch_gets_no_lease(broker: LeaseBroker, fake_redis) -> None:
+    blocker = await broker.book.acquire(2)  # the identity is full
+    waiting = [asyncio.create_task(broker.lease("b1", n)) for n in range(3)]
+    await eventually(lambda: broker.waiting == 3, what="three waiters")
+    await fake_redis.zadd(keys.cancelled_batches(), {"b1": 1})
+    await broker.book.release([(lease, OK) for lease in blocker.leases])
+    for task in waiting:
+        with pytest.raises(BatchCancelled):
+            await task
+    with pytest.raises(BatchCancelled):
+        await broker.lease("b1", 9)
+    assert await fake_redis.zcard(keys.lease_tokens()) == 0
+
+
+async def test_draining_lets_every_waiter_go(broker: LeaseBroker) -> None:
+    await broker.book.acquire(2)
+    waiting = asyncio.create_task(broker.lease("b1", 0))
+    await eventually(lambda: broker.waiting == 1, what="a waiter")
+    broker.drain()
+    with pytest.raises(Draining):
+        await waiting
+    with pytest.raises(Draining):
+        await broker.lease("b1", 1)
+
+
+async def test_a_hopeless_wait_ends_as_no_capacity(book: LeaseBook) -> None:
+    broker = LeaseBroker(book, max_inflight=10, capacity_wait_limit=0.05, waiting_after=3600,
+                         poll_seconds=0.01)  # fmt: skip
+    task = asyncio.create_task(broker.run())
+    await book.acquire(2)
+    with pytest.raises(NoCapacityError, match="no identity had capacity"):
+        await asyncio.wait_for(broker.lease("b1", 0), 5)
+    task.cancel()
+
+
+async def test_a_long_wait_is_shown_and_its_end_too(book: LeaseBook) -> None:
+    shown: list[tuple[str, int, bool]] = []
+    broker = LeaseBroker(book, max_inflight=10, capacity_wait_limit=3600, waiting_after=0.01,
+                         on_waiting=lambda b, i, w: shown.append((b, i, w)), poll_seconds=0.01)  # fmt: skip
+    task = asyncio.create_task(broker.run())
+    blocker = await book.acquire(2)
+    waiting = asyncio.create_task(broker.lease("b1", 7))
+    await eventually(lambda: shown == [("b1", 7, True)], what="the wait to show")
+    await book.release([(blocker.leases[0], OK)])
+    await waiting
+    assert shown == [("b1", 7, True), ("b1", 7, False)]
+    task.cancel()
+
+
+async def test_the_worker_cap_bounds_its_leases(book: LeaseBook, fake_redis) -> None:
+    await book.register([Identity("p1", "http://p1:1", max_inflight=50, rate_per_second=0)])
+    broker = LeaseBroker(book, max_inflight=3, capacity_wait_limit=3600, waiting_after=3600,
+                         poll_seconds=0.01)  # fmt: skip
+    task = asyncio.create_task(broker.run())
+    waiting = [asyncio.create_task(broker.lease("b1", n)) for n in range(5)]
+    await eventually(lambda: len(broker.held) == 3, what="three leases")
+    assert broker.waiting == 2 and await fake_redis.zcard(keys.lease_tokens()) == 3
+    for lease in list(broker.held.values()):
+        broker.release(lease, OK)
+    await asyncio.gather(*waiting)
+    task.cancel()

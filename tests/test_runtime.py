@@ -1,0 +1,295 @@
+"""A worker's chunks of prompts through the policy, on fakeredis against the in-process simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+from arq.worker import Retry
+
+from contract import keys
+from contract.config import QueueSettings
+from contract.models import ChunkPayload, Message
+from producer.api import BatchQueue
+from producer.inputs import PromptLine
+from simulator import SimConfig, run_simulator
+from simulator.server import Simulator
+from tests.conftest import eventually
+from worker.config import WorkerConfig
+from worker.health import OK
+from worker.runtime import WorkerRuntime
+
+
+@dataclass
+class Harness:
+    sim: Simulator
+    runtime: WorkerRuntime
+    queue: BatchQueue
+    redis: object
+
+    async def enqueue(self, *contents: str) -> str:
+        lines = [
+            PromptLine(n + 1, f"q{n}", (Message(role="user", content=c),), "gpt-4o")
+            for n, c in enumerate(contents)
+        ]
+        return (await self.queue.enqueue(lines)).batch_id
+
+    async def chunks(self) -> list[tuple[str, ChunkPayload]]:
+        """The queued chunks, taken off the queue as a worker would."""
+        found = []
+        for raw in await self.redis.zrange("test:queue", 0, -1):
+            chunk_id = raw.decode()
+            job = json.loads(await self.redis.get(keys.arq_job(chunk_id)))
+            found.append((chunk_id, ChunkPayload.model_validate(job["a"][0])))
+            await self.redis.zrem("test:queue", chunk_id)
+        return found
+
+    async def run_all(self) -> list[object]:
+        """Runs every queued chunk concurrently; each outcome is its return or its Retry."""
+        chunks = await self.chunks()
+        return await asyncio.gather(
+            *(self.runtime.run_chunk(payload, chunk_id) for chunk_id, payload in chunks),
+            return_exceptions=True,
+        )
+
+    def stats(self) -> dict:
+        return self.sim.stats.snapshot()
+
+
+@asynccontextmanager
+async def harness(
+    redis, sim_options: dict | None = None, **config: object
+) -> AsyncIterator[Harness]:
+    async with run_simulator(SimConfig(**(sim_options or {}))) as sim:
+        proxies = config.pop("proxies", None)
+        defaults = {
+            "upstream_url": sim.url,
+            "proxies": ",".join(proxies(sim)) if callable(proxies) else "",
+            "queue_name": "test:queue",
+            "proxy_rate_per_second": 0,
+            "proxy_max_inflight": 8,
+            "connect_timeout_seconds": 2,
+            "request_timeout_seconds": 5,
+            "backoff_base_seconds": 0.01,
+            "cooldown_base_seconds": 0.05,
+            "heartbeat_seconds": 0.2,
+        }
+        settings = WorkerConfig(**{**defaults, **config})
+        runtime = WorkerRuntime(settings, redis)
+        await runtime.start()
+        queue = BatchQueue(redis, QueueSettings(queue_name="test:queue", chunk_size=50))
+        try:
+            yield Harness(sim, runtime, queue, redis)
+        finally:
+            await runtime.stop()
+
+
+async def test_a_chunk_runs_its_prompts_concurrently_to_one_result_each(fake_redis) -> None:
+    async with harness(fake_redis, {"latency": "fixed:50"}) as h:
+        batch_id = await h.enqueue(*(f"prompt {n}" for n in range(40)))
+        outcomes = await h.run_all()
+        stats = h.stats()
+    assert all(isinstance(o, dict) for o in outcomes), outcomes
+    results = await h.queue.results(batch_id)
+    assert [r.content.rsplit(" ", 1)[-1] for r in results] == [str(n) for n in range(40)]
+    assert all(r.status == "succeeded" and r.attempts == 1 for r in results)
+    assert all(r.started_at <= r.finished_at for r in results)
+    assert (stats["requests"]["page"], stats["requests"]["ajax"]) == (1, 40)
+    assert stats["inflight_max"] > 1  # the prompts of a chunk went out together
+    status = await h.queue.status(batch_id)
+    assert (status.succeeded, status.state, status.done) == (40, "completed", True)
+
+
+async def test_a_rerun_of_a_finished_chunk_sends_nothing(fake_redis) -> None:
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue("once", "twice")
+        [(chunk_id, payload), *_] = await h.chunks()
+        await h.runtime.run_chunk(payload, chunk_id)
+        await h.runtime.run_chunk(payload, chunk_id)  # arq ran it again after a crash
+        assert h.stats()["requests"]["ajax"] == 1
+    assert (await h.queue.status(batch_id)).succeeded == 1
+
+
+async def test_permanent_error_fails_at_once_with_its_type(fake_redis) -> None:
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue("this has a forbiddenword in it")
+        await h.run_all()
+        assert h.stats()["requests"]["ajax"] == 1
+    [result] = await h.queue.results(batch_id)
+    assert result.status == "failed" and result.error.type == "ContentRefused"
+    assert result.attempts == 1 and result.content is None
+
+
+async def test_bad_proxies_are_charged_and_left_while_the_prompts_succeed(fake_redis) -> None:
+    def proxies(sim: Simulator) -> list[str]:
+        wrong_password = sim.auth_proxy_urls[0].replace(":secret@", ":nope@")
+        return [sim.bad_gateway_proxy_urls[0], sim.plain_502_proxy_urls[0], wrong_password,
+                sim.dead_proxy_urls[0], sim.proxy_urls[0]]  # fmt: skip
+
+    options = {"proxies": 1, "bad_gateway_proxies": 1, "auth_proxies": 1,
+               "plain_502_proxies": 1, "dead_proxies": 1}  # fmt: skip
+    async with harness(fake_redis, options, proxies=proxies, proxy_max_inflight=2) as h:
+        batch_id = await h.enqueue(*(f"p{n}" for n in range(30)))
+        await h.run_all()
+        identities = h.stats()["identities"]
+    results = await h.queue.results(batch_id)
+    assert [r.status for r in results] == ["succeeded"] * 30
+    assert identities["proxy1"]["success"] == 30
+    # Each bad proxy was tried a few times at most, then cooled out of rotation: a plain 502
+    # (no Proxy-Status, so it might have been the site's) is charged to the exit all the same.
+    assert identities["badgw1"]["bad_gateway"] <= 3
+    assert identities["plain502_1"]["plain_502"] <= 4
+    assert identities["authproxy1"]["auth_required"] <= 3
+
+
+async def test_no_capacity_waits_without_spending_the_budget(fake_redis) -> None:
+    async with harness(fake_redis, proxy_max_inflight=1, lease_wait_seconds=0.05) as h:
+        batch_id = await h.enqueue("waits")
+        blocker = await h.runtime.book.acquire(1)  # someone else's request holds the slot
+        running = asyncio.create_task(h.run_all())
+        await eventually(
+            lambda: _waiting(h.queue, batch_id), what="status to show the prompt waiting"
+        )
+        assert await fake_redis.hget(keys.batch_attempts(batch_id), 0) is None
+        await h.runtime.book.release([(blocker.leases[0], OK)])
+        await running
+    [result] = await h.queue.results(batch_id)
+    assert result.status == "succeeded" and result.attempts == 1
+    assert (await h.queue.status(batch_id)).waiting == 0
+
+
+async def _waiting(queue: BatchQueue, batch_id: str) -> bool:
+    return (await queue.status(batch_id)).waiting == 1
+
+
+async def test_hiccups_back_off_then_fail_when_the_budget_is_spent(fake_redis) -> None:
+    budgets = {"UpstreamHiccup": 2}
+    async with harness(fake_redis, {"fault_nonjson_rate": 1.0}, retry_budgets=budgets) as h:
+        batch_id = await h.enqueue("never works")
+        await h.run_all()
+    [result] = await h.queue.results(batch_id)
+    assert result.status == "failed" and result.error.type == "UpstreamHiccup"
+    assert result.attempts == 3 and "not JSON" in result.error.message
+
+
+async def test_a_stale_session_is_dropped_and_retried_at_once(fake_redis) -> None:
+    async with harness(fake_redis) as h:
+        first = await h.enqueue("one")
+        await h.run_all()
+        # The nonce goes bad (as after the site rotated its secret), in Redis and in memory.
+        raw = await fake_redis.hget(keys.site_sessions(), "direct")
+        stale = raw.replace(b'"nonce":"', b'"nonce":"x')
+        await fake_redis.hset(keys.site_sessions(), "direct", stale)
+        h.runtime.sessions._local.clear()
+        second = await h.enqueue("two")
+        await h.run_all()
+        stats = h.stats()
+    assert (await h.queue.results(first))[0].attempts == 1
+    [result] = await h.queue.results(second)
+    assert result.status == "succeeded" and result.attempts == 2
+    assert stats["requests"]["page"] == 2 and stats["replies"]["nonce_failed"] == 1
+
+
+async def test_a_bug_frees_the_lease_and_still_leaves_one_result(fake_redis, monkeypatch) -> None:
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue("boom")
+
+        async def broken(*_: object) -> str:
+            raise RuntimeError("not the site's doing")
+
+        monkeypatch.setattr(h.runtime.client, "ask", broken)
+        await h.run_all()
+        await eventually(lambda: not h.runtime.broker._returns, what="the lease returned")
+        await eventually(lambda: h.runtime.broker.held == {}, what="no lease held")
+    [result] = await h.queue.results(batch_id)
+    assert result.status == "failed" and result.error.type == "WorkerError"
+    assert result.error.message == "RuntimeError: not the site's doing"
+    assert (await h.queue.status(batch_id)).in_progress == 0
+
+
+async def test_redis_errors_are_waited_out_not_failed(fake_redis, monkeypatch) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue("later")
+        real_start = h.runtime.store.start_chunk
+        failures = []
+
+        async def flaky_start(*args: object):
+            if len(failures) < 2:
+                failures.append(1)
+                raise RedisConnectionError("Error 111 connecting to redis://:s3cret@10.0.0.9:6379")
+            return await real_start(*args)
+
+        monkeypatch.setattr(h.runtime.store, "start_chunk", flaky_start)
+        await h.run_all()
+    [result] = await h.queue.results(batch_id)
+    assert result.status == "succeeded" and len(failures) == 2
+
+
+async def test_draining_hands_unsent_prompts_back_and_lets_sent_ones_finish(fake_redis) -> None:
+    async with harness(fake_redis, {"latency": "fixed:300"}, proxy_max_inflight=2) as h:
+        batch_id = await h.enqueue(*(f"p{n}" for n in range(6)))
+        running = asyncio.create_task(h.run_all())
+        await eventually(lambda: h.stats()["inflight"] == 2, what="two requests in flight")
+        h.runtime.drain()
+        outcomes = await running  # six chunks of one prompt (a small batch is spread)
+        stats = h.stats()
+    sent = stats["requests"]["ajax"]
+    assert 2 <= sent < 6  # what was on the wire finished; nothing more went out
+    # arq puts each chunk with an unsent prompt back where it was.
+    assert sum(isinstance(outcome, Retry) for outcome in outcomes) == 6 - sent
+    status = await h.queue.status(batch_id)
+    assert (status.succeeded, status.queued, status.in_progress) == (sent, 6 - sent, 0)
+
+
+async def test_cancel_reaches_prompts_a_worker_holds(fake_redis) -> None:
+    async with harness(fake_redis, proxy_max_inflight=1) as h:
+        batch_id = await h.enqueue("a", "b", "c")
+        blocker = await h.runtime.book.acquire(1)  # no capacity: the prompts wait in the worker
+        running = asyncio.create_task(h.run_all())
+        await eventually(lambda: h.runtime.broker.waiting == 3, what="three prompts waiting")
+        await h.queue.cancel(batch_id)
+        await h.runtime.book.release([(blocker.leases[0], OK)])  # capacity is back: too late
+        await running
+        sent = h.stats()["requests"]["ajax"]
+    assert sent == 0
+    status = await h.queue.status(batch_id)
+    assert (status.state, status.cancelled) == ("cancelled", 3)
+
+
+async def test_unreadable_request_data_is_a_failed_result_not_a_crash(fake_redis) -> None:
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue("fine", "planted")
+        # Someone with write access plants a pickle where a request was.
+        await fake_redis.hset(keys.batch_requests(batch_id), 1, b"\x80\x04\x95\x10cos\nsystem\n")
+        await h.run_all()
+    results = await h.queue.results(batch_id)
+    assert [r.status for r in results] == ["succeeded", "failed"]
+    assert results[1].error.type == "BadRequestData"
+
+
+async def test_the_heartbeat_reports_the_worker(fake_redis) -> None:
+    async with harness(fake_redis) as h:
+        worker_id = h.runtime.worker_id
+
+        async def reported() -> bool:
+            return bool(await fake_redis.hget(keys.worker_info(worker_id), "pid"))
+
+        await eventually(reported, what="the worker's report")
+        assert await fake_redis.zscore(keys.workers_seen(), worker_id) is not None
+    assert await fake_redis.zscore(keys.workers_seen(), worker_id) is None  # said goodbye
+
+
+@pytest.mark.parametrize("state", ["cancelling", "cancelled"])
+async def test_a_chunk_of_a_cancelled_batch_is_cancelled_unsent(fake_redis, state: str) -> None:
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue("x", "y")
+        await fake_redis.hset(keys.batch_meta(batch_id), "state", state)
+        await h.run_all()
+        assert h.stats()["requests"]["ajax"] == 0
+    assert [r.status for r in await h.queue.results(batch_id)] == ["cancelled"] * 2

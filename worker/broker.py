@@ -1,0 +1,236 @@
+"""The worker's one door to the shared policy: prompts wait here for leases.
+
+Every prompt of every chunk a worker holds asks the broker for a lease and gives
+it back when its exchange ends. The broker turns all of that into one Redis call
+at a time (the returns since the last call, then an acquire for every prompt
+waiting), so the policy's cost is paid per call, not per prompt. Leases go to
+the waiting prompts round-robin across batches, in arrival order within a batch,
+so a small batch that arrives behind a big one is served from its first lease.
+
+Waiting for capacity is not failing: a prompt waits here without spending any
+budget, however long, until ``capacity_wait_limit`` (then ``NoCapacityError``).
+A cancelled batch's waiting prompts are let go (``BatchCancelled``) by the same
+call that would have given them a lease, so nothing of it leaves after the cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from redis.exceptions import RedisError
+
+from worker.health import NEUTRAL
+from worker.leases import Cooldown, Grants, Lease, LeaseBook
+from worker.retrying import RedisBackoff
+
+log = structlog.get_logger("chatgptes.broker")
+HOUSEKEEPING_SECONDS = 0.5
+WAIT_LOG_SECONDS = 10.0  # one line per interval about waiting prompts, not one per prompt
+
+
+class BatchCancelled(Exception):
+    """The prompt's batch was cancelled while it waited; it must not be sent."""
+
+
+class Draining(Exception):
+    """The worker is shutting down: the prompt goes back to the queue unsent."""
+
+
+class NoCapacityError(Exception):
+    """No identity had room for longer than the capacity wait limit."""
+
+
+@dataclass(eq=False)
+class Waiter:
+    batch_id: str
+    index: int
+    future: asyncio.Future[Lease]
+    since: float = field(default_factory=time.monotonic)
+    shown_waiting: bool = False
+
+
+# Told when a prompt starts to show as waiting (True) and when it stops (False).
+StateHook = Callable[[str, int, bool], None]
+
+
+class LeaseBroker:
+    def __init__(
+        self,
+        book: LeaseBook,
+        *,
+        max_inflight: int,
+        capacity_wait_limit: float,
+        waiting_after: float,
+        on_waiting: StateHook | None = None,
+        poll_seconds: float = 0.025,
+    ) -> None:
+        self.book = book
+        self.max_inflight = max_inflight
+        self.capacity_wait_limit = capacity_wait_limit
+        self.waiting_after = waiting_after
+        self.on_waiting = on_waiting
+        self.poll_seconds = poll_seconds
+        self.held: dict[str, Lease] = {}
+        self.cancelled: set[str] = set()
+        self.last_refusal = "ready"
+        self.waits_by_reason: dict[str, int] = {}  # prompts that waited long, by why
+        self._waiting: OrderedDict[str, deque[Waiter]] = OrderedDict()
+        self._returns: list[tuple[Lease, Cooldown]] = []
+        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._draining = False
+        self._redis_backoff = RedisBackoff("broker")
+        self._wait_logged_at = -WAIT_LOG_SECONDS
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(queue) for queue in self._waiting.values())
+
+    async def lease(self, batch_id: str, index: int) -> Lease:
+        """A lease for the prompt at ``index`` of ``batch_id``; waits as long as capacity takes."""
+        if self._draining:
+            raise Draining
+        if batch_id in self.cancelled:
+            raise BatchCancelled
+        waiter = Waiter(batch_id, index, asyncio.get_running_loop().create_future())
+        self._waiting.setdefault(batch_id, deque()).append(waiter)
+        self._wake.set()
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            self._forget(waiter)
+            raise
+
+    def release(self, lease: Lease, cooldown: Cooldown) -> None:
+        """Gives a lease back with what its request said about the identity (sent soon)."""
+        if self.held.pop(lease.token, None) is None:
+            return
+        self._returns.append((lease, cooldown))
+        self._wake.set()
+
+    def drain(self) -> None:
+        """Stops handing out leases: every waiting prompt (and any later ask) gets Draining."""
+        self._draining = True
+        for waiter in self._all_waiters():
+            if not waiter.future.done():
+                waiter.future.set_exception(Draining())
+        self._waiting.clear()
+        self._wake.set()
+
+    def cancel_batch(self, batch_id: str) -> None:
+        self.cancelled.add(batch_id)
+        for waiter in self._waiting.pop(batch_id, ()):
+            if not waiter.future.done():
+                waiter.future.set_exception(BatchCancelled())
+
+    async def run(self) -> None:
+        """The broker's loop: one Redis call per turn, for every return and every waiter."""
+        housekeeping_at = time.monotonic()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if time.monotonic() >= housekeeping_at:
+                housekeeping_at = time.monotonic() + HOUSEKEEPING_SECONDS
+                self._housekeeping()
+            returns, self._returns = self._returns, []
+            want = 0 if self._draining else min(self.waiting, self.max_inflight - len(self.held))
+            if not returns and want <= 0:
+                continue
+            try:
+                grants = await self.book.exchange(returns, want, list(self._waiting)[:64])
+            except RedisError as error:
+                self._returns[:0] = returns
+                await self._redis_backoff.wait(error)
+                self._wake.set()
+                continue
+            self._redis_backoff.reset()
+            if grants is not None:
+                self._hand_out(grants)
+            if self.waiting and (grants is None or len(grants.leases) < want):
+                wait = self.poll_seconds if grants is None else grants.wait_seconds
+                self._wake_in(min(wait, self.poll_seconds * 4))
+            elif self.waiting or self._returns:
+                self._wake.set()
+            if self.waiting:
+                self._wake_in(HOUSEKEEPING_SECONDS)
+
+    def _hand_out(self, grants: Grants) -> None:
+        for batch_id in grants.cancelled:
+            self.cancel_batch(batch_id)
+        unused: list[Lease] = []
+        for lease in grants.leases:
+            waiter = self._next_waiter()
+            if waiter is None:
+                unused.append(lease)
+                continue
+            self.held[lease.token] = lease
+            waiter.future.set_result(lease)
+            if waiter.shown_waiting and self.on_waiting is not None:
+                self.on_waiting(waiter.batch_id, waiter.index, False)
+        for lease in unused:  # their prompts went away meanwhile: back at once, unused
+            self._returns.append((lease, NEUTRAL))
+        if len(grants.leases) == 0 and self.waiting:
+            self.last_refusal = grants.reason
+
+    def _next_waiter(self) -> Waiter | None:
+        """The oldest waiter of the batch whose turn it is; batches take turns."""
+        while self._waiting:
+            batch_id, queue = next(iter(self._waiting.items()))
+            self._waiting.move_to_end(batch_id)
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.future.done():
+                    if not queue:
+                        del self._waiting[batch_id]
+                    return waiter
+            del self._waiting[batch_id]
+        return None
+
+    def _housekeeping(self) -> None:
+        """Marks long waits as waiting (status shows them) and ends hopeless ones."""
+        now = time.monotonic()
+        for waiter in self._all_waiters():
+            waited = now - waiter.since
+            if waiter.future.done():
+                continue
+            if waited > self.capacity_wait_limit:
+                waiter.future.set_exception(
+                    NoCapacityError(
+                        f"no identity had capacity for {waited:.0f}s (last: {self.last_refusal})"
+                    )
+                )
+            elif waited > self.waiting_after and not waiter.shown_waiting:
+                waiter.shown_waiting = True
+                reason = self.last_refusal
+                self.waits_by_reason[reason] = self.waits_by_reason.get(reason, 0) + 1
+                if self.on_waiting is not None:
+                    self.on_waiting(waiter.batch_id, waiter.index, True)
+                if now - self._wait_logged_at >= WAIT_LOG_SECONDS:
+                    self._wait_logged_at = now
+                    log.warning("capacity.waiting", reason=reason, waiting=self.waiting)
+
+    def _all_waiters(self) -> list[Waiter]:
+        return [waiter for queue in self._waiting.values() for waiter in queue]
+
+    def _forget(self, waiter: Waiter) -> None:
+        queue = self._waiting.get(waiter.batch_id)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            if not queue:
+                del self._waiting[waiter.batch_id]
+
+    def _wake_in(self, seconds: float) -> None:
+        if self._timer is not None and not self._timer.cancelled():
+            if self._timer.when() <= asyncio.get_running_loop().time() + seconds:
+                return
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._wake.set()

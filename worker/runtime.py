@@ -1,0 +1,345 @@
+"""One worker process: the chunks it holds, the prompts in them, and the loops that serve them.
+
+``run_chunk`` is the whole life of an arq job: start the chunk (one Redis call),
+run every prompt of it concurrently through the shared policy, and return once
+each has its durable result. The loops beside it (the lease broker, the result
+writer, the heartbeat) are what make the cost per prompt small: they batch the
+Redis work of every prompt in flight into a few calls.
+
+The heartbeat keeps the worker's claims alive while it lives and only then: its
+leases, the arq in-progress keys of the chunks it holds, its entry in the worker
+registry. A worker that dies stops renewing them, and within ``lease_ttl`` its
+slots come back and its chunks run again on another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from arq.worker import Retry
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from contract import keys
+from contract.batches import BatchStore, StartedPrompt, cancelled_result
+from contract.models import (
+    ChunkPayload,
+    JobError,
+    JobResult,
+    PromptRequest,
+    job_id_for,
+    utc_now,
+)
+from worker.broker import LeaseBroker
+from worker.client import ChatGptEsClient, ClientOptions
+from worker.config import WorkerConfig
+from worker.leases import LeaseBook
+from worker.proxies import ProxyDefaults, ProxyPool
+from worker.results import ResultWriter
+from worker.retrying import RedisBackoff, until_redis_answers
+from worker.runner import Attempts, PromptRunner
+from worker.sessions import SessionCache
+
+log = structlog.get_logger("chatgptes.worker")
+REGISTER_EVERY_SECONDS = 60.0
+
+
+@dataclass
+class HeldChunk:
+    job_id: str
+    batch_id: str
+    prompts: int
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Tally:
+    """What this worker did, for its registry entry and its metrics."""
+
+    chunks_done: int = 0
+    prompts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, status: str) -> None:
+        self.prompts[status] = self.prompts.get(status, 0) + 1
+
+
+class WorkerRuntime:
+    def __init__(self, config: WorkerConfig, redis: Redis) -> None:
+        self.config = config
+        self.redis = redis
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.store = BatchStore(
+            redis, queue_name=config.queue_name, ttl_seconds=config.result_ttl_seconds
+        )
+        self.pool = ProxyPool(
+            config.proxies,
+            config.proxies_file,
+            ProxyDefaults(
+                config.proxy_max_inflight, config.proxy_rate_per_second, config.proxy_burst
+            ),
+        )
+        self.book = LeaseBook(
+            redis,
+            fleet_cap=config.fleet_max_inflight,
+            burst=config.proxy_burst,
+            ttl_seconds=config.lease_ttl_seconds,
+            backoff_base_seconds=config.cooldown_base_seconds,
+            backoff_cap_seconds=config.cooldown_cap_seconds,
+        )
+        self.writer = ResultWriter(self.store)
+        self.broker = LeaseBroker(
+            self.book,
+            max_inflight=config.worker_max_inflight,
+            capacity_wait_limit=config.capacity_wait_limit_seconds,
+            waiting_after=config.lease_wait_seconds,
+            on_waiting=self._on_waiting,
+        )
+        self.sessions = SessionCache(
+            redis,
+            ttl_seconds=config.session_ttl_seconds,
+            max_uses=config.session_max_uses,
+            wait_seconds=config.request_timeout_seconds,
+        )
+        self.client = ChatGptEsClient(
+            ClientOptions(
+                base_url=config.upstream_url,
+                impersonate=config.impersonate,
+                connect_timeout=config.connect_timeout_seconds,
+                request_timeout=config.request_timeout_seconds,
+                language_instruction=config.language_instruction,
+                max_connections=config.worker_max_inflight,
+            )
+        )
+        self.stopping = asyncio.Event()
+        self.runner = PromptRunner(
+            config, self.store, self.book, self.broker, self.sessions, self.client, self.stopping
+        )
+        self.held: dict[str, HeldChunk] = {}
+        self.prompts_held = 0
+        self.tally = Tally()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def start(self) -> None:
+        await until_redis_answers("register", lambda: self.book.register(self.pool.identities))
+        self._tasks = [
+            asyncio.create_task(self.broker.run(), name="broker"),
+            asyncio.create_task(self.writer.run(), name="results"),
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.client.close()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(keys.workers_seen(), self.worker_id)
+                pipe.delete(keys.worker_info(self.worker_id))
+                await pipe.execute()
+        except Exception:  # a worker that cannot say goodbye still stops; its entry expires
+            log.info("worker.goodbye_skipped")
+
+    def drain(self) -> None:
+        """Stops taking leases: prompts not yet sent go back to the queue, the rest finish."""
+        self.stopping.set()
+        self.broker.drain()
+
+    def wants_chunks(self) -> bool:
+        """Whether taking one more chunk would keep requests flowing rather than pile up."""
+        if self.stopping.is_set():
+            return False
+        if self.prompts_held >= self.config.worker_max_inflight:
+            return False
+        # Prompts already waiting for capacity here: more chunks would only wait beside them.
+        return self.broker.waiting < max(16, self.config.worker_max_inflight // 8)
+
+    async def run_chunk(self, payload: ChunkPayload, job_id: str) -> dict[str, int]:
+        """Runs every prompt of the chunk to its result; ``Retry`` hands unsent ones back."""
+        held = HeldChunk(job_id, payload.batch_id, len(payload.indices))
+        self.held[job_id] = held
+        self.prompts_held += len(payload.indices)
+        outcome = "handed back"
+        try:
+            done = await self._run_chunk(payload)
+            outcome = "done"
+            return done
+        finally:
+            self.prompts_held -= len(payload.indices)
+            self.held.pop(job_id, None)
+            log.info(
+                "chunk.finished", chunk=job_id, batch_id=payload.batch_id, outcome=outcome,
+                prompts=len(payload.indices), seconds=round(time.monotonic() - held.started, 3),
+            )  # fmt: skip
+
+    async def _run_chunk(self, payload: ChunkPayload) -> dict[str, int]:
+        batch_id = payload.batch_id
+        start = await until_redis_answers(
+            "chunk start", lambda: self.store.start_chunk(batch_id, payload.indices)
+        )
+        if start.batch_state is None:
+            log.warning("chunk.batch_gone", batch_id=batch_id, prompts=len(payload.indices))
+            return {"prompts": 0}
+        enqueued_at = start.created_at
+        requests: list[tuple[PromptRequest, Attempts]] = []
+        unreadable: list[JobResult] = []
+        for prompt in start.prompts:
+            if prompt.state_before in ("succeeded", "failed", "cancelled"):
+                continue
+            found = _request_of(batch_id, prompt, enqueued_at)
+            if isinstance(found, JobResult):
+                unreadable.append(found)
+            else:
+                requests.append(found)
+        if start.batch_state in ("cancelling", "cancelled"):
+            await self._save_all([cancelled_result(request) for request, _ in requests])
+            await self._save_all(unreadable)
+            return {"prompts": len(requests) + len(unreadable)}
+        outcomes = await asyncio.gather(
+            *(self._run_prompt(request, attempts) for request, attempts in requests),
+            *(self._save(result) for result in unreadable),
+        )
+        handed_back = [
+            request for request, done in zip(requests, outcomes, strict=False) if not done
+        ]
+        self.tally.chunks_done += 1
+        if handed_back:
+            for request, _ in handed_back:
+                self.writer.mark(batch_id, request.index, "queued")
+            await self.writer.flush_marks()
+            log.info("chunk.handed_back", batch_id=batch_id, prompts=len(handed_back))
+            raise Retry()  # arq puts the chunk back where it was; settled prompts are skipped
+        return {"prompts": len(requests)}
+
+    async def _run_prompt(self, request: PromptRequest, attempts: Attempts) -> bool:
+        """True once the prompt has its durable result; False if it was handed back unsent."""
+        result = await self.runner.run(request, attempts)
+        if result is None:
+            return False
+        await self._save(result)
+        return True
+
+    async def _save(self, result: JobResult) -> bool:
+        await self.writer.save(result)
+        self.tally.count(result.status)
+        return True
+
+    async def _save_all(self, results: Sequence[JobResult]) -> None:
+        await asyncio.gather(*(self._save(result) for result in results))
+
+    def _on_waiting(self, batch_id: str, index: int, waiting: bool) -> None:
+        self.writer.mark(batch_id, index, "waiting" if waiting else "running")
+
+    async def _heartbeat(self) -> None:
+        """Renews what this worker holds and reports in, every ``heartbeat_seconds``."""
+        backoff = RedisBackoff("heartbeat")
+        registered_at = time.monotonic()
+        while True:
+            try:
+                await self._beat()
+                if time.monotonic() - registered_at > REGISTER_EVERY_SECONDS or self.pool.reload():
+                    await self.book.register(self.pool.identities)
+                    registered_at = time.monotonic()
+            except Exception as error:  # Redis away, or a bug: keep beating, say it sparingly
+                await backoff.wait(error)
+                continue
+            backoff.reset()
+            await asyncio.sleep(self.config.heartbeat_seconds)
+
+    async def _beat(self) -> None:
+        ttl_ms = int(self.config.lease_ttl_seconds * 1000)
+        await self.book.renew(list(self.broker.held.values()))
+        now_ms = int(time.time() * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in self.held:
+                pipe.pexpire(keys.arq_in_progress(job_id), ttl_ms)
+            pipe.zadd(keys.workers_seen(), {self.worker_id: now_ms})
+            pipe.hset(keys.worker_info(self.worker_id), mapping=self.report())
+            pipe.pexpire(keys.worker_info(self.worker_id), ttl_ms * 4)
+            pipe.zremrangebyscore(keys.workers_seen(), "-inf", now_ms - ttl_ms * 4)
+            await pipe.execute()
+        await self.sessions.count_uses()
+        await self._count_waits()
+
+    async def _count_waits(self) -> None:
+        """Adds the prompts that waited long for capacity (by reason) to the fleet's counters."""
+        waits, self.broker.waits_by_reason = self.broker.waits_by_reason, {}
+        if not waits:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for reason, count in waits.items():
+                pipe.hincrby(keys.policy_events(), f"waited_for_capacity:{reason}", count)
+            pipe.hincrby(keys.policy_events(), "waited_for_capacity", sum(waits.values()))
+            pipe.expire(keys.policy_events(), 7 * 24 * 3600)
+            await pipe.execute()
+
+    def report(self) -> dict[str, str | int]:
+        """This worker as ``chatgptes workers`` shows it."""
+        host, _, pid = self.worker_id.rpartition(":")
+        return {
+            "host": host,
+            "pid": pid,
+            "queue": self.config.queue_name,
+            "in_flight": len(self.broker.held),
+            "waiting": self.broker.waiting,
+            "chunks": len(self.held),
+            "prompts_held": self.prompts_held,
+            "chunks_done": self.tally.chunks_done,
+            "succeeded": self.tally.prompts.get("succeeded", 0),
+            "failed": self.tally.prompts.get("failed", 0),
+            "cancelled": self.tally.prompts.get("cancelled", 0),
+            "last_seen": int(time.time() * 1000),
+            "stopping": int(self.stopping.is_set()),
+        }
+
+
+def _request_of(
+    batch_id: str, prompt: StartedPrompt, enqueued_at: datetime | None
+) -> tuple[PromptRequest, Attempts] | JobResult:
+    """The prompt's request and attempts, or a failed result if its record is unreadable."""
+    try:
+        request = PromptRequest.from_stored(
+            prompt.request_json or b"", batch_id=batch_id, index=prompt.index,
+            enqueued_at=enqueued_at or utc_now(),
+        )  # fmt: skip
+    except (ValidationError, ValueError):
+        return _unreadable(batch_id, prompt.index, enqueued_at)
+    return request, _attempts_of(prompt.attempts_json)
+
+
+def _attempts_of(raw: bytes | None) -> Attempts:
+    if not raw:
+        return Attempts()
+    try:
+        data = json.loads(raw)
+        started = data.get("started_at")
+        return Attempts(
+            total=int(data.get("total", 0)),
+            started_at=datetime.fromtimestamp(float(started), UTC) if started else None,
+        )
+    except (ValueError, TypeError, AttributeError):
+        return Attempts()
+
+
+def _unreadable(batch_id: str, index: int, enqueued_at: datetime | None) -> JobResult:
+    return JobResult(
+        job_id=job_id_for(batch_id, index),
+        batch_id=batch_id,
+        custom_id="",
+        status="failed",
+        error=JobError(
+            type="BadRequestData", message="the stored request is not one this worker can read"
+        ),
+        model="",
+        enqueued_at=enqueued_at or utc_now(),
+        finished_at=utc_now(),
+    )
