@@ -28,6 +28,7 @@ from contract.models import (
     split_job_id,
     utc_now,
 )
+from contract.retrying import TRANSIENT, RedisBackoff, redis_client
 from producer.inputs import PromptLine, read_prompt_file
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -73,7 +74,7 @@ class BatchQueue:
     @asynccontextmanager
     async def connect(cls, settings: QueueSettings | None = None) -> AsyncIterator[BatchQueue]:
         settings = settings or QueueSettings()
-        redis = Redis.from_url(settings.redis_url)
+        redis = redis_client(settings.redis_url)
         try:
             yield cls(redis, settings)
         finally:
@@ -146,10 +147,22 @@ class BatchQueue:
         poll_seconds: float = 0.5,
         on_status: Callable[[BatchStatus], None] | None = None,
     ) -> BatchStatus:
-        """Returns the status once the batch is done; TimeoutError if it is not in time."""
+        """Returns the status once the batch is done; TimeoutError if it is not in time.
+
+        Redis going away for a while (a restart) is waited out, within the timeout.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = RedisBackoff("wait")
+        status: BatchStatus | None = None
         while True:
-            status = await self.status(batch_id)
+            try:
+                status = await self.status(batch_id)
+            except TRANSIENT as error:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                await backoff.wait(error)
+                continue
+            backoff.reset()
             if on_status is not None:
                 on_status(status)
             if status.done:

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import structlog
 from redis.exceptions import RedisError
 
+from contract.retrying import RedisBackoff
 from worker.health import NEUTRAL
 from worker.leases import Cooldown, Grants, Lease, LeaseBook
-from worker.retrying import RedisBackoff
 
 log = structlog.get_logger("chatgptes.broker")
 HOUSEKEEPING_SECONDS = 0.5

@@ -22,19 +22,18 @@ from typing import Any
 
 import structlog
 from arq import func
-from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from pydantic import ValidationError
 
 from contract.batches import JOB_FUNCTION, json_dumps
+from contract.logs import configure_logging
 from contract.models import ChunkPayload
 from contract.redaction import redact_text
+from contract.retrying import TRANSIENT, RedisBackoff, arq_redis_settings
 from worker.config import WorkerConfig
-from worker.logs import configure_logging
 from worker.proxies import ProxyDefaults, ProxyPool
-from worker.retrying import TRANSIENT, RedisBackoff
 from worker.runtime import WorkerRuntime
 
 log = structlog.get_logger("chatgptes.worker")
@@ -191,7 +190,7 @@ def worker_settings(config: WorkerConfig, **overrides: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "functions": [func(run_chunk, name=JOB_FUNCTION, max_tries=ARQ_MAX_TRIES)],
         "queue_name": config.queue_name,
-        "redis_settings": RedisSettings.from_dsn(config.redis_url),
+        "redis_settings": arq_redis_settings(config.redis_url),
         "max_jobs": config.max_jobs or config.worker_max_inflight,
         "job_timeout": chunk_timeout,
         "keep_result": 0,

@@ -15,7 +15,7 @@ import structlog
 
 from contract.batches import BatchStore
 from contract.models import JobResult
-from worker.retrying import until_redis_answers
+from contract.retrying import until_redis_answers
 
 log = structlog.get_logger("chatgptes.results")
 

@@ -21,6 +21,7 @@ import structlog
 from contract.batches import BatchStore, cancelled_result
 from contract.models import JobError, JobResult, PromptRequest
 from contract.redaction import redact_text
+from contract.retrying import TRANSIENT, RedisBackoff, until_redis_answers
 from worker.broker import BatchCancelled, Draining, LeaseBroker, NoCapacityError
 from worker.client import ChatGptEsClient
 from worker.config import WorkerConfig
@@ -28,7 +29,6 @@ from worker.errors import SessionStale, UpstreamError, Verdict
 from worker.health import NEUTRAL, OK, cooldown_for
 from worker.leases import Lease, LeaseBook
 from worker.proxies import Identity
-from worker.retrying import until_redis_answers
 from worker.sessions import SessionCache, SiteSession
 
 log = structlog.get_logger("chatgptes.worker")
@@ -89,6 +89,7 @@ class PromptRunner:
         self, request: PromptRequest, started: datetime, attempts: Attempts
     ) -> JobResult:
         stale_retried = False
+        redis_backoff = RedisBackoff(f"prompt {request.job_id}")
         active = 0.0  # time spent sending or backing off; waiting for capacity is free
         while True:
             if active > self.config.job_timeout_seconds:
@@ -123,6 +124,12 @@ class PromptRunner:
                 pause = self._backoff(spent)
                 active += pause
                 await self._pause(pause)
+                continue
+            except TRANSIENT as error:
+                # Redis went away mid-exchange (the session, a rate charge): not the site's
+                # doing, and no budget spent; the prompt tries again when Redis is back.
+                self.broker.release(lease, NEUTRAL)
+                await redis_backoff.wait(error)
                 continue
             except BaseException:
                 # Not the site's doing (shutdown, a timeout, a bug): free the slot now.

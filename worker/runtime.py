@@ -39,13 +39,13 @@ from contract.models import (
     job_id_for,
     utc_now,
 )
+from contract.retrying import RedisBackoff, until_redis_answers
 from worker.broker import LeaseBroker
 from worker.client import ChatGptEsClient, ClientOptions
 from worker.config import WorkerConfig
 from worker.leases import LeaseBook
 from worker.proxies import ProxyDefaults, ProxyPool
 from worker.results import ResultWriter
-from worker.retrying import RedisBackoff, until_redis_answers
 from worker.runner import Attempts, PromptRunner
 from worker.sessions import SessionCache
 

@@ -2,7 +2,9 @@
 
 A worker holds prompts, leases and results in memory while Redis restarts; each
 loop that talks to Redis waits here instead of crashing, logging the first error
-and then one line every ``LOG_EVERY`` seconds, never a traceback per attempt.
+and then one line every ``LOG_EVERY`` seconds, never a traceback per attempt. A
+producer's ``wait`` rides out a restart the same way. The clients built here retry
+a single blip themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
+from arq.connections import RedisSettings
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -22,12 +28,16 @@ from contract.redaction import redact_text
 
 log = structlog.get_logger("chatgptes.redis")
 T = TypeVar("T")
+# A blip (a dropped connection, a failover) is retried inside the client; longer outages
+# reach the loops below, which wait them out.
+_BLIP_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
 FIRST_DELAY = 0.1
 MAX_DELAY = 5.0
 LOG_EVERY = 10.0
 # What a restart, a failover or a network blip looks like from redis-py: worth waiting out.
 # (Loading the dataset after a restart is a ConnectionError too: BusyLoadingError.)
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ConnectionError, OSError)
+# (Not every OSError: a TimeoutError is one too, and means something else.)
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ConnectionError)
 
 
 class RedisBackoff:
@@ -79,3 +89,23 @@ async def until_redis_answers(what: str, call: Callable[[], Awaitable[T]]) -> T:
             continue
         backoff.reset()
         return result
+
+
+def redis_client(url: str) -> Redis:
+    """A client that retries a command a few times across a blip before raising."""
+    return Redis.from_url(
+        url,
+        retry=_BLIP_RETRY,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def arq_redis_settings(url: str) -> RedisSettings:
+    """arq's connection settings for ``url``, with the same short retries as ``redis_client``."""
+    settings = RedisSettings.from_dsn(url)
+    settings.retry = _BLIP_RETRY
+    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError]
+    settings.conn_retries = 2  # at start-up: then a clear error, not a minute of retries
+    return settings
