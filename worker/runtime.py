@@ -58,6 +58,7 @@ class HeldChunk:
     job_id: str
     batch_id: str
     prompts: int
+    unsettled: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -124,7 +125,6 @@ class WorkerRuntime:
             config, self.store, self.book, self.broker, self.sessions, self.client, self.stopping
         )
         self.held: dict[str, HeldChunk] = {}
-        self.prompts_held = 0
         self.tally = Tally()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -154,34 +154,42 @@ class WorkerRuntime:
         self.stopping.set()
         self.broker.drain()
 
+    @property
+    def unsettled(self) -> int:
+        """Prompts of the held chunks still to settle (sending, waiting or backing off)."""
+        return sum(chunk.unsettled for chunk in self.held.values())
+
     def wants_chunks(self) -> bool:
-        """Whether taking one more chunk would keep requests flowing rather than pile up."""
+        """Whether one more chunk keeps requests flowing rather than piling up here.
+
+        Prompts settle one by one, so the worker takes the next chunk while the last
+        ones of a chunk are still out: there is always a prompt ready for a free lease.
+        """
         if self.stopping.is_set():
             return False
-        if self.prompts_held >= self.config.worker_max_inflight:
+        if self.unsettled >= 2 * self.config.worker_max_inflight:
             return False
-        # Prompts already waiting for capacity here: more chunks would only wait beside them.
-        return self.broker.waiting < max(16, self.config.worker_max_inflight // 8)
+        # As many ready as are out: when the requests out now come back, their slots are
+        # refilled at once; more would only wait beside them for capacity.
+        return self.broker.waiting < max(16, len(self.broker.held))
 
     async def run_chunk(self, payload: ChunkPayload, job_id: str) -> dict[str, int]:
         """Runs every prompt of the chunk to its result; ``Retry`` hands unsent ones back."""
-        held = HeldChunk(job_id, payload.batch_id, len(payload.indices))
+        held = HeldChunk(job_id, payload.batch_id, len(payload.indices), len(payload.indices))
         self.held[job_id] = held
-        self.prompts_held += len(payload.indices)
         outcome = "handed back"
         try:
-            done = await self._run_chunk(payload)
+            done = await self._run_chunk(payload, held)
             outcome = "done"
             return done
         finally:
-            self.prompts_held -= len(payload.indices)
             self.held.pop(job_id, None)
             log.info(
                 "chunk.finished", chunk=job_id, batch_id=payload.batch_id, outcome=outcome,
                 prompts=len(payload.indices), seconds=round(time.monotonic() - held.started, 3),
             )  # fmt: skip
 
-    async def _run_chunk(self, payload: ChunkPayload) -> dict[str, int]:
+    async def _run_chunk(self, payload: ChunkPayload, held: HeldChunk) -> dict[str, int]:
         batch_id = payload.batch_id
         start = await until_redis_answers(
             "chunk start", lambda: self.store.start_chunk(batch_id, payload.indices)
@@ -200,12 +208,13 @@ class WorkerRuntime:
                 unreadable.append(found)
             else:
                 requests.append(found)
+        held.unsettled = len(requests) + len(unreadable)
         if start.batch_state in ("cancelling", "cancelled"):
             await self._save_all([cancelled_result(request) for request, _ in requests])
             await self._save_all(unreadable)
             return {"prompts": len(requests) + len(unreadable)}
         outcomes = await asyncio.gather(
-            *(self._run_prompt(request, attempts) for request, attempts in requests),
+            *(self._run_prompt(request, attempts, held) for request, attempts in requests),
             *(self._save(result) for result in unreadable),
         )
         handed_back = [
@@ -220,13 +229,18 @@ class WorkerRuntime:
             raise Retry()  # arq puts the chunk back where it was; settled prompts are skipped
         return {"prompts": len(requests)}
 
-    async def _run_prompt(self, request: PromptRequest, attempts: Attempts) -> bool:
+    async def _run_prompt(
+        self, request: PromptRequest, attempts: Attempts, held: HeldChunk
+    ) -> bool:
         """True once the prompt has its durable result; False if it was handed back unsent."""
-        result = await self.runner.run(request, attempts)
-        if result is None:
-            return False
-        await self._save(result)
-        return True
+        try:
+            result = await self.runner.run(request, attempts)
+            if result is None:
+                return False
+            await self._save(result)
+            return True
+        finally:
+            held.unsettled -= 1
 
     async def _save(self, result: JobResult) -> bool:
         await self.writer.save(result)
@@ -292,12 +306,13 @@ class WorkerRuntime:
             "in_flight": len(self.broker.held),
             "waiting": self.broker.waiting,
             "chunks": len(self.held),
-            "prompts_held": self.prompts_held,
+            "prompts_held": self.unsettled,
             "chunks_done": self.tally.chunks_done,
             "succeeded": self.tally.prompts.get("succeeded", 0),
             "failed": self.tally.prompts.get("failed", 0),
             "cancelled": self.tally.prompts.get("cancelled", 0),
             "last_seen": int(time.time() * 1000),
+            "heartbeat_seconds": self.config.heartbeat_seconds,
             "stopping": int(self.stopping.is_set()),
         }
 
