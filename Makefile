@@ -1,4 +1,4 @@
-# make venv | demo | test | lint | format | clean
+# make venv | demo | test | bench | lint | format | clean
 # The venv is (re)built when it is missing or pyproject.toml changed since the last install.
 
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo test bench lint format clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,14 @@ demo: venv
 # A redis-server of the tests' own on a free port (see .ci/with-redis), never the shared 6379.
 test: venv
 	.ci/with-redis $(BIN)/pytest -q
+
+# Every benchmark at small sizes (a few minutes); docs/benchmarks.md has the full-size runs.
+bench: venv
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/bench_enqueue.py --count 20000 --arq-sample 2000
+	$(BIN)/python bench/bench_throughput.py --scenarios zero,pool,cap --count 1000 --sizes 10,100
+	$(BIN)/python bench/bench_latency.py --samples 20 --big 5000 --inflight 200
+	$(BIN)/python bench/bench_simulator.py --count 2000
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,236 +1,258 @@
-"""End-to-end prompts/s: redis-server, the simulator and 1, then 2, worker processes.
+"""End-to-end prompts/s of the service, each figure beside references measured in the same run.
 
-    .venv/bin/python bench/bench_throughput.py [--count 2000] [--workers 1,2]
+    .venv/bin/python bench/bench_throughput.py [--scenarios zero,pool,cap,concurrency]
+        [--count 3000] [--sizes 10,100,1000] [--levels 10,50,100,200] [--out F.json]
+        [--plot F.png] [--profile DIR]
 
-Each phase starts from an empty Redis and fresh workers, runs a warm-up batch (so
-imports, connections and the site sessions are made), then times one batch from
-the first enqueue to the status saying done. Everything listens on 127.0.0.1 and
-every process started is stopped at the end.
+Scenarios (each starts its own simulator; one redis-server for the run, flushed per phase):
+
+- ``zero``: 1 worker, zero-latency site, 100 in flight allowed (fleet cap and the one
+  identity's cap), against a plain curl_cffi process at concurrency 100, the per-call
+  provider at 100 and arq's no-op job (same max_jobs and poll delay as the worker).
+- ``pool``: 2 workers, 200 ms site, N identities behind one gateway with the same total
+  allowance (1,000 requests/s, fleet cap 400): cap max(4, 400/N), 1000/N requests/s
+  each; the site limits each identity a little above that, and bans after 3 early
+  requests. References at the same fleet concurrency through the gateway.
+- ``cap``: 1 worker, ~200 ms site (uniform 150-250 ms), fleet cap 100, everything else
+  default but the one identity's own limits lifted: the bound is 100 / 0.2 s = 500
+  prompts/s; the plain process at concurrency 100 beside it.
+- ``concurrency``: 1 worker, 50 ms site, fleet cap = identity cap = C, beside the plain
+  process and the per-call provider at concurrency C.
+
+Each service phase starts fresh workers, runs a warm-up batch (sessions made, the pool's
+slow start done), then times one batch from the first enqueue to the status saying done.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import pstats
-import sys
+import json
 import tempfile
-import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import redis
-from harness import cpu_seconds, emit, http_json, peak_rss_mib
+import references
+from harness import http_json
+from service import dump, flush, measure, run_batch, sim_counts, worker_env, workers
 
-from contract.config import QueueSettings
-from contract.models import BatchStatus, Message
-from producer.api import BatchQueue
-from producer.inputs import PromptLine
-from simulator.local import redis_server, running, simulator_process
+from simulator.local import redis_server, simulator_process
 
-QUEUE = "bench:queue"
-ARQ_NOOP_JOBS_PER_CORE = 1550  # DESIGN.md: arq's own no-op job ceiling on one core
-POLL_SECONDS = 0.05
+TOTAL_RATE = 1000.0  # requests/s the whole pool may send, in the pool scenario
+POOL_FLEET_CAP = 400
 
 
-def worker_env(redis_url: str, sim: dict[str, Any]) -> dict[str, str]:
+def _sim(tmp: Path, *options: str) -> Any:
+    return simulator_process(tmp, "--seed", "1", *options)
+
+
+def phase(
+    ctx: dict[str, Any], sim: dict[str, Any], sim_pid: int, n_workers: int, count: int,
+    warmup: int, tag: str, **settings: object,
+) -> dict[str, Any]:  # fmt: skip
+    """Fresh Redis and workers, a warm-up batch, then the timed one."""
+    flush(ctx["url"])
+    http_json(sim["url"] + "/__sim/reset", method="POST")
+    env = worker_env(ctx["url"], sim["url"], **settings)
+    profile = ctx["profile"] / f"{tag}.txt" if ctx["profile"] else None
+    with workers(n_workers, env, ctx["tmp"]) as fleet:
+        run_batch(ctx["url"], warmup, f"{tag}-warm", ctx["timeout"])
+        figures = measure(
+            ctx["url"], fleet, sim["stats_url"], count, tag, ctx["timeout"],
+            redis_pid=ctx["redis_pid"], sim_pid=sim_pid, profile=profile,
+        )  # fmt: skip
+    # The site's counts since this phase began: page GETs happen in the warm-up.
+    site = sim_counts(sim["stats_url"])
+    figures["site_with_warmup"] = site
+    figures["page_gets_per_identity_used"] = round(
+        site["page"] / max(site["identities_used"], 1), 3
+    )
+    figures["requests_per_prompt_with_warmup"] = round(
+        (site["page"] + site["ajax"]) / (count + warmup), 4
+    )
+    return figures
+
+
+def zero_latency(ctx: dict[str, Any], count: int) -> dict[str, Any]:
+    limits = {"fleet_max_inflight": 100, "proxy_max_inflight": 100, "max_jobs": 100,
+              "proxy_rate_per_second": 0, "worker_max_inflight": 100}  # fmt: skip
+    with _sim(ctx["tmp"], "--latency", "fixed:0") as (sim, proc):
+        service = phase(ctx, sim, proc.pid, 1, count, 500, "zero", **limits)
+        plain = references.plain_curl(sim["url"], count, 100)
+        per_call = references.per_call(sim["url"], count, 100)
+    arq = references.arq_noop(ctx["url"], count, max_jobs=100, poll_delay=0.02)
     return {
-        "CHATGPTES_REDIS_URL": redis_url,
-        "CHATGPTES_QUEUE_NAME": QUEUE,
-        "CHATGPTES_UPSTREAM_URL": sim["url"],
-        "CHATGPTES_PROXIES": ",".join(sim["proxies"]),
-        "CHATGPTES_PROXY_RATE_PER_SECOND": "0",
-        "CHATGPTES_PROXY_MAX_INFLIGHT": "16",
-        "CHATGPTES_FLEET_MAX_INFLIGHT": "64",
-        "CHATGPTES_LOG_LEVEL": "WARNING",
-        "CHATGPTES_LOG_FORMAT": "json",
+        "service": service,
+        "plain_curl": plain,
+        "per_call": per_call,
+        "arq_noop": arq,
+        "ratio_service_vs_plain_curl": round(service["prompts_per_s"] / plain["prompts_per_s"], 3),
+        "ratio_service_vs_per_call": round(service["prompts_per_s"] / per_call["prompts_per_s"], 3),
     }
 
 
-def worker_argv(profile: Path | None) -> list[str]:
-    cli = ["-m", "chatgptes.cli", "worker"]
-    if profile is None:
-        return [sys.executable, *cli]
-    return [sys.executable, "-m", "cProfile", "-o", str(profile), *cli]
+def pool(ctx: dict[str, Any], count: int, sizes: list[int]) -> dict[str, Any]:
+    rows = []
+    for size in sizes:
+        rate = TOTAL_RATE / size
+        settings = {
+            "fleet_max_inflight": POOL_FLEET_CAP,
+            "proxy_max_inflight": max(4, POOL_FLEET_CAP // size),
+            "proxy_rate_per_second": rate,
+            "proxies_file": _proxies_file(ctx, size),
+            "max_jobs": POOL_FLEET_CAP,  # the old worker's prompt concurrency; a ceiling now
+        }
+        site_limits = ("--rate-per-second", f"{rate * 1.1:.3f}", "--burst", "4",
+                       "--ban-after-violations", "3")  # fmt: skip
+        with _sim(ctx["tmp"], "--latency", "fixed:200", "--gateway", "--bind-nonce-to-identity",
+                  *site_limits) as (sim, proc):  # fmt: skip
+            ctx["gateway"] = sim
+            _write_proxies(ctx, sim, size)
+            warmup = max(500, 2 * size)
+            service = phase(ctx, sim, proc.pid, 2, count, warmup, f"pool{size}", **settings)
+        with _sim(ctx["tmp"], "--latency", "fixed:200", "--gateway") as (sim, _):
+            urls = _gateway_urls(sim, size)
+            plain = references.plain_curl(sim["url"], count, POOL_FLEET_CAP, urls)
+        rows.append({"identities": size, "service": service, "plain_curl": plain})
+    by_size = {row["identities"]: row["service"]["prompts_per_s"] for row in rows}
+    out: dict[str, Any] = {"rows": rows}
+    if 10 in by_size and 1000 in by_size:
+        out["ratio_1000_vs_10"] = round(by_size[1000] / by_size[10], 3)
+    return out
 
 
-def prompts(count: int) -> list[PromptLine]:
-    return [
-        PromptLine(
-            i + 1, f"req-{i}", (Message(role="user", content=f"Prompt {i}: why?"),), "gpt-4o"
-        )
-        for i in range(count)
-    ]
+def _gateway_urls(sim: dict[str, Any], size: int) -> list[str]:
+    from simulator.proxies import gateway_proxy_urls
+
+    return gateway_proxy_urls(sim["gateway"], sim["gateway_password"], size)
 
 
-async def run_batch(url: str, batch_id: str, count: int, timeout: float) -> BatchStatus:
-    """Enqueues ``count`` prompts and polls the status until done (bounded by ``timeout``)."""
-    async with BatchQueue.connect(QueueSettings(redis_url=url, queue_name=QUEUE)) as queue:
-        await queue.enqueue(prompts(count), batch_id=batch_id)
-        return await queue.wait(batch_id, timeout=timeout, poll_seconds=POLL_SECONDS)
+def _proxies_file(ctx: dict[str, Any], size: int) -> Path:
+    return ctx["tmp"] / f"proxies-{size}.txt"
 
 
-def cpu_of(pids: list[int]) -> list[float]:
-    return [cpu_seconds(pid) for pid in pids]
+def _write_proxies(ctx: dict[str, Any], sim: dict[str, Any], size: int) -> None:
+    path = _proxies_file(ctx, size)
+    path.write_text("\n".join(_gateway_urls(sim, size)) + "\n")
+    path.chmod(0o600)
 
 
-def sim_requests(stats: dict[str, Any]) -> dict[str, int]:
-    return {**stats["requests"], "success": stats["replies"]["success"]}
+def fleet_cap(ctx: dict[str, Any], count: int) -> dict[str, Any]:
+    """~200 ms (uniform 150-250: a fixed delay would march all 100 requests in lockstep)."""
+    settings = {"fleet_max_inflight": 100, "proxy_max_inflight": 100, "proxy_rate_per_second": 0}
+    with _sim(ctx["tmp"], "--latency", "uniform:150,250") as (sim, proc):
+        service = phase(ctx, sim, proc.pid, 1, count, 300, "cap", **settings)
+        plain = references.plain_curl(sim["url"], count, 100)
+    bound = 100 / 0.2
+    return {"service": service, "plain_curl": plain, "bound": bound,
+            "share_of_bound": round(service["prompts_per_s"] / bound, 3),
+            "plain_curl_share_of_bound": round(plain["prompts_per_s"] / bound, 3)}  # fmt: skip
 
 
-def redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True)
+def concurrency(ctx: dict[str, Any], count: int, levels: list[int]) -> dict[str, Any]:
+    rows = []
+    with _sim(ctx["tmp"], "--latency", "fixed:50") as (sim, proc):
+        for level in levels:
+            settings = {"fleet_max_inflight": level, "proxy_max_inflight": level,
+                        "proxy_rate_per_second": 0, "max_jobs": level,
+                        "worker_max_inflight": max(level, 1)}  # fmt: skip
+            service = phase(ctx, sim, proc.pid, 1, count, 300, f"conc{level}", **settings)
+            rows.append({
+                "concurrency": level,
+                "service": service,
+                "plain_curl": references.plain_curl(sim["url"], count, level),
+                "per_call": references.per_call(sim["url"], count, level),
+            })  # fmt: skip
+    return {"rows": rows}
 
 
-def reset_command_stats(url: str) -> None:
-    with redis_client(url) as client:
-        client.config_resetstat()
+def plot_input(figures: dict[str, Any]) -> dict[str, Any]:
+    """The shape bench/plot.py draws."""
+    out: dict[str, Any] = {"title": "chatgptes-queue throughput (2-core box, simulator)"}
+    if "pool" in figures:
+        out["pool_sweep"] = [
+            {"identities": r["identities"], "service": r["service"]["prompts_per_s"],
+             "plain_curl": r["plain_curl"]["prompts_per_s"]}
+            for r in figures["pool"]["rows"]
+        ]  # fmt: skip
+    if "concurrency" in figures:
+        out["concurrency_sweep"] = [
+            {"concurrency": r["concurrency"], "service": r["service"]["prompts_per_s"],
+             "plain_curl": r["plain_curl"]["prompts_per_s"],
+             "per_call": r["per_call"]["prompts_per_s"]}
+            for r in figures["concurrency"]["rows"]
+        ]  # fmt: skip
+    return out
 
 
-def command_stats(url: str) -> dict[str, int]:
-    """Calls per Redis command since the last reset (MULTI and EXEC included)."""
-    with redis_client(url) as client:
-        stats = client.info("commandstats")
-    calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-    return dict(sorted(calls.items(), key=lambda item: -item[1]))
-
-
-def timed_batch(ctx: dict[str, Any], workers: list[Any], count: int) -> dict[str, Any]:
-    """Figures of one timed batch: wall time and the CPU each process spent on it."""
-    pids = [p.pid for p in workers]
-    sim_before = sim_requests(http_json(ctx["sim"]["stats_url"]))
-    reset_command_stats(ctx["url"])
-    before = cpu_of(pids), cpu_seconds(ctx["sim_pid"]), cpu_seconds(ctx["redis_pid"])
-    start, own_cpu = time.perf_counter(), time.process_time()
-    status = asyncio.run(run_batch(ctx["url"], f"run{len(pids)}", count, ctx["timeout"]))
-    wall, own_cpu = time.perf_counter() - start, time.process_time() - own_cpu
-    after = cpu_of(pids), cpu_seconds(ctx["sim_pid"]), cpu_seconds(ctx["redis_pid"])
-    sim_after = sim_requests(http_json(ctx["sim"]["stats_url"]))
-    commands = command_stats(ctx["url"])
-    return {
-        "redis_commands": commands,
-        "wall": wall,
-        "status": status,
-        "worker_cpu": [b - a for a, b in zip(before[0], after[0], strict=True)],
-        "sim_cpu": after[1] - before[1],
-        "redis_cpu": after[2] - before[2],
-        "bench_cpu": own_cpu,
-        "sim": {key: sim_after[key] - sim_before[key] for key in sim_after},
-        "peak_rss_mib": [peak_rss_mib(pid) for pid in pids],
-    }
-
-
-def phase(ctx: dict[str, Any], count: int, n_workers: int) -> dict[str, Any]:
-    """Fresh Redis state and workers; a warm-up batch; then the timed batch."""
-    with redis_client(ctx["url"]) as client:
-        client.flushdb()
-    http_json(ctx["sim"]["url"].rstrip("/") + "/__sim/reset", method="POST")
-    env = worker_env(ctx["url"], ctx["sim"])
-    with ExitStack() as stack:
-        workers = []
-        for i in range(n_workers):
-            profile = ctx["profile"] / f"worker{n_workers}-{i}.prof" if ctx["profile"] else None
-            log = ctx["tmp"] / f"worker{n_workers}-{i}.log"
-            workers.append(stack.enter_context(running(worker_argv(profile), log=log, env=env)))
-        asyncio.run(run_batch(ctx["url"], f"warm{n_workers}", ctx["warmup"], ctx["timeout"]))
-        measured = timed_batch(ctx, workers, count)
-    measured["sim_incl_warmup"] = sim_requests(http_json(ctx["sim"]["stats_url"]))
-    return measured
-
-
-def summarize(count: int, n_workers: int, m: dict[str, Any]) -> dict[str, Any]:
-    status: BatchStatus = m["status"]
-    worker_cpu = sum(m["worker_cpu"])
-    cpu_ms = worker_cpu / count * 1000
-    return {
-        "workers": n_workers,
-        "seconds": round(m["wall"], 3),
-        "prompts_per_s": round(count / m["wall"], 1),
-        "succeeded": status.succeeded,
-        "failed": status.failed,
-        "worker_cpu_ms_per_prompt": round(cpu_ms, 3),
-        "worker_cpu_share_of_wall": round(worker_cpu / m["wall"], 2),
-        "vs_arq_noop_cpu": round(cpu_ms / (1000 / ARQ_NOOP_JOBS_PER_CORE), 2),
-        "simulator_cpu_ms_per_prompt": round(m["sim_cpu"] / count * 1000, 3),
-        "redis_cpu_ms_per_prompt": round(m["redis_cpu"] / count * 1000, 3),
-        "bench_cpu_ms_per_prompt": round(m["bench_cpu"] / count * 1000, 3),
-        "sim_requests": m["sim"],
-        "sim_requests_incl_warmup": m["sim_incl_warmup"],
-        "redis_commands_per_prompt": round(sum(m["redis_commands"].values()) / count, 1),
-        "redis_commands_per_prompt_by_name": {
-            name: round(calls / count, 2) for name, calls in m["redis_commands"].items()
-        },
-        "worker_peak_rss_mib": round(max(m["peak_rss_mib"]), 1),
-    }
-
-
-def report(rows: list[dict[str, Any]]) -> None:
-    for r in rows:
-        print(f"{r['workers']} worker(s): {r['prompts_per_s']} prompts/s ({r['seconds']} s, "
-              f"{r['succeeded']} ok, {r['failed']} failed)")  # fmt: skip
-        print(f"  CPU ms/prompt: workers {r['worker_cpu_ms_per_prompt']} "
-              f"(= {r['vs_arq_noop_cpu']}x arq's no-op job), simulator "
-              f"{r['simulator_cpu_ms_per_prompt']}, redis {r['redis_cpu_ms_per_prompt']}, "
-              f"bench {r['bench_cpu_ms_per_prompt']}")  # fmt: skip
-        top = list(r["redis_commands_per_prompt_by_name"].items())[:10]
-        print(f"  redis commands/prompt (all clients, scripts' calls included): "
-              f"{r['redis_commands_per_prompt']}; top: {dict(top)}")  # fmt: skip
-        print(
-            f"  simulator (timed batch): {r['sim_requests']}; with warm-up: "
-            f"{r['sim_requests_incl_warmup']}; worker peak RSS {r['worker_peak_rss_mib']} MiB"
-        )
-
-
-def print_profile(directory: Path) -> None:
-    for path in sorted(directory.glob("*.prof"))[:1]:
-        print(f"--- {path.name}, top functions by own time (cProfile inflates the figures)")
-        pstats.Stats(str(path)).sort_stats("tottime").print_stats(25)
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=2_000, help="prompts in the timed batch")
-    parser.add_argument("--warmup", type=int, default=200, help="prompts in the warm-up batch")
-    parser.add_argument("--workers", default="1,2", help="worker counts to run, comma-separated")
-    parser.add_argument("--latency", default="fixed:20", help="simulator --latency")
-    parser.add_argument("--proxies", type=int, default=4, help="simulator proxy ports")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a batch may take")
-    parser.add_argument("--profile", type=Path, help="run workers under cProfile, files here")
-    args = parser.parse_args()
-    args.worker_counts = [int(n) for n in args.workers.split(",")]
-    if not 1 <= args.count <= 100_000 or not all(1 <= n <= 8 for n in args.worker_counts):
-        parser.error("need 1 <= --count <= 100,000 and 1..8 workers per phase")
-    return args
+def report(figures: dict[str, Any]) -> None:
+    if "zero" in figures:
+        z = figures["zero"]
+        print(f"zero-latency, 1 worker, 100 in flight: service {z['service']['prompts_per_s']}/s "
+              f"vs plain curl {z['plain_curl']['prompts_per_s']}/s = "
+              f"{z['ratio_service_vs_plain_curl']}; per-call {z['per_call']['prompts_per_s']}/s; "
+              f"arq no-op {z['arq_noop']['jobs_per_s']} jobs/s; worker CPU "
+              f"{z['service']['worker_cpu_ms_per_prompt']} ms/prompt, Redis commands "
+              f"{z['service']['redis_commands_per_prompt']}/prompt")  # fmt: skip
+    if "pool" in figures:
+        for row in figures["pool"]["rows"]:
+            s = row["service"]
+            print(f"pool {row['identities']:>5} identities: {s['prompts_per_s']}/s "
+                  f"(plain curl {row['plain_curl']['prompts_per_s']}/s); site {s['site']}; "
+                  f"requests/prompt {s['requests_per_prompt']}")  # fmt: skip
+        if "ratio_1000_vs_10" in figures["pool"]:
+            print(f"ratio 1000 vs 10 identities: {figures['pool']['ratio_1000_vs_10']}")
+    if "cap" in figures:
+        c = figures["cap"]
+        plain = c["plain_curl"]["prompts_per_s"]
+        print(f"fleet cap 100, ~200 ms site, 1 worker: {c['service']['prompts_per_s']}/s = "
+              f"{c['share_of_bound']} of {c['bound']:.0f}/s (plain curl at 100: "
+              f"{plain}/s = {c['plain_curl_share_of_bound']})")  # fmt: skip
+    if "concurrency" in figures:
+        for row in figures["concurrency"]["rows"]:
+            print(f"concurrency {row['concurrency']:>4}: service {row['service']['prompts_per_s']}"
+                  f"/s, plain curl {row['plain_curl']['prompts_per_s']}/s, per-call "
+                  f"{row['per_call']['prompts_per_s']}/s")  # fmt: skip
 
 
 def main() -> None:
-    args = parse_args()
-    sim_options = ("--latency", args.latency, "--proxies", str(args.proxies), "--seed", "1")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", default="zero,pool,cap,concurrency")
+    parser.add_argument("--count", type=int, default=3000, help="prompts in each timed batch")
+    parser.add_argument("--sizes", default="10,100,1000", help="pool sizes (identities)")
+    parser.add_argument("--levels", default="10,50,100,200", help="concurrency levels")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds a batch may take")
+    parser.add_argument("--out", type=Path, help="write every figure here (JSON)")
+    parser.add_argument("--plot", type=Path, help="draw the sweeps here (PNG)")
+    parser.add_argument("--profile", type=Path, help="py-spy the first worker, files here")
+    args = parser.parse_args()
+    scenarios = args.scenarios.split(",")
+    if not 1 <= args.count <= 100_000:
+        parser.error("need 1 <= --count <= 100,000")
+    figures: dict[str, Any] = {"benchmark": "throughput", "count": args.count}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        with (
-            redis_server(tmp) as (url, redis_proc),
-            simulator_process(tmp, *sim_options) as (sim, proc),
-        ):
-            if args.profile:
-                args.profile.mkdir(parents=True, exist_ok=True)
-            ctx = {"url": url, "sim": sim, "sim_pid": proc.pid, "redis_pid": redis_proc.pid,
-                   "tmp": tmp, "timeout": args.timeout, "warmup": args.warmup,
-                   "profile": args.profile}  # fmt: skip
-            rows = [summarize(args.count, n, phase(ctx, args.count, n)) for n in args.worker_counts]
-    if args.profile:
-        print_profile(args.profile)
-    figures: dict[str, Any] = {"benchmark": "throughput", "count": args.count, "phases": rows}
-    if len(rows) >= 2:
-        figures["ratio_last_vs_first"] = round(
-            rows[-1]["prompts_per_s"] / rows[0]["prompts_per_s"], 2
-        )
-    report(rows)
-    if "ratio_last_vs_first" in figures:
-        print(f"ratio {rows[-1]['workers']} vs {rows[0]['workers']} workers: "
-              f"{figures['ratio_last_vs_first']}x")  # fmt: skip
-    emit(figures)
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        with redis_server(tmp) as (url, redis_proc):
+            ctx = {"url": url, "redis_pid": redis_proc.pid, "tmp": tmp,
+                   "timeout": args.timeout, "profile": args.profile}  # fmt: skip
+            if "zero" in scenarios:
+                figures["zero"] = zero_latency(ctx, args.count)
+            if "pool" in scenarios:
+                figures["pool"] = pool(ctx, args.count, [int(n) for n in args.sizes.split(",")])
+            if "cap" in scenarios:
+                figures["cap"] = fleet_cap(ctx, args.count)
+            if "concurrency" in scenarios:
+                levels = [int(n) for n in args.levels.split(",")]
+                figures["concurrency"] = concurrency(ctx, args.count, levels)
+    report(figures)
+    dump(args.out, figures)
+    if args.plot:
+        args.plot.with_suffix(".json").write_text(json.dumps(plot_input(figures), indent=2))
+        from plot import plot as draw
+
+        draw(plot_input(figures), args.plot)
+    print(json.dumps(figures, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
     .venv/bin/python bench/plot.py INPUT.json OUTPUT.png
 
 INPUT is ``{"title": str, "pool_sweep": [{"identities": 10, "service": 300.1,
-"plain_curl": 800.0, "per_call": 400.0}, ...], "concurrency_sweep": [{"concurrency": 10,
-"service": ..., "plain_curl": ..., "per_call": ..., "arq_noop": ...}, ...]}``; any
-series may be missing from any row, and a sweep may be missing or empty.
+"service_before": 120.0, "plain_curl": 800.0, "per_call": 400.0}, ...],
+"concurrency_sweep": [{"concurrency": 10, "service": ..., "plain_curl": ...,
+"per_call": ..., "arq_noop": ...}, ...]}``; any series may be missing from any row,
+and a sweep may be missing or empty.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from matplotlib.axes import Axes
 # the legend's. per_call's values go below its points so they do not sit on the service's.
 SERIES: dict[str, tuple[str, str, str, str, int]] = {
     "service": ("service (arq workers)", "tab:blue", "o", "-", 7),
+    "service_before": ("service before: one arq job per prompt", "tab:red", "x", ":", -13),
     "plain_curl": ("plain curl_cffi: 1 handshake, POSTs only", "tab:green", "s", "--", 7),
     "per_call": ("per-call provider: GET + POST per prompt", "tab:orange", "^", "--", -13),
     "arq_noop": ("arq no-op job (jobs/s)", "tab:gray", "D", ":", 7),
@@ -83,7 +85,7 @@ def panel(
 
 def plot(data: dict[str, Any], output: Path) -> None:
     figure, (by_pool, by_concurrency) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
-    pool_series = ("service", "plain_curl", "per_call")
+    pool_series = ("service", "service_before", "plain_curl", "per_call")
     panel(by_pool, data.get("pool_sweep") or [], "identities", pool_series,
           ("pool size (identities)", "prompts/s"))  # fmt: skip
     by_pool.set_title("(a) by pool size")

@@ -104,6 +104,7 @@ def simulator_process(
     """(ready info, process) of ``python -m simulator`` started with ``options``."""
     ready = workdir / "sim-ready.json"
     log = workdir / "sim.log"
+    ready.unlink(missing_ok=True)  # an earlier simulator's file would name its dead ports
     argv = [sys.executable, "-m", "simulator", "--port", "0", "--ready-file", str(ready), *options]
     with running(argv, log=log) as process:
 
