@@ -7,20 +7,24 @@ Exit codes: 0 success, 1 an operational error (Redis unreachable, no such batch)
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
+import os
+import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, SettingsError
 from redis.exceptions import RedisError
 
 from chatgptes.progress import enqueue_progress, wait_progress
 from contract.config import QueueSettings
-from contract.models import JobResult
+from contract.logs import configure_logging
+from contract.models import BatchStatus, JobResult
 from contract.redaction import redact_text, redact_url
 from producer.api import BatchNotFound, BatchQueue, JobNotFound, JobState
 from producer.formats import FORMATS
@@ -30,6 +34,9 @@ from simulator.cli import sim
 T = TypeVar("T")
 S = TypeVar("S", bound=BaseSettings)
 EXIT_ERROR, EXIT_BAD_INPUT, EXIT_TIMEOUT = 1, 2, 3
+SHOWN_IDENTITIES = 10
+# CHATGPTES_* variables that are not settings but are read on purpose elsewhere.
+NOT_SETTINGS = {"CHATGPTES_TEST_REDIS_URL"}
 
 
 def load_settings(cls: type[S]) -> S:
@@ -38,9 +45,24 @@ def load_settings(cls: type[S]) -> S:
         return cls()
     except ValidationError as error:
         problems = "; ".join(
-            f"CHATGPTES_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+            (f"CHATGPTES_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in error.errors()
         )
-        _fail(f"bad settings: {problems}", EXIT_BAD_INPUT)
+        _fail(f"bad settings: {redact_text(problems)}", EXIT_BAD_INPUT)
+    except SettingsError as error:  # a value that is not even JSON, before validation
+        field = str(error).split('"')[1] if '"' in str(error) else "a setting"
+        _fail(f"bad settings: CHATGPTES_{field.upper()}: not valid JSON", EXIT_BAD_INPUT)
+
+
+def warn_unknown_settings(known: Iterable[str]) -> None:
+    """A misspelled CHATGPTES_* variable is ignored by the settings: say so."""
+    names = {f"CHATGPTES_{name.upper()}" for name in known} | NOT_SETTINGS
+    for variable in sorted(os.environ):
+        if variable.startswith("CHATGPTES_") and variable not in names:
+            close = difflib.get_close_matches(variable, names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            click.echo(f"warning: {variable} is not a setting{hint}; it is ignored", err=True)
 
 
 def _run(make: Callable[[BatchQueue], Awaitable[T]]) -> T:
@@ -55,13 +77,22 @@ def _run(make: Callable[[BatchQueue], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except (BatchNotFound, JobNotFound) as error:
         _fail(str(error), EXIT_ERROR)
-    except RedisError as error:
-        _fail(f"Redis at {redact_url(settings.redis_url)}: {redact_text(str(error))}", EXIT_ERROR)
+    except (RedisError, ConnectionError) as error:
+        _fail(redis_problem(settings.redis_url, error), EXIT_ERROR)
+
+
+def redis_problem(url: str, error: BaseException) -> str:
+    return f"Redis at {redact_url(url)}: {redact_text(str(error) or type(error).__name__)}"
 
 
 def _fail(message: str, code: int) -> Any:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def printable(text: str) -> str:
+    """Text safe for a terminal: control characters (newlines, escapes) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _echo_json(value: Any) -> None:
@@ -71,6 +102,11 @@ def _echo_json(value: Any) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Batch prompts for chatgpt.es through Redis and arq workers."""
+    from worker.config import WorkerConfig
+
+    warn_unknown_settings(WorkerConfig.model_fields)
+    # Warnings (Redis away while waiting, say) go to stderr, never into a command's output.
+    configure_logging("console", "WARNING")
 
 
 @main.command()
@@ -125,19 +161,26 @@ def status(batch_id: str, as_json: bool) -> None:
     click.echo(
         f"batch {batch.batch_id} ({batch.state}): {batch.finished}/{batch.total} finished "
         f"({batch.succeeded} succeeded, {batch.failed} failed, {batch.cancelled} cancelled), "
-        f"{batch.in_progress} in progress, {batch.queued} queued"
-        + (f" ({batch.waiting} waiting for capacity)" if batch.waiting else "")
+        f"{batch.in_progress} in progress, "
+        + (f"{batch.waiting} waiting for capacity, " if batch.waiting else "")
+        + f"{batch.queued} queued"
         + (" — done" if batch.done else "")
     )
-    for identity in identities:
-        cooling = (
+    cooling = sum(1 for identity in identities if identity.cooling_for > 0)
+    click.echo(
+        f"identities: {len(identities)} shown, {cooling} cooling, "
+        f"{sum(i.inflight for i in identities)} requests in flight (worst first)"
+    )
+    for identity in identities[:SHOWN_IDENTITIES]:
+        why = (
             f", cooling {identity.cooling_for:.0f}s after {identity.reason}"
             if identity.cooling_for > 0
             else ""
         )
         click.echo(
-            f"  {identity.name}: {identity.inflight} in flight, penalty {identity.penalty:.2f}, "
-            f"{identity.successes} ok / {identity.failures} failed{cooling}"
+            f"  {identity.name}: {identity.state}, {identity.inflight} in flight, "
+            f"penalty {identity.penalty:.2f}, {identity.successes} ok / "
+            f"{identity.failures} failed{why}"
         )
     if events:
         click.echo("  policy: " + ", ".join(f"{name}={count}" for name, count in events.items()))
@@ -166,7 +209,13 @@ def wait(batch_id: str, timeout: float | None) -> None:
 
 @main.command()
 @click.argument("batch_id")
-@click.option("-o", "--output", type=click.File("w"), default="-", help="Write here (default -).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.File("w", lazy=False),  # an unwritable path fails now, not after the reads
+    default="-",
+    help="Write here (default -).",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(sorted(FORMATS)), default="native", show_default=True
 )
@@ -175,7 +224,7 @@ def results(batch_id: str, output: Any, fmt: str, follow: bool) -> None:
     """Write the batch's results as JSONL, one line per job, in input order."""
     render = FORMATS[fmt]
 
-    async def go(queue: BatchQueue) -> int:
+    async def go(queue: BatchQueue) -> tuple[int, BatchStatus]:
         count = 0
         async for raw in queue.iter_raw_results(batch_id, follow=follow):
             # The stored line is the native one: written through without parsing.
@@ -184,10 +233,18 @@ def results(batch_id: str, output: Any, fmt: str, follow: bool) -> None:
             count += 1
             if follow:
                 output.flush()
-        return count
+        return count, await queue.status(batch_id)
 
-    count = _run(go)
-    click.echo(f"{count} results written", err=True)
+    count, status = _run(go)
+    output.flush()
+    if status.done:
+        click.echo(f"{count} results written", err=True)
+    else:
+        click.echo(
+            f"{count} results written; batch {batch_id} is not done yet ({status.state}, "
+            f"{status.total - status.finished} of {status.total} to come: --follow waits for them)",
+            err=True,
+        )
 
 
 @main.command()
@@ -202,7 +259,7 @@ def job(job_id: str, as_json: bool) -> None:
         _echo_json(data)
     else:
         for name, value in data.items():
-            click.echo(f"{name}: {value}")
+            click.echo(f"{name}: {printable(str(value))}")
 
 
 @main.command()
@@ -233,10 +290,54 @@ def worker(burst: bool, max_jobs: int | None) -> None:
     from worker.jobs import run_worker
     from worker.proxies import ProxyConfigError
 
+    settings = load_settings(WorkerConfig)
     try:
-        run_worker(load_settings(WorkerConfig), burst=burst, max_jobs=max_jobs)
+        run_worker(settings, burst=burst, max_jobs=max_jobs)
     except ProxyConfigError as error:
         _fail(str(error), EXIT_BAD_INPUT)
+    except (RedisError, ConnectionError) as error:  # unreachable at start: no traceback loop
+        _fail(redis_problem(settings.redis_url, error), EXIT_ERROR)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the workers as JSON.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 0 if a worker on this host (or --host) reported within 3 heartbeats, else 1.",
+)
+@click.option(
+    "--host", default=None, help="With --check: the host to look for (default: this one)."
+)
+def workers(as_json: bool, check: bool, host: str | None) -> None:
+    """List the live workers: host, pid, queue, in flight, jobs done, last seen."""
+    from producer.fleet import workers as read_workers
+
+    found = _run(lambda queue: read_workers(queue.redis))
+    if check:
+        host = host or socket.gethostname()
+        alive = [w for w in found if w.alive and w.host == host]
+        if not alive:
+            _fail(f"no live worker on {host} (none reported within 3 heartbeats)", EXIT_ERROR)
+        click.echo(f"ok: {len(alive)} live worker(s) on {host}")
+        return
+    if as_json:
+        _echo_json([{**asdict(w), "alive": w.alive} for w in found])
+        return
+    if not found:
+        click.echo("no workers have reported")
+        return
+    click.echo(
+        f"{'host':<20} {'pid':>7} {'queue':<18} {'in flight':>9} {'waiting':>7} "
+        f"{'held':>5} {'done':>8} {'failed':>6} {'seen':>6}  state"
+    )
+    for w in found:
+        state = "stopping" if w.stopping else "alive" if w.alive else "silent"
+        click.echo(
+            f"{printable(w.host)[:20]:<20} {w.pid:>7} {printable(w.queue)[:18]:<18} "
+            f"{w.in_flight:>9} {w.waiting:>7} {w.prompts_held:>5} {w.succeeded:>8} "
+            f"{w.failed:>6} {w.seen_ago:>5.0f}s  {state}"
+        )
 
 
 @main.command()

@@ -7,11 +7,15 @@ optional ``.env`` file; the worker's settings extend these (see ``worker.config`
 from __future__ import annotations
 
 import json
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contract.redaction import redact_url
+from contract.redaction import redact_text, redact_url
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 KNOWN_MODELS: tuple[str, ...] = ("gpt-4", "gpt-4o", "gpt-4o-mini")
 DEFAULT_MODEL = "gpt-4o"
@@ -39,6 +43,39 @@ class QueueSettings(BaseSettings):
     chunk_size: int = Field(
         50, ge=1, le=1000, description="Prompts one arq job carries (smaller for small batches)."
     )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="Log rendering; auto = console on a terminal, else JSON."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest log level written."
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _a_redis_url(cls, url: str) -> str:
+        shown = redact_text(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # raises for a port that is not a number in 0-65535
+        except ValueError:
+            # Not the parser's words: they may quote part of the password.
+            raise ValueError(
+                f"{shown!r} is not a URL (a host, then an optional port 1-65535)"
+            ) from None
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"{shown!r} must start with {', '.join(s + '://' for s in REDIS_SCHEMES)}"
+            )
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError(f"{shown!r} names no host")
+        if port == 0:
+            raise ValueError(f"{shown!r}: port 0 is not a port")
+        return url
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, level: object) -> object:
+        return level.upper() if isinstance(level, str) else level
 
     def describe(self) -> dict[str, str]:
         """Every setting with its value, secrets masked, for ``chatgptes config``."""

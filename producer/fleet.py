@@ -100,3 +100,65 @@ async def policy_events(redis: Redis) -> dict[str, int]:
     """Fleet-wide counters: capacity waits by reason, and the like."""
     raw = await redis.hgetall(keys.policy_events())
     return {keys.decoded(k): int(v) for k, v in sorted(raw.items())}
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker as it last reported itself (every heartbeat)."""
+
+    worker_id: str
+    host: str
+    pid: int
+    queue: str
+    in_flight: int
+    waiting: int
+    chunks: int
+    prompts_held: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    seen_ago: float
+    heartbeat_seconds: float
+    stopping: bool
+
+    @property
+    def alive(self) -> bool:
+        """Reported within three heartbeats: a worker that died stops reporting."""
+        return self.seen_ago <= 3 * self.heartbeat_seconds
+
+
+async def workers(redis: Redis) -> list[WorkerInfo]:
+    """The workers that reported lately, from the registry (never a keyspace scan)."""
+    ids = [keys.decoded(raw) for raw in await redis.zrange(keys.workers_seen(), 0, -1)]
+    if not ids:
+        return []
+    seconds, micros = await redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    async with redis.pipeline(transaction=False) as pipe:
+        for worker_id in ids:
+            pipe.hgetall(keys.worker_info(worker_id))
+        reports = await pipe.execute()
+    found = []
+    for worker_id, raw in zip(ids, reports, strict=True):
+        info = {keys.decoded(k): keys.decoded(v) for k, v in raw.items()}
+        if not info:
+            continue  # its entry expired: long gone
+        found.append(
+            WorkerInfo(
+                worker_id=worker_id,
+                host=info.get("host", ""),
+                pid=int(info.get("pid", 0)),
+                queue=info.get("queue", ""),
+                in_flight=int(info.get("in_flight", 0)),
+                waiting=int(info.get("waiting", 0)),
+                chunks=int(info.get("chunks", 0)),
+                prompts_held=int(info.get("prompts_held", 0)),
+                succeeded=int(info.get("succeeded", 0)),
+                failed=int(info.get("failed", 0)),
+                cancelled=int(info.get("cancelled", 0)),
+                seen_ago=max(0.0, (now_ms - int(info.get("last_seen", 0))) / 1000),
+                heartbeat_seconds=float(info.get("heartbeat_seconds", 5)),
+                stopping=info.get("stopping") == "1",
+            )
+        )
+    return sorted(found, key=lambda w: (w.host, w.pid))

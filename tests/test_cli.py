@@ -105,3 +105,78 @@ def test_config_lists_every_setting_with_secrets_masked(monkeypatch) -> None:
     assert "hunter2" not in result.stdout and "pr0xypass" not in result.stdout
     assert "CHATGPTES_PROXIES=http://u:***@10.0.0.1:3128" in result.stdout
     assert result.stdout.count("CHATGPTES_") >= 30
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("CHATGPTES_REDIS_URL", "notaurl", "must start with redis://"),
+        ("CHATGPTES_REDIS_URL", "http://127.0.0.1:6379/0", "must start with redis://"),
+        ("CHATGPTES_REDIS_URL", "redis://127.0.0.1:99999/0", "is not a URL"),
+        ("CHATGPTES_RETRY_BUDGETS", "{bad", "not valid JSON"),
+        ("CHATGPTES_PROXY_MAX_INFLIGHT", "many", "valid integer"),
+        ("CHATGPTES_HEARTBEAT_SECONDS", "60", "at most half of lease_ttl_seconds"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_2(monkeypatch, variable, value, says) -> None:
+    monkeypatch.setenv(variable, value)
+    commands = [["worker"], ["config"]]
+    if variable == "CHATGPTES_REDIS_URL":  # the producer's commands read only the queue's
+        commands.append(["status", "x"])
+    for command in commands:
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2, (command, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: bad settings:"), lines
+        assert says in lines[0]
+
+
+def test_a_misspelled_variable_is_warned_about(monkeypatch) -> None:
+    monkeypatch.setenv("CHATGPTES_PROXIE", "http://10.0.0.1:3128")
+    result = CliRunner().invoke(main, ["config"])
+    assert result.exit_code == 0
+    assert "CHATGPTES_PROXIE is not a setting (did you mean CHATGPTES_PROXIES?)" in result.stderr
+
+
+def test_job_output_escapes_control_characters(run, real_redis) -> None:
+    hostile = json.dumps({"custom_id": "a\nb\x1b]0;pwned\x07", "messages": [
+        {"role": "user", "content": "hi"}]})  # fmt: skip
+    assert run("enqueue", "-", "--batch-id", "esc", input=hostile).exit_code == 0
+    shown = run("job", "esc.0")
+    assert shown.exit_code == 0
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "custom_id: a\\nb\\x1b]0;pwned\\x07" in shown.stdout
+
+
+def test_results_say_when_the_batch_is_not_done(run, real_redis) -> None:
+    run("enqueue", "-", "--batch-id", "early", input=LINE)
+    result = run("results", "early")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "batch early is not done yet" in result.stderr
+
+
+def test_results_to_an_unwritable_path_fail(run, real_redis, tmp_path) -> None:
+    run("enqueue", "-", "--batch-id", "ro", input=LINE)
+    result = CliRunner().invoke(main, ["results", "ro", "-o", str(tmp_path / "no" / "dir.jsonl")])
+    assert result.exit_code == 2 and "dir.jsonl" in result.stderr
+
+
+def test_workers_lists_live_ones_and_check_says_if_this_host_has_one(run, real_redis) -> None:
+    import os
+    import socket
+    import time
+
+    client = redis.Redis.from_url(os.environ["CHATGPTES_REDIS_URL"])
+    now_ms = int(time.time() * 1000)
+    assert run("workers", "--check").exit_code == 1
+    for worker_id, host, seen in (("w1", socket.gethostname(), now_ms),
+                                  ("w2", "elsewhere", now_ms - 60_000)):  # fmt: skip
+        client.zadd("chatgptes:{fleet}:workers", {worker_id: seen})
+        client.hset(f"chatgptes:{{fleet}}:worker:{worker_id}", mapping={
+            "host": host, "pid": 7, "queue": "q", "in_flight": 3, "last_seen": seen,
+            "heartbeat_seconds": 5})  # fmt: skip
+    listed = run("workers")
+    assert "alive" in listed.stdout and "silent" in listed.stdout
+    assert run("workers", "--check").exit_code == 0
+    assert run("workers", "--check", "--host", "elsewhere").exit_code == 1
+    client.close()

@@ -26,3 +26,38 @@ def test_config_description_masks_the_redis_password(monkeypatch) -> None:
     described = QueueSettings().describe()
     assert described["redis_url"] == "redis://:***@127.0.0.1:6380/3"
     assert "topsecret" not in str(described)
+
+
+SECRET_PASSWORDS = ["pa/ss1", "pa?ss", "pa#ss", "p@ss", "pa ss", "s3cr3t"]
+
+
+def test_a_password_with_url_delimiters_is_masked_whole() -> None:
+    for secret in SECRET_PASSWORDS:
+        for scheme in ("http", "socks5h", "redis"):
+            url = f"{scheme}://bob:{secret}@10.0.0.7:3128/0"
+            for shown in (redact_url(url), redact_text(f"'{url}' is not a URL (bad port)")):
+                assert secret not in shown and "bob:***@10.0.0.7:3128" in shown, shown
+
+
+def test_the_log_processor_masks_every_string_value() -> None:
+    from contract.logs import redact_secrets
+
+    event = {
+        "event": "proxy failed",
+        "proxy": "http://bob:pa/ss1@10.0.0.7:3128",
+        "error": ConnectionError("via socks5h://u:p@ss@h:1 refused"),
+        "count": 3,
+    }
+    masked = redact_secrets(None, "warning", event)
+    assert "pa/ss1" not in str(masked) and "p@ss" not in str(masked)
+    assert masked["count"] == 3
+
+
+def test_bad_settings_do_not_echo_the_password() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        QueueSettings(redis_url="redis://u:zq/xy@h:1/0")
+    messages = " ".join(error["msg"] for error in caught.value.errors())
+    assert "zq" not in messages and "xy" not in messages and "u:***@h" in messages

@@ -7,9 +7,8 @@ passed in to whatever needs them, never read from globals deep inside.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from contract.config import QueueSettings
 from contract.redaction import redact_text
@@ -109,10 +108,6 @@ class WorkerConfig(QueueSettings):
         30, ge=0, description="On SIGTERM running jobs get this long to finish."
     )
     poll_delay_seconds: float = Field(0.02, gt=0, description="arq poll delay when idle.")
-    log_format: Literal["auto", "json", "console"] = Field(
-        "auto", description="Log rendering; auto = console on a terminal, else JSON."
-    )
-    log_level: str = Field("INFO", description="Lowest log level written.")
 
     @field_validator("retry_budgets")
     @classmethod
@@ -127,6 +122,16 @@ class WorkerConfig(QueueSettings):
         if negative:
             raise ValueError(f"budgets must be >= 0: {', '.join(negative)}")
         return budgets
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> WorkerConfig:
+        if self.heartbeat_seconds * 2 > self.lease_ttl_seconds:
+            raise ValueError(
+                f"heartbeat_seconds ({self.heartbeat_seconds}) must be at most half of "
+                f"lease_ttl_seconds ({self.lease_ttl_seconds}): a lease is renewed every "
+                "heartbeat and must not expire between two"
+            )
+        return self
 
     def budget_for(self, error_kind: str) -> int:
         return {**DEFAULT_RETRY_BUDGETS, **self.retry_budgets}.get(error_kind, 0)

@@ -61,8 +61,11 @@ def parse_proxy_line(line: str, defaults: ProxyDefaults, where: str) -> Identity
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as error:
-        raise ProxyConfigError(f"{where}: {redact_url(url)!r} is not a URL ({error})") from None
+    except ValueError:
+        # Not the parser's words: they may quote part of the password.
+        raise ProxyConfigError(
+            f"{where}: {redact_url(url)!r} is not a URL (host, then a port 1-65535)"
+        ) from None
     if parts.scheme not in PROXY_SCHEMES or not parts.hostname or port is None:
         raise ProxyConfigError(
             f"{where}: {redact_url(url)!r} must be scheme://[user:password@]host:port "
