@@ -10,8 +10,9 @@ PHP's ``json_encode`` does):
    ``wpaicg_session`` cookie → ``{"status":"error","msg":W}``, W rotating
    through "Security check", "Invalid nonce. Please refresh the page.",
    "Nonce verification failed".
-3. ``wpaicg_user_agree`` missing or not ``1`` → ``{"status":"error","msg":"Something went
-   wrong","data":"Du musst das Kästchen anklicken!"}``.
+3. the consent field (``wpaicg_user_agree``, or ``consent_field``) missing or not ``1``
+   → ``{"status":"error","msg":"Something went wrong","data":"Du musst das Kästchen
+   anklicken!"}``.
 4. ``post_id`` wrong → ``{"status":"error","msg":"Invalid post ID."}``.
 5. ``message`` empty → ``{"status":"error","msg":"Please enter a message."}``.
 6. prohibited word → ``{"status":"error","msg":"Your message has been flagged because it
@@ -236,7 +237,7 @@ def _check_form(
         return "unknown_action", web.Response(text="0", status=400)
     if not state.nonces.verify(fields.get("_wpnonce", ""), CHAT_ACTION, session, identity):
         return "nonce_failed", _nonce_refusal(state)
-    if fields.get("wpaicg_user_agree") != "1":
+    if fields.get(state.config.consent_field) != "1":
         body = {"status": "error", "msg": "Something went wrong", "data": CONSENT_DATA}
         return "consent_missing", _json(body)
     if fields.get("post_id", "").strip() != str(state.config.post_id):

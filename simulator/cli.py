@@ -92,6 +92,11 @@ async def _run(config: SimConfig, ready_file: Path | None) -> None:
     help="A word that gets a message flagged (repeatable).",
 )
 @click.option(
+    "--consent-field",
+    default=_DEFAULT.consent_field,
+    help="The consent checkbox's form field (another name: every request misses it).",
+)
+@click.option(
     "--rate-per-second",
     default=_DEFAULT.rate_per_second,
     type=float,
@@ -112,6 +117,12 @@ async def _run(config: SimConfig, ready_file: Path | None) -> None:
     help="Requests before Retry-After elapsed that earn a ban (0 = never).",
 )
 @click.option("--ban-seconds", default=_DEFAULT.ban_seconds, type=float)
+@click.option(
+    "--violation-grace-seconds",
+    default=_DEFAULT.violation_grace_seconds,
+    type=float,
+    help="Requests this soon after a 429 were on the wire already: not held against it.",
+)
 @click.option(
     "--latency",
     default=_DEFAULT.latency,

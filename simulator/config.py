@@ -52,6 +52,8 @@ class SimConfig:
     stream: bool = False
     """Answer successes as text/event-stream of OpenAI-style delta chunks."""
     prohibited_words: tuple[str, ...] = ("forbiddenword",)
+    consent_field: str = "wpaicg_user_agree"
+    """The consent checkbox's form field; a theme that renames it makes every request miss it."""
 
     rate_per_second: float = 0.0
     """Per-identity token-bucket refill rate for page GETs and ajax POSTs; 0 = no limit."""
@@ -61,6 +63,9 @@ class SimConfig:
     quota_window_seconds: float = 86400.0
     ban_after_violations: int = 3
     """Requests sent before Retry-After elapsed that earn a ban; 0 = never ban."""
+    violation_grace_seconds: float = 0.25
+    """Requests arriving this soon after a 429 were already on the wire: refused, not held
+    against the identity."""
     ban_seconds: float = 600.0
 
     latency: str = "fixed:0"
@@ -114,6 +119,8 @@ class SimConfig:
         parse_latency(self.latency)
         if self.nonce_tick_seconds <= 0:
             raise ValueError("nonce_tick_seconds must be positive")
+        if self.violation_grace_seconds < 0:
+            raise ValueError("violation_grace_seconds must be >= 0")
         if self.rate_per_second < 0 or self.quota < 0 or self.ban_after_violations < 0:
             raise ValueError("rate_per_second, quota and ban_after_violations must be >= 0")
         if self.rate_per_second and self.burst < 1:

@@ -5,6 +5,9 @@ gets 429 with a Retry-After (so does one hit by an injected 429 fault).
 Sending again before that time is a *violation*; after
 ``ban_after_violations`` violations the identity is banned for ``ban_seconds``
 and every request is refused until the ban ends (then the slate is clean).
+Requests arriving within ``violation_grace_seconds`` of the 429 are refused too,
+but not held against the identity: they were on the wire before the client could
+have read the Retry-After (a concurrent client always has a few).
 The quota counts successful answers in a sliding window.
 """
 
@@ -39,6 +42,7 @@ class IdentityLimits:
     tokens: float
     updated_at: float
     retry_not_before: float = 0.0
+    limited_at: float = 0.0  # when the current Retry-After was sent
     violations: int = 0
     banned_until: float = 0.0
     successes: deque[float] = field(default_factory=deque)
@@ -74,6 +78,9 @@ class Limiter:
             state.banned_until = 0.0
             state.violations = 0
         if now < state.retry_not_before:
+            if now < state.limited_at + self._config.violation_grace_seconds:
+                retry_after = max(1, math.ceil(state.retry_not_before - now))
+                return Verdict(Admission.RATE_LIMITED, retry_after=retry_after)
             return self._violation(state, now)
         return self._take_token(state, now)
 
@@ -104,12 +111,16 @@ class Limiter:
             return Verdict(Admission.OK)
         retry_after = max(1, math.ceil((1.0 - state.tokens) / rate))
         state.retry_not_before = now + retry_after
+        state.limited_at = now
         return Verdict(Admission.RATE_LIMITED, retry_after=retry_after)
 
     def impose_retry_after(self, identity: str, seconds: int) -> None:
         """Hold the identity to a Retry-After sent outside the token bucket (a 429 fault)."""
         state = self._state(identity)
-        state.retry_not_before = max(state.retry_not_before, self._clock.now() + seconds)
+        now = self._clock.now()
+        if now + seconds > state.retry_not_before:
+            state.retry_not_before = now + seconds
+            state.limited_at = now
 
     def quota_reached(self, identity: str) -> bool:
         quota = self._config.quota

@@ -83,18 +83,39 @@ def redis_pings(port: int) -> bool:
         return False
 
 
-@contextmanager
-def redis_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
-    """(URL, process) of a redis-server of our own on a free port, without persistence."""
+def redis_argv(workdir: Path, port: int, *, appendonly: bool = False) -> list[str]:
+    """A redis-server command line on 127.0.0.1:``port``, its files in ``workdir``."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("no redis-server on PATH")
-    port = free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
-    with running(argv, log=workdir / "redis.log") as process:
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "yes" if appendonly else "no", "--appendfsync", "always",
+            "--dir", str(workdir)]  # fmt: skip
+
+
+def start_redis(workdir: Path, port: int, *, appendonly: bool = False) -> subprocess.Popen[Any]:
+    """A redis-server process answering PING on ``port``; the caller stops it."""
+    process = start_process(redis_argv(workdir, port, appendonly=appendonly),
+                            log=workdir / f"redis-{port}.log")  # fmt: skip
+    try:
         wait_until(lambda: redis_pings(port), timeout=10, what="redis-server to answer PING")
+    except BaseException:
+        stop_process(process)
+        raise
+    return process
+
+
+@contextmanager
+def redis_server(
+    workdir: Path, *, appendonly: bool = False
+) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
+    """(URL, process) of a redis-server of our own on a free port (no persistence unless asked)."""
+    port = free_port()
+    process = start_redis(workdir, port, appendonly=appendonly)
+    try:
         yield f"redis://127.0.0.1:{port}/0", process
+    finally:
+        stop_process(process)
 
 
 @contextmanager

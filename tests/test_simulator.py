@@ -319,8 +319,9 @@ async def test_rate_limit_429_with_retry_after(
 
 async def test_violations_earn_a_ban(clock: ManualClock, http: aiohttp.ClientSession) -> None:
     async with start(
-        clock, rate_per_second=1, burst=1, ban_after_violations=3, ban_seconds=600
-    ) as sim:
+        clock, rate_per_second=1, burst=1, ban_after_violations=3, ban_seconds=600,
+        violation_grace_seconds=0,
+    ) as sim:  # fmt: skip
         nonce = await handshake(http, sim)
         statuses = []
         for _ in range(4):  # one 429, then two violations still 429, the third is banned
@@ -382,7 +383,9 @@ async def test_fault_slow(clock: ManualClock, http: aiohttp.ClientSession) -> No
 async def test_fault_429_is_held_to_its_retry_after(
     clock: ManualClock, http: aiohttp.ClientSession
 ) -> None:
-    async with start(clock, fault_429_rate=1.0, ban_after_violations=0, proxies=1) as sim:
+    async with start(
+        clock, fault_429_rate=1.0, ban_after_violations=0, proxies=1, violation_grace_seconds=0
+    ) as sim:
         for _ in range(2):  # the fault, then a violation: sent before Retry-After elapsed
             async with http.get(sim.url + "/") as response:
                 assert response.status == 429
@@ -622,3 +625,20 @@ def test_basic_auth_header_shape() -> None:
     assert not credentials_match(f"Bearer {token}", "user:secret")
     assert not credentials_match("Basic !!!", "user:secret")
     assert not credentials_match(None, "user:secret")
+
+
+async def test_requests_already_on_the_wire_are_not_violations(
+    clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    """Right after a 429 a concurrent client's requests still arrive: refused, not held
+    against it; only what it sends after it could have read the Retry-After counts."""
+    options = {"rate_per_second": 1, "burst": 1, "ban_after_violations": 2}
+    async with start(clock, violation_grace_seconds=0.25, **options) as sim:
+        nonce = await handshake(http, sim)  # the one token
+        assert (await ask(http, sim, chat_form(nonce)))[0] == 429
+        for _ in range(3):  # racing requests, within the grace
+            assert (await ask(http, sim, chat_form(nonce)))[0] == 429
+        clock.advance(0.3)  # past the grace, still before Retry-After: these count
+        statuses = [(await ask(http, sim, chat_form(nonce)))[0] for _ in range(2)]
+        assert statuses == [429, 403]
+        assert stats(sim)["identities"]["direct"]["violations"] == 2

@@ -96,7 +96,9 @@ async def test_gateway_wants_its_password(clock: ManualClock, http: aiohttp.Clie
 async def test_gateway_identities_are_limited_apart(
     clock: ManualClock, http: aiohttp.ClientSession
 ) -> None:
-    async with start(clock, rate_per_second=1, burst=1, ban_after_violations=2) as sim:
+    async with start(
+        clock, rate_per_second=1, burst=1, ban_after_violations=2, violation_grace_seconds=0
+    ) as sim:
         alice, bob = users(sim, 2)
         nonce = await handshake(http, sim, proxy=alice)
         statuses = [(await ask(http, sim, chat_form(nonce), proxy=alice))[0] for _ in range(3)]
