@@ -1,4 +1,4 @@
-# make venv | demo | test | bench | lint | format | clean
+# make venv | demo | test | chaos | bench | lint | format | clean
 # The venv is (re)built when it is missing or pyproject.toml changed since the last install.
 
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint format clean
+.PHONY: venv demo test chaos bench lint format clean
 
 venv: $(STAMP)
 
@@ -20,7 +20,11 @@ demo: venv
 
 # A redis-server of the tests' own on a free port (see .ci/with-redis), never the shared 6379.
 test: venv
-	.ci/with-redis $(BIN)/pytest -q
+	.ci/with-redis $(BIN)/pytest -q -m "not chaos"
+
+# What the queue survives: killed workers, a Redis restart, the site's faults (a few minutes).
+chaos: venv
+	.ci/with-redis $(BIN)/pytest -q -m chaos
 
 # Every benchmark at small sizes (a few minutes); docs/benchmarks.md has the full-size runs.
 bench: venv
