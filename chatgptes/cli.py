@@ -1,102 +1,40 @@
 """``chatgptes``: enqueue batch prompts, follow them, read results, run workers.
 
-Exit codes: 0 success, 1 an operational error (Redis unreachable, no such batch),
-2 bad input or usage (nothing was enqueued), 3 ``wait`` timed out.
+Exit codes are in ``chatgptes.running``: 0 success, 1 an operational error, 2 bad input
+or settings (nothing was enqueued), 3 ``wait`` timed out.
 """
 
 from __future__ import annotations
 
-import asyncio
-import difflib
-import json
-import os
-import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from pydantic import ValidationError
-from pydantic_settings import BaseSettings, SettingsError
 from redis.exceptions import RedisError
 
+from chatgptes.fleet_view import workers
 from chatgptes.progress import enqueue_progress, wait_progress
-from contract.config import QueueSettings
+from chatgptes.running import (
+    EXIT_BAD_INPUT,
+    EXIT_ERROR,
+    EXIT_TIMEOUT,
+    echo_json,
+    fail,
+    load_settings,
+    printable,
+    redis_problem,
+    run_with_queue,
+    warn_unknown_settings,
+)
 from contract.logs import configure_logging
 from contract.models import BatchStatus, JobResult
-from contract.redaction import redact_text, redact_url
-from producer.api import BatchNotFound, BatchQueue, JobNotFound, JobState
+from producer.api import BatchQueue, JobState
 from producer.formats import FORMATS
 from producer.inputs import InputFileError
 from simulator.cli import sim
 
-T = TypeVar("T")
-S = TypeVar("S", bound=BaseSettings)
-EXIT_ERROR, EXIT_BAD_INPUT, EXIT_TIMEOUT = 1, 2, 3
 SHOWN_IDENTITIES = 10
-# CHATGPTES_* variables that are not settings but are read on purpose elsewhere.
-NOT_SETTINGS = {"CHATGPTES_TEST_REDIS_URL"}
-
-
-def load_settings(cls: type[S]) -> S:
-    """The settings from the environment, or a clear exit naming each bad variable."""
-    try:
-        return cls()
-    except ValidationError as error:
-        problems = "; ".join(
-            (f"CHATGPTES_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
-            + e["msg"].removeprefix("Value error, ")
-            for e in error.errors()
-        )
-        _fail(f"bad settings: {redact_text(problems)}", EXIT_BAD_INPUT)
-    except SettingsError as error:  # a value that is not even JSON, before validation
-        field = str(error).split('"')[1] if '"' in str(error) else "a setting"
-        _fail(f"bad settings: CHATGPTES_{field.upper()}: not valid JSON", EXIT_BAD_INPUT)
-
-
-def warn_unknown_settings(known: Iterable[str]) -> None:
-    """A misspelled CHATGPTES_* variable is ignored by the settings: say so."""
-    names = {f"CHATGPTES_{name.upper()}" for name in known} | NOT_SETTINGS
-    for variable in sorted(os.environ):
-        if variable.startswith("CHATGPTES_") and variable not in names:
-            close = difflib.get_close_matches(variable, names, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            click.echo(f"warning: {variable} is not a setting{hint}; it is ignored", err=True)
-
-
-def _run(make: Callable[[BatchQueue], Awaitable[T]]) -> T:
-    """Runs one async operation against Redis; known failures become clear exits."""
-    settings = load_settings(QueueSettings)
-
-    async def main() -> T:
-        async with BatchQueue.connect(settings) as queue:
-            return await make(queue)
-
-    try:
-        return asyncio.run(main())
-    except (BatchNotFound, JobNotFound) as error:
-        _fail(str(error), EXIT_ERROR)
-    except (RedisError, ConnectionError) as error:
-        _fail(redis_problem(settings.redis_url, error), EXIT_ERROR)
-
-
-def redis_problem(url: str, error: BaseException) -> str:
-    return f"Redis at {redact_url(url)}: {redact_text(str(error) or type(error).__name__)}"
-
-
-def _fail(message: str, code: int) -> Any:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def printable(text: str) -> str:
-    """Text safe for a terminal: control characters (newlines, escapes) shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, default=str))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,13 +60,13 @@ def enqueue(file: str, batch_id: str | None, model: str | None, as_json: bool) -
             return await queue.enqueue_file(file, batch_id=batch_id, model=model, progress=progress)
 
     try:
-        batch = _run(go)
+        batch = run_with_queue(go)
     except InputFileError as error:
-        _fail(f"{error}\nnothing was enqueued", EXIT_BAD_INPUT)
+        fail(f"{error}\nnothing was enqueued", EXIT_BAD_INPUT)
     except (ValueError, OSError) as error:
-        _fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
+        fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
     if as_json:
-        _echo_json({"batch_id": batch.batch_id, "jobs": batch.jobs})
+        echo_json({"batch_id": batch.batch_id, "jobs": batch.jobs})
     else:
         click.echo(batch.batch_id)
         click.echo(f"enqueued {batch.jobs} prompts", err=True)
@@ -148,9 +86,9 @@ def status(batch_id: str, as_json: bool) -> None:
             await policy_events(queue.redis),
         )
 
-    batch, identities, events = _run(go)
+    batch, identities, events = run_with_queue(go)
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 **batch.model_dump(),
                 "identities": [asdict(identity) for identity in identities],
@@ -197,9 +135,9 @@ def wait(batch_id: str, timeout: float | None) -> None:
             return await queue.wait(batch_id, timeout=timeout, on_status=on_status)
 
     try:
-        done = _run(go)
+        done = run_with_queue(go)
     except TimeoutError as error:
-        _fail(str(error), EXIT_TIMEOUT)
+        fail(str(error), EXIT_TIMEOUT)
     click.echo(
         f"batch {batch_id} done: {done.succeeded} succeeded, {done.failed} failed, "
         f"{done.cancelled} cancelled",
@@ -235,7 +173,7 @@ def results(batch_id: str, output: Any, fmt: str, follow: bool) -> None:
                 output.flush()
         return count, await queue.status(batch_id)
 
-    count, status = _run(go)
+    count, status = run_with_queue(go)
     output.flush()
     if status.done:
         click.echo(f"{count} results written", err=True)
@@ -253,10 +191,10 @@ def results(batch_id: str, output: Any, fmt: str, follow: bool) -> None:
 def job(job_id: str, as_json: bool) -> None:
     """Show one job: its result, or where it is."""
 
-    found = _run(lambda queue: queue.job(job_id))
+    found = run_with_queue(lambda queue: queue.job(job_id))
     data = asdict(found) if isinstance(found, JobState) else found.model_dump(mode="json")
     if as_json:
-        _echo_json(data)
+        echo_json(data)
     else:
         for name, value in data.items():
             click.echo(f"{name}: {printable(str(value))}")
@@ -266,7 +204,7 @@ def job(job_id: str, as_json: bool) -> None:
 @click.argument("batch_id")
 def cancel(batch_id: str) -> None:
     """Cancel a batch: nothing more of it is sent; requests already sent finish."""
-    count = _run(lambda queue: queue.cancel(batch_id))
+    count = run_with_queue(lambda queue: queue.cancel(batch_id))
     click.echo(
         f"cancelled {count} queued prompts of {batch_id}; prompts a worker holds end "
         "cancelled there unless already sent"
@@ -277,7 +215,7 @@ def cancel(batch_id: str) -> None:
 @click.argument("batch_id")
 def retry(batch_id: str) -> None:
     """Enqueue a batch's failed jobs again."""
-    count = _run(lambda queue: queue.retry(batch_id))
+    count = run_with_queue(lambda queue: queue.retry(batch_id))
     click.echo(f"re-enqueued {count} failed jobs of {batch_id}")
 
 
@@ -294,50 +232,9 @@ def worker(burst: bool, max_jobs: int | None) -> None:
     try:
         run_worker(settings, burst=burst, max_jobs=max_jobs)
     except ProxyConfigError as error:
-        _fail(str(error), EXIT_BAD_INPUT)
+        fail(str(error), EXIT_BAD_INPUT)
     except (RedisError, ConnectionError) as error:  # unreachable at start: no traceback loop
-        _fail(redis_problem(settings.redis_url, error), EXIT_ERROR)
-
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the workers as JSON.")
-@click.option(
-    "--check",
-    is_flag=True,
-    help="Exit 0 if a worker on this host (or --host) reported within 3 heartbeats, else 1.",
-)
-@click.option(
-    "--host", default=None, help="With --check: the host to look for (default: this one)."
-)
-def workers(as_json: bool, check: bool, host: str | None) -> None:
-    """List the live workers: host, pid, queue, in flight, jobs done, last seen."""
-    from producer.fleet import workers as read_workers
-
-    found = _run(lambda queue: read_workers(queue.redis))
-    if check:
-        host = host or socket.gethostname()
-        alive = [w for w in found if w.alive and w.host == host]
-        if not alive:
-            _fail(f"no live worker on {host} (none reported within 3 heartbeats)", EXIT_ERROR)
-        click.echo(f"ok: {len(alive)} live worker(s) on {host}")
-        return
-    if as_json:
-        _echo_json([{**asdict(w), "alive": w.alive} for w in found])
-        return
-    if not found:
-        click.echo("no workers have reported")
-        return
-    click.echo(
-        f"{'host':<20} {'pid':>7} {'queue':<18} {'in flight':>9} {'waiting':>7} "
-        f"{'held':>5} {'done':>8} {'failed':>6} {'seen':>6}  state"
-    )
-    for w in found:
-        state = "stopping" if w.stopping else "alive" if w.alive else "silent"
-        click.echo(
-            f"{printable(w.host)[:20]:<20} {w.pid:>7} {printable(w.queue)[:18]:<18} "
-            f"{w.in_flight:>9} {w.waiting:>7} {w.prompts_held:>5} {w.succeeded:>8} "
-            f"{w.failed:>6} {w.seen_ago:>5.0f}s  {state}"
-        )
+        fail(redis_problem(settings.redis_url, error), EXIT_ERROR)
 
 
 @main.command()
@@ -362,6 +259,7 @@ def demo(prompts: int, workers: int) -> None:
 
 
 main.add_command(sim)
+main.add_command(workers)
 
 
 if __name__ == "__main__":

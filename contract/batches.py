@@ -187,6 +187,32 @@ def _timestamp(raw: bytes | str | None) -> datetime | None:
     return datetime.fromisoformat(keys.decoded(raw)) if raw else None
 
 
+def _status(batch_id: str, meta: list[Any], raw_counts: list[Any]) -> BatchStatus | None:
+    state, total, created, completed = meta
+    if state is None or total is None:
+        return None
+    counts = dict(zip(PROMPT_STATES, (int(c or 0) for c in raw_counts), strict=True))
+    total = int(total)
+    state = keys.decoded(state)
+    if state == "validating":
+        counts["queued"] = total
+    settled = sum(counts[s] for s in FINAL_STATES)
+    return BatchStatus(
+        batch_id=batch_id,
+        state=state,
+        total=total,
+        queued=counts["queued"],
+        in_progress=counts["running"],
+        waiting=counts["waiting"],
+        succeeded=counts["succeeded"],
+        failed=counts["failed"],
+        cancelled=counts["cancelled"],
+        done=settled >= total and state != "validating",
+        created_at=_timestamp(created),
+        completed_at=_timestamp(completed),
+    )
+
+
 @dataclass(frozen=True)
 class StartedPrompt:
     """One prompt of a chunk as the worker starts it."""
@@ -272,7 +298,10 @@ class BatchStore:
             await self._queue_chunks(pipe, batch_id, ids, chunks)
             for key in keys.batch_keys(batch_id):
                 pipe.expire(key, self.ttl)
-            pipe.zadd(keys.batches_created(), {batch_id: int(time.time() * 1000)})
+            now_ms = int(time.time() * 1000)
+            pipe.zadd(keys.batches_created(), {batch_id: now_ms})
+            pipe.zremrangebyscore(keys.batches_created(), "-inf", now_ms - self.ttl * 1000)
+            pipe.expire(keys.batches_created(), self.ttl)
             await pipe.execute()
         return len(chunks)
 
@@ -292,32 +321,34 @@ class BatchStore:
         pipe.sadd(keys.batch_chunks(batch_id), *ids)
 
     async def status(self, batch_id: str) -> BatchStatus | None:
+        (found,) = await self.statuses([batch_id])
+        return found
+
+    async def statuses(self, batch_ids: Sequence[str]) -> list[BatchStatus | None]:
+        """Each batch's status (None where it is gone), in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.batch_meta(batch_id), "state", "total", "created_at", "completed_at")
-            pipe.hmget(keys.batch_counts(batch_id), *PROMPT_STATES)
-            (state, total, created, completed), raw_counts = await pipe.execute()
-        if state is None or total is None:
-            return None
-        counts = dict(zip(PROMPT_STATES, (int(c or 0) for c in raw_counts), strict=True))
-        total = int(total)
-        state = keys.decoded(state)
-        if state == "validating":
-            counts["queued"] = total
-        settled = sum(counts[s] for s in FINAL_STATES)
-        return BatchStatus(
-            batch_id=batch_id,
-            state=state,
-            total=total,
-            queued=counts["queued"],
-            in_progress=counts["running"],
-            waiting=counts["waiting"],
-            succeeded=counts["succeeded"],
-            failed=counts["failed"],
-            cancelled=counts["cancelled"],
-            done=settled >= total and state != "validating",
-            created_at=_timestamp(created),
-            completed_at=_timestamp(completed),
-        )
+            for batch_id in batch_ids:
+                pipe.hmget(
+                    keys.batch_meta(batch_id), "state", "total", "created_at", "completed_at"
+                )
+                pipe.hmget(keys.batch_counts(batch_id), *PROMPT_STATES)
+            replies = await pipe.execute()
+        return [
+            _status(batch_id, meta, counts)
+            for batch_id, meta, counts in zip(batch_ids, replies[::2], replies[1::2], strict=True)
+        ]
+
+    async def recent(self, limit: int) -> list[BatchStatus]:
+        """The newest batches first, from the registry (never a keyspace scan)."""
+        ids = [
+            keys.decoded(raw)
+            for raw in await self.redis.zrevrange(keys.batches_created(), 0, limit - 1)
+        ]
+        found = await self.statuses(ids)
+        gone = [batch_id for batch_id, status in zip(ids, found, strict=True) if status is None]
+        if gone:  # expired batches leave the registry as they are noticed
+            await self.redis.zrem(keys.batches_created(), *gone)
+        return [status for status in found if status is not None]
 
     async def created_at(self, batch_id: str) -> datetime | None:
         return _timestamp(await self.redis.hget(keys.batch_meta(batch_id), "created_at"))

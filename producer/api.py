@@ -139,6 +139,10 @@ class BatchQueue:
     async def status(self, batch_id: str) -> BatchStatus:
         return await self._require(batch_id)
 
+    async def batches(self, limit: int = 100) -> list[BatchStatus]:
+        """The newest batches first (those whose records have not expired)."""
+        return await self.store.recent(limit)
+
     async def wait(
         self,
         batch_id: str,

@@ -1,0 +1,90 @@
+"""How a command ends: settings read or refused, Redis reached or one clear line, exit codes.
+
+Exit codes: 0 success, 1 an operational error (Redis unreachable, no such batch),
+2 bad input or usage (nothing was enqueued), 3 ``wait`` timed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsError
+from redis.exceptions import RedisError
+
+from contract.config import QueueSettings
+from contract.redaction import redact_text, redact_url
+from producer.api import BatchNotFound, BatchQueue, JobNotFound
+
+T = TypeVar("T")
+S = TypeVar("S", bound=BaseSettings)
+EXIT_ERROR, EXIT_BAD_INPUT, EXIT_TIMEOUT = 1, 2, 3
+# CHATGPTES_* variables that are not settings but are read on purpose elsewhere.
+NOT_SETTINGS = {"CHATGPTES_TEST_REDIS_URL"}
+
+
+def load_settings(cls: type[S]) -> S:
+    """The settings from the environment, or a clear exit naming each bad variable."""
+    try:
+        return cls()
+    except ValidationError as error:
+        problems = "; ".join(
+            (f"CHATGPTES_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in error.errors()
+        )
+        fail(f"bad settings: {redact_text(problems)}", EXIT_BAD_INPUT)
+    except SettingsError as error:  # a value that is not even JSON, before validation
+        field = str(error).split('"')[1] if '"' in str(error) else "a setting"
+        fail(f"bad settings: CHATGPTES_{field.upper()}: not valid JSON", EXIT_BAD_INPUT)
+
+
+def warn_unknown_settings(known: Iterable[str]) -> None:
+    """A misspelled CHATGPTES_* variable is ignored by the settings: say so."""
+    names = {f"CHATGPTES_{name.upper()}" for name in known} | NOT_SETTINGS
+    for variable in sorted(os.environ):
+        if variable.startswith("CHATGPTES_") and variable not in names:
+            close = difflib.get_close_matches(variable, names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            click.echo(f"warning: {variable} is not a setting{hint}; it is ignored", err=True)
+
+
+def run_with_queue(make: Callable[[BatchQueue], Awaitable[T]]) -> T:
+    """Runs one async operation against Redis; known failures become clear exits."""
+    settings = load_settings(QueueSettings)
+
+    async def main() -> T:
+        async with BatchQueue.connect(settings) as queue:
+            return await make(queue)
+
+    try:
+        return asyncio.run(main())
+    except (BatchNotFound, JobNotFound) as error:
+        fail(str(error), EXIT_ERROR)
+    except (RedisError, ConnectionError) as error:
+        fail(redis_problem(settings.redis_url, error), EXIT_ERROR)
+
+
+def redis_problem(url: str, error: BaseException) -> str:
+    return f"Redis at {redact_url(url)}: {redact_text(str(error) or type(error).__name__)}"
+
+
+def fail(message: str, code: int) -> Any:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def printable(text: str) -> str:
+    """Text safe for a terminal: control characters (newlines, escapes) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, default=str))
