@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from contract.retrying import RedisBackoff
 from worker.health import NEUTRAL
 from worker.leases import Cooldown, Grants, Lease, LeaseBook
+from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("chatgptes.broker")
 HOUSEKEEPING_SECONDS = 0.5
@@ -67,6 +68,7 @@ class LeaseBroker:
         capacity_wait_limit: float,
         waiting_after: float,
         on_waiting: StateHook | None = None,
+        metrics: WorkerMetrics | None = None,
         poll_seconds: float = 0.025,
     ) -> None:
         self.book = book
@@ -74,11 +76,11 @@ class LeaseBroker:
         self.capacity_wait_limit = capacity_wait_limit
         self.waiting_after = waiting_after
         self.on_waiting = on_waiting
+        self.metrics = metrics or WorkerMetrics()
         self.poll_seconds = poll_seconds
         self.held: dict[str, Lease] = {}
         self.cancelled: set[str] = set()
         self.last_refusal = "ready"
-        self.waits_by_reason: dict[str, int] = {}  # prompts that waited long, by why
         self._waiting: OrderedDict[str, deque[Waiter]] = OrderedDict()
         self._returns: list[tuple[Lease, Cooldown]] = []
         self._wake = asyncio.Event()
@@ -207,7 +209,7 @@ class LeaseBroker:
             elif waited > self.waiting_after and not waiter.shown_waiting:
                 waiter.shown_waiting = True
                 reason = self.last_refusal
-                self.waits_by_reason[reason] = self.waits_by_reason.get(reason, 0) + 1
+                self.metrics.capacity_wait(reason)
                 if self.on_waiting is not None:
                     self.on_waiting(waiter.batch_id, waiter.index, True)
                 if now - self._wait_logged_at >= WAIT_LOG_SECONDS:

@@ -28,6 +28,7 @@ from worker.config import WorkerConfig
 from worker.errors import SessionStale, UpstreamError, Verdict
 from worker.health import NEUTRAL, OK, cooldown_for
 from worker.leases import Lease, LeaseBook
+from worker.metrics import WorkerMetrics
 from worker.proxies import Identity
 from worker.sessions import SessionCache, SiteSession
 
@@ -54,6 +55,7 @@ class PromptRunner:
         sessions: SessionCache,
         client: ChatGptEsClient,
         stopping: asyncio.Event,
+        metrics: WorkerMetrics,
     ) -> None:
         self.config = config
         self.store = store
@@ -62,6 +64,7 @@ class PromptRunner:
         self.sessions = sessions
         self.client = client
         self.stopping = stopping
+        self.metrics = metrics
 
     async def run(self, request: PromptRequest, attempts: Attempts) -> JobResult | None:
         """The prompt's one result, or None if it goes back to the queue unsent."""
@@ -101,6 +104,7 @@ class PromptRunner:
                     answer = await self._exchange(lease, request)
             except UpstreamError as error:
                 self.broker.release(lease, cooldown_for(error, self.config))
+                self.metrics.upstream_error(error.kind)
                 kind = error.kind
                 spent, attempts.total = await until_redis_answers(
                     "attempts",
@@ -147,15 +151,22 @@ class PromptRunner:
     async def _exchange(self, lease: Lease, request: PromptRequest) -> str:
         identity = lease.identity
         session = await self.sessions.get(identity.name, lambda: self._handshake(identity))
+        began = time.monotonic()
         try:
             return await self.client.ask(identity, session, request.messages, request.model)
         except UpstreamError as error:
             if error.drops_session:
                 await self.sessions.drop(identity.name, session)
             raise
+        finally:
+            self.metrics.request_finished("ajax", time.monotonic() - began)
 
     async def _handshake(self, identity: Identity) -> SiteSession:
-        session = await self.client.handshake(identity)
+        began = time.monotonic()
+        try:
+            session = await self.client.handshake(identity)
+        finally:
+            self.metrics.request_finished("page", time.monotonic() - began)
         await self.book.charge(identity)  # the page GET was one more request from this exit
         return session
 

@@ -44,6 +44,7 @@ from worker.broker import LeaseBroker
 from worker.client import ChatGptEsClient, ClientOptions
 from worker.config import WorkerConfig
 from worker.leases import LeaseBook
+from worker.metrics import WorkerMetrics
 from worker.proxies import ProxyDefaults, ProxyPool
 from worker.results import ResultWriter
 from worker.runner import Attempts, PromptRunner
@@ -51,6 +52,7 @@ from worker.sessions import SessionCache
 
 log = structlog.get_logger("chatgptes.worker")
 REGISTER_EVERY_SECONDS = 60.0
+EVENTS_TTL_SECONDS = 7 * 24 * 3600
 
 
 @dataclass
@@ -60,17 +62,6 @@ class HeldChunk:
     prompts: int
     unsettled: int = 0
     started: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class Tally:
-    """What this worker did, for its registry entry and its metrics."""
-
-    chunks_done: int = 0
-    prompts: dict[str, int] = field(default_factory=dict)
-
-    def count(self, status: str) -> None:
-        self.prompts[status] = self.prompts.get(status, 0) + 1
 
 
 class WorkerRuntime:
@@ -97,18 +88,21 @@ class WorkerRuntime:
             backoff_cap_seconds=config.cooldown_cap_seconds,
         )
         self.writer = ResultWriter(self.store)
+        self.metrics = WorkerMetrics()
         self.broker = LeaseBroker(
             self.book,
             max_inflight=config.worker_max_inflight,
             capacity_wait_limit=config.capacity_wait_limit_seconds,
             waiting_after=config.lease_wait_seconds,
             on_waiting=self._on_waiting,
+            metrics=self.metrics,
         )
         self.sessions = SessionCache(
             redis,
             ttl_seconds=config.session_ttl_seconds,
             max_uses=config.session_max_uses,
             wait_seconds=config.request_timeout_seconds,
+            metrics=self.metrics,
         )
         self.client = ChatGptEsClient(
             ClientOptions(
@@ -122,10 +116,10 @@ class WorkerRuntime:
         )
         self.stopping = asyncio.Event()
         self.runner = PromptRunner(
-            config, self.store, self.book, self.broker, self.sessions, self.client, self.stopping
-        )
+            config, self.store, self.book, self.broker, self.sessions, self.client,
+            self.stopping, self.metrics,
+        )  # fmt: skip
         self.held: dict[str, HeldChunk] = {}
-        self.tally = Tally()
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
@@ -184,6 +178,7 @@ class WorkerRuntime:
             return done
         finally:
             self.held.pop(job_id, None)
+            self.metrics.chunk_finished(outcome)
             log.info(
                 "chunk.finished", chunk=job_id, batch_id=payload.batch_id, outcome=outcome,
                 prompts=len(payload.indices), seconds=round(time.monotonic() - held.started, 3),
@@ -220,7 +215,6 @@ class WorkerRuntime:
         handed_back = [
             request for request, done in zip(requests, outcomes, strict=False) if not done
         ]
-        self.tally.chunks_done += 1
         if handed_back:
             for request, _ in handed_back:
                 self.writer.mark(batch_id, request.index, "queued")
@@ -244,7 +238,7 @@ class WorkerRuntime:
 
     async def _save(self, result: JobResult) -> bool:
         await self.writer.save(result)
-        self.tally.count(result.status)
+        self.metrics.prompt_finished(result.status, result.error.type if result.error else None)
         return True
 
     async def _save_all(self, results: Sequence[JobResult]) -> None:
@@ -282,19 +276,25 @@ class WorkerRuntime:
             pipe.zremrangebyscore(keys.workers_seen(), "-inf", now_ms - ttl_ms * 4)
             await pipe.execute()
         await self.sessions.count_uses()
-        await self._count_waits()
+        self.metrics.gauges(
+            in_flight=len(self.broker.held), waiting=self.broker.waiting, chunks=len(self.held)
+        )
+        await self._add_up_fleet_counters()
 
-    async def _count_waits(self) -> None:
-        """Adds the prompts that waited long for capacity (by reason) to the fleet's counters."""
-        waits, self.broker.waits_by_reason = self.broker.waits_by_reason, {}
-        if not waits:
+    async def _add_up_fleet_counters(self) -> None:
+        """This worker's errors by type and waits by reason, into the fleet's counters."""
+        deltas = self.metrics.fleet_deltas()
+        if not deltas:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for reason, count in waits.items():
-                pipe.hincrby(keys.policy_events(), f"waited_for_capacity:{reason}", count)
-            pipe.hincrby(keys.policy_events(), "waited_for_capacity", sum(waits.values()))
-            pipe.expire(keys.policy_events(), 7 * 24 * 3600)
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name, count in deltas.items():
+                    pipe.hincrby(keys.policy_events(), name, count)
+                pipe.expire(keys.policy_events(), EVENTS_TTL_SECONDS)
+                await pipe.execute()
+        except BaseException:
+            self.metrics.restore_fleet_deltas(deltas)  # counted at the next beat instead
+            raise
 
     def report(self) -> dict[str, str | int]:
         """This worker as ``chatgptes workers`` shows it."""
@@ -307,10 +307,10 @@ class WorkerRuntime:
             "waiting": self.broker.waiting,
             "chunks": len(self.held),
             "prompts_held": self.unsettled,
-            "chunks_done": self.tally.chunks_done,
-            "succeeded": self.tally.prompts.get("succeeded", 0),
-            "failed": self.tally.prompts.get("failed", 0),
-            "cancelled": self.tally.prompts.get("cancelled", 0),
+            "chunks_done": self.metrics.chunks_done,
+            "succeeded": self.metrics.prompts["succeeded"],
+            "failed": self.metrics.prompts["failed"],
+            "cancelled": self.metrics.prompts["cancelled"],
             "last_seen": int(time.time() * 1000),
             "heartbeat_seconds": self.config.heartbeat_seconds,
             "stopping": int(self.stopping.is_set()),

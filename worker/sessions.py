@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from contract import keys
 from worker.errors import HandshakeFailed
+from worker.metrics import WorkerMetrics
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,14 @@ class SessionCache:
         max_uses: int,
         wait_seconds: float,
         poll_seconds: float = 0.05,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
         self.max_uses = max_uses
         self.wait_seconds = wait_seconds
         self.poll_seconds = poll_seconds
-        self.handshakes = 0
+        self.metrics = metrics or WorkerMetrics()
         self._local: dict[str, SiteSession] = {}
         self._fetching: dict[str, asyncio.Task[SiteSession]] = {}
         self._uses: Counter[str] = Counter()
@@ -149,7 +151,7 @@ class SessionCache:
 
     async def _refresh(self, identity: str, handshake: Handshake) -> SiteSession:
         session = await handshake()
-        self.handshakes += 1
+        self.metrics.session_refreshed()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.site_sessions(), identity, session.to_json())
             pipe.hset(keys.site_session_uses(), identity, 0)
