@@ -309,7 +309,7 @@ class BatchStore:
         self, pipe: Any, batch_id: str, ids: Sequence[str], chunks: Sequence[Sequence[int]]
     ) -> None:
         head = await self.redis.zrange(self.queue_name, 0, 0, withscores=True)
-        first = head[0][1] if head else 1.0
+        first = max(head[0][1], 1.0) if head else 1.0  # arq never starts a job scored 0
         enqueue_ms = int(time.time() * 1000)
         for chunk_id, indices in zip(ids, chunks, strict=True):
             payload = ChunkPayload(batch_id=batch_id, indices=tuple(indices)).model_dump()

@@ -23,8 +23,10 @@ from contract.batches import WRITE_BATCH, BatchStore
 from contract.config import QueueSettings
 from contract.models import (
     BatchStatus,
+    JobError,
     JobResult,
     StoredRequest,
+    job_id_for,
     split_job_id,
     utc_now,
 )
@@ -186,13 +188,24 @@ class BatchQueue:
         self, batch_id: str, *, follow: bool = False, poll_seconds: float = 0.5
     ) -> AsyncIterator[JobResult]:
         """Results in input order; with ``follow``, also those still to come, as they finish."""
-        async for raw in self.iter_raw_results(batch_id, follow=follow, poll_seconds=poll_seconds):
-            yield JobResult.model_validate_json(raw)
+        async for index, raw in self._stored_results(batch_id, follow, poll_seconds):
+            yield (_parsed(raw) if _sound(raw) else None) or await self._bad_data(batch_id, index)
 
     async def iter_raw_results(
         self, batch_id: str, *, follow: bool = False, poll_seconds: float = 0.5
     ) -> AsyncIterator[bytes]:
         """Each result as its stored native JSON line (no parsing), in input order."""
+        async for index, raw in self._stored_results(batch_id, follow, poll_seconds):
+            if _sound(raw):
+                yield raw
+            else:
+                yield (await self._bad_data(batch_id, index)).model_dump_json().encode()
+
+    async def _stored_results(
+        self, batch_id: str, follow: bool, poll_seconds: float
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """(index, stored line) of every prompt with a result, in input order, then (with
+        ``follow``) of those settling later."""
         status = await self._require(batch_id)
         pending = list(range(status.total))
         done = False
@@ -200,13 +213,12 @@ class BatchQueue:
             still: list[int] = []
             for start in range(0, len(pending), WRITE_BATCH):
                 part = pending[start : start + WRITE_BATCH]
-                for index, raw in zip(
-                    part, await self.store.raw_results(batch_id, part), strict=True
-                ):
+                stored = await self.store.raw_results(batch_id, part)
+                for index, raw in zip(part, stored, strict=True):
                     if raw is None:
                         still.append(index)
                     else:
-                        yield raw
+                        yield index, raw
             pending = still
             if not follow or not pending or done:
                 return
@@ -225,12 +237,28 @@ class BatchQueue:
             raise JobNotFound(job_id)
         (raw,) = await self.store.raw_results(batch_id, [index])
         if raw is not None:
-            return JobResult.model_validate_json(raw)
+            return (
+                JobResult.model_validate_json(raw)
+                if _sound(raw)
+                else await self._bad_data(batch_id, index)
+            )
         requests = await self.store.requests(batch_id, [index], status.created_at or utc_now())
         state, attempts = await self.store.prompt_state(batch_id, index)
         shown = {"running": "in_progress"}.get(state, state)
         custom_id = requests[0].custom_id if requests else ""
         return JobState(job_id, batch_id, custom_id, shown, attempts)
+
+    async def _bad_data(self, batch_id: str, index: int) -> JobResult:
+        """The line shown for a stored result that is not one (planted, or corrupted)."""
+        created = await self.store.created_at(batch_id) or utc_now()
+        requests = await self.store.requests(batch_id, [index], created)
+        error = JobError(type="BadResultData", message="the stored result is not a result")
+        if requests:
+            return JobResult.for_request(requests[0], status="failed", error=error)
+        return JobResult(
+            job_id=job_id_for(batch_id, index), batch_id=batch_id, custom_id="",
+            status="failed", error=error, model="", enqueued_at=created, finished_at=utc_now(),
+        )  # fmt: skip
 
     async def cancel(self, batch_id: str) -> int:
         """Cancels the prompts not yet sent: queued ones at once, those a worker holds when
@@ -242,3 +270,22 @@ class BatchQueue:
         """Enqueues the failed jobs again under their own IDs; returns how many."""
         await self._require(batch_id)
         return await self.store.requeue_failed(batch_id, self.settings.chunk_size)
+
+
+def _sound(raw: bytes) -> bool:
+    """Whether a stored line looks like the result lines workers write (cheap: the export
+    passes lines through unparsed). Anything else, a planted pickle say, is refused as data."""
+    if not (raw.startswith(b'{"job_id":') and raw.endswith(b"}")):
+        return False
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _parsed(raw: bytes) -> JobResult | None:
+    try:
+        return JobResult.model_validate_json(raw)
+    except ValueError:
+        return None

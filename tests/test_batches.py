@@ -237,3 +237,19 @@ async def test_a_gone_batch_starts_nothing(fake_redis) -> None:
     store = BatchStore(fake_redis, queue_name="test:queue", ttl_seconds=60)
     started = await store.start_chunk("expired", [0, 1])
     assert started.batch_state is None and started.prompts == ()
+
+
+PICKLE = b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94."
+
+
+async def test_a_planted_result_is_refused_as_bad_data(queue, fake_redis) -> None:
+    await queue.enqueue(lines(2), batch_id="b1")
+    await finish(queue, "b1", 0)
+    await fake_redis.hset(keys.batch_results("b1"), 1, PICKLE)  # someone wrote a pickle
+    shown = [json.loads(raw) async for raw in queue.iter_raw_results("b1")]
+    assert [(r["custom_id"], r["status"]) for r in shown] == [("q0", "succeeded"), ("q1", "failed")]
+    assert shown[1]["error"]["type"] == "BadResultData"
+    parsed = await queue.results("b1")
+    assert parsed[1].error is not None and parsed[1].error.type == "BadResultData"
+    job = await queue.job("b1.1")
+    assert isinstance(job, JobResult) and job.error.type == "BadResultData"

@@ -132,3 +132,58 @@ def test_sigterm_lets_running_jobs_finish(fleet, tmp_path) -> None:
     assert worker.wait(timeout=30) == 0
     status = json.loads(fleet.cli("status", batch_id, "--json").stdout)
     assert status["succeeded"] == 3, status
+
+
+def test_a_planted_pickle_job_is_refused_and_the_worker_carries_on(fleet, tmp_path) -> None:
+    fleet.start_simulator()
+    fleet.start_workers(1, proxy_rate_per_second=0)
+    client = redis.Redis.from_url(fleet.redis_url)
+    pickle = (
+        b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94."
+    )
+    client.set("arq:job:planted", pickle)
+    client.zadd(fleet.queue_name, {"planted": 1, "zero-scored junk": 0})
+    enqueued = fleet.cli("enqueue", prompts_file(tmp_path, 5), "--json")
+    batch_id = json.loads(enqueued.stdout)["batch_id"]
+    assert fleet.cli("wait", batch_id, "--timeout", "60").returncode == 0
+    assert all(worker.poll() is None for worker in fleet.workers)
+    assert client.zscore(fleet.queue_name, "planted") is None  # arq failed it, unread
+    assert "deserializing job planted failed" in fleet.worker_logs()
+    client.close()
+
+
+def test_a_workers_metrics_move_with_its_work(fleet, tmp_path) -> None:
+    import urllib.request
+
+    from simulator.local import free_port
+
+    fleet.start_simulator("--latency", "fixed:5")
+    port = free_port()
+    fleet.start_workers(1, proxy_rate_per_second=0, metrics_port=f"{port}-{port + 3}",
+                        heartbeat_seconds=0.5, lease_ttl_seconds=2)  # fmt: skip
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                return reply.read().decode()
+        except OSError:  # not listening yet
+            return ""
+
+    def sample(text: str, line_start: str) -> float:
+        found = [line for line in text.splitlines() if line.startswith(line_start)]
+        return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+
+    wait_until(lambda: "chatgptes_prompts_total" in scrape(), timeout=30, what="the endpoint")
+    before = sample(scrape(), 'chatgptes_prompts_total{error_type="",outcome="succeeded"}')
+    enqueued = fleet.cli("enqueue", prompts_file(tmp_path, 12), "--json")
+    batch_id = json.loads(enqueued.stdout)["batch_id"]
+    assert fleet.cli("wait", batch_id, "--timeout", "60").returncode == 0
+    after = scrape()
+    assert (
+        sample(after, 'chatgptes_prompts_total{error_type="",outcome="succeeded"}') == before + 12
+    )
+    assert sample(after, 'chatgptes_upstream_request_seconds_count{kind="ajax"}') >= 12
+    wait_until(lambda: sample(scrape(), 'chatgptes_identities{state="ready"}') == 1,
+               timeout=30, what="the identity gauge")  # fmt: skip
+    listed = json.loads(fleet.cli("workers", "--json").stdout)
+    assert listed and listed[0]["alive"]

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from contract.config import QueueSettings
 from contract.redaction import redact_text
+from worker.metrics import parse_port_spec
 from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION
 
 DEFAULT_RETRY_BUDGETS: dict[str, int] = {
@@ -108,6 +109,11 @@ class WorkerConfig(QueueSettings):
         30, ge=0, description="On SIGTERM running jobs get this long to finish."
     )
     poll_delay_seconds: float = Field(0.02, gt=0, description="arq poll delay when idle.")
+    metrics_port: str = Field(
+        "",
+        description="Prometheus /metrics port, or a range (9100-9109: each worker on a host "
+        "takes a free one); empty = off.",
+    )
 
     @field_validator("retry_budgets")
     @classmethod
@@ -122,6 +128,12 @@ class WorkerConfig(QueueSettings):
         if negative:
             raise ValueError(f"budgets must be >= 0: {', '.join(negative)}")
         return budgets
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _a_port_or_range(cls, spec: str) -> str:
+        parse_port_spec(spec)  # raises a ValueError that names the setting
+        return spec
 
     @model_validator(mode="after")
     def _renewed_in_time(self) -> WorkerConfig:

@@ -44,7 +44,8 @@ HEAD_SCAN = 512  # queue entries looked at per poll for a chunk no other worker 
 # KEYS: queue. ARGV: now (ms), how many, in-progress key prefix, how far to look.
 # The first chunks due that no worker holds (arq keeps held ones in the queue).
 _FREE_CHUNKS = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))
+-- (A score of 0 or less is not a chunk: arq would never start it, so it must not block.)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(0', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))
 local free = {}
 for _, id in ipairs(ids) do
   if redis.call('EXISTS', ARGV[3] .. id) == 0 then

@@ -121,6 +121,7 @@ for i = 6, #ARGV do
   if redis.call('ZSCORE', CANCELLED, ARGV[i]) then cancelled[#cancelled + 1] = ARGV[i] end
 end
 local room = fleet_cap - redis.call('ZCARD', LEASES)
+redis.call('EXPIRE', LEASES, POLICY_TTL)  -- emptied and made again: never without a TTL
 local out, granted, guard = {0}, 0, 0
 while granted < math.min(want, room) and guard < want * 4 + 16 do
   guard = guard + 1
@@ -257,6 +258,23 @@ return #ARGV
 """
 )
 
+# ARGV: burst. How many of this pool's identities are in each state, for the gauges.
+_STATES = (
+    _PRELUDE
+    + """
+local counts = {}
+for _, index in ipairs({READY, LATER}) do
+  for _, name in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    local _, reason = classify(name, tonumber(ARGV[1]))
+    counts[reason] = (counts[reason] or 0) + 1
+  end
+end
+local out = {}
+for reason, count in pairs(counts) do out[#out + 1] = reason; out[#out + 1] = count end
+return out
+"""
+)
+
 # ARGV: burst, name. One more request the identity sent (the handshake's page GET).
 _CHARGE = (
     _PRELUDE
@@ -274,6 +292,7 @@ return interval
 def _constants(script: str) -> str:
     return (
         script.replace("FULL_RECHECK", str(FULL_RECHECK_MS))
+        .replace("POLICY_TTL", str(POLICY_TTL_SECONDS))
         .replace("REAP", str(REAP_PER_CALL))
         .replace("PROMOTE", str(PROMOTE_PER_CALL))
     )
@@ -334,6 +353,7 @@ class LeaseBook:
         self._renew = redis.register_script(_constants(_RENEW))
         self._register = redis.register_script(_constants(_REGISTER))
         self._charge = redis.register_script(_constants(_CHARGE))
+        self._states = redis.register_script(_constants(_STATES))
         self._identities: dict[str, Identity] = {}
         self._keys: list[str] = []
 
@@ -429,6 +449,14 @@ class LeaseBook:
             return 0
         tokens = [lease.token for lease in leases]
         return int(await self._renew(keys=self._keys, args=[self.ttl_ms, *tokens]))
+
+    async def state_counts(self) -> dict[str, int]:
+        """This pool's identities by state: ready, proxy_full, rate, cooling, probing.
+
+        Visits every identity of the pool: for the heartbeat's gauges, not the hot path.
+        """
+        flat = await self._states(keys=self._keys, args=[self.burst])
+        return {keys.decoded(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def charge(self, identity: Identity) -> None:
         """Spends one rate token of ``identity`` for a request that took no lease of its own."""

@@ -120,9 +120,13 @@ class WorkerRuntime:
             self.stopping, self.metrics,
         )  # fmt: skip
         self.held: dict[str, HeldChunk] = {}
+        self.metrics_port: int | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
+        self.metrics_port = self.metrics.start_server(self.config.metrics_port)
+        if self.metrics_port is not None:
+            log.info("metrics.serving", port=self.metrics_port, path="/metrics")
         await until_redis_answers("register", lambda: self.book.register(self.pool.identities))
         self._tasks = [
             asyncio.create_task(self.broker.run(), name="broker"),
@@ -135,6 +139,7 @@ class WorkerRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.close()
+        self.metrics.stop_server()
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(keys.workers_seen(), self.worker_id)
@@ -274,11 +279,17 @@ class WorkerRuntime:
             pipe.hset(keys.worker_info(self.worker_id), mapping=self.report())
             pipe.pexpire(keys.worker_info(self.worker_id), ttl_ms * 4)
             pipe.zremrangebyscore(keys.workers_seen(), "-inf", now_ms - ttl_ms * 4)
+            pipe.pexpire(keys.workers_seen(), ttl_ms * 4)  # the last worker gone, it goes too
             await pipe.execute()
         await self.sessions.count_uses()
         self.metrics.gauges(
             in_flight=len(self.broker.held), waiting=self.broker.waiting, chunks=len(self.held)
         )
+        if self.metrics_port is not None:  # only a scrape needs them: they visit every identity
+            counts = await self.book.state_counts()
+            counts["full"] = counts.pop("proxy_full", 0)
+            self.metrics.identity_states(counts)
+            self.metrics.queue_depth(await self.redis.zcard(self.config.queue_name))
         await self._add_up_fleet_counters()
 
     async def _add_up_fleet_counters(self) -> None:
@@ -313,6 +324,7 @@ class WorkerRuntime:
             "cancelled": self.metrics.prompts["cancelled"],
             "last_seen": int(time.time() * 1000),
             "heartbeat_seconds": self.config.heartbeat_seconds,
+            "metrics_port": self.metrics_port or "",
             "stopping": int(self.stopping.is_set()),
         }
 
