@@ -13,7 +13,7 @@ from typing import Any
 import click
 from redis.exceptions import RedisError
 
-from chatgptes.fleet_view import workers
+from chatgptes.fleet_view import batches, workers
 from chatgptes.progress import enqueue_progress, wait_progress
 from chatgptes.running import (
     EXIT_BAD_INPUT,
@@ -27,6 +27,7 @@ from chatgptes.running import (
     run_with_queue,
     warn_unknown_settings,
 )
+from chatgptes.top import top
 from contract.logs import configure_logging
 from contract.models import BatchStatus, JobResult
 from producer.api import BatchQueue, JobState
@@ -90,7 +91,7 @@ def status(batch_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(
             {
-                **batch.model_dump(),
+                **batch.model_dump(mode="json"),
                 "identities": [asdict(identity) for identity in identities],
                 "policy_events": events,
             }
@@ -260,6 +261,8 @@ def demo(prompts: int, workers: int) -> None:
 
 main.add_command(sim)
 main.add_command(workers)
+main.add_command(batches)
+main.add_command(top)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What the fleet is doing, in the terminal: the live workers (and, soon, ``top``).
+"""What the fleet is doing, in the terminal: the recent batches and the live workers
+(``chatgptes.top`` shows both, and the identities, live).
 
 Reads only the registries the workers and producers keep (``producer.fleet``,
 ``BatchQueue.batches``): nothing here scans the keyspace.
@@ -8,10 +9,62 @@ from __future__ import annotations
 
 import socket
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 import click
 
 from chatgptes.running import EXIT_ERROR, echo_json, fail, printable, run_with_queue
+from contract.models import BatchStatus
+
+
+def duration(seconds: float) -> str:
+    """A short human duration: 45s, 2m 13s, 1h 05m, 3d 04h."""
+    whole = max(0, round(seconds))
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def age(status: BatchStatus, now: datetime) -> str:
+    """How long ago the batch was created, or ? when its record does not say."""
+    if status.created_at is None:
+        return "?"
+    return duration((now - status.created_at).total_seconds())
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the batches as JSON.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many."
+)
+def batches(as_json: bool, limit: int) -> None:
+    """List the recent batches, newest first: state and counts."""
+    found = run_with_queue(lambda queue: queue.batches(limit))
+    if as_json:  # the shape of `status --json`, less the fleet's part
+        echo_json([status.model_dump(mode="json") for status in found])
+        return
+    if not found:
+        click.echo("no batches (none enqueued, or their records expired)")
+        return
+    now = datetime.now(UTC)
+    width = max(8, *(len(printable(b.batch_id)) for b in found))
+    click.echo(
+        f"{'batch':<{width}} {'state':<11} {'total':>7} {'succeeded':>9} {'failed':>7} "
+        f"{'cancelled':>9} {'in progress':>11} {'waiting':>7} {'queued':>7} {'created':>10}  done"
+    )
+    for b in found:
+        click.echo(
+            f"{printable(b.batch_id):<{width}} {b.state:<11} {b.total:>7} {b.succeeded:>9} "
+            f"{b.failed:>7} {b.cancelled:>9} {b.in_progress:>11} {b.waiting:>7} {b.queued:>7} "
+            f"{age(b, now) + ' ago':>10}  {'yes' if b.done else 'no'}"
+        )
 
 
 @click.command()

@@ -2,18 +2,22 @@
 
 Reads only the keys the workers write (``contract.keys``), so a producer host can
 show it without importing the worker. Identities come from the pool registry the
-workers keep (never a keyspace scan); their state is a handful of hash reads for
-the page shown, so a pool of thousands costs what the shown page costs.
+workers keep (never a keyspace scan); their state is one HMGET per attribute hash
+for all the names asked about, in one pipeline: ``pool_census`` counts a pool of
+thousands by state in three round trips.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from contract import keys
 
+IDENTITY_STATES = ("ready", "full", "probing", "cooling")
 _FIELDS = ("cap", "inflight", "penalty", "cooldown", "reason", "probe", "latency", "ok", "failed")
 
 
@@ -54,8 +58,42 @@ async def fleet_health(redis: Redis, *, limit: int = 200) -> list[IdentityHealth
     found = await identities(redis, names) if len(names) <= limit * 5 else []
     if not found:  # a huge pool: look at the most recently announced ones only
         found = await identities(redis, names[-limit:])
-    found.sort(key=lambda i: (-i.cooling_for, -i.penalty, -i.inflight, i.name))
-    return found[:limit]
+    return worst_first(found)[:limit]
+
+
+def worst_first(found: Iterable[IdentityHealth]) -> list[IdentityHealth]:
+    """Longest cooldown first, then the highest penalty, then the most loaded."""
+    return sorted(found, key=lambda i: (-i.cooling_for, -i.penalty, -i.inflight, i.name))
+
+
+@dataclass(frozen=True)
+class PoolCensus:
+    """Every identity the workers announced, counted by state, and the worst few of them."""
+
+    total: int
+    states: dict[str, int]  # ready, full, probing, cooling → how many (all of them)
+    in_flight: int
+    capacity: int  # the sum of the caps
+    worst: list[IdentityHealth]
+
+    @property
+    def cooling(self) -> int:
+        return self.states.get("cooling", 0)
+
+
+async def pool_census(redis: Redis, *, shown: int = 10) -> PoolCensus:
+    """All identities' states in three round trips (registry, clock, one pipeline of HMGETs),
+    whatever the pool's size; only the ``shown`` worst are kept whole."""
+    names = [keys.decoded(raw) for raw in await redis.zrange(keys.identities_known(), 0, -1)]
+    found = await identities(redis, names)
+    counts = Counter(identity.state for identity in found)
+    return PoolCensus(
+        total=len(found),
+        states={state: counts.get(state, 0) for state in IDENTITY_STATES},
+        in_flight=sum(identity.inflight for identity in found),
+        capacity=sum(identity.cap for identity in found),
+        worst=worst_first(found)[:shown],
+    )
 
 
 async def identities(redis: Redis, names: list[str]) -> list[IdentityHealth]:
@@ -94,6 +132,11 @@ def _number(raw: bytes | None) -> float:
         return float(raw) if raw is not None else 0.0
     except ValueError:
         return 0.0
+
+
+async def batch_count(redis: Redis) -> int:
+    """How many batches the registry holds (those created within the result TTL)."""
+    return int(await redis.zcard(keys.batches_created()))
 
 
 async def policy_events(redis: Redis) -> dict[str, int]:

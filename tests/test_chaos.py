@@ -27,7 +27,9 @@ pytestmark = pytest.mark.chaos
 
 def write_prompts(path: Path, count: int, *, tag: str = "q", extra: tuple[str, ...] = ()) -> str:
     lines = [
-        json.dumps({"custom_id": f"{tag}{n}", "messages": [{"role": "user", "content": f"{tag} {n}"}]})
+        json.dumps(
+            {"custom_id": f"{tag}{n}", "messages": [{"role": "user", "content": f"{tag} {n}"}]}
+        )
         for n in range(count)
     ]
     lines += [
