@@ -17,6 +17,7 @@ from chatgptes.fleet_view import batches, workers
 from chatgptes.progress import enqueue_progress, wait_progress
 from chatgptes.running import (
     EXIT_BAD_INPUT,
+    EXIT_BATCH_ENDED_BADLY,
     EXIT_ERROR,
     EXIT_TIMEOUT,
     echo_json,
@@ -31,8 +32,10 @@ from chatgptes.top import top
 from contract.logs import configure_logging
 from contract.models import BatchStatus, JobResult
 from producer.api import BatchQueue, JobState
-from producer.formats import FORMATS
+from producer.formats import FORMATS, is_output
 from producer.inputs import InputFileError
+from producer.options import DEFAULT_COMPLETION_WINDOW, metadata_pairs
+from producer.options import completion_window as options_completion_window
 from simulator.cli import sim
 
 SHOWN_IDENTITIES = 10
@@ -52,13 +55,35 @@ def main() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--batch-id", help="Name the batch (1-64 of A-Z a-z 0-9 _ -); default random.")
 @click.option("--model", help="Use this model for every line (gpt-4, gpt-4o, gpt-4o-mini).")
+@click.option(
+    "--completion-window",
+    default=DEFAULT_COMPLETION_WINDOW,
+    show_default=True,
+    help="When it ends, prompts not yet sent end Expired (e.g. 24h, 90m).",
+)
+@click.option("--metadata", multiple=True, help="key=value kept with the batch (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"batch_id": ..., "jobs": N}.')
-def enqueue(file: str, batch_id: str | None, model: str | None, as_json: bool) -> None:
+def enqueue(
+    file: str,
+    batch_id: str | None,
+    model: str | None,
+    completion_window: str,
+    metadata: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Validate FILE (JSONL, or - for stdin) whole, then enqueue it as one batch."""
+    try:
+        pairs = metadata_pairs(metadata)
+        options_completion_window(completion_window)
+    except ValueError as error:
+        fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
 
     async def go(queue: BatchQueue) -> Any:
         with enqueue_progress() as progress:
-            return await queue.enqueue_file(file, batch_id=batch_id, model=model, progress=progress)
+            return await queue.enqueue_file(
+                file, batch_id=batch_id, model=model, progress=progress,
+                completion_window=completion_window, metadata=pairs,
+            )  # fmt: skip
 
     try:
         batch = run_with_queue(go)
@@ -92,6 +117,7 @@ def status(batch_id: str, as_json: bool) -> None:
         echo_json(
             {
                 **batch.model_dump(mode="json"),
+                "request_counts": request_counts(batch),
                 "identities": [asdict(identity) for identity in identities],
                 "policy_events": events,
             }
@@ -129,7 +155,10 @@ def status(batch_id: str, as_json: bool) -> None:
 @click.argument("batch_id")
 @click.option("--timeout", type=float, help="Give up after this many seconds (exit 3).")
 def wait(batch_id: str, timeout: float | None) -> None:
-    """Wait for a batch to finish, with a live progress bar."""
+    """Wait for a batch to end, with a live progress bar.
+
+    Exits 0 when it completed, 4 when it ended failed, expired or cancelled, 3 on timeout.
+    """
 
     async def go(queue: BatchQueue) -> Any:
         with wait_progress(batch_id) as on_status:
@@ -140,10 +169,12 @@ def wait(batch_id: str, timeout: float | None) -> None:
     except TimeoutError as error:
         fail(str(error), EXIT_TIMEOUT)
     click.echo(
-        f"batch {batch_id} done: {done.succeeded} succeeded, {done.failed} failed, "
+        f"batch {batch_id} {done.state}: {done.succeeded} succeeded, {done.failed} failed, "
         f"{done.cancelled} cancelled",
         err=True,
     )
+    if done.state != "completed":
+        sys.exit(EXIT_BATCH_ENDED_BADLY)
 
 
 @main.command()
@@ -153,37 +184,68 @@ def wait(batch_id: str, timeout: float | None) -> None:
     "--output",
     type=click.File("w", lazy=False),  # an unwritable path fails now, not after the reads
     default="-",
-    help="Write here (default -).",
+    help="Write here (default -). With --format openai: the output file (succeeded only).",
+)
+@click.option(
+    "--errors",
+    type=click.File("w", lazy=False),
+    default=None,
+    help="With --format openai: write the error file (every other line) here.",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(sorted(FORMATS)), default="native", show_default=True
 )
 @click.option("--follow", is_flag=True, help="Keep streaming results as jobs finish.")
-def results(batch_id: str, output: Any, fmt: str, follow: bool) -> None:
-    """Write the batch's results as JSONL, one line per job, in input order."""
+def results(batch_id: str, output: Any, errors: Any, fmt: str, follow: bool) -> None:
+    """Write the batch's results as JSONL, one line per prompt, in input order.
+
+    native: every result in one file. openai: OpenAI's output file (the prompts that
+    succeeded) to --output, and its error file (the rest) to --errors.
+    """
+    if errors is not None and fmt != "openai":
+        fail("--errors goes with --format openai (native lines hold both)", EXIT_BAD_INPUT)
     render = FORMATS[fmt]
 
-    async def go(queue: BatchQueue) -> tuple[int, BatchStatus]:
-        count = 0
+    async def go(queue: BatchQueue) -> tuple[int, int, BatchStatus]:
+        written = held_back = 0
         async for raw in queue.iter_raw_results(batch_id, follow=follow):
-            # The stored line is the native one: written through without parsing.
-            line = raw.decode() if fmt == "native" else render(JobResult.model_validate_json(raw))
-            output.write(line + "\n")
-            count += 1
+            if fmt == "native":  # the stored line is the native one: written through unparsed
+                target, line = output, raw.decode()
+            else:
+                result = JobResult.model_validate_json(raw)
+                target = output if is_output(result) else errors
+                line = render(result)
+            if target is None:
+                held_back += 1
+                continue
+            target.write(line + "\n")
+            written += 1
             if follow:
-                output.flush()
-        return count, await queue.status(batch_id)
+                target.flush()
+        return written, held_back, await queue.status(batch_id)
 
-    count, status = run_with_queue(go)
+    written, held_back, status = run_with_queue(go)
     output.flush()
-    if status.done:
-        click.echo(f"{count} results written", err=True)
-    else:
+    if errors is not None:
+        errors.flush()
+    click.echo(f"{written} results written", err=True)
+    if held_back:
+        click.echo(f"{held_back} error lines not written: --errors FILE takes them", err=True)
+    if not status.done:
         click.echo(
-            f"{count} results written; batch {batch_id} is not done yet ({status.state}, "
+            f"batch {batch_id} is not done yet ({status.state}, "
             f"{status.total - status.finished} of {status.total} to come: --follow waits for them)",
             err=True,
         )
+
+
+def request_counts(batch: BatchStatus) -> dict[str, int]:
+    """OpenAI's request_counts: what went to the output file and what to the error file."""
+    return {
+        "total": batch.total,
+        "completed": batch.succeeded,
+        "failed": batch.failed + batch.cancelled,
+    }
 
 
 @main.command()

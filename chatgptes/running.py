@@ -1,7 +1,8 @@
 """How a command ends: settings read or refused, Redis reached or one clear line, exit codes.
 
 Exit codes: 0 success, 1 an operational error (Redis unreachable, no such batch),
-2 bad input or usage (nothing was enqueued), 3 ``wait`` timed out.
+2 bad input or usage (nothing was enqueued), 3 ``wait`` timed out, 4 ``wait`` saw the
+batch end failed, expired or cancelled.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from producer.api import BatchNotFound, BatchQueue, JobNotFound
 
 T = TypeVar("T")
 S = TypeVar("S", bound=BaseSettings)
-EXIT_ERROR, EXIT_BAD_INPUT, EXIT_TIMEOUT = 1, 2, 3
+EXIT_ERROR, EXIT_BAD_INPUT, EXIT_TIMEOUT, EXIT_BATCH_ENDED_BADLY = 1, 2, 3, 4
 # CHATGPTES_* variables that are not settings but are read on purpose elsewhere.
 NOT_SETTINGS = {"CHATGPTES_TEST_REDIS_URL"}
 

@@ -26,25 +26,26 @@ from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
 from contract import keys
-from contract.models import BatchStatus, ChunkPayload, JobResult, PromptRequest, job_id_for
-from contract.states import CODE, FINAL_STATES, LUA_PRELUDE, PROMPT_STATES
+from contract.models import BatchStatus, ChunkPayload, JobError, JobResult, PromptRequest
+from contract.states import CODE, FINAL_STATES, LUA_PRELUDE, PROMPT_STATES, STOPPING
 
 JOB_FUNCTION = "run_chunk"
 WRITE_BATCH = 1000  # requests per HSET while staging; results per HMGET while reading
 MIN_CHUNKS = 8  # a small batch is still spread over several chunks (and workers)
 STAGING_TTL_SECONDS = 3600  # an enqueue that never publishes leaves nothing for long
 
-# KEYS: meta, states, counts, attempts, requests. ARGV: now (ISO), ttl, then indices.
-# Marks the chunk's unsettled prompts running and hands back, per index: its state
-# before, its request and its attempts so far. Returns {batch state, created_at, ...}.
+# KEYS: meta, states, counts, attempts, requests. ARGV: now (ms), ttl, then indices.
+# Marks the chunk's unsettled prompts running (unless the batch stopped or its window
+# ended) and hands back, per index: its state before, its request and its attempts so
+# far. Returns {batch state, created_at, expires_ms, ...}.
 _START = (
     LUA_PRELUDE
     + """
-local state, created_at = unpack(redis.call('HMGET', KEYS[1], 'state', 'created_at'))
-if not state then return {false, false} end
-local out = {state, created_at}
-local running = state == 'in_progress'
-if running then redis.call('HSETNX', KEYS[1], 'in_progress_at', ARGV[1]) end
+local state, created_at, expires = unpack(
+  redis.call('HMGET', KEYS[1], 'state', 'created_at', 'expires_ms'))
+if not state then return {false, false, false} end
+local out = {state, created_at, expires or false}
+local running = state == 'in_progress' and (tonumber(expires) or math.huge) > tonumber(ARGV[1])
 for i = 3, #ARGV do
   local idx = ARGV[i]
   local was = state_of(KEYS[2], idx)
@@ -155,12 +156,13 @@ end
 return taken
 """
 
-# KEYS: meta. ARGV: now (ISO). A batch still running becomes cancelling.
-_CANCELLING = """
+# KEYS: meta. ARGV: now (ISO), the state to stop in (cancelling or expiring). A batch
+# still running starts stopping; returns the batch's state after.
+_STOPPING = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'in_progress' then
-  redis.call('HSET', KEYS[1], 'state', 'cancelling', 'cancelling_at', ARGV[1])
-  return 'cancelling'
+  redis.call('HSET', KEYS[1], 'state', ARGV[2], ARGV[2] .. '_at', ARGV[1])
+  return ARGV[2]
 end
 return state
 """
@@ -187,13 +189,18 @@ def _timestamp(raw: bytes | str | None) -> datetime | None:
     return datetime.fromisoformat(keys.decoded(raw)) if raw else None
 
 
+_TIMESTAMPS = ("created_at", "in_progress_at", "expires_at", "completed_at", "failed_at",
+               "expiring_at", "expired_at", "cancelling_at", "cancelled_at")  # fmt: skip
+_META_FIELDS = ("state", "total", "completion_window", "metadata", "errors", *_TIMESTAMPS)
+
+
 def _status(batch_id: str, meta: list[Any], raw_counts: list[Any]) -> BatchStatus | None:
-    state, total, created, completed = meta
-    if state is None or total is None:
+    fields = dict(zip(_META_FIELDS, meta, strict=True))
+    if fields["state"] is None or fields["total"] is None:
         return None
     counts = dict(zip(PROMPT_STATES, (int(c or 0) for c in raw_counts), strict=True))
-    total = int(total)
-    state = keys.decoded(state)
+    total = int(fields["total"])
+    state = keys.decoded(fields["state"])
     if state == "validating":
         counts["queued"] = total
     settled = sum(counts[s] for s in FINAL_STATES)
@@ -207,10 +214,19 @@ def _status(batch_id: str, meta: list[Any], raw_counts: list[Any]) -> BatchStatu
         succeeded=counts["succeeded"],
         failed=counts["failed"],
         cancelled=counts["cancelled"],
-        done=settled >= total and state != "validating",
-        created_at=_timestamp(created),
-        completed_at=_timestamp(completed),
+        done=(settled >= total and state != "validating") or state == "failed",
+        completion_window=keys.decoded(fields["completion_window"] or b"24h"),
+        metadata=json.loads(fields["metadata"]) if fields["metadata"] else {},
+        errors=json.loads(fields["errors"]) if fields["errors"] else [],
+        **{name: _timestamp(fields[name]) for name in _TIMESTAMPS},
     )
+
+
+def _register(pipe: Any, batch_id: str, now_ms: int, ttl: int) -> None:
+    """Lists the batch in the registry that ``batches`` and ``top`` read (kept as long)."""
+    pipe.zadd(keys.batches_created(), {batch_id: now_ms})
+    pipe.zremrangebyscore(keys.batches_created(), "-inf", now_ms - ttl * 1000)
+    pipe.expire(keys.batches_created(), ttl)
 
 
 @dataclass(frozen=True)
@@ -227,8 +243,9 @@ class StartedPrompt:
 class ChunkStart:
     """What starting a chunk found: the batch's state and each prompt's."""
 
-    batch_state: str | None  # None: the batch is gone (expired, or never published)
+    batch_state: str | None  # None: the batch is gone (its record expired, or never published)
     created_at: datetime | None
+    past_its_window: bool  # the completion window ended: nothing more is sent
     prompts: tuple[StartedPrompt, ...]
 
 
@@ -243,7 +260,7 @@ class BatchStore:
         self._spend = redis.register_script(_SPEND)
         self._requeue = redis.register_script(_REQUEUE)
         self._claim = redis.register_script(_CLAIM_QUEUED)
-        self._cancelling = redis.register_script(_CANCELLING)
+        self._stopping = redis.register_script(_STOPPING)
 
     # -- producer side ---------------------------------------------------------------
 
@@ -291,7 +308,7 @@ class BatchStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.batch_meta(batch_id),
-                mapping={"state": "in_progress", "published_at": now, "chunks": len(chunks)},
+                mapping={"state": "in_progress", "in_progress_at": now, "chunks": len(chunks)},
             )
             pipe.hset(keys.batch_counts(batch_id), mapping={s: 0 for s in PROMPT_STATES})
             pipe.hset(keys.batch_counts(batch_id), "queued", total)
@@ -299,11 +316,29 @@ class BatchStore:
             for key in keys.batch_keys(batch_id):
                 pipe.expire(key, self.ttl)
             now_ms = int(time.time() * 1000)
-            pipe.zadd(keys.batches_created(), {batch_id: now_ms})
-            pipe.zremrangebyscore(keys.batches_created(), "-inf", now_ms - self.ttl * 1000)
-            pipe.expire(keys.batches_created(), self.ttl)
+            _register(pipe, batch_id, now_ms, self.ttl)
+            expires_ms = await self.redis.hget(keys.batch_meta(batch_id), "expires_ms")
+            if expires_ms is not None:
+                pipe.zadd(keys.batch_deadlines(), {batch_id: int(expires_ms)})
+                pipe.expire(keys.batch_deadlines(), self.ttl)
             await pipe.execute()
         return len(chunks)
+
+    async def record_failed(
+        self, batch_id: str, meta: dict[str, str], errors: Sequence[dict[str, object]]
+    ) -> None:
+        """A batch whose input was refused: nothing to run, its errors kept (``failed``)."""
+        now = iso_now()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*keys.batch_keys(batch_id))
+            pipe.hset(
+                keys.batch_meta(batch_id),
+                mapping={**meta, "total": "0", "state": "failed", "failed_at": now,
+                         "errors": json.dumps(list(errors))},
+            )  # fmt: skip
+            pipe.expire(keys.batch_meta(batch_id), self.ttl)
+            _register(pipe, batch_id, int(time.time() * 1000), self.ttl)
+            await pipe.execute()
 
     async def _queue_chunks(
         self, pipe: Any, batch_id: str, ids: Sequence[str], chunks: Sequence[Sequence[int]]
@@ -328,9 +363,7 @@ class BatchStore:
         """Each batch's status (None where it is gone), in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for batch_id in batch_ids:
-                pipe.hmget(
-                    keys.batch_meta(batch_id), "state", "total", "created_at", "completed_at"
-                )
+                pipe.hmget(keys.batch_meta(batch_id), *_META_FIELDS)
                 pipe.hmget(keys.batch_counts(batch_id), *PROMPT_STATES)
             replies = await pipe.execute()
         return [
@@ -398,14 +431,19 @@ class BatchStore:
         """Stops the batch: queued chunks are taken back and their prompts cancelled; prompts
         a worker holds end cancelled there unless already on the wire. Returns how many
         prompts were cancelled here."""
+        return await self.stop(batch_id, "cancelled")
+
+    async def expire(self, batch_id: str) -> int:
+        """Ends a batch whose completion window passed: its unsent prompts end ``Expired``."""
+        return await self.stop(batch_id, "expired")
+
+    async def stop(self, batch_id: str, why: str) -> int:
         now_ms = int(time.time() * 1000)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(keys.cancelled_batches(), {batch_id: now_ms})
-            pipe.zremrangebyscore(keys.cancelled_batches(), "-inf", now_ms - self.ttl * 1000)
-            pipe.expire(keys.cancelled_batches(), self.ttl)
-            await pipe.execute()
-        state = await self._cancelling(keys=[keys.batch_meta(batch_id)], args=[iso_now()])
-        if keys.decoded(state or b"") != "cancelling":
+        await self._mark_stopped(batch_id, why, now_ms)
+        state = await self._stopping(
+            keys=[keys.batch_meta(batch_id)], args=[iso_now(), STOPPING[why]]
+        )
+        if keys.decoded(state or b"") != STOPPING[why]:
             return 0
         chunk_ids = sorted(
             keys.decoded(c) for c in await self.redis.smembers(keys.batch_chunks(batch_id))
@@ -416,18 +454,50 @@ class BatchStore:
             for raw in await self._claim(keys=[self.queue_name, *job_keys], args=part):
                 if raw:
                     taken += ChunkPayload.model_validate(json.loads(raw)["a"][0]).indices
-        return await self.cancel_prompts(batch_id, taken)
+        return await self.stop_prompts(batch_id, taken, why)
 
-    async def cancel_prompts(self, batch_id: str, indices: Sequence[int]) -> int:
-        """Records a cancelled result for each of these prompts that has none yet."""
+    async def _mark_stopped(self, batch_id: str, why: str, now_ms: int) -> None:
+        """From now on no lease is granted for the batch (checked in the same call)."""
+        stopped = keys.stopped_batches()
+        old = [
+            keys.decoded(name)
+            for name, value in (await self.redis.hgetall(stopped)).items()
+            if int(keys.decoded(value).split()[1]) < now_ms - self.ttl * 1000
+        ]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(stopped, batch_id, f"{why} {now_ms}")
+            if old:
+                pipe.hdel(stopped, *old)
+            pipe.expire(stopped, self.ttl)
+            await pipe.execute()
+
+    async def stop_prompts(self, batch_id: str, indices: Sequence[int], why: str) -> int:
+        """Records a cancelled (or expired) result for each of these prompts that has none."""
         created = await self.created_at(batch_id)
         if created is None or not indices:
             return 0
         saved = 0
         for part in chunked(indices, WRITE_BATCH):
             requests = await self.requests(batch_id, part, created)
-            saved += await self.save_results([cancelled_result(r) for r in requests])
+            saved += await self.save_results([stopped_result(r, why) for r in requests])
         return saved
+
+    async def expire_due(self, limit: int = 20) -> list[str]:
+        """Expires the batches whose completion window ended; returns them (the sweep)."""
+        now_ms = int(time.time() * 1000)
+        due = [
+            keys.decoded(raw)
+            for raw in await self.redis.zrangebyscore(
+                keys.batch_deadlines(), "-inf", now_ms, start=0, num=limit
+            )
+        ]
+        expired = []
+        for batch_id in due:
+            if await self.state(batch_id) == "in_progress":
+                await self.expire(batch_id)
+                expired.append(batch_id)
+            await self.redis.zrem(keys.batch_deadlines(), batch_id)
+        return expired
 
     async def requeue_failed(self, batch_id: str, chunk_size: int) -> int:
         """Queues the failed prompts again under their own job IDs; returns how many."""
@@ -461,17 +531,18 @@ class BatchStore:
                 keys.batch_attempts(batch_id),
                 keys.batch_requests(batch_id),
             ],
-            args=[iso_now(), self.ttl, *indices],
+            args=[int(time.time() * 1000), self.ttl, *indices],
         )
-        state, created, *rest = found
+        state, created, expires_ms, *rest = found
         if not state:
-            return ChunkStart(None, None, ())
+            return ChunkStart(None, None, False, ())
         prompts = tuple(
             StartedPrompt(index, PROMPT_STATES[int(rest[3 * n])], rest[3 * n + 1] or None,
                           rest[3 * n + 2] or None)
             for n, index in enumerate(indices)
         )  # fmt: skip
-        return ChunkStart(keys.decoded(state), _timestamp(created), prompts)
+        expired = expires_ms is not None and int(expires_ms) <= time.time() * 1000
+        return ChunkStart(keys.decoded(state), _timestamp(created), expired, prompts)
 
     async def save_results(self, results: Sequence[JobResult]) -> int:
         """Stores each prompt's one result and counts it, one atomic call per batch."""
@@ -528,13 +599,17 @@ class BatchStore:
         ]
 
 
-def cancelled_result(request: PromptRequest) -> JobResult:
-    from contract.models import JobError
-
-    error = JobError(
-        type="Cancelled", message="the batch was cancelled before this prompt was sent"
+def stopped_result(request: PromptRequest, why: str) -> JobResult:
+    """The result of a prompt its batch stopped before it was sent."""
+    if why == "expired":
+        message = "the batch's completion window ended before this prompt was sent"
+        return JobResult.for_request(
+            request, status="failed", error=JobError(type="Expired", message=message)
+        )
+    message = "the batch was cancelled before this prompt was sent"
+    return JobResult.for_request(
+        request, status="cancelled", error=JobError(type="Cancelled", message=message)
     )
-    return JobResult.for_request(request, status="cancelled", error=error)
 
 
-__all__ = ["JOB_FUNCTION", "BatchStore", "ChunkStart", "StartedPrompt", "job_id_for"]
+__all__ = ["JOB_FUNCTION", "BatchStore", "ChunkStart", "StartedPrompt", "stopped_result"]

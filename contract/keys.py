@@ -123,9 +123,12 @@ def policy_events() -> str:
     return f"{POLICY}events"
 
 
-def cancelled_batches() -> str:
-    """Sorted set: batch ID → when it was cancelled (ms); no lease is granted for these."""
-    return f"{POLICY}cancelled"
+def stopped_batches() -> str:
+    """Hash: batch ID → why it stopped (``cancelled`` or ``expired``) and when (``why ms``).
+
+    No lease is granted for these; prompts held for them end with that reason.
+    """
+    return f"{POLICY}stopped"
 
 
 def site_sessions() -> str:
@@ -160,3 +163,8 @@ def worker_info(worker_id: str) -> str:
 def batches_created() -> str:
     """Sorted set: batch ID → when it was created (ms), newest last."""
     return f"{FLEET}batches"
+
+
+def batch_deadlines() -> str:
+    """Sorted set: batch ID → when its completion window ends (ms), for the expiry sweep."""
+    return f"{FLEET}deadlines"

@@ -117,6 +117,14 @@ class ChunkPayload(BaseModel):
     indices: tuple[int, ...] = Field(min_length=1)
 
 
+class Usage(BaseModel):
+    """Tokens as OpenAI would bill them for these messages and this answer."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
 class JobError(BaseModel):
     type: str = Field(description="The error class, e.g. RateLimited, ContentRefused.")
     message: str
@@ -136,6 +144,7 @@ class JobResult(BaseModel):
     enqueued_at: datetime
     started_at: datetime | None = None
     finished_at: datetime
+    usage: Usage | None = None
 
     @classmethod
     def for_request(
@@ -147,6 +156,7 @@ class JobResult(BaseModel):
         error: JobError | None = None,
         attempts: int = 0,
         started_at: datetime | None = None,
+        usage: Usage | None = None,
     ) -> JobResult:
         return cls(
             job_id=request.job_id,
@@ -160,6 +170,7 @@ class JobResult(BaseModel):
             enqueued_at=request.enqueued_at,
             started_at=started_at,
             finished_at=utc_now(),
+            usage=usage,
         )
 
 
@@ -175,7 +186,19 @@ class BatchStatus(BaseModel):
     waiting: int = Field(0, description="Held by a worker, waiting for capacity or a backoff.")
     done: bool
     created_at: datetime | None = None
+    in_progress_at: datetime | None = None
+    expires_at: datetime | None = None
     completed_at: datetime | None = None
+    failed_at: datetime | None = None
+    expiring_at: datetime | None = None
+    expired_at: datetime | None = None
+    cancelling_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    completion_window: str = "24h"
+    metadata: dict[str, str] = Field(default_factory=dict)
+    errors: list[dict[str, object]] = Field(
+        default_factory=list, description="Why the batch failed (its input's bad lines)."
+    )
 
     @property
     def finished(self) -> int:

@@ -9,8 +9,13 @@ so a prompt that runs twice (a worker died mid-chunk) is counted once.
 The batch's lifecycle follows OpenAI's Batch API::
 
     validating ─► in_progress ─► completed
-                       │    └──► expired      (its completion window passed)
-                       └► cancelling ─► cancelled
+        │              ├──► expiring ─► expired     (its completion window passed)
+        │              └──► cancelling ─► cancelled
+        └──► failed                                  (its input was refused, over HTTP)
+
+``expiring`` is this service's own name for the short while its unsent prompts are
+being ended (OpenAI's API shows it as ``finalizing``). A batch that ends
+``cancelled`` or ``expired`` keeps the results of the prompts that did finish.
 """
 
 from __future__ import annotations
@@ -29,8 +34,13 @@ PROMPT_STATES: tuple[PromptState, ...] = (
 CODE: dict[str, int] = {state: code for code, state in enumerate(PROMPT_STATES)}
 FINAL_STATES: tuple[PromptState, ...] = ("succeeded", "failed", "cancelled")
 
-BatchState = Literal["validating", "in_progress", "completed", "expired", "cancelling", "cancelled"]
-ENDED_BATCH_STATES: tuple[BatchState, ...] = ("completed", "expired", "cancelled")
+BatchState = Literal[
+    "validating", "failed", "in_progress", "completed", "expiring", "expired", "cancelling",
+    "cancelled",
+]  # fmt: skip
+ENDED_BATCH_STATES: tuple[BatchState, ...] = ("completed", "failed", "expired", "cancelled")
+# Why a batch stops early, and the state it is in while its unsent prompts are ended.
+STOPPING: dict[str, BatchState] = {"cancelled": "cancelling", "expired": "expiring"}
 
 # Shared by every script that moves prompts: KEYS[states], KEYS[counts] by name.
 LUA_PRELUDE = """
@@ -55,12 +65,13 @@ local function settled(counts)
   local c = redis.call('HMGET', counts, 'succeeded', 'failed', 'cancelled')
   return (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) + (tonumber(c[3]) or 0)
 end
--- Ends the batch when its last prompt settles: cancelled if it was cancelling, else completed.
+-- Ends the batch when its last prompt settles: cancelled (or expired) if it was stopping.
 local function finish_if_done(meta, counts, now, ttl, keys_to_keep)
   local state, total = unpack(redis.call('HMGET', meta, 'state', 'total'))
   if state == false or settled(counts) < tonumber(total) then return state end
   local ended = 'completed'
   if state == 'cancelling' or state == 'cancelled' then ended = 'cancelled' end
+  if state == 'expiring' or state == 'expired' then ended = 'expired' end
   if state ~= ended then
     redis.call('HSET', meta, 'state', ended, ended .. '_at', now)
     for _, key in ipairs(keys_to_keep) do redis.call('EXPIRE', key, ttl) end

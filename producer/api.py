@@ -10,10 +10,11 @@ async with BatchQueue.connect() as queue:
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -31,7 +32,9 @@ from contract.models import (
     utc_now,
 )
 from contract.retrying import TRANSIENT, RedisBackoff, redis_client
+from producer import options
 from producer.inputs import PromptLine, read_prompt_file
+from producer.options import DEFAULT_COMPLETION_WINDOW
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 Progress = Callable[[int], None]
@@ -89,6 +92,8 @@ class BatchQueue:
         batch_id: str | None = None,
         model: str | None = None,
         progress: Progress | None = None,
+        completion_window: str = DEFAULT_COMPLETION_WINDOW,
+        metadata: Mapping[str, str] | None = None,
     ) -> EnqueuedBatch:
         """Validates the whole file (``InputFileError`` lists every bad line), then enqueues."""
         lines = read_prompt_file(
@@ -97,7 +102,10 @@ class BatchQueue:
             max_prompt_chars=self.settings.max_prompt_chars,
             model_override=model,
         )
-        return await self.enqueue(lines, batch_id=batch_id, progress=progress)
+        return await self.enqueue(
+            lines, batch_id=batch_id, progress=progress,
+            completion_window=completion_window, metadata=metadata,
+        )  # fmt: skip
 
     async def enqueue(
         self,
@@ -105,8 +113,13 @@ class BatchQueue:
         *,
         batch_id: str | None = None,
         progress: Progress | None = None,
+        completion_window: str = DEFAULT_COMPLETION_WINDOW,
+        metadata: Mapping[str, str] | None = None,
     ) -> EnqueuedBatch:
         """Enqueues validated lines as one batch, all or nothing, keeping their order.
+
+        ``completion_window`` (``24h``): when it ends, prompts not yet sent end
+        ``Expired`` and the batch ``expired``. ``metadata``: up to 16 string pairs.
 
         The requests are staged first; the batch becomes visible to workers only when
         the last one is written. An enqueue interrupted before that leaves a batch that
@@ -118,16 +131,26 @@ class BatchQueue:
         batch_id = batch_id or f"b_{secrets.token_hex(8)}"
         if not BATCH_ID.match(batch_id):
             raise ValueError(f"batch id {batch_id!r} must be 1-64 of A-Z a-z 0-9 _ -")
+        window = options.completion_window(completion_window)
+        checked = options.checked_metadata(metadata)
         if (await self.store.state(batch_id)) not in (None, "validating"):
             raise ValueError(f"batch {batch_id!r} already exists; pick another --batch-id")
         created_at = utc_now()
+        expires_at = created_at + window
         requests = [
             StoredRequest(
                 custom_id=line.custom_id, messages=line.messages, model=line.model
             ).model_dump_json()
             for line in lines
         ]
-        meta = {"total": str(len(lines)), "created_at": created_at.isoformat()}
+        meta = {
+            "total": str(len(lines)),
+            "created_at": created_at.isoformat(),
+            "completion_window": completion_window,
+            "expires_at": expires_at.isoformat(),
+            "expires_ms": str(int(expires_at.timestamp() * 1000)),
+            "metadata": json.dumps(checked),
+        }
         await self.store.stage(batch_id, meta, requests, progress=progress)
         await self.store.publish(batch_id, len(lines), self.settings.chunk_size)
         return EnqueuedBatch(batch_id=batch_id, jobs=len(lines))

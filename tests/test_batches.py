@@ -171,7 +171,7 @@ async def test_cancel_takes_back_queued_chunks_and_leaves_held_ones(queue, fake_
     assert not await fake_redis.exists(keys.arq_job("b1:2"))
     assert await fake_redis.zscore("test:queue", "b1:0") is not None
     # Workers are refused leases for it from now on; when the held prompt settles, it ends.
-    assert await fake_redis.zscore(keys.cancelled_batches(), "b1") is not None
+    assert (await fake_redis.hget(keys.stopped_batches(), "b1")).startswith(b"cancelled ")
     await queue.store.save_results([
         JobResult.for_request(await request(queue, "b1", 0), status="cancelled")
     ])  # fmt: skip
@@ -253,3 +253,57 @@ async def test_a_planted_result_is_refused_as_bad_data(queue, fake_redis) -> Non
     assert parsed[1].error is not None and parsed[1].error.type == "BadResultData"
     job = await queue.job("b1.1")
     assert isinstance(job, JobResult) and job.error.type == "BadResultData"
+
+
+async def test_a_batch_carries_its_window_metadata_and_timestamps(queue) -> None:
+    await queue.enqueue(lines(2), batch_id="b1", completion_window="90m",
+                        metadata={"project": "atlas"})  # fmt: skip
+    status = await queue.status("b1")
+    assert (status.completion_window, status.metadata) == ("90m", {"project": "atlas"})
+    assert status.in_progress_at is not None and status.created_at is not None
+    assert (status.expires_at - status.created_at).total_seconds() == 90 * 60
+
+
+@pytest.mark.parametrize(
+    ("window", "metadata"),
+    [("24", None), ("0s", None), ("31d", None), ("24h", {"k": 1}),
+     ("24h", {f"k{n}": "v" for n in range(17)}), ("24h", {"k": "v" * 513})],
+)  # fmt: skip
+async def test_a_bad_window_or_metadata_enqueues_nothing(
+    queue, fake_redis, window, metadata
+) -> None:
+    with pytest.raises(ValueError):
+        await queue.enqueue(lines(1), batch_id="b1", completion_window=window, metadata=metadata)
+    assert await fake_redis.keys("*") == []
+
+
+async def test_an_expired_batch_ends_its_unsent_prompts_and_keeps_the_rest(
+    queue, fake_redis
+) -> None:
+    await queue.enqueue(lines(3), batch_id="b1")
+    await finish(queue, "b1", 0)
+    await fake_redis.zadd(keys.batch_deadlines(), {"b1": 1})  # its window ended long ago
+    assert await queue.store.expire_due() == ["b1"]
+    status = await queue.status("b1")
+    assert (status.state, status.succeeded, status.failed) == ("expired", 1, 2)
+    assert status.expired_at is not None
+    expired = await queue.job("b1.2")
+    assert isinstance(expired, JobResult) and expired.error.type == "Expired"
+    assert (await fake_redis.hget(keys.stopped_batches(), "b1")).startswith(b"expired ")
+    assert await queue.store.expire_due() == []  # swept once
+
+
+async def test_a_chunk_started_after_the_window_sends_nothing(queue, fake_redis) -> None:
+    await queue.enqueue(lines(2), batch_id="b1")
+    await fake_redis.hset(keys.batch_meta("b1"), "expires_ms", 1)
+    started = await queue.store.start_chunk("b1", [0, 1])
+    assert started.past_its_window and started.batch_state == "in_progress"
+    assert (await queue.status("b1")).in_progress == 0  # not marked running
+
+
+async def test_a_failed_batch_keeps_its_errors(queue) -> None:
+    errors = [{"code": "invalid_json", "line": 3, "message": "not valid JSON"}]
+    await queue.store.record_failed("bad", {"created_at": "2026-01-01T00:00:00+00:00"}, errors)
+    status = await queue.status("bad")
+    assert (status.state, status.total, status.done, status.errors) == ("failed", 0, True, errors)
+    assert [b.batch_id for b in await queue.batches()] == ["bad"]

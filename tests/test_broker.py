@@ -9,7 +9,7 @@ import pytest
 
 from contract import keys
 from tests.conftest import eventually
-from worker.broker import BatchCancelled, Draining, LeaseBroker, NoCapacityError
+from worker.broker import BatchStopped, Draining, LeaseBroker, NoCapacityError
 from worker.health import OK
 from worker.leases import LeaseBook
 from worker.proxies import Identity
@@ -53,12 +53,12 @@ async def test_a_cancelled_batch_gets_no_lease(broker: LeaseBroker, fake_redis) 
     blocker = await broker.book.acquire(2)  # the identity is full
     waiting = [asyncio.create_task(broker.lease("b1", n)) for n in range(3)]
     await eventually(lambda: broker.waiting == 3, what="three waiters")
-    await fake_redis.zadd(keys.cancelled_batches(), {"b1": 1})
+    await fake_redis.hset(keys.stopped_batches(), "b1", "cancelled 1")
     await broker.book.release([(lease, OK) for lease in blocker.leases])
     for task in waiting:
-        with pytest.raises(BatchCancelled):
+        with pytest.raises(BatchStopped, match="cancelled"):
             await task
-    with pytest.raises(BatchCancelled):
+    with pytest.raises(BatchStopped):
         await broker.lease("b1", 9)
     assert await fake_redis.zcard(keys.lease_tokens()) == 0
 

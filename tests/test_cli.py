@@ -180,3 +180,37 @@ def test_workers_lists_live_ones_and_check_says_if_this_host_has_one(run, real_r
     assert run("workers", "--check").exit_code == 0
     assert run("workers", "--check", "--host", "elsewhere").exit_code == 1
     client.close()
+
+
+def test_wait_exits_4_when_the_batch_ends_cancelled(run, real_redis) -> None:
+    run("enqueue", "-", "--batch-id", "stop", input=LINE)
+    assert run("cancel", "stop").exit_code == 0
+    waited = run("wait", "stop", "--timeout", "5")
+    assert waited.exit_code == 4 and "batch stop cancelled" in waited.stderr
+
+
+def test_enqueue_takes_a_completion_window_and_metadata(run, real_redis) -> None:
+    enqueued = run("enqueue", "-", "--batch-id", "meta", "--completion-window", "2h",
+                   "--metadata", "team=ops", "--metadata", "run=7", input=LINE)  # fmt: skip
+    assert enqueued.exit_code == 0, enqueued.stderr
+    shown = json.loads(run("status", "meta", "--json").stdout)
+    assert shown["metadata"] == {"team": "ops", "run": "7"} and shown["completion_window"] == "2h"
+    assert shown["request_counts"] == {"total": 1, "completed": 0, "failed": 0}
+    bad = run("enqueue", "-", "--metadata", "novalue", input=LINE)
+    assert bad.exit_code == 2 and "key=value" in bad.stderr
+
+
+def test_openai_results_go_to_an_output_file_and_an_error_file(run, real_redis, tmp_path) -> None:
+    two = LINE + "\n" + LINE.replace('"a"', '"b"') + "\n"
+    run("enqueue", "-", "--batch-id", "split", input=two)
+    run("cancel", "split")  # both end cancelled: error lines
+    out, err = tmp_path / "out.jsonl", tmp_path / "err.jsonl"
+    written = run("results", "split", "--format", "openai", "-o", str(out), "--errors", str(err))
+    assert written.exit_code == 0
+    assert out.read_text() == ""
+    errors = [json.loads(line) for line in err.read_text().splitlines()]
+    assert [(e["custom_id"], e["error"]["code"]) for e in errors] == [
+        ("a", "batch_cancelled"), ("b", "batch_cancelled")]  # fmt: skip
+    held = run("results", "split", "--format", "openai")
+    assert held.stdout == "" and "2 error lines not written" in held.stderr
+    assert run("results", "split", "--errors", str(err)).exit_code == 2

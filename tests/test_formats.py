@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from contract.models import JobError, JobResult, JobStatus
-from producer.formats import FORMATS, native_line, openai_line
+from contract.models import JobError, JobResult, JobStatus, Usage
+from producer.formats import BATCH_ERRORS, ERROR_CODES, FORMATS, native_line, openai_line
 
 FINISHED = datetime(2024, 5, 1, 12, 0, 30, 900_000, tzinfo=UTC)
 
@@ -33,8 +33,9 @@ def test_native_line_round_trips() -> None:
     assert JobResult.model_validate_json(line) == done
 
 
-def test_openai_line_for_a_succeeded_result() -> None:
-    line = openai_line(result("succeeded", content="¡hola!\nbye"))
+def test_openai_output_line_for_a_succeeded_result() -> None:
+    usage = Usage(prompt_tokens=9, completion_tokens=4, total_tokens=13)
+    line = openai_line(result("succeeded", content="¡hola!\nbye", usage=usage))
     assert "\n" not in line
     assert json.loads(line) == {
         "id": "batch_req_j1",
@@ -50,12 +51,12 @@ def test_openai_line_for_a_succeeded_result() -> None:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": "¡hola!\nbye"},
+                        "message": {"role": "assistant", "content": "¡hola!\nbye", "refusal": None},
                         "logprobs": None,
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
             },
         },
         "error": None,
@@ -63,27 +64,43 @@ def test_openai_line_for_a_succeeded_result() -> None:
     assert json.loads(line)["response"]["body"]["created"] == 1714564830
 
 
-def test_openai_line_for_a_failed_result() -> None:
+def test_a_refusal_is_an_http_error_response_with_openais_code() -> None:
     failed = result("failed", error=JobError(type="ContentRefused", message="prohibited words"))
     assert json.loads(openai_line(failed)) == {
         "id": "batch_req_j1",
         "custom_id": "q1",
-        "response": None,
-        "error": {"code": "ContentRefused", "message": "prohibited words"},
-    }
+        "response": {
+            "status_code": 400,
+            "request_id": "j1",
+            "body": {"error": {"message": "prohibited words", "type": "invalid_request_error",
+                               "param": None, "code": "content_policy_violation"}},
+        },
+        "error": None,
+    }  # fmt: skip
 
 
-def test_openai_line_for_a_cancelled_result() -> None:
-    cancelled = result("cancelled", error=JobError(type="Cancelled", message="cancelled by user"))
-    assert json.loads(openai_line(cancelled))["error"] == {
-        "code": "cancelled",
-        "message": "cancelled by user",
-    }
-    assert json.loads(openai_line(result("cancelled")))["error"]["code"] == "cancelled"
+@pytest.mark.parametrize(
+    ("status", "kind", "code"),
+    [("cancelled", "Cancelled", "batch_cancelled"), ("failed", "Expired", "batch_expired"),
+     ("failed", "JobTimeout", "request_timeout")],
+)  # fmt: skip
+def test_what_the_batch_never_sent_is_a_batch_level_error(status, kind, code) -> None:
+    line = json.loads(openai_line(result(status, error=JobError(type=kind, message="why"))))
+    assert line["response"] is None and line["error"] == {"code": code, "message": "why"}
 
 
-def test_openai_line_for_a_failed_result_without_error_still_says_failed() -> None:
-    assert json.loads(openai_line(result("failed")))["error"]["code"] == "failed"
+def test_every_error_type_of_the_worker_has_an_openai_code() -> None:
+    from worker import errors
+
+    kinds = {cls.__name__ for cls in vars(errors).values()
+             if isinstance(cls, type) and issubclass(cls, errors.UpstreamError)}  # fmt: skip
+    kinds -= {"UpstreamError", "RetryableError", "PermanentError"}
+    assert kinds <= set(ERROR_CODES) | set(BATCH_ERRORS)
+
+
+def test_a_result_without_an_error_record_still_gets_an_error_line() -> None:
+    assert json.loads(openai_line(result("cancelled")))["error"]["code"] == "batch_cancelled"
+    assert json.loads(openai_line(result("failed")))["response"]["status_code"] == 500
 
 
 @pytest.mark.parametrize("name", ["native", "openai"])

@@ -249,11 +249,13 @@ async def test_caps_hold_across_workers_with_different_pools(fake_redis) -> None
     assert (await take(first)).identity.name == "only_first"
 
 
-async def test_a_cancelled_batch_is_reported_with_the_grants(fake_redis) -> None:
+async def test_a_stopped_batch_is_reported_with_the_grants(fake_redis) -> None:
     leases = await book(fake_redis, [identity("p1")])
-    await fake_redis.zadd(keys.cancelled_batches(), {"gone": 1})
-    grants = await leases.acquire(1, ["kept", "gone"])
-    assert grants.cancelled == ["gone"]
+    await fake_redis.hset(
+        keys.stopped_batches(), mapping={"gone": "cancelled 1", "late": "expired 2"}
+    )
+    grants = await leases.acquire(1, ["kept", "gone", "late"])
+    assert grants.stopped == {"gone": "cancelled", "late": "expired"}
 
 
 async def test_an_identity_removed_from_the_pool_leaves_the_index(fake_redis) -> None:

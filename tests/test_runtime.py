@@ -293,3 +293,29 @@ async def test_a_chunk_of_a_cancelled_batch_is_cancelled_unsent(fake_redis, stat
         await h.run_all()
         assert h.stats()["requests"]["ajax"] == 0
     assert [r.status for r in await h.queue.results(batch_id)] == ["cancelled"] * 2
+
+
+async def test_prompts_held_when_the_window_ends_end_expired_unsent(fake_redis) -> None:
+    async with harness(fake_redis, proxy_max_inflight=1) as h:
+        batch_id = await h.enqueue("a", "b")
+        blocker = await h.runtime.book.acquire(1)  # no capacity: the prompts wait in the worker
+        running = asyncio.create_task(h.run_all())
+        await eventually(lambda: h.runtime.broker.waiting == 2, what="two prompts waiting")
+        await h.queue.store.expire(batch_id)
+        await h.runtime.book.release([(blocker.leases[0], OK)])
+        await running
+        assert h.stats()["requests"]["ajax"] == 0
+    results = await h.queue.results(batch_id)
+    assert [(r.status, r.error.type) for r in results] == [("failed", "Expired")] * 2
+    assert (await h.queue.status(batch_id)).state == "expired"
+
+
+async def test_usage_is_counted_as_openai_would_bill_it(fake_redis) -> None:
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue("hello world")
+        await h.run_all()
+    [result] = await h.queue.results(batch_id)
+    # 3 (message) + "user" (1) + "hello world" (2) + 3 (reply primer) = 9 tokens of o200k_base
+    assert result.usage is not None and result.usage.prompt_tokens == 9
+    assert result.usage.completion_tokens > 0
+    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens

@@ -9,8 +9,9 @@ so a small batch that arrives behind a big one is served from its first lease.
 
 Waiting for capacity is not failing: a prompt waits here without spending any
 budget, however long, until ``capacity_wait_limit`` (then ``NoCapacityError``).
-A cancelled batch's waiting prompts are let go (``BatchCancelled``) by the same
-call that would have given them a lease, so nothing of it leaves after the cancel.
+A stopped batch's waiting prompts (cancelled, or past its completion window) are
+let go (``BatchStopped``) by the same call that would have given them a lease, so
+nothing of it leaves after the cancel.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ HOUSEKEEPING_SECONDS = 0.5
 WAIT_LOG_SECONDS = 10.0  # one line per interval about waiting prompts, not one per prompt
 
 
-class BatchCancelled(Exception):
-    """The prompt's batch was cancelled while it waited; it must not be sent."""
+class BatchStopped(Exception):
+    """The prompt's batch was cancelled or expired while it waited; it must not be sent."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why  # "cancelled" or "expired"
 
 
 class Draining(Exception):
@@ -79,7 +84,7 @@ class LeaseBroker:
         self.metrics = metrics or WorkerMetrics()
         self.poll_seconds = poll_seconds
         self.held: dict[str, Lease] = {}
-        self.cancelled: set[str] = set()
+        self.stopped: dict[str, str] = {}  # batch ID → why
         self.last_refusal = "ready"
         self._waiting: OrderedDict[str, deque[Waiter]] = OrderedDict()
         self._returns: list[tuple[Lease, Cooldown]] = []
@@ -97,8 +102,8 @@ class LeaseBroker:
         """A lease for the prompt at ``index`` of ``batch_id``; waits as long as capacity takes."""
         if self._draining:
             raise Draining
-        if batch_id in self.cancelled:
-            raise BatchCancelled
+        if batch_id in self.stopped:
+            raise BatchStopped(self.stopped[batch_id])
         waiter = Waiter(batch_id, index, asyncio.get_running_loop().create_future())
         self._waiting.setdefault(batch_id, deque()).append(waiter)
         self._wake.set()
@@ -124,11 +129,11 @@ class LeaseBroker:
         self._waiting.clear()
         self._wake.set()
 
-    def cancel_batch(self, batch_id: str) -> None:
-        self.cancelled.add(batch_id)
+    def stop_batch(self, batch_id: str, why: str) -> None:
+        self.stopped[batch_id] = why
         for waiter in self._waiting.pop(batch_id, ()):
             if not waiter.future.done():
-                waiter.future.set_exception(BatchCancelled())
+                waiter.future.set_exception(BatchStopped(why))
 
     async def run(self) -> None:
         """The broker's loop: one Redis call per turn, for every return and every waiter."""
@@ -162,8 +167,8 @@ class LeaseBroker:
                 self._wake_in(HOUSEKEEPING_SECONDS)
 
     def _hand_out(self, grants: Grants) -> None:
-        for batch_id in grants.cancelled:
-            self.cancel_batch(batch_id)
+        for batch_id, why in grants.stopped.items():
+            self.stop_batch(batch_id, why)
         unused: list[Lease] = []
         for lease in grants.leases:
             waiter = self._next_waiter()

@@ -45,9 +45,9 @@ FULL_RECHECK_MS = 1000  # a full identity is looked at again then, or when a lea
 REAP_PER_CALL = 200
 PROMOTE_PER_CALL = 200
 
-# KEYS (every script): leases, ready, later, known, cancelled, then one hash per ATTRIBUTES.
+# KEYS (every script): leases, ready, later, known, stopped, then one hash per ATTRIBUTES.
 _PRELUDE = """
-local LEASES, READY, LATER, KNOWN, CANCELLED = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local LEASES, READY, LATER, KNOWN, STOPPED = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local CAP, INTERVAL, WEIGHT, INFLIGHT, TAT = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local PENALTY, COOLDOWN, REASON, PROBE = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local LATENCY, OK, FAILED = KEYS[15], KEYS[16], KEYS[17]
@@ -101,7 +101,7 @@ end
 """
 
 # ARGV: burst, ttl_ms, fleet_cap, want, token prefix, then batch IDs asked about.
-# Returns {n, name1, token1, probe1, ..., reason, wait_ms, cancelled batch IDs...}.
+# Returns {n, name1, token1, probe1, ..., reason, wait_ms, then (batch, why) of stopped ones}.
 _ACQUIRE = (
     _PRELUDE
     + """
@@ -116,9 +116,13 @@ local due = redis.call('ZRANGEBYSCORE', LATER, '-inf', now, 'LIMIT', 0, PROMOTE 
 for _, name in ipairs(due) do
   reindex(name, burst)
 end
-local cancelled = {}
+local stopped = {}
 for i = 6, #ARGV do
-  if redis.call('ZSCORE', CANCELLED, ARGV[i]) then cancelled[#cancelled + 1] = ARGV[i] end
+  local why = redis.call('HGET', STOPPED, ARGV[i])
+  if why then
+    stopped[#stopped + 1] = ARGV[i]
+    stopped[#stopped + 1] = string.match(why, '^(%S+)')
+  end
 end
 local room = fleet_cap - redis.call('ZCARD', LEASES)
 redis.call('EXPIRE', LEASES, POLICY_TTL)  -- emptied and made again: never without a TTL
@@ -161,7 +165,7 @@ if granted < want then
   end
 end
 out[#out + 1], out[#out + 2] = reason, wait
-for _, batch in ipairs(cancelled) do out[#out + 1] = batch end
+for _, item in ipairs(stopped) do out[#out + 1] = item end
 return out
 """
 )
@@ -317,12 +321,12 @@ class Cooldown:
 
 @dataclass(frozen=True)
 class Grants:
-    """What one acquire call gave: leases, why not more (and for how long), cancelled batches."""
+    """What one acquire call gave: leases, why not more (and for how long), stopped batches."""
 
     leases: list[Lease]
     reason: str
     wait_seconds: float
-    cancelled: list[str]
+    stopped: dict[str, str]  # batch ID → "cancelled" or "expired"
 
 
 def pool_id(identities: Sequence[Identity]) -> str:
@@ -366,7 +370,7 @@ class LeaseBook:
             keys.identities_ready(pool),
             keys.identities_later(pool),
             keys.identities_known(),
-            keys.cancelled_batches(),
+            keys.stopped_batches(),
             *(keys.identity_field(attribute) for attribute in ATTRIBUTES),
         ]
         args: list[str | int | float] = [self.burst, POLICY_TTL_SECONDS]
@@ -380,8 +384,8 @@ class LeaseBook:
     ) -> Grants | None:
         """Returns leases and takes up to ``want`` new ones, in one round trip.
 
-        ``batches`` are the batches the leases are for: those cancelled come back in
-        ``Grants.cancelled``. Returns None when ``want`` is 0.
+        ``batches`` are the batches the leases are for: those stopped (cancelled or
+        expired) come back in ``Grants.stopped``. Returns None when ``want`` is 0.
         """
         for attempt in (1, 2):
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -425,7 +429,9 @@ class LeaseBook:
             leases=leases,
             reason=keys.decoded(rest[0]),
             wait_seconds=max(float(rest[1]), 1.0) / 1000,
-            cancelled=[keys.decoded(batch) for batch in rest[2:]],
+            stopped={
+                keys.decoded(rest[i]): keys.decoded(rest[i + 1]) for i in range(2, len(rest), 2)
+            },
         )
 
     def _release_call(self, pipe: Redis, returned: Sequence[tuple[Lease, Cooldown]]) -> None:

@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 
 import structlog
 
-from contract.batches import BatchStore, cancelled_result
+from contract.batches import BatchStore, stopped_result
 from contract.models import JobError, JobResult, PromptRequest
 from contract.redaction import redact_text
 from contract.retrying import TRANSIENT, RedisBackoff, until_redis_answers
-from worker.broker import BatchCancelled, Draining, LeaseBroker, NoCapacityError
+from worker.broker import BatchStopped, Draining, LeaseBroker, NoCapacityError
 from worker.client import ChatGptEsClient
 from worker.config import WorkerConfig
 from worker.errors import SessionStale, UpstreamError, Verdict
@@ -31,6 +31,7 @@ from worker.leases import Lease, LeaseBook
 from worker.metrics import WorkerMetrics
 from worker.proxies import Identity
 from worker.sessions import SessionCache, SiteSession
+from worker.tokens import usage_of
 
 log = structlog.get_logger("chatgptes.worker")
 # Failures that are the exit's alone: the prompt moves to another at once, no backoff.
@@ -71,8 +72,8 @@ class PromptRunner:
         started = attempts.started_at or datetime.now(UTC)
         try:
             return await self._until_settled(request, started, attempts)
-        except BatchCancelled:
-            return cancelled_result(request)
+        except BatchStopped as stopped:
+            return stopped_result(request, stopped.why)
         except Draining:
             return None
         except NoCapacityError as error:
@@ -146,6 +147,7 @@ class PromptRunner:
                 content=answer,
                 attempts=attempts.total + 1,
                 started_at=started,
+                usage=usage_of(request, answer),
             )
 
     async def _exchange(self, lease: Lease, request: PromptRequest) -> str:

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from contract import keys
-from contract.batches import BatchStore, StartedPrompt, cancelled_result
+from contract.batches import BatchStore, StartedPrompt, stopped_result
 from contract.models import (
     ChunkPayload,
     JobError,
@@ -209,8 +209,12 @@ class WorkerRuntime:
             else:
                 requests.append(found)
         held.unsettled = len(requests) + len(unreadable)
-        if start.batch_state in ("cancelling", "cancelled"):
-            await self._save_all([cancelled_result(request) for request, _ in requests])
+        why = _stopped_why(start.batch_state)
+        if why is None and start.past_its_window:
+            await until_redis_answers("expire", lambda: self.store.expire(batch_id))
+            why = "expired"
+        if why is not None:
+            await self._save_all([stopped_result(request, why) for request, _ in requests])
             await self._save_all(unreadable)
             return {"prompts": len(requests) + len(unreadable)}
         outcomes = await asyncio.gather(
@@ -282,6 +286,8 @@ class WorkerRuntime:
             pipe.pexpire(keys.workers_seen(), ttl_ms * 4)  # the last worker gone, it goes too
             await pipe.execute()
         await self.sessions.count_uses()
+        for batch_id in await self.store.expire_due():
+            log.info("batch.expired", batch_id=batch_id)
         self.metrics.gauges(
             in_flight=len(self.broker.held), waiting=self.broker.waiting, chunks=len(self.held)
         )
@@ -327,6 +333,15 @@ class WorkerRuntime:
             "metrics_port": self.metrics_port or "",
             "stopping": int(self.stopping.is_set()),
         }
+
+
+def _stopped_why(batch_state: str | None) -> str | None:
+    """Why nothing more of a batch in this state may be sent (None: it may)."""
+    if batch_state in ("cancelling", "cancelled"):
+        return "cancelled"
+    if batch_state in ("expiring", "expired"):
+        return "expired"
+    return None
 
 
 def _request_of(
