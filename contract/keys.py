@@ -63,10 +63,16 @@ def batch_chunks(batch_id: str) -> str:
     return _batch(batch_id, "chunks")
 
 
+def batch_openai(batch_id: str) -> str:
+    """Hash: what the OpenAI-compatible API adds to a batch it created (input file, endpoint)."""
+    return _batch(batch_id, "openai")
+
+
 def batch_keys(batch_id: str) -> list[str]:
     """Every key of one batch, in one slot."""
     return [
         batch_meta(batch_id),
+        batch_openai(batch_id),
         batch_requests(batch_id),
         batch_results(batch_id),
         batch_states(batch_id),
@@ -74,6 +80,17 @@ def batch_keys(batch_id: str) -> list[str]:
         batch_attempts(batch_id),
         batch_chunks(batch_id),
     ]
+
+
+# Files uploaded to the OpenAI-compatible API, each under its own hash tag.
+def file_meta(file_id: str) -> str:
+    """Hash: an uploaded file's name, purpose, size, line count and creation time."""
+    return f"{PREFIX}{{{file_id}}}:file"
+
+
+def file_content(file_id: str) -> str:
+    """String: an uploaded file's bytes (a batch input, JSONL)."""
+    return f"{PREFIX}{{{file_id}}}:content"
 
 
 # arq's own keys.
@@ -163,6 +180,11 @@ def worker_info(worker_id: str) -> str:
 def batches_created() -> str:
     """Sorted set: batch ID → when it was created (ms), newest last."""
     return f"{FLEET}batches"
+
+
+def files_created() -> str:
+    """Sorted set: file ID → when it was uploaded (ms), for listing files without a scan."""
+    return f"{FLEET}files"
 
 
 def batch_deadlines() -> str:
