@@ -1,6 +1,9 @@
 """structlog set-up: job and batch IDs from context, secrets masked, JSON off a terminal.
 
-Each step is a plain processor; arq's own stdlib log lines go through the same chain.
+Each step is a plain processor; arq's own stdlib log lines go through the same chain,
+once. A line about a prompt carries its ``job_id``, ``batch_id`` and ``custom_id``
+(bound for the prompt's task), and, while it is being sent, its ``attempt`` and
+``identity`` (a proxy's name: host and port, never its credentials).
 """
 
 from __future__ import annotations
@@ -29,6 +32,17 @@ def drop_arq_job_lines(record: logging.LogRecord) -> bool:
     """arq's per-job lines ("0.34s → job(...) delayed=…") read a chunk's fair-share queue
     score as a time; the worker logs its own chunk lines instead."""
     return not (record.name == "arq.worker" and str(record.msg).startswith("%6.2fs"))
+
+
+def printed_elsewhere(record: logging.LogRecord) -> bool:
+    """Whether a logger below the root has a handler of its own that prints this record
+    (arq's command sets one up before our start-up can take it over)."""
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None and logger is not logging.root:
+        if logger.handlers:
+            return True
+        logger = logger.parent if logger.propagate else None
+    return False
 
 
 def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
@@ -60,6 +74,12 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     handler.addFilter(drop_arq_job_lines)
+    handler.addFilter(lambda record: not printed_elsewhere(record))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The arq command gives arq's logger a handler of its own: its lines would come out
+    # twice, once plain and once through ours. They go through ours only.
+    arq = logging.getLogger("arq")
+    arq.handlers.clear()
+    arq.propagate = True

@@ -159,6 +159,7 @@ def _running_worker() -> Worker | None:
 
 async def startup(ctx: dict[str, Any]) -> None:
     config: WorkerConfig = ctx["config"]
+    configure_logging(config.log_format, config.log_level)  # again: the arq command set its own
     runtime = WorkerRuntime(config, ctx["redis"])
     await runtime.start()
     ctx["runtime"] = runtime

@@ -83,7 +83,7 @@ class PromptRunner:
             error_ = JobError(type="JobTimeout", message=message)
         except Exception as error:
             # A bug must still leave the prompt its one result, not a silent failure.
-            log.exception("prompt.crashed", job_id=request.job_id, batch_id=request.batch_id)
+            log.exception("prompt.crashed")
             error_ = JobError(
                 type="WorkerError", message=redact_text(f"{type(error).__name__}: {error}")
             )
@@ -99,6 +99,9 @@ class PromptRunner:
             if active > self.config.job_timeout_seconds:
                 raise TimeoutError
             lease = await self.broker.lease(request.batch_id, request.index)
+            structlog.contextvars.bind_contextvars(
+                attempt=attempts.total + 1, identity=lease.identity.name
+            )
             began = time.monotonic()
             try:
                 async with asyncio.timeout(self.config.job_timeout_seconds - active):
@@ -113,11 +116,7 @@ class PromptRunner:
                         request.batch_id, request.index, kind, started
                     ),
                 )
-                log.warning(
-                    "upstream.error", job_id=request.job_id, batch_id=request.batch_id,
-                    identity=lease.identity.name, error=error.kind, detail=error.message,
-                    attempt=attempts.total, spent=spent,
-                )  # fmt: skip
+                log.warning("upstream.error", error=error.kind, detail=error.message, spent=spent)
                 if not error.retryable or spent > self.config.budget_for(error.kind):
                     return _failed(request, started, _job_error(error), attempts.total)
                 active += time.monotonic() - began

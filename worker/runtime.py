@@ -236,6 +236,10 @@ class WorkerRuntime:
         self, request: PromptRequest, attempts: Attempts, held: HeldChunk
     ) -> bool:
         """True once the prompt has its durable result; False if it was handed back unsent."""
+        # Each prompt runs in a task of its own, so these stay with this prompt's lines.
+        structlog.contextvars.bind_contextvars(
+            job_id=request.job_id, batch_id=request.batch_id, custom_id=request.custom_id
+        )
         try:
             result = await self.runner.run(request, attempts)
             if result is None:
