@@ -107,14 +107,3 @@ def test_a_result_without_an_error_record_still_gets_an_error_line() -> None:
 def test_formats_by_name(name: str) -> None:
     line = FORMATS[name](result("succeeded", content="x"))
     assert json.loads(line)["custom_id"] == "q1"
-
-
-def test_importing_producer_formats_does_not_import_the_worker() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, producer.formats, producer.inputs; "
-        "assert not {'worker', 'curl_cffi'} & set(sys.modules), sorted(sys.modules)"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
