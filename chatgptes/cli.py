@@ -93,8 +93,10 @@ def enqueue(
         fail(f"{error}\nnothing was enqueued", EXIT_BAD_INPUT)
     except (ValueError, OSError) as error:
         fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
+    for warning in batch.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
-        echo_json({"batch_id": batch.batch_id, "jobs": batch.jobs})
+        echo_json({"batch_id": batch.batch_id, "jobs": batch.jobs, "warnings": batch.warnings})
     else:
         click.echo(batch.batch_id)
         click.echo(f"enqueued {batch.jobs} prompts", err=True)

@@ -39,6 +39,11 @@ class QueueSettings(BaseSettings):
     max_prompt_chars: int = Field(
         32_000, gt=0, description="Largest prompt accepted, counted over all message contents."
     )
+    max_input_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="Largest prompts file (or stdin) enqueue reads; bigger is refused unread.",
+    )
     default_model: str = Field(DEFAULT_MODEL, description="Model used when a line names none.")
     chunk_size: int = Field(
         50, ge=1, le=1000, description="Prompts one arq job carries (smaller for small batches)."

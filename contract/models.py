@@ -45,6 +45,30 @@ def check_model(model: str) -> str:
     return model
 
 
+MAX_STOP_SEQUENCES = 4
+
+
+class RequestParams(BaseModel):
+    """The request parameters a worker honours (``producer.params`` has the whole policy).
+
+    ``stop``: the answer is cut before the first of these strings, as OpenAI does.
+    ``json_object``: OpenAI's ``response_format`` ``{"type": "json_object"}``: the site is
+    asked for one JSON object, and an answer that holds none is an ``AnswerNotJson`` error.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stop: tuple[NonEmptyText, ...] = Field((), max_length=MAX_STOP_SEQUENCES)
+    json_object: bool = False
+
+    @property
+    def given(self) -> bool:
+        return bool(self.stop) or self.json_object
+
+
+NO_PARAMS = RequestParams()
+
+
 class PromptRequest(BaseModel):
     """One prompt as it travels from the producer to a worker."""
 
@@ -57,6 +81,7 @@ class PromptRequest(BaseModel):
     messages: tuple[Message, ...] = Field(min_length=1)
     model: str
     enqueued_at: datetime
+    params: RequestParams = NO_PARAMS
 
     @field_validator("model")
     @classmethod
@@ -65,9 +90,7 @@ class PromptRequest(BaseModel):
 
     def stored_json(self) -> str:
         """What the batch keeps per prompt: the rest is the batch's, or the index."""
-        return StoredRequest(
-            custom_id=self.custom_id, messages=self.messages, model=self.model
-        ).model_dump_json()
+        return StoredRequest.of(self.custom_id, self.messages, self.model, self.params)
 
     @classmethod
     def from_stored(
@@ -83,6 +106,7 @@ class PromptRequest(BaseModel):
             messages=stored.messages,
             model=stored.model,
             enqueued_at=enqueued_at,
+            params=stored.params or NO_PARAMS,
         )
 
 
@@ -94,6 +118,24 @@ class StoredRequest(BaseModel):
     custom_id: str
     messages: tuple[Message, ...] = Field(min_length=1)
     model: str
+    params: RequestParams | None = None  # left out when none is given
+
+    @classmethod
+    def of(
+        cls,
+        custom_id: str,
+        messages: tuple[Message, ...],
+        model: str,
+        params: RequestParams = NO_PARAMS,
+    ) -> str:
+        """The stored JSON of one request; ``params`` only when one is given."""
+        stored = cls(
+            custom_id=custom_id,
+            messages=messages,
+            model=model,
+            params=params if params.given else None,
+        )
+        return stored.model_dump_json(exclude_none=True)
 
 
 def job_id_for(batch_id: str, index: int) -> str:

@@ -33,8 +33,9 @@ from contract.models import (
 )
 from contract.retrying import TRANSIENT, RedisBackoff, redis_client
 from producer import options
-from producer.inputs import PromptLine, read_prompt_file
+from producer.inputs import PromptLine, read_prompt_file, summarize_warnings
 from producer.options import DEFAULT_COMPLETION_WINDOW
+from producer.params import request_params
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 Progress = Callable[[int], None]
@@ -54,6 +55,8 @@ class JobNotFound(LookupError):
 class EnqueuedBatch:
     batch_id: str
     jobs: int
+    warnings: tuple[str, ...] = ()
+    """One line per request parameter accepted but not honoured, with its prompt count."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class BatchQueue:
             default_model=self.settings.default_model,
             max_prompt_chars=self.settings.max_prompt_chars,
             model_override=model,
+            max_input_bytes=self.settings.max_input_bytes,
         )
         return await self.enqueue(
             lines, batch_id=batch_id, progress=progress,
@@ -138,9 +142,7 @@ class BatchQueue:
         created_at = utc_now()
         expires_at = created_at + window
         requests = [
-            StoredRequest(
-                custom_id=line.custom_id, messages=line.messages, model=line.model
-            ).model_dump_json()
+            StoredRequest.of(line.custom_id, line.messages, line.model, request_params(line.params))
             for line in lines
         ]
         meta = {
@@ -153,7 +155,9 @@ class BatchQueue:
         }
         await self.store.stage(batch_id, meta, requests, progress=progress)
         await self.store.publish(batch_id, len(lines), self.settings.chunk_size)
-        return EnqueuedBatch(batch_id=batch_id, jobs=len(lines))
+        return EnqueuedBatch(
+            batch_id=batch_id, jobs=len(lines), warnings=tuple(summarize_warnings(lines))
+        )
 
     async def _require(self, batch_id: str) -> BatchStatus:
         status = await self.store.status(batch_id)

@@ -47,6 +47,7 @@ ERROR_CODES: dict[str, HttpError] = {
     "SessionStale": HttpError(502, "server_error", "bad_gateway"),
     "NoCapacity": HttpError(503, "server_error", "service_unavailable"),
     "ConsentMissing": HttpError(500, "server_error", "server_misconfigured"),
+    "AnswerNotJson": HttpError(500, "server_error", "json_output_invalid"),
     "WorkerError": HttpError(500, "server_error", "server_error"),
     "BadRequestData": HttpError(500, "server_error", "server_error"),
     "BadResultData": HttpError(500, "server_error", "server_error"),

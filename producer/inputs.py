@@ -5,38 +5,68 @@ Each non-blank line is one JSON object in either of two forms:
 - native: ``{"custom_id": "q1", "messages": [...], "model": "gpt-4o"}``, where
   ``custom_id`` (default: the line number) and ``model`` (default: the configured
   default model) are optional and no other key is allowed, so a typo such as
-  ``"mesages"`` is reported instead of silently dropped;
+  ``"mesages"`` is reported (with a suggestion) instead of silently dropped;
 - an OpenAI Batch API request line: ``{"custom_id": ..., "method": "POST",
-  "url": "/v1/chat/completions", "body": {"model": ..., "messages": [...]}}``,
-  recognised by any of ``body``/``method``/``url``. Other keys inside ``body``
-  (temperature, max_tokens, ...) are ignored: chatgpt.es has no such knobs.
+  "url": "/v1/chat/completions", "body": {"model": ..., "messages": [...], ...}}``,
+  recognised by any of ``body``/``method``/``url``. The other keys of ``body`` are
+  request parameters, each refused, honoured or accepted with a warning as
+  ``producer.params`` lists; an unknown one (``"temprature"``) is refused.
 
 A message is ``{"role": "system"|"user"|"assistant", "content": ...}`` (an OpenAI
 ``name`` is accepted and ignored) whose content is a non-blank string or a list
 of OpenAI text parts, joined with newlines. Message indexes in reasons count
 from 0, as in JSON paths. Blank lines are skipped but keep their line numbers.
 
+A line is also refused, with its number, if it: is not UTF-8; starts with a byte
+order mark (only the first line may); is longer than ``max_line_bytes`` (12 bytes
+per prompt character, the longest escape of one, plus 64 KiB for the rest); nests
+arrays and objects more than ``MAX_NESTING`` deep; repeats a key in any object
+(JSON parsers would silently keep the last); or holds a lone UTF-16 surrogate
+escape (``"\\ud800"``: not Unicode, it could not be stored). A trailing ``\\r``
+(CRLF line ends) is fine.
+
 A file with any bad line yields nothing: ``InputFileError`` lists every problem.
+``read_prompt_file`` can also refuse a whole input larger than ``max_input_bytes``
+(``InputTooLargeError``, before reading a file, as soon as stdin sends more).
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
+import os
+import re
+import stat
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import IO, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from contract.config import KNOWN_MODELS
 from contract.models import Message, check_model
+from producer.params import (
+    KNOWN_PARAMETERS,
+    MAX_NAMED_UNKNOWN_KEYS,
+    NO_BODY_PARAMS,
+    BodyParams,
+    check_body_params,
+    json_type,
+    shown,
+    suggestion,
+)
 
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 MAX_CUSTOM_ID_CHARS = 256
 MAX_LISTED_PROBLEMS = 100
+MAX_NESTING = 64  # levels of arrays and objects; a prompt line needs fewer than 10
+LINE_BYTES_PER_PROMPT_CHAR = 12  # "\ud83d\ude00": the longest JSON escape of one character
+LINE_SLACK_BYTES = 64 * 1024  # keys, custom_id, parameters, text-part wrappers
+MAX_INPUT_BYTES_SETTING = "CHATGPTES_MAX_INPUT_BYTES"
 OPENAI_METHOD = "POST"
 OPENAI_URL = "/v1/chat/completions"
 
@@ -46,17 +76,29 @@ _OPENAI_MARKERS = frozenset({"body", "method", "url"})
 _MESSAGE_KEYS = frozenset({"role", "content", "name"})
 _IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
 _PART_JOINER = "\n"
-_decode_json = json.JSONDecoder().decode  # skips json.loads' per-call argument handling
+_BYTE_ORDER_MARK = "\ufeff"
+_ESCAPED_COLON = "\\u003"  # the start of "\u003a": a colon the fast path cannot count
+_TOO_DEEP = f"nested too deeply: more than {MAX_NESTING} levels of arrays and objects"
+# a JSON string (possessive, so linear even unterminated) or a bracket
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
+_NESTING_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 @dataclass(frozen=True)
 class PromptLine:
-    """One valid input line, ready to become a ``PromptRequest``."""
+    """One valid input line, ready to become a ``PromptRequest``.
+
+    ``params`` holds the request parameters the worker honours (``stop`` as a list of
+    strings, ``response_format`` ``{"type": "json_object"}``), as plain JSON values;
+    ``warnings`` one sentence per parameter accepted but not honoured.
+    """
 
     line_number: int
     custom_id: str
     messages: tuple[Message, ...]
     model: str
+    params: Mapping[str, Any] = field(default_factory=lambda: NO_BODY_PARAMS.params, hash=False)
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,12 +110,35 @@ class LineProblem:
 
 
 class InputFileError(ValueError):
-    """Raised when a prompts file has any bad line, or no prompts at all; carries every problem."""
+    """Raised when a prompts file has any bad line, or no prompts at all; carries every problem.
 
-    def __init__(self, source: str, problems: Sequence[LineProblem]) -> None:
+    ``message`` replaces the usual report, for an input refused whole.
+    """
+
+    def __init__(
+        self, source: str, problems: Sequence[LineProblem], *, message: str | None = None
+    ) -> None:
         self.source = source
         self.problems: tuple[LineProblem, ...] = tuple(problems)
-        super().__init__(describe_problems(source, self.problems))
+        super().__init__(message or describe_problems(source, self.problems))
+
+
+class InputTooLargeError(InputFileError):
+    """An input over ``max_input_bytes``: a file refused before it is read, stdin cut short.
+
+    ``size`` is the file's size, or None when only "more than ``limit``" is known.
+    """
+
+    def __init__(self, source: str, limit: int, size: int | None = None) -> None:
+        self.limit = limit
+        self.size = size
+        where = f"the limit ({MAX_INPUT_BYTES_SETTING})"
+        if size is None:
+            what = f"sent more than {limit:,} bytes, {where}; reading stopped there"
+        else:
+            what = f"is {size:,} bytes, more than {limit:,} bytes, {where}"
+        message = f"{source} {what}: split it into smaller files, or raise the limit"
+        super().__init__(source, (), message=message)
 
 
 def describe_problems(source: str, problems: Sequence[LineProblem]) -> str:
@@ -88,6 +153,27 @@ def describe_problems(source: str, problems: Sequence[LineProblem]) -> str:
     return f"{bad_lines} bad {noun} in {source}:\n" + "\n".join(listed)
 
 
+def summarize_warnings(lines: Sequence[PromptLine]) -> list[str]:
+    """One line per distinct warning, with how many prompts it concerns, first seen first.
+
+    E.g. ``"temperature (120 prompts): accepted but not honoured: chatgpt.es has no
+    such setting"``.
+    """
+    counts = Counter(warning for line in lines for warning in line.warnings)
+    return [_warning_summary(warning, count) for warning, count in counts.items()]
+
+
+def _warning_summary(warning: str, count: int) -> str:
+    prompts = f"{count:,} prompt{'' if count == 1 else 's'}"
+    name, is_, rest = warning.partition(" is ")  # "<parameter> is accepted but <why>"
+    return f"{name} ({prompts}): {rest}" if is_ else f"{warning} ({prompts})"
+
+
+def max_line_bytes(max_prompt_chars: int) -> int:
+    """The longest line accepted: enough for a full prompt written all in escapes."""
+    return LINE_BYTES_PER_PROMPT_CHAR * max_prompt_chars + LINE_SLACK_BYTES
+
+
 class _FastNative(BaseModel):
     """A valid native line, checked in one pydantic pass; anything else takes the slow path."""
 
@@ -98,6 +184,9 @@ class _FastNative(BaseModel):
 
 
 class _FastBody(BaseModel):
+    """The body of an OpenAI line; its parameters are kept as extras for ``check_body_params``."""
+
+    model_config = ConfigDict(extra="allow")
     messages: tuple[Message, ...] = Field(min_length=1)
     model: str | None = None
 
@@ -126,6 +215,7 @@ class _Line:
     model: str | None = None
     reasons: list[str] = field(default_factory=list)
     is_object: bool = False
+    body_params: BodyParams = NO_BODY_PARAMS
 
 
 def parse_prompt_lines(
@@ -139,7 +229,9 @@ def parse_prompt_lines(
     """Every prompt in ``lines``, or ``InputFileError`` listing every bad line.
 
     ``model_override`` replaces every line's model (a line's own ``model`` is then
-    not checked); a bad override or default model is one ``ValueError``.
+    not checked); a bad override or default model is one ``ValueError``. Warnings
+    about parameters accepted but not honoured are on each line; see
+    ``summarize_warnings``.
     """
     fallback_model = _checked_fallback_model(default_model, model_override)
     with _cyclic_gc_paused():
@@ -155,12 +247,18 @@ def _collect(
     prompts: list[PromptLine] = []
     problems: list[LineProblem] = []
     first_use: dict[str, tuple[int, bool]] = {}  # custom_id → (line, was it a default id)
+    check_line_model = model_override is None
+    quarter_line_limit = max_line_bytes(max_prompt_chars) // 4  # a character: 1-4 bytes
     for line_number, text in enumerate(lines, start=1):
         if line_number == 1:
-            text = text.removeprefix("\ufeff")
+            text = text.removeprefix(_BYTE_ORDER_MARK)
         if not text or text.isspace():
             continue
-        check_line_model = model_override is None
+        if text[0] == _BYTE_ORDER_MARK or len(text) > quarter_line_limit:
+            refusal = _refused_unread(text, max_prompt_chars)
+            if refusal is not None:
+                problems.append(LineProblem(line_number, refusal))
+                continue
         line = _parse_valid_line(text, max_prompt_chars, check_line_model) or _parse_line(
             text, max_prompt_chars, check_line_model=check_line_model
         )
@@ -169,8 +267,35 @@ def _collect(
             problems.extend(LineProblem(line_number, reason) for reason in line.reasons)
         elif custom_id is not None:
             model = model_override or line.model or fallback_model
-            prompts.append(PromptLine(line_number, custom_id, line.messages, model))
+            body_params = line.body_params
+            prompts.append(
+                PromptLine(
+                    line_number,
+                    custom_id,
+                    line.messages,
+                    model,
+                    body_params.params,
+                    body_params.warnings,
+                )
+            )
     return prompts, problems
+
+
+def _refused_unread(text: str, max_prompt_chars: int) -> str | None:
+    """Why a line is refused before it is parsed (a stray BOM, a huge line), if it is."""
+    if text[0] == _BYTE_ORDER_MARK:
+        return (
+            "starts with a byte order mark (U+FEFF), which only a file's first line may "
+            "have: were two files joined?"
+        )
+    size, limit = len(text.encode("utf-8", "surrogatepass")), max_line_bytes(max_prompt_chars)
+    if size <= limit:
+        return None
+    return (
+        f"line is {size:,} bytes long; the limit is {limit:,} bytes "
+        f"({LINE_BYTES_PER_PROMPT_CHAR} bytes per character of the {max_prompt_chars:,}-"
+        "character prompt limit, plus 64 KiB)"
+    )
 
 
 @contextmanager
@@ -191,25 +316,70 @@ def read_prompt_file(
     default_model: str,
     max_prompt_chars: int,
     model_override: str | None = None,
+    max_input_bytes: int | None = None,
 ) -> list[PromptLine]:
     """Every prompt in the file (``-`` reads stdin); see ``parse_prompt_lines``.
 
-    A missing or unreadable file raises the ``OSError`` from ``open``.
+    ``max_input_bytes`` (the CLI passes ``CHATGPTES_MAX_INPUT_BYTES``; None: no limit)
+    refuses a larger file before reading it, and stdin as soon as it sends more, with
+    ``InputTooLargeError``. A directory raises ``IsADirectoryError`` naming it; a
+    missing or unreadable file raises the ``OSError`` from ``open``.
     """
+    if max_input_bytes is not None and max_input_bytes < 1:
+        raise ValueError(f"max_input_bytes must be positive, got {max_input_bytes}")
     kwargs: dict[str, Any] = {
         "default_model": default_model,
         "max_prompt_chars": max_prompt_chars,
         "model_override": model_override,
     }
     if path_or_dash == "-":
-        return parse_prompt_lines(_stdin_lines(), source="<stdin>", **kwargs)
+        lines = _stdin_lines(max_input_bytes)
+        return parse_prompt_lines(lines, source="<stdin>", **kwargs)
+    if os.path.isdir(path_or_dash):
+        raise IsADirectoryError(errno.EISDIR, "a directory, not a prompts file", path_or_dash)
     with open(path_or_dash, "rb") as stream:
-        return parse_prompt_lines(_decoded(stream), source=path_or_dash, **kwargs)
+        _check_file_size(stream, path_or_dash, max_input_bytes)
+        lines = _decoded(_limited(stream, path_or_dash, max_input_bytes))
+        return parse_prompt_lines(lines, source=path_or_dash, **kwargs)
 
 
-def _stdin_lines() -> Iterable[str]:
+def _check_file_size(stream: IO[bytes], source: str, max_input_bytes: int | None) -> None:
+    """Refuses a regular file over the limit before reading it (a pipe is counted as read)."""
+    if max_input_bytes is None:
+        return
+    status = os.fstat(stream.fileno())
+    if stat.S_ISREG(status.st_mode) and status.st_size > max_input_bytes:
+        raise InputTooLargeError(source, max_input_bytes, status.st_size)
+
+
+def _limited(stream: IO[bytes], source: str, max_input_bytes: int | None) -> Iterator[bytes]:
+    """The stream's lines, stopping with ``InputTooLargeError`` once it is over the limit."""
+    if max_input_bytes is None:
+        yield from stream
+        return
+    read = 0
+    while raw := stream.readline(max_input_bytes - read + 1):
+        read += len(raw)
+        if read > max_input_bytes:
+            raise InputTooLargeError(source, max_input_bytes)
+        yield raw
+
+
+def _stdin_lines(max_input_bytes: int | None) -> Iterable[str]:
     buffer = getattr(sys.stdin, "buffer", None)
-    return sys.stdin if buffer is None else _decoded(buffer)
+    if buffer is not None:
+        return _decoded(_limited(buffer, "<stdin>", max_input_bytes))
+    return sys.stdin if max_input_bytes is None else _limited_text(sys.stdin, max_input_bytes)
+
+
+def _limited_text(stream: Iterable[str], max_input_bytes: int) -> Iterator[str]:
+    """A text-only stdin's lines, counted in UTF-8 bytes like a binary one."""
+    read = 0
+    for text in stream:
+        read += len(text.encode("utf-8", "surrogatepass"))
+        if read > max_input_bytes:
+            raise InputTooLargeError("<stdin>", max_input_bytes)
+        yield text
 
 
 def _decoded(raw_lines: Iterable[bytes]) -> Iterator[str]:
@@ -258,47 +428,147 @@ def _register_custom_id(
     return None
 
 
+# --- the fast path ---
+
+
+class _FastRead(NamedTuple):
+    """An OpenAI line pydantic validated, and what it takes to be sure no key was repeated."""
+
+    custom_id: str
+    messages: tuple[Message, ...]
+    model: str | None
+    members: int  # object members pydantic kept, other than each message's role and content
+    colons: int  # colons inside the strings of those members
+    body_params: BodyParams
+
+
 def _parse_valid_line(text: str, max_prompt_chars: int, check_line_model: bool) -> _Line | None:
     """The fast path for the common case, a valid line; None sends the line to ``_parse_line``.
 
     It only ever accepts what ``_parse_line`` accepts; ``_parse_line`` words the reasons.
+    pydantic's parser refuses lone surrogates itself, but keeps the last of repeated
+    keys silently: as every colon outside a string is one object member, the line's
+    colons must be those of the members pydantic kept plus those in its strings.
     """
     try:
         if '"body"' in text:  # a guess at the form: a wrong one only costs the slow path
-            request = _fast_openai(text)
-            messages, model = request.body.messages, request.body.model
+            read = _fast_openai_read(text)
+            if read is None:
+                return None
+            custom_id, messages, model, members, colons, body_params = read
         else:
             request = _fast_native(text)
-            messages, model = request.messages, request.model
+            custom_id, messages, model = request.custom_id, request.messages, request.model
+            members, colons, body_params = len(request.model_fields_set), 0, NO_BODY_PARAMS
     except ValidationError:
         return None
+    size = 0
+    for message in messages:  # every one is {role, content}: 2 members
+        content = message.content
+        size += len(content)
+        colons += content.count(":")
     if (
-        (request.custom_id and not request.custom_id.strip())
+        (custom_id and not custom_id.strip())
         or messages[-1].role != "user"
         or (check_line_model and model is not None and model not in KNOWN_MODELS)
-        or sum(len(message.content) for message in messages) > max_prompt_chars
+        or size > max_prompt_chars
     ):
         return None
+    colons += custom_id.count(":") + (model.count(":") if model else 0)
+    if text.count(":") != members + 2 * len(messages) + colons:
+        return None  # a repeated key
+    if colons and _ESCAPED_COLON in text:
+        return None  # "\u003a", a colon that is not in the count: a repeat may hide behind it
     return _Line(
-        custom_id=request.custom_id or None, messages=messages, model=model, is_object=True
+        custom_id=custom_id or None,
+        messages=messages,
+        model=model,
+        is_object=True,
+        body_params=body_params,
     )
+
+
+def _fast_openai_read(text: str) -> _FastRead | None:
+    request = _fast_openai(text)
+    body = request.body
+    members = len(request.model_fields_set) + len(body.model_fields_set)
+    extra, colons, body_params = body.model_extra, 0, NO_BODY_PARAMS
+    if extra:
+        checked = _fast_body_params(extra)
+        if checked is None:
+            return None
+        body_params, nested_members, colons = checked
+        members += nested_members
+    return _FastRead(request.custom_id, body.messages, body.model, members, colons, body_params)
+
+
+_CheckedParams = tuple[BodyParams, int, int]  # and the members and colons inside them
+_checked_params_memo: dict[tuple[tuple[str, type, Any], ...], _CheckedParams | None] = {}
+_MEMO_SIZE = 256
+
+
+def _fast_body_params(extra: dict[str, Any]) -> _CheckedParams | None:
+    """``check_body_params`` (None if it gives a reason), and the members and colons inside.
+
+    Memoized for parameters that are all scalars: a file tends to repeat a few sets of
+    them (the type is in the key, as ``1 == 1.0 == true``).
+    """
+    key = tuple([(name, value.__class__, value) for name, value in extra.items()])
+    try:
+        return _checked_params_memo[key]
+    except KeyError:
+        pass
+    except TypeError:  # an array or object: not memoized
+        return _checked_body_params(extra)
+    if len(_checked_params_memo) >= _MEMO_SIZE:
+        _checked_params_memo.clear()
+    checked = _checked_params_memo[key] = _checked_body_params(extra)
+    return checked
+
+
+def _checked_body_params(extra: dict[str, Any]) -> _CheckedParams | None:
+    reasons: list[str] = []
+    body_params = check_body_params(extra, reasons)
+    if reasons:
+        return None
+    return (body_params, *_members_and_colons(extra))
+
+
+def _members_and_colons(obj: Mapping[str, Any]) -> tuple[int, int]:
+    """Object members inside ``obj``'s values, and colons in its keys and strings."""
+    members = colons = 0
+    pending: list[Any] = [obj]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            colons += value.count(":")
+        elif isinstance(value, dict):
+            if value is not obj:
+                members += len(value)
+            colons += sum(key.count(":") for key in value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return members, colons
+
+
+# --- the slow path: every problem, worded ---
 
 
 def _parse_line(text: str, max_prompt_chars: int, *, check_line_model: bool) -> _Line:
     """Every problem of one line, worded for a user (or its fields, if it has none)."""
     line = _Line()
-    if not text.isascii() and _has_undecodable_bytes(text):
-        line.reasons.append("not valid UTF-8 text")
+    undecodable = _undecodable(text)
+    if undecodable is not None:
+        line.reasons.append(undecodable)
         return line
-    try:
-        obj = _decode_json(text)
-    except json.JSONDecodeError as exc:
-        line.reasons.append(f"not valid JSON: {exc.msg} (column {exc.colno})")
-        return line
+    obj = _decode_line(text, line.reasons)
     if not isinstance(obj, dict):
-        line.reasons.append(f"expected a JSON object, got {_json_type(obj)}")
+        if not line.reasons:
+            line.reasons.append(f"expected a JSON object, got {json_type(obj)}")
         return line
     line.is_object = True
+    line.reasons.extend(_repeated_keys_and_lone_surrogates(obj))
     _check_custom_id(obj, line)
     if _OPENAI_MARKERS.intersection(obj):
         request, prefix = _openai_body(obj, line.reasons), "body."
@@ -310,6 +580,8 @@ def _parse_line(text: str, max_prompt_chars: int, *, check_line_model: bool) -> 
     line.messages = _check_messages(request.get("messages"), prefix + "messages", line.reasons)
     if check_line_model:
         line.model = _check_line_model(request.get("model"), prefix + "model", line.reasons)
+    if prefix:
+        line.body_params = check_body_params(request, line.reasons)
     size = sum(len(message.content) for message in line.messages)
     if size > max_prompt_chars:
         line.reasons.append(
@@ -318,12 +590,123 @@ def _parse_line(text: str, max_prompt_chars: int, *, check_line_model: bool) -> 
     return line
 
 
-def _has_undecodable_bytes(text: str) -> bool:
+def _undecodable(text: str) -> str | None:
+    """Why the text is not UTF-8, if it is not: the bytes ``_decoded`` could not decode."""
+    if text.isascii():
+        return None
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
+    except UnicodeEncodeError as exc:
+        bad = ord(text[exc.start])
+        what = f"byte 0x{bad - 0xDC00:02X}" if 0xDC80 <= bad <= 0xDCFF else f"U+{bad:04X}"
+        return (
+            f"not valid UTF-8 text: {what} at column {exc.start + 1} "
+            "(a binary file, or another encoding such as UTF-16 or Latin-1?)"
+        )
+    return None
+
+
+class _RepeatedKeys(dict[str, Any]):
+    """A decoded JSON object that had some key more than once (the last value kept)."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _object_from_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A decoded object; a ``_RepeatedKeys`` if a key came more than once."""
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    counts = Counter(key for key, _ in pairs)
+    marked = _RepeatedKeys(obj)
+    marked.repeated = tuple(key for key, count in counts.items() if count > 1)
+    return marked
+
+
+_decode_json = json.JSONDecoder(object_pairs_hook=_object_from_pairs).decode
+
+
+class _NotJSON:
+    """What ``_decode_line`` returns for a line that is not JSON (its reason already given)."""
+
+
+def _decode_line(text: str, reasons: list[str]) -> Any:
+    """The line's JSON value, or a ``_NotJSON`` and a reason."""
+    if _nested_too_deeply(text):
+        reasons.append(_TOO_DEEP)
+        return _NotJSON()
+    try:
+        return _decode_json(text)
+    except RecursionError:  # not expected after the check above, but never a traceback
+        reasons.append(_TOO_DEEP)
+    except json.JSONDecodeError as exc:
+        reasons.append(_json_error_reason(exc))
+    return _NotJSON()
+
+
+def _nested_too_deeply(text: str) -> bool:
+    """Whether arrays and objects nest more than ``MAX_NESTING`` deep (strings skipped)."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return False
+    depth = 0
+    for token in _STRING_OR_BRACKET.findall(text):
+        depth += _NESTING_STEP.get(token, 0)
+        if depth > MAX_NESTING:
+            return True
     return False
+
+
+def _json_error_reason(exc: json.JSONDecodeError) -> str:
+    char = exc.doc[exc.pos] if exc.pos < len(exc.doc) else ""
+    if char and char < " " and char not in "\t\n\r":
+        return (
+            f"not valid JSON: control character U+{ord(char):04X} at column {exc.colno} "
+            "(binary data, or a raw control character inside a string)"
+        )
+    return f"not valid JSON: {exc.msg} (column {exc.colno})"
+
+
+def _repeated_keys_and_lone_surrogates(obj: dict[str, Any]) -> list[str]:
+    """A reason per repeated key and per string or key holding a lone surrogate, by path."""
+    reasons: list[str] = []
+    pending: list[tuple[str, Any]] = [("", obj)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            surrogate = _lone_surrogate(value)
+            if surrogate is not None:
+                reasons.append(f"{path}: contains {surrogate}")
+        elif isinstance(value, dict):
+            prefix = f"{path}: " if path else ""
+            for key in getattr(value, "repeated", ()):
+                reasons.append(f"{prefix}duplicate key {shown(key)}")
+            for key in value:
+                surrogate = _lone_surrogate(key)
+                if surrogate is not None:
+                    reasons.append(f"{prefix}a key contains {surrogate}")
+            children = [(_key_path(path, key), item) for key, item in value.items()]
+            pending.extend(reversed(children))
+        elif isinstance(value, list):
+            children = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+            pending.extend(reversed(children))
+    return reasons
+
+
+def _key_path(path: str, key: str) -> str:
+    shortened = key if len(key) <= 40 else key[:37] + "..."
+    return f"{path}.{shortened}" if path else shortened
+
+
+def _lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in ``text``, described with its JSON escape, if there is one."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        escape = f"\\u{ord(text[exc.start]):04x}"
+        return f"a lone surrogate ({escape}), which is not valid Unicode"
+    return None
 
 
 def _check_custom_id(obj: dict[str, Any], line: _Line) -> None:
@@ -331,7 +714,7 @@ def _check_custom_id(obj: dict[str, Any], line: _Line) -> None:
         return
     custom_id = obj["custom_id"]
     if not isinstance(custom_id, str) or not custom_id.strip():
-        line.reasons.append(f"custom_id: must be a non-empty string, got {_shown(custom_id)}")
+        line.reasons.append(f"custom_id: must be a non-empty string, got {shown(custom_id)}")
     elif len(custom_id) > MAX_CUSTOM_ID_CHARS:
         line.reasons.append(
             f"custom_id: {len(custom_id)} characters is longer than the limit "
@@ -349,12 +732,19 @@ def _check_known_keys(
     if obj.keys() <= allowed:
         return
     unknown = sorted(key for key in obj if key not in allowed)
-    if unknown:
-        noun = "key" if len(unknown) == 1 else "keys"
-        names = ", ".join(repr(key) for key in unknown)
-        reasons.append(
-            f"{prefix}unknown {noun} {names}; expected only {', '.join(sorted(allowed))}"
-        )
+    noun = "key" if len(unknown) == 1 else "keys"
+    names = ", ".join(_with_suggestion(key, allowed) for key in unknown[:MAX_NAMED_UNKNOWN_KEYS])
+    if len(unknown) > MAX_NAMED_UNKNOWN_KEYS:
+        names += f" and {len(unknown) - MAX_NAMED_UNKNOWN_KEYS} more"
+    reason = f"{prefix}unknown {noun} {names}; expected only {', '.join(sorted(allowed))}"
+    if allowed is _NATIVE_KEYS and KNOWN_PARAMETERS.intersection(unknown):
+        reason += " (request parameters are read only from an OpenAI request line's body)"
+    reasons.append(reason)
+
+
+def _with_suggestion(key: str, allowed: frozenset[str]) -> str:
+    close = suggestion(key, allowed)
+    return shown(key) if close is None else f"{shown(key)} (did you mean {close!r}?)"
 
 
 def _openai_body(obj: dict[str, Any], reasons: list[str]) -> dict[str, Any] | None:
@@ -363,13 +753,13 @@ def _openai_body(obj: dict[str, Any], reasons: list[str]) -> dict[str, Any] | No
     method, url = obj.get("method"), obj.get("url")
     if method != OPENAI_METHOD:
         reasons.append(
-            f"method: must be {OPENAI_METHOD!r} (OpenAI batch form), got {_shown(method)}"
+            f"method: must be {OPENAI_METHOD!r} (OpenAI batch form), got {shown(method)}"
         )
     if url != OPENAI_URL:
-        reasons.append(f"url: must be {OPENAI_URL!r} (OpenAI batch form), got {_shown(url)}")
+        reasons.append(f"url: must be {OPENAI_URL!r} (OpenAI batch form), got {shown(url)}")
     body = obj.get("body")
     if not isinstance(body, dict):
-        what = "missing" if "body" not in obj else f"must be an object, got {_json_type(body)}"
+        what = "missing" if "body" not in obj else f"must be an object, got {json_type(body)}"
         reasons.append(f"body: {what} (OpenAI batch form)")
         return None
     return body
@@ -379,7 +769,7 @@ def _check_line_model(model: Any, where: str, reasons: list[str]) -> str | None:
     if model is None:
         return None
     if not isinstance(model, str):
-        reasons.append(f"{where}: must be a string, got {_json_type(model)}")
+        reasons.append(f"{where}: must be a string, got {json_type(model)}")
         return None
     try:
         return check_model(model)
@@ -394,7 +784,7 @@ def _check_messages(raw: Any, where: str, reasons: list[str]) -> tuple[Message, 
         reasons.append(f"{where}: missing; expected a non-empty list of messages")
         return ()
     if not isinstance(raw, list) or not raw:
-        got = "an empty list" if isinstance(raw, list) else _json_type(raw)
+        got = "an empty list" if isinstance(raw, list) else json_type(raw)
         reasons.append(f"{where}: must be a non-empty list of messages, got {got}")
         return ()
     count_before = len(reasons)
@@ -425,7 +815,7 @@ def _plain_message(item: Any) -> Message | None:
 def _check_message(item: Any, where: str, reasons: list[str]) -> Message | None:
     """Every problem of one message (or the message, e.g. one with text parts)."""
     if not isinstance(item, dict):
-        reasons.append(f"{where}: must be an object with role and content, got {_json_type(item)}")
+        reasons.append(f"{where}: must be an object with role and content, got {json_type(item)}")
         return None
     count_before = len(reasons)
     _check_known_keys(item, _MESSAGE_KEYS, f"{where}: ", reasons)
@@ -433,7 +823,7 @@ def _check_message(item: Any, where: str, reasons: list[str]) -> Message | None:
     if "role" not in item:
         reasons.append(f"{where}.role: missing; expected one of {', '.join(ROLES)}")
     elif role not in ROLES:
-        reasons.append(f"{where}.role: {_shown(role)} is not one of {', '.join(ROLES)}")
+        reasons.append(f"{where}.role: {shown(role)} is not one of {', '.join(ROLES)}")
     content = _check_content(item.get("content"), "content" in item, f"{where}.content", reasons)
     if len(reasons) > count_before or content is None:
         return None
@@ -449,7 +839,7 @@ def _check_content(raw: Any, present: bool, where: str, reasons: list[str]) -> s
         if text is None:
             return None
     else:
-        got = "missing" if not present else f"got {_shown(raw)}"
+        got = "missing" if not present else f"got {shown(raw)}"
         reasons.append(f"{where}: must be a non-empty string or a list of text parts; {got}")
         return None
     if not text.strip():
@@ -467,39 +857,17 @@ def _join_text_parts(parts: list[Any], where: str, reasons: list[str]) -> str | 
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif kind == "text":
-            reasons.append(f"{part_where}.text: must be a string, got {_shown(part.get('text'))}")
+            reasons.append(f"{part_where}.text: must be a string, got {shown(part.get('text'))}")
         elif kind in _IMAGE_PART_TYPES:
             reasons.append(
                 f"{part_where}: image parts are not supported; chatgpt.es takes text only"
             )
         elif isinstance(part, dict):
             reasons.append(
-                f"{part_where}.type: {_shown(kind)} parts are not supported; only 'text' parts are"
+                f"{part_where}.type: {shown(kind)} parts are not supported; only 'text' parts are"
             )
         else:
-            reasons.append(f"{part_where}: must be a text part object, got {_json_type(part)}")
+            reasons.append(f"{part_where}: must be a text part object, got {json_type(part)}")
     if len(reasons) > count_before:
         return None
     return _PART_JOINER.join(texts)
-
-
-def _json_type(value: Any) -> str:
-    """The JSON name of a decoded value's type, for reasons a user reads."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
-
-
-def _shown(value: Any) -> str:
-    """A short string quoted, a number or literal as JSON text, anything bigger by its type."""
-    if isinstance(value, str):
-        return repr(value) if len(value) <= 40 else f"a {len(value)}-character string"
-    if value is None or isinstance(value, bool | int | float):
-        return json.dumps(value)
-    return _json_type(value)

@@ -19,8 +19,9 @@ PHP's ``json_encode`` does):
    contains prohibited words."}``.
 7. quota used up → ``{"tokenLimitReached":true,"msg":"You have reached your token
    limit.","status":"error"}``.
-8. success → ``{"status":"success","msg":"Something went wrong","data":"Echo: " + message}``,
-   or with ``stream`` on, ``text/event-stream`` of ``data: {"choices":[{"delta":
+8. success → ``{"status":"success","msg":"Something went wrong","data":"Echo: " + message}``
+   (a message that asks for a "JSON object" gets ``Echo: {"echo": message}``, the object
+   behind a word of prose as models do), or with ``stream`` on, ``text/event-stream`` of ``data: {"choices":[{"delta":
    {"content":PIECE}}]}\\n\\n`` events whose pieces join to the answer, then
    ``data: [DONE]\\n\\n``.
 
@@ -223,10 +224,15 @@ async def _serve_ajax(request: web.Request, state: SimState, identity: str) -> w
     state.limiter.record_success(identity)
     state.stats.reply(identity, "success")
     state.stats.answer(fields["message"])
-    answer = "Echo: " + fields["message"]
+    answer = "Echo: " + _echoed(fields["message"])
     if state.config.stream:
         return await _stream_answer(request, answer)
     return _json({"status": "success", "msg": "Something went wrong", "data": answer})
+
+
+def _echoed(message: str) -> str:
+    """The message, or as a JSON object when it asks for one."""
+    return json.dumps({"echo": message}) if "JSON object" in message else message
 
 
 def _check_form(

@@ -9,9 +9,9 @@ import pytest
 from contract import keys
 from contract.batches import BatchStore
 from contract.config import QueueSettings
-from contract.models import JobError, JobResult, Message, PromptRequest
+from contract.models import JobError, JobResult, Message, PromptRequest, RequestParams
 from producer.api import BatchNotFound, BatchQueue, JobState
-from producer.inputs import PromptLine
+from producer.inputs import PromptLine, parse_prompt_lines
 
 SETTINGS = QueueSettings(redis_url="redis://unused", queue_name="test:queue", chunk_size=2)
 
@@ -307,3 +307,26 @@ async def test_a_failed_batch_keeps_its_errors(queue) -> None:
     status = await queue.status("bad")
     assert (status.state, status.total, status.done, status.errors) == ("failed", 0, True, errors)
     assert [b.batch_id for b in await queue.batches()] == ["bad"]
+
+
+async def test_honoured_parameters_reach_the_worker_and_others_are_not_stored(
+    queue, fake_redis
+) -> None:
+    openai_lines = [
+        {"custom_id": "json", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+                  "response_format": {"type": "json_object"}, "stop": "END",
+                  "temperature": 0.2}},
+        {"custom_id": "plain", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}},
+    ]  # fmt: skip
+    parsed = parse_prompt_lines(
+        [json.dumps(line) for line in openai_lines], default_model="gpt-4o", max_prompt_chars=100
+    )
+    await queue.enqueue(parsed, batch_id="p1")
+    honoured, plain = (await request(queue, "p1", 0)), (await request(queue, "p1", 1))
+    assert honoured.params == RequestParams(stop=("END",), json_object=True)
+    assert plain.params == RequestParams()
+    stored = await fake_redis.hmget(keys.batch_requests("p1"), ["0", "1"])
+    assert json.loads(stored[0])["params"] == {"stop": ["END"], "json_object": True}
+    assert "params" not in json.loads(stored[1])  # nothing given, nothing stored

@@ -32,6 +32,7 @@ def test_enqueue_status_cancel_retry(run, real_redis, tmp_path) -> None:
     assert enqueued.exit_code == 0 and json.loads(enqueued.stdout) == {
         "batch_id": "cli1",
         "jobs": 2,
+        "warnings": [],
     }
     status = json.loads(run("status", "cli1", "--json").stdout)
     expected = {
@@ -67,6 +68,70 @@ def test_unknown_model_override_is_bad_input(run, real_redis, redis_server) -> N
     assert "nothing was enqueued" in result.stderr
     with redis.Redis.from_url(redis_server) as client:
         assert client.keys("*") == []
+
+
+def openai_line(custom_id: str, **body: object) -> str:
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+                       "body": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+                                **body}})  # fmt: skip
+
+
+BAD_INPUTS = {
+    "a lone surrogate": (b'{"custom_id": "a", "messages": [{"role": "user", "content": '
+                         b'"x\\ud800"}]}\n', "lone surrogate"),
+    "nesting 10,000 deep": (b"[" * 10_000 + b"]" * 10_000 + b"\n", "nested too deeply"),
+    "a repeated key": (b'{"custom_id": "a", "messages": [{"role": "user", "content": "x"}], '
+                       b'"messages": [{"role": "user", "content": "y"}]}\n',
+                       "duplicate key 'messages'"),
+    "a misspelt parameter": (openai_line("a", temprature=1).encode() + b"\n",
+                             "did you mean 'temperature'?"),
+    "a parameter the site cannot honour": (openai_line("a", n=2).encode() + b"\n", "body.n"),
+    "binary data": (b"\x00\x01\x02\xff\xfe", "not valid UTF-8"),
+    "UTF-16": ('{"custom_id": "a"}'.encode("utf-16"), "line 1"),
+    "a joined file": ((LINE + "\n\ufeff" + LINE + "\n").encode(), "byte order mark"),
+    "nothing": (b"", "no prompts"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_exits_2_names_the_line_and_writes_nothing(
+    run, real_redis, redis_server, tmp_path, case
+) -> None:
+    data, says = BAD_INPUTS[case]
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(data)
+    result = run("enqueue", str(path))
+    assert result.exit_code == 2, result.output
+    assert says in result.stderr and "nothing was enqueued" in result.stderr
+    assert "Traceback" not in result.output
+    with redis.Redis.from_url(redis_server) as client:
+        assert client.keys("*") == []
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(
+    run, real_redis, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setenv("CHATGPTES_MAX_INPUT_BYTES", "1000")
+    path = tmp_path / "big.jsonl"
+    path.write_text((LINE + "\n") * 100)
+    result = run("enqueue", str(path))
+    assert result.exit_code == 2 and "CHATGPTES_MAX_INPUT_BYTES" in result.stderr
+    piped = run("enqueue", "-", input=(LINE + "\n") * 100)
+    assert piped.exit_code == 2 and "<stdin> sent more than 1,000 bytes" in piped.stderr
+
+
+def test_a_directory_is_bad_input(run, real_redis, tmp_path) -> None:
+    result = run("enqueue", str(tmp_path))
+    assert result.exit_code == 2 and "is a directory" in result.stderr
+
+
+def test_ignored_parameters_are_summed_up_as_warnings(run, real_redis) -> None:
+    lines = [openai_line(f"p{n}", temperature=0.5, stop="END") for n in range(3)]
+    result = run("enqueue", "-", "--json", input="\n".join(lines))
+    assert result.exit_code == 0
+    warnings = json.loads(result.stdout)["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("temperature (3 prompts): ")
+    assert f"warning: {warnings[0]}" in result.stderr
 
 
 def test_unknown_batch_and_job_exit_1(run, real_redis) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 
-from contract.models import Message
+from contract.models import Message, RequestParams
 from simulator import ManualClock, SimConfig, run_simulator
 from simulator.local import free_port
 from worker.client import ChatGptEsClient, ClientOptions
@@ -22,6 +23,7 @@ from worker.errors import (
     UpstreamHiccup,
     UpstreamTimeout,
 )
+from worker.prompt import JSON_INSTRUCTION
 from worker.proxies import Identity
 from worker.replies import classify_reply
 from worker.sessions import SiteSession
@@ -197,3 +199,21 @@ async def test_one_connection_pool_serves_many_identities_through_a_gateway() ->
     gateway_identities = [name for name in stats["identities"] if name.startswith("gw:")]
     assert len(gateway_identities) == 20
     assert stats["replies"]["nonce_failed"] == 0  # each exit's nonce went out through that exit
+
+
+async def test_the_site_is_asked_for_json_and_the_object_is_kept() -> None:
+    async with site() as (_sim, client):
+        session = await client.handshake(DIRECT)
+        answer = await client.ask(
+            DIRECT, session, HELLO, "gpt-4o", RequestParams(json_object=True, stop=("zzz",))
+        )
+    # The simulator answers 'Echo: {"echo": <message>}' when asked for a JSON object.
+    echoed = json.loads(answer)["echo"]
+    assert echoed.endswith(f"Hello there\n\n{JSON_INSTRUCTION}")
+
+
+async def test_a_stop_sequence_cuts_the_answer() -> None:
+    async with site() as (_sim, client):
+        session = await client.handshake(DIRECT)
+        answer = await client.ask(DIRECT, session, HELLO, "gpt-4o", RequestParams(stop=("Hello",)))
+    assert answer.startswith("Echo: Your default language") and answer.endswith("User input: ")

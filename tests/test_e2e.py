@@ -22,6 +22,10 @@ def prompts_file(tmp_path, count: int) -> str:
                 "model": "gpt-4o-mini",
                 "messages": [{"role": "user", "content": f"question {n}"}],
             }
+            if n == 3:  # honoured parameters reach the worker
+                body["response_format"] = {"type": "json_object"}
+            if n == 6:
+                body["stop"] = ["question"]
             lines.append(
                 {
                     "custom_id": f"c{n}",
@@ -56,7 +60,12 @@ def test_batch_end_to_end_with_two_workers(fleet, tmp_path) -> None:
     assert [r["custom_id"] for r in results] == [f"c{n}" for n in range(PROMPTS)]
     for n, result in enumerate(results):
         assert result["status"] == "succeeded", result
-        assert result["content"].endswith(f"User input: question {n}")
+        if n == 3:  # JSON mode: the object the simulator answered with, and only that
+            assert json.loads(result["content"])["echo"].startswith("Your default language")
+        elif n == 6:  # cut before its stop sequence
+            assert result["content"].endswith("User input: ")
+        else:
+            assert result["content"].endswith(f"User input: question {n}")
         assert result["model"] == ("gpt-4o-mini" if n % 3 == 0 else "gpt-4o")
         assert result["job_id"] == f"{batch['batch_id']}.{n}"
 

@@ -19,11 +19,11 @@ from curl_cffi import CurlECode
 from curl_cffi.requests import AsyncSession, Response
 from curl_cffi.requests import exceptions as curl_errors
 
-from contract.models import Message, check_model
+from contract.models import NO_PARAMS, Message, RequestParams, check_model
 from contract.redaction import redact_text
 from worker.errors import ProxyFault, UnknownModel, UpstreamError, UpstreamHiccup, UpstreamTimeout
 from worker.page import parse_page
-from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, format_prompt
+from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, format_prompt, shape_answer
 from worker.proxies import Identity
 from worker.replies import Answer, Outcome, classify_reply
 from worker.sessions import SiteSession
@@ -77,14 +77,20 @@ class ChatGptEsClient:
         return SiteSession(nonce=tokens.nonce, post_id=tokens.post_id, cookies=cookies)
 
     async def ask(
-        self, identity: Identity, session: SiteSession, messages: Sequence[Message], model: str
+        self,
+        identity: Identity,
+        session: SiteSession,
+        messages: Sequence[Message],
+        model: str,
+        params: RequestParams = NO_PARAMS,
     ) -> str:
-        """POSTs one prompt and returns the answer text, or raises the typed UpstreamError."""
+        """POSTs one prompt and returns the answer text, shaped by ``params`` (stop, JSON
+        mode), or raises the typed UpstreamError."""
         try:
             check_model(model)
         except ValueError as error:
             raise UnknownModel(str(error)) from None
-        prompt = format_prompt(messages, self.options.language_instruction)
+        prompt = format_prompt(messages, self.options.language_instruction, params)
         response = await self._send(
             identity,
             "POST",
@@ -100,7 +106,7 @@ class ChatGptEsClient:
         )
         outcome = _classify(identity, response)
         if isinstance(outcome, Answer):
-            return outcome.text
+            return shape_answer(outcome.text, params)
         raise outcome
 
     def form_fields(self, session: SiteSession, prompt: str) -> dict[str, str]:

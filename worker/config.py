@@ -24,6 +24,7 @@ DEFAULT_RETRY_BUDGETS: dict[str, int] = {
     "HandshakeFailed": 3,
     "UpstreamHiccup": 4,
     "UpstreamTimeout": 3,
+    "AnswerNotJson": 2,
 }
 
 

@@ -12,7 +12,8 @@ The retry policy reads the class, never the message text::
     │   ├── HandshakeFailed       the page had no nonce or post id: suspect the exit, retry
     │   └── UpstreamHiccup        5xx, reset, non-JSON body, empty answer: suspect the exit,
     │                             back off and retry (elsewhere if the exit keeps failing)
-    │       └── UpstreamTimeout   connect or whole-request timeout
+    │   │   └── UpstreamTimeout   connect or whole-request timeout
+    │   └── AnswerNotJson         JSON mode, and the answer held no JSON object: ask again
     └── PermanentError            retrying cannot help
         ├── ConsentMissing        the site asked for the consent checkbox: a configuration error
         ├── ContentRefused        the prompt was flagged (prohibited words)
@@ -111,6 +112,13 @@ class UpstreamHiccup(RetryableError):
 
 class UpstreamTimeout(UpstreamHiccup):
     """No connection or no complete reply within the configured timeouts."""
+
+
+class AnswerNotJson(RetryableError):
+    """JSON mode (``response_format`` ``json_object``) and the answer held no JSON object.
+
+    Says nothing about the identity: the model did not comply, and may on another try.
+    """
 
 
 class PermanentError(UpstreamError):

@@ -154,7 +154,9 @@ class PromptRunner:
         session = await self.sessions.get(identity.name, lambda: self._handshake(identity))
         began = time.monotonic()
         try:
-            return await self.client.ask(identity, session, request.messages, request.model)
+            return await self.client.ask(
+                identity, session, request.messages, request.model, request.params
+            )
         except UpstreamError as error:
             if error.drops_session:
                 await self.sessions.drop(identity.name, session)

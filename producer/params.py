@@ -1,0 +1,372 @@
+"""OpenAI request parameters in a batch line's ``body``: refused, honoured, or accepted and ignored.
+
+Only the OpenAI Batch form has parameters (everything in ``body`` but ``messages`` and
+``model``); the native form has none. chatgpt.es is a chat page, not an API, so most
+parameters have nothing to act on. Each known parameter gets one of three policies:
+
+=====================================  ==============================================
+parameter                              policy
+=====================================  ==============================================
+``stop``                               honoured: a string or a list of up to 4
+                                       non-empty strings; the worker cuts the answer
+                                       at the first one (kept as a list)
+``response_format``                    honoured: ``{"type": "json_object"}`` (the
+                                       worker asks for JSON and checks it) or
+                                       ``{"type": "text"}`` (the default, not kept);
+                                       refused: ``json_schema`` (a schema cannot be
+                                       enforced)
+``modalities``                         honoured: ``["text"]`` (the default, not kept);
+                                       refused: anything else (text only)
+``n``                                  accepted with a warning when 1; refused above 1
+``logprobs``, ``stream``               accepted with a warning when false; refused
+                                       when true
+``tools``, ``tool_choice``,            refused: chatgpt.es cannot call tools or
+``functions``, ``function_call``,      functions
+``parallel_tool_calls``
+``top_logprobs``                       refused: no log probabilities
+``audio``                              refused: text only
+``prediction``                         refused: no predicted outputs
+``temperature``, ``top_p``,            accepted with a warning: chatgpt.es has no
+``presence_penalty``,                  such settings; checked as OpenAI does
+``frequency_penalty``, ``seed``,       (temperature 0-2, top_p 0-1, penalties -2 to
+``logit_bias``, ``reasoning_effort``,  2, max_tokens a positive integer, ...) and
+``max_tokens``,                        refused if of the wrong type or range
+``max_completion_tokens``, ``user``,
+``metadata``, ``store``,
+``service_tier``, ``stream_options``
+anything else                          refused as an unknown key, with a suggestion
+                                       for a near miss (``temprature``)
+=====================================  ==============================================
+
+A parameter set to ``null`` counts as not given, as in OpenAI's API. Honoured
+parameters end up in ``PromptLine.params`` (plain JSON values, for the worker);
+each accepted-and-ignored one adds a sentence to ``PromptLine.warnings``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from contract.models import MAX_STOP_SEQUENCES, NO_PARAMS, RequestParams
+
+MAX_NAMED_UNKNOWN_KEYS = 5  # per object; the rest are counted
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
+BODY_FIELDS = frozenset({"messages", "model"})  # checked by producer.inputs, not here
+
+_TEXT_ONLY = "chatgpt.es answers with text only"
+_NO_TOOLS = "tool and function calls are not supported: chatgpt.es cannot make them"
+_NO_LOGPROBS = "log probabilities are not supported: chatgpt.es gives only the text"
+
+# Refused whatever their (non-null) value: the site has nothing that could honour them.
+REFUSED: Mapping[str, str] = {
+    "tools": _NO_TOOLS,
+    "tool_choice": _NO_TOOLS,
+    "parallel_tool_calls": _NO_TOOLS,
+    "functions": _NO_TOOLS,
+    "function_call": _NO_TOOLS,
+    "top_logprobs": _NO_LOGPROBS,
+    "audio": f"audio output is not supported: {_TEXT_ONLY}",
+    "prediction": "predicted outputs are not supported by chatgpt.es",
+}
+
+
+@dataclass(frozen=True)
+class BodyParams:
+    """What a body's parameters come to when none is refused."""
+
+    params: Mapping[str, Any]  # the honoured ones, as the worker reads them (read-only)
+    warnings: tuple[str, ...]  # one sentence per accepted-but-ignored parameter
+
+
+NO_BODY_PARAMS = BodyParams(MappingProxyType({}), ())
+
+
+@dataclass
+class _Verdicts:
+    """What the parameters of one body came to, so far."""
+
+    reasons: list[str]
+    params: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def accept_or_refuse(self, name: str, problem: str | None, why_ignored: str) -> None:
+        """A warning for ``name`` if it has no problem, else the problem as a reason."""
+        if problem is None:
+            self.warnings.append(ignored_warning(name, why_ignored))
+        else:
+            self.reasons.append(f"body.{name}: {problem}")
+
+
+def check_body_params(body: Mapping[str, Any], reasons: list[str]) -> BodyParams:
+    """The parameters of an OpenAI ``body`` (its ``messages`` and ``model`` are skipped).
+
+    Each refused, unknown or mistyped parameter appends a reason to ``reasons``.
+    """
+    verdicts = _Verdicts(reasons)
+    unknown: list[str] = []
+    for name, value in body.items():
+        if name not in KNOWN_BODY_KEYS:
+            unknown.append(name)
+        elif name not in BODY_FIELDS and value is not None:
+            _judge(name, value, verdicts)
+    reasons.extend(
+        f"body: unknown key {shown(name)}; {_unknown_key_hint(name)}"
+        for name in unknown[:MAX_NAMED_UNKNOWN_KEYS]
+    )
+    if len(unknown) > MAX_NAMED_UNKNOWN_KEYS:
+        reasons.append(f"body: {len(unknown) - MAX_NAMED_UNKNOWN_KEYS} more unknown keys")
+    if not verdicts.params and not verdicts.warnings:
+        return NO_BODY_PARAMS
+    return BodyParams(MappingProxyType(verdicts.params), tuple(verdicts.warnings))
+
+
+def _judge(name: str, value: Any, verdicts: _Verdicts) -> None:
+    """Refuses, keeps, or warns about one known parameter, by its policy."""
+    if name in REFUSED:
+        verdicts.reasons.append(f"body.{name}: {REFUSED[name]}")
+    elif name in _IGNORED:
+        check, why = _IGNORED[name]
+        verdicts.accept_or_refuse(name, check(value), why)
+    else:
+        _CONDITIONAL[name](value, verdicts)
+
+
+def ignored_warning(name: str, why: str) -> str:
+    """The warning for a parameter accepted and ignored: ``"<name> is accepted but <why>"``."""
+    return f"{name} is accepted but {why}"
+
+
+def suggestion(key: str, known: Collection[str]) -> str | None:
+    """The known key that ``key`` is most likely a typo of, if one is close enough."""
+    if len(key) > 2 * max(map(len, known), default=0):
+        return None
+    matches = difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.75)
+    return matches[0] if matches else None
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for reasons a user reads."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def shown(value: Any) -> str:
+    """A short string quoted, a number or literal as JSON text, anything bigger by its type."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"a {len(value)}-character string"
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)
+    return json_type(value)
+
+
+def _shown_json(value: Any) -> str:
+    """Like ``shown``, but a small array or object as its JSON text."""
+    if isinstance(value, list | dict):
+        text = json.dumps(value)
+        if len(text) <= 60:
+            return text
+    return shown(value)
+
+
+def _unknown_key_hint(name: str) -> str:
+    close = suggestion(name, KNOWN_BODY_KEYS)
+    if close is not None:
+        return f"did you mean {close!r}?"
+    return "it is not a chat completions parameter chatgpt.es knows"
+
+
+# --- value checks, as OpenAI's API makes them: a problem ("must be ..."), or None ---
+
+Check = Callable[[Any], str | None]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number_in(low: float, high: float) -> Check:
+    def check(value: Any) -> str | None:
+        if _is_number(value) and low <= value <= high:
+            return None
+        return f"must be a number from {low:g} to {high:g}, got {shown(value)}"
+
+    return check
+
+
+def _positive_integer(value: Any) -> str | None:
+    if _is_integer(value) and value >= 1:
+        return None
+    return f"must be a positive integer, got {shown(value)}"
+
+
+def _integer(value: Any) -> str | None:
+    return None if _is_integer(value) else f"must be an integer, got {shown(value)}"
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, got {shown(value)}"
+
+
+def _string(value: Any) -> str | None:
+    return None if isinstance(value, str) else f"must be a string, got {shown(value)}"
+
+
+def _object(value: Any) -> str | None:
+    return None if isinstance(value, dict) else f"must be an object, got {json_type(value)}"
+
+
+def _logit_bias(value: Any) -> str | None:
+    if isinstance(value, dict) and all(
+        key.isdigit() and _is_number(bias) and -100 <= bias <= 100 for key, bias in value.items()
+    ):
+        return None
+    return (
+        f"must be an object mapping token ids to numbers from -100 to 100, got {_shown_json(value)}"
+    )
+
+
+def _metadata(value: Any) -> str | None:
+    if (
+        isinstance(value, dict)
+        and len(value) <= MAX_METADATA_PAIRS
+        and all(
+            len(key) <= MAX_METADATA_KEY_CHARS
+            and isinstance(item, str)
+            and len(item) <= MAX_METADATA_VALUE_CHARS
+            for key, item in value.items()
+        )
+    ):
+        return None
+    return (
+        f"must be an object of at most {MAX_METADATA_PAIRS} string values (keys up to "
+        f"{MAX_METADATA_KEY_CHARS} characters, values up to {MAX_METADATA_VALUE_CHARS}), "
+        f"got {_shown_json(value)}"
+    )
+
+
+_NO_SETTING = "not honoured: chatgpt.es has no such setting"
+_NO_LENGTH_CAP = "not honoured: chatgpt.es does not cap an answer's length"
+
+# Accepted with a warning when OpenAI would take the value; refused otherwise.
+_IGNORED: Mapping[str, tuple[Check, str]] = {
+    "temperature": (_number_in(0, 2), _NO_SETTING),
+    "top_p": (_number_in(0, 1), _NO_SETTING),
+    "presence_penalty": (_number_in(-2, 2), _NO_SETTING),
+    "frequency_penalty": (_number_in(-2, 2), _NO_SETTING),
+    "seed": (_integer, _NO_SETTING),
+    "logit_bias": (_logit_bias, _NO_SETTING),
+    "reasoning_effort": (_string, _NO_SETTING),
+    "max_tokens": (_positive_integer, _NO_LENGTH_CAP),
+    "max_completion_tokens": (_positive_integer, _NO_LENGTH_CAP),
+    "user": (_string, "not sent: chatgpt.es has no end-user field"),
+    "metadata": (_metadata, "not kept: chatgpt.es stores no completions to tag"),
+    "store": (_boolean, "not honoured: chatgpt.es stores no completions"),
+    "service_tier": (_string, "not honoured: chatgpt.es has a single service tier"),
+    "stream_options": (_object, "not honoured: a batch is never streamed"),
+}
+
+
+# --- parameters whose policy depends on their value ---
+
+
+def _n(value: Any, verdicts: _Verdicts) -> None:
+    problem = _positive_integer(value)
+    if problem is None and value > 1:
+        problem = (
+            f"{value} answers per prompt are not possible: chatgpt.es gives one; "
+            "repeat the line under other custom_ids instead"
+        )
+    verdicts.accept_or_refuse("n", problem, "changes nothing: chatgpt.es gives one answer")
+
+
+def _logprobs(value: Any, verdicts: _Verdicts) -> None:
+    problem = _boolean(value) or (_NO_LOGPROBS if value else None)
+    why = "changes nothing: chatgpt.es gives no log probabilities"
+    verdicts.accept_or_refuse("logprobs", problem, why)
+
+
+def _stream(value: Any, verdicts: _Verdicts) -> None:
+    refused = "a batch is never streamed: each answer is stored whole, to fetch with the results"
+    problem = _boolean(value) or (refused if value else None)
+    verdicts.accept_or_refuse("stream", problem, "changes nothing: a batch is never streamed")
+
+
+def _modalities(value: Any, verdicts: _Verdicts) -> None:
+    if value != ["text"]:
+        verdicts.reasons.append(
+            f'body.modalities: only ["text"] is supported ({_TEXT_ONLY}), got {_shown_json(value)}'
+        )
+
+
+def _response_format(value: Any, verdicts: _Verdicts) -> None:
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "json_schema":
+        verdicts.reasons.append(
+            "body.response_format: type 'json_schema' (structured outputs) is not supported: "
+            'chatgpt.es cannot follow a schema; {"type": "json_object"} is'
+        )
+    elif kind not in ("text", "json_object") or len(value) != 1:
+        verdicts.reasons.append(
+            'body.response_format: must be {"type": "text"} or {"type": "json_object"}, '
+            f"got {_shown_json(value)}"
+        )
+    elif kind == "json_object":
+        verdicts.params["response_format"] = {"type": "json_object"}
+
+
+def _stop(value: Any, verdicts: _Verdicts) -> None:
+    stops = [value] if isinstance(value, str) else value
+    if (
+        isinstance(stops, list)
+        and len(stops) <= MAX_STOP_SEQUENCES
+        and all(isinstance(stop, str) and stop for stop in stops)
+    ):
+        if stops:
+            verdicts.params["stop"] = list(stops)
+        return
+    verdicts.reasons.append(
+        f"body.stop: must be a non-empty string or a list of up to {MAX_STOP_SEQUENCES} "
+        f"non-empty strings, got {_shown_json(value)}"
+    )
+
+
+_CONDITIONAL: Mapping[str, Callable[[Any, _Verdicts], None]] = {
+    "n": _n,
+    "logprobs": _logprobs,
+    "stream": _stream,
+    "modalities": _modalities,
+    "response_format": _response_format,
+    "stop": _stop,
+}
+
+KNOWN_PARAMETERS = frozenset(REFUSED) | frozenset(_IGNORED) | frozenset(_CONDITIONAL)
+KNOWN_BODY_KEYS = KNOWN_PARAMETERS | BODY_FIELDS
+
+
+def request_params(params: Mapping[str, Any]) -> RequestParams:
+    """What a worker is told of a line's honoured parameters (``PromptLine.params``)."""
+    if not params:
+        return NO_PARAMS
+    response_format = params.get("response_format") or {}
+    return RequestParams(
+        stop=tuple(params.get("stop", ())),
+        json_object=response_format.get("type") == "json_object",
+    )
