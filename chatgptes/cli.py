@@ -30,6 +30,7 @@ from chatgptes.running import (
     run_with_queue,
     warn_unknown_settings,
 )
+from chatgptes.serve import serve
 from chatgptes.top import top
 from contract.logs import configure_logging
 from contract.models import BatchStatus, JobResult
@@ -46,9 +47,7 @@ SHOWN_IDENTITIES = 10
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Batch prompts for chatgpt.es through Redis and arq workers."""
-    from worker.config import WorkerConfig
-
-    warn_unknown_settings(WorkerConfig.model_fields)
+    warn_unknown_settings(name for settings in every_settings() for name in settings.model_fields)
     # Warnings (Redis away while waiting, say) go to stderr, never into a command's output.
     configure_logging("console", "WARNING")
 
@@ -312,28 +311,45 @@ def worker(burst: bool, max_jobs: int | None) -> None:
 )
 def config(env_example: bool) -> None:
     """List every setting with its current value (secrets masked) and what it does."""
+    if env_example:
+        click.echo(env_template(every_settings()), nl=False)
+        return
+    listed: set[str] = set()
+    for settings in every_settings():
+        described = load_settings(settings).describe()
+        for name, field in settings.model_fields.items():
+            if name not in listed:
+                listed.add(name)
+                click.echo(f"CHATGPTES_{name.upper()}={described[name]}")
+                click.echo(f"    {field.description}")
+
+
+def every_settings() -> tuple[type[BaseSettings], ...]:
+    """The settings of every role: the queue's and a worker's, then the API server's own."""
+    from producer.http.settings import ApiSettings
     from worker.config import WorkerConfig
 
-    if env_example:
-        click.echo(env_template(WorkerConfig), nl=False)
-        return
-    described = load_settings(WorkerConfig).describe()
-    for name, field in WorkerConfig.model_fields.items():
-        click.echo(f"CHATGPTES_{name.upper()}={described[name]}")
-        click.echo(f"    {field.description}")
+    return WorkerConfig, ApiSettings
 
 
-def env_template(settings: type[BaseSettings]) -> str:
+def env_template(every: tuple[type[BaseSettings], ...]) -> str:
     """A .env file listing every setting, commented out at its default (as .env.example)."""
     lines = [
         "# chatgptes-queue settings: uncomment and change what you need.",
         "# Made by `chatgptes config --env-example`; `chatgptes config` shows current values.",
     ]
-    defaults = settings.model_construct().model_dump(mode="json")
-    for name, field in settings.model_fields.items():
-        default = defaults[name]
-        shown = json.dumps(default) if isinstance(default, dict | list) else default
-        lines += ["", f"# {field.description}", f"# CHATGPTES_{name.upper()}={shown or ''}"]
+    listed: set[str] = set()
+    for settings in every:
+        defaults = settings.model_construct().model_dump(mode="json")
+        for name, field in settings.model_fields.items():
+            if name in listed:
+                continue
+            listed.add(name)
+            default = defaults[name]
+            if isinstance(default, dict | list):
+                default = json.dumps(default)
+            shown = "" if default is None or "*" in str(default) else default
+            lines += ["", f"# {field.description}", f"# CHATGPTES_{name.upper()}={shown}"]
     return "\n".join(lines) + "\n"
 
 
@@ -351,6 +367,7 @@ main.add_command(sim)
 main.add_command(workers)
 main.add_command(batches)
 main.add_command(top)
+main.add_command(serve)
 
 
 if __name__ == "__main__":

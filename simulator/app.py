@@ -21,9 +21,9 @@ PHP's ``json_encode`` does):
    limit.","status":"error"}``.
 8. success → ``{"status":"success","msg":"Something went wrong","data":"Echo: " + message}``
    (a message that asks for a "JSON object" gets ``Echo: {"echo": message}``, the object
-   behind a word of prose as models do), or with ``stream`` on, ``text/event-stream`` of ``data: {"choices":[{"delta":
-   {"content":PIECE}}]}\\n\\n`` events whose pieces join to the answer, then
-   ``data: [DONE]\\n\\n``.
+   behind a word of prose as models do), or with ``stream`` on, ``text/event-stream``
+   of ``data: {"choices":[{"delta":{"content":PIECE}}]}\\n\\n`` events whose pieces
+   join to the answer, then ``data: [DONE]\\n\\n``.
 
 Before any of that, for the page and the ajax endpoint alike: a banned
 identity gets HTTP 403 (page: the "Just a moment..." challenge HTML; ajax:

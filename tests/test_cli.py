@@ -279,3 +279,17 @@ def test_openai_results_go_to_an_output_file_and_an_error_file(run, real_redis, 
     held = run("results", "split", "--format", "openai")
     assert held.stdout == "" and "2 error lines not written" in held.stderr
     assert run("results", "split", "--errors", str(err)).exit_code == 2
+
+
+def test_serve_beyond_loopback_without_a_key_refuses_to_start(monkeypatch) -> None:
+    monkeypatch.delenv("CHATGPTES_API_KEYS", raising=False)
+    result = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--port", str(free_port())])
+    assert result.exit_code == 2 and "needs CHATGPTES_API_KEYS" in result.stderr
+
+
+def test_config_lists_the_api_settings_with_the_keys_hidden(monkeypatch) -> None:
+    monkeypatch.setenv("CHATGPTES_API_KEYS", "sk-one,sk-two")
+    result = CliRunner().invoke(main, ["config"])
+    assert result.exit_code == 0 and "is not a setting" not in result.stderr
+    assert "CHATGPTES_API_KEYS=*** (2 keys)" in result.stdout and "sk-one" not in result.stdout
+    assert result.stdout.count("CHATGPTES_MAX_INPUT_BYTES=") == 1

@@ -155,3 +155,15 @@ def test_dockerfile_installs_the_chatgptes_script() -> None:
     user = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
     assert user and user[-1] not in ("root", "0")
     assert re.search(r'^CMD \["chatgptes", "worker"\]', dockerfile, re.MULTILINE)
+
+
+def test_the_api_is_behind_a_profile_keyed_and_checked(services: dict[str, Any]) -> None:
+    api = services["api"]
+    assert api["profiles"] == ["api"]
+    argv = _argv(api["command"])
+    port = argv[argv.index("--port") + 1]
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"  # so CHATGPTES_API_KEYS is required
+    assert api["ports"] == [f"{port}:{port}"]
+    assert any(entry["path"] == ".env" for entry in api["env_file"])  # where the keys live
+    check = " ".join(_argv(api["healthcheck"]["test"]))
+    assert f"http://127.0.0.1:{port}/healthz" in check

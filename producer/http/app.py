@@ -1,0 +1,102 @@
+"""The aiohttp application: the routes, the middleware and the Redis client they share.
+
+=======  ====================================  ==========================================
+method   path                                  what
+=======  ====================================  ==========================================
+POST     /v1/files                             upload a batch input file (validated whole)
+GET      /v1/files                             list uploaded files (``limit``, ``after``,
+                                               ``order``, ``purpose``)
+GET      /v1/files/{id}                        one file, or a batch's output/error file
+GET      /v1/files/{id}/content                its bytes
+DELETE   /v1/files/{id}                        delete an uploaded file
+POST     /v1/batches                           run an uploaded file as a batch
+GET      /v1/batches                           list batches, newest first (``limit``,
+                                               ``after``)
+GET      /v1/batches/{id}                      one batch
+POST     /v1/batches/{id}/cancel               cancel it
+POST     /v1/chat/completions                  one prompt, answered (``stream`` too)
+GET      /v1/models, /v1/models/{id}           the models chatgpt.es answers for
+GET      /healthz                              200 while Redis answers, else 503; needs no
+                                               key (for load balancers, compose)
+=======  ====================================  ==========================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from contract.retrying import redis_client
+from producer.api import BatchQueue
+from producer.http import batch_routes, chat, file_routes, models
+from producer.http.auth import Gate
+from producer.http.context import CONTEXT, ApiContext, context_of
+from producer.http.files import FileStore
+from producer.http.middleware import HEALTH_PATH, RedisOutage, auth_middleware, error_middleware
+from producer.http.settings import ApiSettings
+
+
+def make_app(
+    settings: ApiSettings, *, open_without_keys: bool, redis: Redis | None = None
+) -> web.Application:
+    """The API. ``open_without_keys``: answer without a key when none is configured (only
+    for a server bound to a loopback address). ``redis``: a client to use (and not close)."""
+    outage = RedisOutage()
+    app = web.Application(middlewares=[error_middleware(outage), auth_middleware])
+    client = redis if redis is not None else redis_client(settings.redis_url)
+    app[CONTEXT] = ApiContext(
+        settings=settings,
+        redis=client,
+        queue=BatchQueue(client, settings),
+        files=FileStore(client),
+        gate=Gate(settings.api_key_list(), open_without_keys=open_without_keys),
+    )
+    app.cleanup_ctx.append(_redis_lifetime(client, settings, outage, owned=redis is None))
+    add_routes(app)
+    return app
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/files", file_routes.upload_file)
+    app.router.add_get("/v1/files", file_routes.list_files)
+    app.router.add_get("/v1/files/{file_id}", file_routes.retrieve_file)
+    app.router.add_delete("/v1/files/{file_id}", file_routes.delete_file)
+    app.router.add_get("/v1/files/{file_id}/content", file_routes.file_content)
+    app.router.add_post("/v1/batches", batch_routes.create_batch)
+    app.router.add_get("/v1/batches", batch_routes.list_batches)
+    app.router.add_get("/v1/batches/{batch_id}", batch_routes.retrieve_batch)
+    app.router.add_post("/v1/batches/{batch_id}/cancel", batch_routes.cancel_batch)
+    app.router.add_post("/v1/chat/completions", chat.chat_completions)
+    app.router.add_get("/v1/models", models.list_models)
+    app.router.add_get("/v1/models/{model}", models.retrieve_model)
+    app.router.add_get(HEALTH_PATH, health)
+
+
+async def health(request: web.Request) -> web.Response:
+    """Whether this server can do its work: Redis answers. No key needed, nothing told."""
+    try:
+        await context_of(request).redis.ping()
+    except RedisError:
+        return web.json_response({"status": "redis unreachable"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+def _redis_lifetime(
+    client: Redis, settings: ApiSettings, outage: RedisOutage, *, owned: bool
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Checks Redis at start (logged if away: requests get 503 until it answers); closes
+    the client at the end if it is ours."""
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        try:
+            await client.ping()
+        except RedisError as error:
+            outage.failed(error, settings)
+        yield
+        if owned:
+            await client.aclose()
+
+    return lifetime

@@ -1,0 +1,86 @@
+"""What wraps every route: auth first, then every failure as an OpenAI error body.
+
+A refusal (``ApiError``, or aiohttp's own 404/405/413) keeps its status. Redis out of
+reach is a 503 and is logged once, not per request, until Redis answers again. Any
+other failure is a 500 with a fixed message (the traceback goes to the log, never
+into the response).
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from contract.redaction import redact_text
+from producer.http.context import STREAMING, context_of
+from producer.http.errors import ApiError, from_http_exception, internal, unavailable
+from producer.http.settings import ApiSettings
+
+log = structlog.get_logger("chatgptes.api")
+
+HEALTH_PATH = "/healthz"  # the one route that needs no key: it tells only up or down
+
+
+class RedisOutage:
+    """Logs the first Redis failure of an outage and the first success after it."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def failed(self, error: BaseException, settings: ApiSettings) -> None:
+        if not self.down:
+            self.down = True
+            log.warning("api.redis_unavailable",
+                        error=redact_text(f"{type(error).__name__}: {error}"),
+                        redis_url=redact_text(settings.redis_url))  # fmt: skip
+
+    async def check(self, redis: Redis) -> None:
+        """After a request went well during an outage: is Redis back? (Some routes do not
+        use Redis at all.)"""
+        try:
+            await redis.ping()
+        except RedisError:
+            return
+        self.down = False
+        log.info("api.redis_back")
+
+
+def error_middleware(outage: RedisOutage) -> Middleware:
+    @web.middleware
+    async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except ApiError as error:
+            return error.response()
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            return from_http_exception(request, error).response()
+        except ConnectionResetError:
+            raise  # the client went away: nobody to answer
+        except RedisError as error:
+            outage.failed(error, context_of(request).settings)
+            if request.get(STREAMING):
+                raise  # the response has begun: cut short, never passed off as whole
+            return unavailable("The service cannot reach its Redis right now; try again "
+                               "shortly.").response()  # fmt: skip
+        except Exception:
+            log.exception("api.request_failed", method=request.method, path=request.path)
+            if request.get(STREAMING):
+                raise
+            return internal().response()
+        if outage.down:
+            await outage.check(context_of(request).redis)
+        return response
+
+    return openai_errors
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path != HEALTH_PATH:
+        context_of(request).gate.check(request)
+    return await handler(request)
