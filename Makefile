@@ -33,6 +33,7 @@ bench: venv
 	$(BIN)/python bench/bench_throughput.py --scenarios zero,pool,cap --count 1000 --sizes 10,100
 	$(BIN)/python bench/bench_latency.py --samples 20 --big 5000 --inflight 200
 	$(BIN)/python bench/bench_simulator.py --count 2000
+	$(BIN)/python bench/bench_recovery.py --prompts 300
 
 lint: venv
 	$(BIN)/ruff check .
