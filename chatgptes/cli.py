@@ -356,11 +356,16 @@ def env_template(every: tuple[type[BaseSettings], ...]) -> str:
 @main.command()
 @click.option("--prompts", type=int, default=40, show_default=True, help="Sample batch size.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.")
-def demo(prompts: int, workers: int) -> None:
+@click.option(
+    "--via-api",
+    is_flag=True,
+    help="Send the batch through `chatgptes serve` as OpenAI Batch API code does.",
+)
+def demo(prompts: int, workers: int, via_api: bool) -> None:
     """Run the whole story offline: Redis, the simulator, workers, a batch, its results."""
     from chatgptes.demo import run_demo
 
-    sys.exit(run_demo(prompts=prompts, workers=workers))
+    sys.exit(run_demo(prompts=prompts, workers=workers, via_api=via_api))
 
 
 main.add_command(sim)

@@ -1,5 +1,10 @@
 """``chatgptes demo``: the whole story offline — Redis, the simulator, workers, a batch, results.
 
+The processes come from ``simulator.local`` (the same helpers the tests and benchmarks
+use); this module picks the Redis, tells the story and shows the fleet the way
+``chatgptes top`` does while the batch runs. ``--via-api`` sends the batch through
+``chatgptes serve`` the way OpenAI Batch API code does (upload, create, poll, download).
+
 Every process the demo starts is stopped on the way out, whatever happened (a
 failure, Ctrl-C or SIGTERM included). On a Redis the user named it writes only
 under its own queue and batch id, with a short TTL, and never flushes anything.
@@ -18,41 +23,45 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis import Redis, RedisError
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from chatgptes.progress import wait_progress
+from chatgptes.top import FleetSnapshot, console_for_output, read_snapshot, recent_frames, render
 from contract.config import DEFAULT_MODEL, QueueSettings
-from contract.models import BatchStatus, JobResult
+from contract.models import BatchStatus
 from contract.redaction import redact_text, redact_url
 from producer.api import BatchQueue
-from producer.fleet import IdentityHealth, fleet_health
+from producer.http.client import ApiCallError, run_batch_via_api
 from producer.inputs import PromptLine, parse_prompt_lines
-from simulator.local import free_port
+from simulator import local
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PROMPTS = PACKAGE_ROOT / "examples" / "prompts.jsonl"
-SIMULATOR_OPTIONS = (
-    "--port", "0", "--proxies", "3", "--latency", "uniform:20,120", "--fault-5xx-rate", "0.02",
-)  # fmt: skip
-REDIS_START_SECONDS = 10.0
-SIMULATOR_START_SECONDS = 15.0
+SIMULATOR_OPTIONS = ("--proxies", "3", "--latency", "uniform:20,120", "--fault-5xx-rate", "0.02")
+START_SECONDS = 15.0  # for the simulator and the API server to be ready
 BATCH_WAIT_SECONDS = 120.0
 STOP_GRACE_SECONDS = 10.0
 RESULT_TTL_SECONDS = 3600  # demo data in a user's Redis goes away by itself
 SHOWN_RESULTS = 20
+SHOWN_BATCHES = 5
+FRAME_SECONDS = 0.5
+HEARTBEAT_SECONDS = 1  # the demo's workers report every second, so the frames move
+SETTLE_SECONDS = 3.0  # after the batch ends, for the workers' last reports
 
 console = Console(highlight=False, soft_wrap=True)
+
+Named = Sequence[tuple[str, subprocess.Popen[Any]]]
 
 
 class DemoError(RuntimeError):
@@ -67,31 +76,26 @@ def say(message: str) -> None:
 class Cleanup:
     """What the demo started: processes stopped together first, then the servers they used."""
 
-    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    processes: list[tuple[str, subprocess.Popen[Any]]] = field(default_factory=list)
     servers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
         # A second Ctrl-C must not cut the clean-up short and leave processes behind.
         with _signal_handler(signal.SIG_IGN, signal.SIGINT, signal.SIGTERM):
-            stop_processes(self.processes)
+            stop_together(self.processes)
             self.processes.clear()
             while self.servers:
                 self.servers.pop()()
 
 
-def stop_processes(named: Sequence[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    """SIGTERM all at once, wait up to the grace period together, SIGKILL whatever is left."""
+def stop_together(named: Named) -> None:
+    """SIGTERM all at once, then each gets what is left of one grace period before SIGKILL."""
     running = [(name, process) for name, process in named if process.poll() is None]
     for _, process in running:
         process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for name, process in running:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            say(f"{name} did not stop within {STOP_GRACE_SECONDS:.0f}s; killing it")
-            process.kill()
-            process.wait(timeout=5)
+    for _, process in running:
+        local.stop_process(process, grace=max(0.1, deadline - time.monotonic()))
     if running:
         say(f"stopped {', '.join(name for name, _ in running)}")
 
@@ -110,6 +114,9 @@ def _signal_handler(handler: Any, *signums: int) -> Iterator[None]:
             signal.signal(signum, handler_before)
 
 
+# -- what runs: Redis, the simulator, workers, the API ------------------------------------
+
+
 @dataclass(frozen=True)
 class DemoRedis:
     url: str
@@ -124,10 +131,28 @@ def start_redis(cleanup: Cleanup, workdir: Path) -> DemoRedis:
         if problem is None:
             return DemoRedis(given, f"your Redis at {redact_url(given)} (CHATGPTES_REDIS_URL)")
         say(f"CHATGPTES_REDIS_URL={redact_url(given)} is not reachable ({redact_text(problem)})")
-    binary = shutil.which("redis-server")
-    if binary is not None:
-        return _start_redis_server(cleanup, workdir, binary)
-    return _start_fake_redis(cleanup)
+    if shutil.which("redis-server") is not None:
+        datadir = workdir / "redis"
+        datadir.mkdir()
+        port = local.free_port()
+        try:
+            process = local.start_redis(datadir, port)
+        except TimeoutError as error:
+            raise DemoError(f"redis-server did not start; see {datadir}") from error
+        cleanup.servers.append(lambda: stop_together([("redis-server", process)]))
+        url = f"redis://127.0.0.1:{port}/0"
+        return DemoRedis(url, f"a redis-server of its own at {url} (stopped at the end)")
+    try:
+        from chatgptes.embedded_redis import start_fake_redis
+
+        url, stop = start_fake_redis()
+    except ImportError as error:
+        raise DemoError(
+            "no Redis: set CHATGPTES_REDIS_URL, install redis-server, "
+            f"or pip install 'fakeredis[lua]' for the embedded one ({error})"
+        ) from error
+    cleanup.servers.append(stop)
+    return DemoRedis(url, f"embedded fakeredis server at {url} (redis-server not found)")
 
 
 def redis_problem(url: str, timeout: float = 1.0) -> str | None:
@@ -140,95 +165,7 @@ def redis_problem(url: str, timeout: float = 1.0) -> str | None:
     return None
 
 
-def _start_redis_server(cleanup: Cleanup, workdir: Path, binary: str) -> DemoRedis:
-    datadir = workdir / "redis"
-    datadir.mkdir()
-    port = free_port()
-    process = _spawn(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(datadir)],
-        log=workdir / "redis-server.log",
-    )  # fmt: skip
-    cleanup.servers.append(lambda: stop_processes([("redis-server", process)]))
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + REDIS_START_SECONDS
-    while redis_problem(url, timeout=0.2) is not None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise DemoError(f"redis-server did not start; see {workdir / 'redis-server.log'}")
-        time.sleep(0.05)
-    return DemoRedis(url, f"a redis-server of its own at {url} (stopped at the end)")
-
-
-def _start_fake_redis(cleanup: Cleanup) -> DemoRedis:
-    try:
-        from fakeredis import TcpFakeServer
-
-        _teach_fakeredis_what_arq_needs()
-    except ImportError as error:
-        raise DemoError(
-            "no Redis: set CHATGPTES_REDIS_URL, install redis-server, "
-            f"or pip install 'fakeredis[lua]' for the embedded one ({error})"
-        ) from error
-    server = TcpFakeServer(("127.0.0.1", 0))
-    server.daemon_threads = True  # a connection left open must not hold up the exit
-    server.block_on_close = False
-    server.RequestHandlerClass = _error_tolerant(server.RequestHandlerClass)
-    thread = threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-
-    cleanup.servers.append(stop)
-    url = f"redis://127.0.0.1:{server.server_address[1]}/0"
-    return DemoRedis(url, f"embedded fakeredis server at {url} (redis-server not found)")
-
-
-def _teach_fakeredis_what_arq_needs() -> None:
-    """fakeredis (2.40) has no INFO, which an arq worker sends when it starts: a minimal one."""
-    from fakeredis._commands import SUPPORTED_COMMANDS, command
-    from fakeredis._socket._base import BaseFakeSocket
-
-    if "info" in SUPPORTED_COMMANDS:
-        return
-
-    def info(self: Any, *sections: bytes) -> bytes:
-        return b"# Server\r\nredis_version:7.0.0\r\n# Clients\r\nconnected_clients:1\r\n"
-
-    BaseFakeSocket.info = command((), (bytes,))(info)  # type: ignore[attr-defined]
-
-
-def _error_tolerant(handler: type) -> type:
-    """fakeredis's TCP handler hangs up after any error reply; real Redis keeps the connection."""
-    from redis.exceptions import ResponseError
-
-    class ErrorTolerantHandler(handler):  # type: ignore[valid-type, misc]
-        def setup(self) -> None:
-            super().setup()
-            read_response = self.current_client.read_response
-
-            def read_reply(**kwargs: Any) -> Any:
-                try:
-                    return read_response(**kwargs)
-                except ResponseError as error:
-                    return error  # written back as an error reply, like real Redis
-
-            self.current_client.read_response = read_reply
-
-    return ErrorTolerantHandler
-
-
-def _spawn(
-    argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as handle:
-        return subprocess.Popen(
-            list(argv), stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd
-        )
-
-
-def _child_env(**settings: str) -> dict[str, str]:
+def child_env(**settings: str) -> dict[str, str]:
     """The demo's own settings only: none of the user's CHATGPTES_* leaks into its processes."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("CHATGPTES_")}
     # The children run in the work directory (so no .env applies); keep this package importable.
@@ -237,27 +174,32 @@ def _child_env(**settings: str) -> dict[str, str]:
     return env
 
 
+def _spawn(
+    cleanup: Cleanup, name: str, argv: Sequence[str], workdir: Path, env: dict[str, str]
+) -> subprocess.Popen[Any]:
+    process = local.start_process(argv, log=workdir / f"{name}.log", env=env, cwd=workdir,
+                                  inherit_env=False)  # fmt: skip
+    cleanup.processes.append((name, process))
+    return process
+
+
 def start_simulator(cleanup: Cleanup, workdir: Path) -> dict[str, Any]:
     """Starts the simulator and returns its ready info: {"url", "proxies", "stats_url", ...}."""
-    ready, log = workdir / "sim.json", workdir / "simulator.log"
-    argv = [sys.executable, "-m", "simulator", *SIMULATOR_OPTIONS, "--ready-file", str(ready)]
-    process = _spawn(argv, log=log, env=_child_env(), cwd=workdir)
+    try:
+        sim, process = local.start_simulator(workdir, *SIMULATOR_OPTIONS, env=child_env(),
+                                             cwd=workdir, inherit_env=False,
+                                             timeout=START_SECONDS)  # fmt: skip
+    except (RuntimeError, TimeoutError) as error:
+        raise DemoError(str(error)) from error
     cleanup.processes.append(("simulator", process))
-    deadline = time.monotonic() + SIMULATOR_START_SECONDS
-    while not ready.exists():
-        if process.poll() is not None:
-            raise DemoError(f"the simulator exited with code {process.returncode}; see {log}")
-        if time.monotonic() > deadline:
-            raise DemoError(f"the simulator was not ready after {SIMULATOR_START_SECONDS:.0f}s")
-        time.sleep(0.05)
-    return json.loads(ready.read_text())
+    return sim
 
 
 def start_workers(
     cleanup: Cleanup, workdir: Path, count: int, *, redis_url: str, queue_name: str,
     sim: dict[str, Any],
-) -> list[tuple[str, subprocess.Popen[bytes]]]:  # fmt: skip
-    env = _child_env(
+) -> list[tuple[str, subprocess.Popen[Any]]]:  # fmt: skip
+    env = child_env(
         redis_url=redis_url,
         queue_name=queue_name,
         upstream_url=sim["url"],
@@ -265,16 +207,37 @@ def start_workers(
         proxy_rate_per_second="5",
         result_ttl_seconds=str(RESULT_TTL_SECONDS),
         log_format="json",
+        heartbeat_seconds=str(HEARTBEAT_SECONDS),
         # The simulator echoes the message: without the long preamble the echo shows the prompt.
         language_instruction="",
     )
     argv = [sys.executable, "-m", "chatgptes.cli", "worker"]
-    started = [
-        (f"worker-{n}", _spawn(argv, log=workdir / f"worker-{n}.log", env=env, cwd=workdir))
-        for n in range(1, count + 1)
+    return [
+        (name, _spawn(cleanup, name, argv, workdir, env))
+        for name in (f"worker-{n}" for n in range(1, count + 1))
     ]
-    cleanup.processes.extend(started)
-    return started
+
+
+def start_api(cleanup: Cleanup, workdir: Path, *, redis_url: str, queue_name: str) -> str:
+    """Starts ``chatgptes serve`` on loopback (no key needed there); its ``/v1`` URL."""
+    port = local.free_port()
+    env = child_env(redis_url=redis_url, queue_name=queue_name, log_format="json",
+                    result_ttl_seconds=str(RESULT_TTL_SECONDS))  # fmt: skip
+    argv = [sys.executable, "-m", "chatgptes.serve", "--host", "127.0.0.1", "--port", str(port)]
+    process = _spawn(cleanup, "api", argv, workdir, env)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise DemoError(f"chatgptes serve exited with code {process.returncode}; "
+                            f"see {workdir / 'api.log'}")  # fmt: skip
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
+                return reply.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    local.wait_until(healthy, timeout=START_SECONDS, what="chatgptes serve to answer /healthz")
+    return f"http://127.0.0.1:{port}/v1"
 
 
 def sample_prompts(count: int) -> list[PromptLine]:
@@ -313,35 +276,155 @@ def _generated(index: int) -> dict[str, Any]:
     return {"custom_id": f"gen{index + 1:04d}", "messages": messages}
 
 
+# -- the batch, shown the way `chatgptes top` shows the fleet -------------------------------
+
+
 async def run_batch(
-    settings: QueueSettings,
-    lines: list[PromptLine],
-    workers: Sequence[tuple[str, subprocess.Popen[bytes]]],
-    sim: dict[str, Any],
+    settings: QueueSettings, lines: list[PromptLine], workers: Named, sim: dict[str, Any]
 ) -> bool:
     """Enqueues, follows and shows one batch; True if every prompt succeeded."""
     async with BatchQueue.connect(settings) as queue:
         batch = await queue.enqueue(lines, batch_id=f"demo_{secrets.token_hex(6)}")
-        say(f"enqueued {batch.jobs} prompts as batch {batch.batch_id}; waiting for the workers")
-        with wait_progress(batch.batch_id) as show:
+        say(f"enqueued {batch.jobs} prompts as batch {batch.batch_id}; the fleet as "
+            "`chatgptes top` shows it:")  # fmt: skip
+        changes = status_lines(batch.batch_id)
 
-            def on_status(status: BatchStatus) -> None:
-                show(status)
-                _check_alive(workers)
+        async def done() -> bool:
+            status = await queue.status(batch.batch_id)
+            changes(status)
+            return status.done
 
-            # Three proxies at 5/s get through ~15 prompts a second: let big batches take longer.
-            timeout = max(BATCH_WAIT_SECONDS, len(lines) / 5)
-            done = await queue.wait(batch.batch_id, timeout=timeout, on_status=on_status)
-        say(f"batch done: {done.succeeded} succeeded, {done.failed} failed, "
-            f"{done.cancelled} cancelled")  # fmt: skip
+        await show_fleet_until(queue, done, workers, len(lines), wait_seconds(len(lines)))
+        final = await queue.status(batch.batch_id)
+        say(f"batch {final.state}: {final.succeeded} succeeded, {final.failed} failed, "
+            f"{final.cancelled} cancelled")  # fmt: skip
         results = await queue.results(batch.batch_id)
-        show_results(results)
-        show_simulator_stats(await asyncio.to_thread(_fetch_json, sim["stats_url"]), len(lines))
-        show_fleet(await fleet_health(queue.redis), sim["proxies"])
-    return len(results) == done.total and all(r.status == "succeeded" for r in results)
+        show_results(["attempts"], [
+            (r.custom_id, r.status, str(r.attempts),
+             r.content or (f"{r.error.type}: {r.error.message}" if r.error else ""))
+            for r in results
+        ])  # fmt: skip
+    show_simulator_stats(await asyncio.to_thread(_fetch_json, sim["stats_url"]), len(lines))
+    return len(results) == final.total and all(r.status == "succeeded" for r in results)
 
 
-def _check_alive(workers: Sequence[tuple[str, subprocess.Popen[bytes]]]) -> None:
+async def run_batch_through_api(
+    settings: QueueSettings,
+    lines: list[PromptLine],
+    workers: Named,
+    sim: dict[str, Any],
+    base_url: str,
+) -> bool:
+    """The same batch as OpenAI Batch API code sends it: upload, create, poll, download."""
+    timeout = wait_seconds(len(lines))
+    sending = asyncio.create_task(run_batch_via_api(base_url, "", openai_jsonl(lines), timeout))
+    say(f"uploaded {len(lines)} prompts to {base_url}/files and created a batch from them; "
+        "the fleet as `chatgptes top` shows it:")  # fmt: skip
+
+    async def done() -> bool:
+        return sending.done()
+
+    try:
+        async with BatchQueue.connect(settings) as queue:
+            await show_fleet_until(queue, done, workers, len(lines), timeout + 10)
+        found = await sending
+    except ApiCallError as error:
+        raise DemoError(f"the API refused a step: {error}") from error
+    finally:
+        sending.cancel()
+    answered = [line for line in found if (line.get("response") or {}).get("status_code") == 200]
+    say(f"batch ended: {len(answered)} answered, {len(found) - len(answered)} in the error "
+        "file (downloaded from the batch's output_file_id and error_file_id)")  # fmt: skip
+    show_results(["status_code"], [_api_row(line) for line in found])
+    show_simulator_stats(await asyncio.to_thread(_fetch_json, sim["stats_url"]), len(lines))
+    return len(found) == len(lines) == len(answered)
+
+
+def openai_jsonl(lines: Sequence[PromptLine]) -> bytes:
+    """The prompts as an OpenAI Batch API input file."""
+    requests = (
+        {"custom_id": line.custom_id, "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": line.model,
+                  "messages": [m.model_dump() for m in line.messages]}}
+        for line in lines
+    )  # fmt: skip
+    return "".join(json.dumps(request) + "\n" for request in requests).encode()
+
+
+def _api_row(line: dict[str, Any]) -> tuple[str, ...]:
+    response = line.get("response") or {}
+    body = response.get("body") or {}
+    if response.get("status_code") == 200:
+        answer = body["choices"][0]["message"]["content"]
+        status = "succeeded"
+    else:
+        error = line.get("error") or body.get("error") or {}
+        answer = f"{error.get('code')}: {error.get('message')}"
+        status = "failed"
+    return line["custom_id"], status, str(response.get("status_code", "-")), answer
+
+
+def wait_seconds(prompts: int) -> float:
+    # Three proxies at 5/s get through ~15 prompts a second: let big batches take longer.
+    return max(BATCH_WAIT_SECONDS, prompts / 5)
+
+
+async def show_fleet_until(
+    queue: BatchQueue,
+    done: Callable[[], Awaitable[bool]],
+    workers: Named,
+    prompts: int,
+    timeout: float,
+) -> None:
+    """`chatgptes top`'s frame, in place on a terminal, until ``done`` and the workers have
+    reported the batch's prompts (a heartbeat later, at most ``SETTLE_SECONDS``);
+    elsewhere the last frame once. DemoError if a worker dies, TimeoutError after
+    ``timeout``."""
+    frames: list[FleetSnapshot] = []
+    deadline = settle = time.monotonic() + timeout
+    view = console_for_output()
+    live = Live(console=view, auto_refresh=False) if view.is_terminal else None
+    with live or nullcontext():
+        while True:
+            _check_alive(workers)
+            finished = await done()
+            frames = recent_frames([*frames, await read_snapshot(queue, limit=SHOWN_BATCHES)])
+            if live is not None:
+                live.update(render(frames, interval=FRAME_SECONDS), refresh=True)
+            if finished and (reported(frames[-1], workers, prompts) or time.monotonic() > settle):
+                break
+            if not finished:
+                settle = time.monotonic() + SETTLE_SECONDS
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the batch did not end within {timeout:.0f}s")
+            await asyncio.sleep(FRAME_SECONDS)
+    if live is None:
+        view.print(render(frames))
+
+
+def reported(frame: FleetSnapshot, workers: Named, prompts: int) -> bool:
+    """Whether the demo's workers have counted every prompt in their reports."""
+    pids = {process.pid for _, process in workers}
+    ours = [w for w in frame.workers if w.pid in pids]
+    return sum(w.succeeded + w.failed + w.cancelled for w in ours) >= prompts
+
+
+def status_lines(batch_id: str) -> Callable[[BatchStatus], None]:
+    """Off a terminal, a line each time the batch's counts change (the frame shows them live
+    on one)."""
+    last: list[str] = []
+
+    def show(status: BatchStatus) -> None:
+        line = (f"{batch_id}: {status.finished}/{status.total} ok {status.succeeded}, "
+                f"failed {status.failed}, running {status.in_progress}")  # fmt: skip
+        if not console.is_terminal and (not last or last[-1] != line):
+            last.append(line)
+            console.print(line)
+
+    return show
+
+
+def _check_alive(workers: Named) -> None:
     for name, process in workers:
         if process.poll() is not None:
             raise DemoError(f"{name} exited with code {process.returncode}; see its log")
@@ -352,20 +435,19 @@ def _fetch_json(url: str) -> dict[str, Any]:
         return json.loads(reply.read())
 
 
-def show_results(results: list[JobResult]) -> None:
+def show_results(extra: list[str], rows: Sequence[tuple[str, ...]]) -> None:
+    """custom_id, status, the ``extra`` columns, then the answer (or the error), shortened."""
     table = Table(title="results", title_justify="left")
     table.add_column("custom_id", no_wrap=True, min_width=9)
     table.add_column("status", no_wrap=True, min_width=9)
-    table.add_column("attempts", no_wrap=True, justify="right", min_width=8)
+    for name in extra:
+        table.add_column(name, no_wrap=True, justify="right", min_width=len(name))
     table.add_column("answer", no_wrap=True, overflow="ellipsis")
-    for result in results[:SHOWN_RESULTS]:
-        answer = result.content or (
-            f"{result.error.type}: {result.error.message}" if result.error else ""
-        )
-        table.add_row(result.custom_id, result.status, str(result.attempts), _short(answer, 60))
+    for *fields, answer in rows[:SHOWN_RESULTS]:
+        table.add_row(*fields, _short(answer, 60))
     console.print(table)
-    if len(results) > SHOWN_RESULTS:
-        console.print(f"  … and {len(results) - SHOWN_RESULTS} more")
+    if len(rows) > SHOWN_RESULTS:
+        console.print(f"  … and {len(rows) - SHOWN_RESULTS} more")
 
 
 def _short(text: str, limit: int) -> str:
@@ -379,28 +461,12 @@ def show_simulator_stats(stats: dict[str, Any], prompts: int) -> None:
         f"{prompts} prompts (one page GET per proxy session, not one per prompt); "
         f"{faults['5xx']} injected 5xx retried; at most {stats['inflight_max']} requests "
         f"in flight")  # fmt: skip
-    for name, identity in stats["identities"].items():
-        console.print(
-            f"  {name}: {identity['page']} page, {identity['ajax']} ajax, "
-            f"{identity['success']} answered, at most {identity['inflight_max']} in flight"
-        )
 
 
-def show_fleet(identities: list[IdentityHealth], proxies: Sequence[str]) -> None:
-    """Like ``chatgptes status``, for the demo's proxies only (the Redis may hold others)."""
-    ours = {f"{urlsplit(url).hostname}:{urlsplit(url).port}" for url in proxies}
-    say("fleet health (as `chatgptes status` shows it):")
-    for identity in (identity for identity in identities if identity.name in ours):
-        line = (
-            f"  {identity.name}: {identity.inflight} in flight, penalty {identity.penalty:.2f}, "
-            f"{identity.successes} ok / {identity.failures} failed"
-        )
-        if identity.cooling_for > 0:
-            line += f", cooling {identity.cooling_for:.0f}s after {identity.reason}"
-        console.print(line)
+# -- the story ------------------------------------------------------------------------------
 
 
-def run_demo(prompts: int = 40, workers: int = 2) -> int:
+def run_demo(prompts: int = 40, workers: int = 2, *, via_api: bool = False) -> int:
     """Runs the demo; 0 if every prompt succeeded, 1 otherwise, 130 on Ctrl-C."""
     if prompts < 1 or workers < 1:
         console.print("error: --prompts and --workers must be at least 1")
@@ -409,10 +475,9 @@ def run_demo(prompts: int = 40, workers: int = 2) -> int:
     say(f"work directory (logs of every process): {workdir}")
     cleanup = Cleanup()
     try:
-        with _signal_handler(
-            signal.default_int_handler, signal.SIGTERM
-        ):  # unwinds, so the clean-up runs
-            return 0 if _story(cleanup, workdir, prompts, workers) else 1
+        # SIGTERM unwinds like Ctrl-C, so the clean-up runs.
+        with _signal_handler(signal.default_int_handler, signal.SIGTERM):
+            return 0 if _story(cleanup, workdir, prompts, workers, via_api) else 1
     except KeyboardInterrupt:
         say("interrupted")
         return 130
@@ -424,7 +489,7 @@ def run_demo(prompts: int = 40, workers: int = 2) -> int:
         say(f"logs kept in {workdir}")
 
 
-def _story(cleanup: Cleanup, workdir: Path, prompts: int, workers: int) -> bool:
+def _story(cleanup: Cleanup, workdir: Path, prompts: int, workers: int, via_api: bool) -> bool:
     server = start_redis(cleanup, workdir)
     say(f"using {server.label}")
     sim = start_simulator(cleanup, workdir)
@@ -439,4 +504,9 @@ def _story(cleanup: Cleanup, workdir: Path, prompts: int, workers: int) -> bool:
     settings = QueueSettings(
         redis_url=server.url, queue_name=queue_name, result_ttl_seconds=RESULT_TTL_SECONDS
     )
-    return asyncio.run(run_batch(settings, lines, started, sim))
+    if not via_api:
+        return asyncio.run(run_batch(settings, lines, started, sim))
+    base_url = start_api(cleanup, workdir, redis_url=server.url, queue_name=queue_name)
+    say(f"OpenAI-compatible API (chatgptes serve) at {base_url}; the batch goes through it "
+        "as OpenAI Batch API code sends it")  # fmt: skip
+    return asyncio.run(run_batch_through_api(settings, lines, started, sim, base_url))

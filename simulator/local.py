@@ -53,12 +53,22 @@ def stop_process(process: subprocess.Popen[Any], *, grace: float = 10.0) -> None
 
 
 def start_process(
-    argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    inherit_env: bool = True,
 ) -> subprocess.Popen[Any]:
-    """A subprocess with stdout and stderr in ``log``; the caller stops it."""
+    """A subprocess with stdout and stderr in ``log``; the caller stops it.
+
+    Its environment is this one with ``env`` over it, or only ``env`` (``inherit_env``
+    False: a caller that must keep its own variables out builds the whole of it).
+    """
+    environment = {**os.environ, **(env or {})} if inherit_env else dict(env or {})
     with log.open("wb") as handle:
         return subprocess.Popen(
-            list(argv), env={**os.environ, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT
+            list(argv), env=environment, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT
         )
 
 
@@ -118,21 +128,43 @@ def redis_server(
         stop_process(process)
 
 
-@contextmanager
-def simulator_process(
-    workdir: Path, *options: str
-) -> Iterator[tuple[dict[str, Any], subprocess.Popen[Any]]]:
-    """(ready info, process) of ``python -m simulator`` started with ``options``."""
+def start_simulator(
+    workdir: Path,
+    *options: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    inherit_env: bool = True,
+    timeout: float = 30.0,
+) -> tuple[dict[str, Any], subprocess.Popen[Any]]:
+    """(ready info, process) of ``python -m simulator`` started with ``options``, once it
+    has written its ready file; the caller stops it. Log: ``workdir/sim.log``."""
     ready = workdir / "sim-ready.json"
     log = workdir / "sim.log"
     ready.unlink(missing_ok=True)  # an earlier simulator's file would name its dead ports
     argv = [sys.executable, "-m", "simulator", "--port", "0", "--ready-file", str(ready), *options]
-    with running(argv, log=log) as process:
+    process = start_process(argv, log=log, env=env, cwd=cwd, inherit_env=inherit_env)
 
-        def is_ready() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"simulator exited: {log.read_text()}")
-            return ready.exists()
+    def is_ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the simulator exited with code {process.returncode}; see {log}")
+        return ready.exists()
 
-        wait_until(is_ready, timeout=30, what="the simulator's ready file")
-        yield json.loads(ready.read_text()), process
+    try:
+        wait_until(is_ready, timeout=timeout, what=f"the simulator's ready file (log: {log})")
+    except BaseException:
+        stop_process(process)
+        raise
+    return json.loads(ready.read_text()), process
+
+
+@contextmanager
+def simulator_process(
+    workdir: Path, *options: str
+) -> Iterator[tuple[dict[str, Any], subprocess.Popen[Any]]]:
+    """(ready info, process) of ``python -m simulator`` started with ``options``, stopped
+    on the way out."""
+    info, process = start_simulator(workdir, *options)
+    try:
+        yield info, process
+    finally:
+        stop_process(process)

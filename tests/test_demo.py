@@ -81,15 +81,15 @@ def _with_db(url: str, db: int) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
 
 
-@pytest.mark.e2e
-def test_demo_runs_the_whole_story(tmp_path: Path, redis_server: str) -> None:
-    redis_url = _with_db(redis_server, 5)
+def run_demo_process(tmp_path: Path, redis_url: str, *, via_api: bool = False) -> tuple[int, str]:
+    """Runs the demo in a child process; (exit code, output). Stopped whatever happens."""
     env = {
         **os.environ,
         "CHATGPTES_REDIS_URL": redis_url,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    code = "from chatgptes.demo import run_demo; raise SystemExit(run_demo(prompts=12, workers=2))"
+    code = ("from chatgptes.demo import run_demo; "
+            f"raise SystemExit(run_demo(prompts=12, workers=2, via_api={via_api}))")  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=tmp_path,
@@ -108,10 +108,27 @@ def test_demo_runs_the_whole_story(tmp_path: Path, redis_server: str) -> None:
             process.kill()
             out, _ = process.communicate()
         pytest.fail(f"demo did not finish in {DEMO_TIMEOUT_SECONDS}s:\n{out}")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, out
 
-    assert process.returncode == 0, out
+
+def assert_top_frame(out: str) -> None:
+    """The fleet as `chatgptes top` shows it: the batch, both workers, the identities."""
+    assert "chatgptes top" in out and "12/12" in out, out
+    assert "workers: 2 alive" in out and re.search(r"identities: the worst \d+ of \d+", out), out
+
+
+@pytest.mark.e2e
+def test_demo_runs_the_whole_story(tmp_path: Path, redis_server: str) -> None:
+    redis_url = _with_db(redis_server, 5)
+    code, out = run_demo_process(tmp_path, redis_url)
+    assert code == 0, out
     assert f"using your Redis at {redis_url}" in out
-    assert "batch done: 12 succeeded, 0 failed" in out
+    assert "batch completed: 12 succeeded, 0 failed" in out
+    assert_top_frame(out)
     assert "q01" in out and "Echo: " in out
     handshakes = re.search(r"(\d+) page GETs and (\d+) ajax POSTs.*?(\d+) injected 5xx", out)
     assert handshakes, out
@@ -119,3 +136,16 @@ def test_demo_runs_the_whole_story(tmp_path: Path, redis_server: str) -> None:
     # A page GET per proxy session (3 proxies), plus one more per injected fault that hit one.
     assert pages <= 3 + faults and posts >= 12, out
     assert "stopped simulator, worker-1, worker-2" in out
+
+
+@pytest.mark.e2e
+def test_demo_via_the_api_runs_the_batch_as_openai_code_does(
+    tmp_path: Path, redis_server: str
+) -> None:
+    code, out = run_demo_process(tmp_path, _with_db(redis_server, 6), via_api=True)
+    assert code == 0, out
+    assert "OpenAI-compatible API (chatgptes serve) at http://127.0.0.1:" in out
+    assert "batch ended: 12 answered, 0 in the error file" in out
+    assert "q12" in out and "200" in out
+    assert_top_frame(out)
+    assert "stopped simulator, worker-1, worker-2, api" in out
