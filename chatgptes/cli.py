@@ -63,7 +63,7 @@ def main() -> None:
     help="When it ends, prompts not yet sent end Expired (e.g. 24h, 90m).",
 )
 @click.option("--metadata", multiple=True, help="key=value kept with the batch (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help='Print {"batch_id": ..., "jobs": N}.')
+@click.option("--json", "as_json", is_flag=True, help='Print {"batch_id", "jobs", "warnings"}.')
 def enqueue(
     file: str,
     batch_id: str | None,
