@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
 import click
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 from redis.exceptions import RedisError
 
@@ -47,7 +50,7 @@ SHOWN_IDENTITIES = 10
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Batch prompts for chatgpt.es through Redis and arq workers."""
-    warn_unknown_settings(name for settings in every_settings() for name in settings.model_fields)
+    warn_unknown_settings(name for _, name, _ in every_field())
     # Warnings (Redis away while waiting, say) go to stderr, never into a command's output.
     configure_logging("console", "WARNING")
 
@@ -312,16 +315,12 @@ def worker(burst: bool, max_jobs: int | None) -> None:
 def config(env_example: bool) -> None:
     """List every setting with its current value (secrets masked) and what it does."""
     if env_example:
-        click.echo(env_template(every_settings()), nl=False)
+        click.echo(env_template(), nl=False)
         return
-    listed: set[str] = set()
-    for settings in every_settings():
-        described = load_settings(settings).describe()
-        for name, field in settings.model_fields.items():
-            if name not in listed:
-                listed.add(name)
-                click.echo(f"CHATGPTES_{name.upper()}={described[name]}")
-                click.echo(f"    {field.description}")
+    described = {settings: load_settings(settings).describe() for settings in every_settings()}
+    for settings, name, field in every_field():
+        click.echo(f"CHATGPTES_{name.upper()}={described[settings][name]}")
+        click.echo(f"    {field.description}")
 
 
 def every_settings() -> tuple[type[BaseSettings], ...]:
@@ -332,24 +331,30 @@ def every_settings() -> tuple[type[BaseSettings], ...]:
     return WorkerConfig, ApiSettings
 
 
-def env_template(every: tuple[type[BaseSettings], ...]) -> str:
+def every_field() -> Iterator[tuple[type[BaseSettings], str, FieldInfo]]:
+    """Each setting once (the roles share the queue's), with the first role that has it."""
+    listed: set[str] = set()
+    for settings in every_settings():
+        for name, field in settings.model_fields.items():
+            if name not in listed:
+                listed.add(name)
+                yield settings, name, field
+
+
+def env_template() -> str:
     """A .env file listing every setting, commented out at its default (as .env.example)."""
     lines = [
         "# chatgptes-queue settings: uncomment and change what you need.",
         "# Made by `chatgptes config --env-example`; `chatgptes config` shows current values.",
     ]
-    listed: set[str] = set()
-    for settings in every:
-        defaults = settings.model_construct().model_dump(mode="json")
-        for name, field in settings.model_fields.items():
-            if name in listed:
-                continue
-            listed.add(name)
-            default = defaults[name]
-            if isinstance(default, dict | list):
-                default = json.dumps(default)
-            shown = "" if default is None or "*" in str(default) else default
-            lines += ["", f"# {field.description}", f"# CHATGPTES_{name.upper()}={shown}"]
+    defaults = {s: s.model_construct().model_dump(mode="json") for s in every_settings()}
+    for settings, name, field in every_field():
+        default = defaults[settings][name]
+        if isinstance(default, dict | list):
+            default = json.dumps(default)
+        # A secret's default is empty; model_dump would show it masked.
+        shown = "" if default is None or field.annotation is SecretStr else default
+        lines += ["", f"# {field.description}", f"# CHATGPTES_{name.upper()}={shown}"]
     return "\n".join(lines) + "\n"
 
 
