@@ -37,9 +37,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from chatgptes.progress import status_changes
 from chatgptes.top import FleetSnapshot, console_for_output, read_snapshot, recent_frames, render
 from contract.config import DEFAULT_MODEL, QueueSettings
-from contract.models import BatchStatus
 from contract.redaction import redact_text, redact_url
 from producer.api import BatchQueue
 from producer.http.client import ApiCallError, run_batch_via_api
@@ -287,7 +287,12 @@ async def run_batch(
         batch = await queue.enqueue(lines, batch_id=f"demo_{secrets.token_hex(6)}")
         say(f"enqueued {batch.jobs} prompts as batch {batch.batch_id}; the fleet as "
             "`chatgptes top` shows it:")  # fmt: skip
-        changes = status_lines(batch.batch_id)
+        # Off a terminal, a line a change; on one, the live frame shows the counts.
+        changes = (
+            status_changes(batch.batch_id, console.print)
+            if not console.is_terminal
+            else lambda status: None
+        )
 
         async def done() -> bool:
             status = await queue.status(batch.batch_id)
@@ -407,21 +412,6 @@ def reported(frame: FleetSnapshot, workers: Named, prompts: int) -> bool:
     pids = {process.pid for _, process in workers}
     ours = [w for w in frame.workers if w.pid in pids]
     return sum(w.succeeded + w.failed + w.cancelled for w in ours) >= prompts
-
-
-def status_lines(batch_id: str) -> Callable[[BatchStatus], None]:
-    """Off a terminal, a line each time the batch's counts change (the frame shows them live
-    on one)."""
-    last: list[str] = []
-
-    def show(status: BatchStatus) -> None:
-        line = (f"{batch_id}: {status.finished}/{status.total} ok {status.succeeded}, "
-                f"failed {status.failed}, running {status.in_progress}")  # fmt: skip
-        if not console.is_terminal and (not last or last[-1] != line):
-            last.append(line)
-            console.print(line)
-
-    return show
 
 
 def _check_alive(workers: Named) -> None:

@@ -41,15 +41,7 @@ def wait_progress(batch_id: str) -> Iterator[Callable[[BatchStatus], None]]:
     """A callback showing each polled status: a live bar on a terminal, else a line a change."""
     console = Console(stderr=True)
     if not console.is_terminal:
-        last: list[str] = []
-
-        def print_line(status: BatchStatus) -> None:
-            line = _summary(status)
-            if not last or last[-1] != line:
-                last.append(line)
-                print(f"{batch_id}: {status.finished}/{status.total} {line}", file=sys.stderr)
-
-        yield print_line
+        yield status_changes(batch_id, lambda line: print(line, file=sys.stderr))
         return
     with _bar(console) as bar:
         task = bar.add_task(batch_id, total=None, detail="")
@@ -58,6 +50,20 @@ def wait_progress(batch_id: str) -> Iterator[Callable[[BatchStatus], None]]:
             bar.update(task, total=status.total, completed=status.finished, detail=_summary(status))
 
         yield update
+
+
+def status_changes(batch_id: str, write: Callable[[str], object]) -> Callable[[BatchStatus], None]:
+    """A callback writing ``<batch>: <finished>/<total> <counts>`` each time the counts
+    change: progress for a pipe or a log, where a live bar cannot be drawn."""
+    last: list[str] = []
+
+    def show(status: BatchStatus) -> None:
+        line = _summary(status)
+        if not last or last[-1] != line:
+            last.append(line)
+            write(f"{batch_id}: {status.finished}/{status.total} {line}")
+
+    return show
 
 
 def _summary(status: BatchStatus) -> str:
