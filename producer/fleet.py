@@ -96,11 +96,16 @@ async def pool_census(redis: Redis, *, shown: int = 10) -> PoolCensus:
     )
 
 
+async def redis_now_ms(redis: Redis) -> int:
+    """Redis's clock in ms: the one every worker stamps its reports and cooldowns with."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 async def identities(redis: Redis, names: list[str]) -> list[IdentityHealth]:
     if not names:
         return []
-    seconds, micros = await redis.time()
-    now_ms = seconds * 1000 + micros // 1000
+    now_ms = await redis_now_ms(redis)
     async with redis.pipeline(transaction=False) as pipe:
         for field in _FIELDS:
             pipe.hmget(keys.identity_field(field), names)
@@ -175,8 +180,7 @@ async def workers(redis: Redis) -> list[WorkerInfo]:
     ids = [keys.decoded(raw) for raw in await redis.zrange(keys.workers_seen(), 0, -1)]
     if not ids:
         return []
-    seconds, micros = await redis.time()
-    now_ms = seconds * 1000 + micros // 1000
+    now_ms = await redis_now_ms(redis)
     async with redis.pipeline(transaction=False) as pipe:
         for worker_id in ids:
             pipe.hgetall(keys.worker_info(worker_id))
