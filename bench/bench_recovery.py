@@ -20,6 +20,8 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,19 +85,28 @@ def follow(client: redis.Redis, held: set[str], since: float) -> float:
     raise TimeoutError("the chunks held at the kill did not finish in 120 s")
 
 
+@contextmanager
+def batch_under_way(
+    tmp: Path, url: str, latency: str, count: int, tag: str
+) -> Iterator[tuple[dict[str, Any], Any, str]]:
+    """(simulator info, 2 workers, batch ID) once 100 of the batch's prompts are done."""
+    with (
+        simulator_process(tmp, "--latency", latency) as (sim, _),
+        workers(2, worker_env(url, sim["url"], **SETTINGS), tmp) as fleet,
+    ):
+        batch_id = enqueue(url, count, tag)
+        wait_until(lambda: status(url, batch_id).finished >= 100, timeout=120,
+                   what="100 prompts done")  # fmt: skip
+        yield sim, fleet, batch_id
+
+
 def kill(tmp: Path, count: int) -> dict[str, Any]:
     port = free_port()
     server = start_redis(tmp, port)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
-        with (
-            simulator_process(tmp, "--latency", "fixed:200") as (sim, _),
-            workers(2, worker_env(url, sim["url"], **SETTINGS), tmp) as fleet,
-        ):
-            batch_id = enqueue(url, count, "kill")
-            wait_until(lambda: status(url, batch_id).finished >= 100, timeout=120,
-                           what="100 prompts done")  # fmt: skip
+        with batch_under_way(tmp, url, "fixed:200", count, "kill") as (sim, fleet, batch_id):
             held = in_progress_chunks(client)
             fleet.processes[0].kill()
             killed = time.monotonic()
@@ -123,13 +134,7 @@ def restart(tmp: Path, count: int, down_seconds: float) -> dict[str, Any]:
     server = start_redis(data, port, appendonly=True)
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        with (
-            simulator_process(tmp, "--latency", "fixed:100") as (sim, _),
-            workers(2, worker_env(url, sim["url"], **SETTINGS), tmp) as fleet,
-        ):
-            batch_id = enqueue(url, count, "restart")
-            wait_until(lambda: status(url, batch_id).finished >= 100, timeout=120,
-                           what="100 prompts done")  # fmt: skip
+        with batch_under_way(tmp, url, "fixed:100", count, "restart") as (_, fleet, batch_id):
             stop_process(server)
             stopped = time.monotonic()
             time.sleep(down_seconds)  # the outage itself, not a synchronisation
