@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -42,7 +41,7 @@ from chatgptes.top import FleetSnapshot, console_for_output, read_snapshot, rece
 from contract.config import DEFAULT_MODEL, QueueSettings
 from contract.redaction import redact_text, redact_url
 from producer.api import BatchQueue
-from producer.http.client import ApiCallError, run_batch_via_api
+from producer.http.client import ApiCallError, answers_health, run_batch_via_api
 from producer.inputs import PromptLine, parse_prompt_lines
 from simulator import local
 
@@ -225,19 +224,16 @@ def start_api(cleanup: Cleanup, workdir: Path, *, redis_url: str, queue_name: st
                     result_ttl_seconds=str(RESULT_TTL_SECONDS))  # fmt: skip
     argv = [sys.executable, "-m", "chatgptes.serve", "--host", "127.0.0.1", "--port", str(port)]
     process = _spawn(cleanup, "api", argv, workdir, env)
+    base_url = f"http://127.0.0.1:{port}/v1"
 
     def healthy() -> bool:
         if process.poll() is not None:
             raise DemoError(f"chatgptes serve exited with code {process.returncode}; "
                             f"see {workdir / 'api.log'}")  # fmt: skip
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
-                return reply.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return answers_health(base_url)
 
     local.wait_until(healthy, timeout=START_SECONDS, what="chatgptes serve to answer /healthz")
-    return f"http://127.0.0.1:{port}/v1"
+    return base_url
 
 
 def sample_prompts(count: int) -> list[PromptLine]:

@@ -9,8 +9,6 @@ import asyncio
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 from openai import OpenAI
 from openai.types.chat import ChatCompletion
 
-from producer.http.client import run_batch_via_api
+from producer.http.client import answers_health, run_batch_via_api
 from simulator.local import free_port, running, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -38,14 +36,7 @@ def serve(fleet, tmp_path: Path) -> Iterator[OpenAI]:
         def answers() -> bool:
             if process.poll() is not None:
                 raise RuntimeError(f"chatgptes serve exited: {log.read_text()}")
-            request = urllib.request.Request(
-                f"{base_url}/models", headers={"Authorization": f"Bearer {KEY}"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=2) as reply:
-                    return reply.status == 200
-            except (urllib.error.URLError, ConnectionError):
-                return False
+            return answers_health(base_url)
 
         wait_until(answers, timeout=30, what="chatgptes serve to answer")
         with OpenAI(base_url=base_url, api_key=KEY, max_retries=0, timeout=60) as client:

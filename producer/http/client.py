@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -24,6 +26,17 @@ class ApiCallError(RuntimeError):
         super().__init__(f"HTTP {status}: {error.get('message', error)}")
         self.status = status
         self.error = error
+
+
+def answers_health(base_url: str, timeout: float = 1.0) -> bool:
+    """Whether the API at ``base_url`` (``http://host:port/v1``) answers ``/healthz`` with
+    200: it is up and reaches its Redis. For whoever starts ``chatgptes serve`` and waits."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    try:
+        with urllib.request.urlopen(f"{root}/healthz", timeout=timeout) as reply:
+            return reply.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 async def run_batch_via_api(
