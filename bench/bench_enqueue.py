@@ -82,7 +82,7 @@ async def time_export(url: str, prompts: list[PromptLine], out: Path) -> dict[st
     async with BatchQueue.connect(settings) as queue:
         results = results_for(prompts)
         for start in range(0, len(results), 1000):
-            await queue.store.save_results(results[start : start + 1000])
+            await queue.store.ledger.save_results(results[start : start + 1000])
         wall = time.perf_counter()
         written = 0
         with out.open("w") as handle:

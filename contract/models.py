@@ -24,6 +24,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_now() -> str:
+    return utc_now().isoformat()
+
+
+def parse_timestamp(raw: bytes | str | None) -> datetime | None:
+    """A timestamp as the batch record keeps it (ISO 8601), None where there is none."""
+    if not raw:
+        return None
+    return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw)
+
+
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -42,7 +42,7 @@ async def finish(queue: BatchQueue, batch_id: str, index: int, status: str = "su
     result = JobResult.for_request(
         await request(queue, batch_id, index), status=status, content=content, error=error
     )
-    return await queue.store.save_results([result])
+    return await queue.store.ledger.save_results([result])
 
 
 async def queued_chunks(redis) -> list[tuple[str, list[int]]]:
@@ -104,7 +104,7 @@ async def test_an_interrupted_enqueue_leaves_nothing_to_run(queue, fake_redis) -
 async def test_every_key_written_has_a_ttl(queue, fake_redis) -> None:
     await queue.enqueue(lines(3), batch_id="b1")
     await finish(queue, "b1", 0)
-    await queue.store.spend("b1", 1, "UpstreamHiccup", (await queue.store.created_at("b1")))
+    await queue.store.ledger.spend("b1", 1, "UpstreamHiccup", (await queue.store.created_at("b1")))
     for key in keys.batch_keys("b1"):
         if await fake_redis.exists(key):
             assert 0 < await fake_redis.ttl(key) <= SETTINGS.result_ttl_seconds, key
@@ -112,10 +112,10 @@ async def test_every_key_written_has_a_ttl(queue, fake_redis) -> None:
 
 async def test_status_counts_each_state(queue) -> None:
     await queue.enqueue(lines(5), batch_id="b1")
-    started = await queue.store.start_chunk("b1", [0, 1])
+    started = await queue.store.ledger.start_chunk("b1", [0, 1])
     assert started.batch_state == "in_progress"
     assert [p.state_before for p in started.prompts] == ["queued", "queued"]
-    await queue.store.mark("b1", [1], "waiting")
+    await queue.store.ledger.mark("b1", [1], "waiting")
     await finish(queue, "b1", 2)
     await finish(queue, "b1", 3, "failed")
     status = await queue.status("b1")
@@ -129,7 +129,7 @@ async def test_a_prompt_run_twice_is_counted_once_and_keeps_its_first_result(que
     assert await finish(queue, "b1", 0, "succeeded") == 0  # a chunk re-run after a crash
     status = await queue.status("b1")
     assert (status.succeeded, status.failed, status.queued) == (0, 1, 1)
-    restarted = await queue.store.start_chunk("b1", [0, 1])
+    restarted = await queue.store.ledger.start_chunk("b1", [0, 1])
     assert [p.state_before for p in restarted.prompts] == ["failed", "queued"]
 
 
@@ -159,7 +159,7 @@ async def test_results_in_input_order(queue) -> None:
 async def test_cancel_takes_back_queued_chunks_and_leaves_held_ones(queue, fake_redis) -> None:
     await queue.enqueue(lines(3), batch_id="b1")
     await fake_redis.set(keys.arq_in_progress("b1:0"), b"1")  # a worker holds chunk 0
-    await queue.store.start_chunk("b1", [0])
+    await queue.store.ledger.start_chunk("b1", [0])
     await finish(queue, "b1", 1)
     assert await queue.cancel("b1") == 1
     status = await queue.status("b1")
@@ -172,7 +172,7 @@ async def test_cancel_takes_back_queued_chunks_and_leaves_held_ones(queue, fake_
     assert await fake_redis.zscore("test:queue", "b1:0") is not None
     # Workers are refused leases for it from now on; when the held prompt settles, it ends.
     assert (await fake_redis.hget(keys.stopped_batches(), "b1")).startswith(b"cancelled ")
-    await queue.store.save_results([
+    await queue.store.ledger.save_results([
         JobResult.for_request(await request(queue, "b1", 0), status="cancelled")
     ])  # fmt: skip
     assert (await queue.status("b1")).state == "cancelled"
@@ -206,8 +206,8 @@ async def test_job_without_result_says_where_it_is(queue) -> None:
     await queue.enqueue(lines(2), batch_id="b1")
     state = await queue.job("b1.0")
     assert isinstance(state, JobState) and state.status == "queued" and state.custom_id == "q0"
-    await queue.store.start_chunk("b1", [0])
-    await queue.store.spend("b1", 0, "UpstreamHiccup", (await queue.store.created_at("b1")))
+    await queue.store.ledger.start_chunk("b1", [0])
+    await queue.store.ledger.spend("b1", 0, "UpstreamHiccup", (await queue.store.created_at("b1")))
     state = await queue.job("b1.0")
     assert isinstance(state, JobState) and (state.status, state.attempts) == ("in_progress", 1)
     await finish(queue, "b1", 0)
@@ -235,7 +235,7 @@ async def test_unknown_batch_and_job_are_clear_errors(queue) -> None:
 
 async def test_a_gone_batch_starts_nothing(fake_redis) -> None:
     store = BatchStore(fake_redis, queue_name="test:queue", ttl_seconds=60)
-    started = await store.start_chunk("expired", [0, 1])
+    started = await store.ledger.start_chunk("expired", [0, 1])
     assert started.batch_state is None and started.prompts == ()
 
 
@@ -283,20 +283,20 @@ async def test_an_expired_batch_ends_its_unsent_prompts_and_keeps_the_rest(
     await queue.enqueue(lines(3), batch_id="b1")
     await finish(queue, "b1", 0)
     await fake_redis.zadd(keys.batch_deadlines(), {"b1": 1})  # its window ended long ago
-    assert await queue.store.expire_due() == ["b1"]
+    assert await queue.store.stopper.expire_due() == ["b1"]
     status = await queue.status("b1")
     assert (status.state, status.succeeded, status.failed) == ("expired", 1, 2)
     assert status.expired_at is not None
     expired = await queue.job("b1.2")
     assert isinstance(expired, JobResult) and expired.error.type == "Expired"
     assert (await fake_redis.hget(keys.stopped_batches(), "b1")).startswith(b"expired ")
-    assert await queue.store.expire_due() == []  # swept once
+    assert await queue.store.stopper.expire_due() == []  # swept once
 
 
 async def test_a_chunk_started_after_the_window_sends_nothing(queue, fake_redis) -> None:
     await queue.enqueue(lines(2), batch_id="b1")
     await fake_redis.hset(keys.batch_meta("b1"), "expires_ms", 1)
-    started = await queue.store.start_chunk("b1", [0, 1])
+    started = await queue.store.ledger.start_chunk("b1", [0, 1])
     assert started.past_its_window and started.batch_state == "in_progress"
     assert (await queue.status("b1")).in_progress == 0  # not marked running
 

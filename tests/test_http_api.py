@@ -117,7 +117,7 @@ async def settle(redis: Redis, batch_id: str, outcomes: dict[int, str]) -> None:
             result = JobResult.for_request(request, status=status,
                                            error=JobError(type=outcome, message="refused"))  # fmt: skip
         results.append(result)
-    await store.save_results(results)
+    await store.ledger.save_results(results)
 
 
 async def answer_chats(redis: Redis, outcome: str = "succeeded", content: str = "") -> None:
@@ -131,7 +131,7 @@ async def answer_chats(redis: Redis, outcome: str = "succeeded", content: str = 
                     created = await store.created_at(batch_id)
                     (request,) = await store.requests(batch_id, [0], created)
                     result = JobResult.for_request(request, status="succeeded", content=content)
-                    await store.save_results([result])
+                    await store.ledger.save_results([result])
                 else:
                     await settle(redis, batch_id, {0: outcome})
         await asyncio.sleep(0.01)

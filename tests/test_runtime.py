@@ -216,7 +216,7 @@ async def test_redis_errors_are_waited_out_not_failed(fake_redis, monkeypatch) -
 
     async with harness(fake_redis) as h:
         batch_id = await h.enqueue("later")
-        real_start = h.runtime.store.start_chunk
+        real_start = h.runtime.ledger.start_chunk
         failures = []
 
         async def flaky_start(*args: object):
@@ -225,7 +225,7 @@ async def test_redis_errors_are_waited_out_not_failed(fake_redis, monkeypatch) -
                 raise RedisConnectionError("Error 111 connecting to redis://:s3cret@10.0.0.9:6379")
             return await real_start(*args)
 
-        monkeypatch.setattr(h.runtime.store, "start_chunk", flaky_start)
+        monkeypatch.setattr(h.runtime.ledger, "start_chunk", flaky_start)
         await h.run_all()
     [result] = await h.queue.results(batch_id)
     assert result.status == "succeeded" and len(failures) == 2
@@ -301,7 +301,7 @@ async def test_prompts_held_when_the_window_ends_end_expired_unsent(fake_redis) 
         blocker = await h.runtime.book.acquire(1)  # no capacity: the prompts wait in the worker
         running = asyncio.create_task(h.run_all())
         await eventually(lambda: h.runtime.broker.waiting == 2, what="two prompts waiting")
-        await h.queue.store.expire(batch_id)
+        await h.queue.store.stopper.expire(batch_id)
         await h.runtime.book.release([(blocker.leases[0], OK)])
         await running
         assert h.stats()["requests"]["ajax"] == 0

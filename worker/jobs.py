@@ -27,7 +27,7 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker
 from pydantic import ValidationError
 
-from contract.batches import JOB_FUNCTION, json_dumps
+from contract.chunks import JOB_FUNCTION, json_dumps
 from contract.logs import configure_logging
 from contract.models import ChunkPayload
 from contract.redaction import redact_text

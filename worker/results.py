@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import structlog
 
-from contract.batches import BatchStore
+from contract.ledger import PromptLedger
 from contract.models import JobResult
 from contract.retrying import until_redis_answers
 
@@ -21,8 +21,8 @@ log = structlog.get_logger("chatgptes.results")
 
 
 class ResultWriter:
-    def __init__(self, store: BatchStore) -> None:
-        self.store = store
+    def __init__(self, ledger: PromptLedger) -> None:
+        self.ledger = ledger
         self.saved = 0
         self._pending: list[tuple[JobResult, asyncio.Future[None]]] = []
         self._marks: dict[tuple[str, str], set[int]] = defaultdict(set)
@@ -49,7 +49,7 @@ class ResultWriter:
         for (batch_id, state), indices in marks.items():
             if indices:
                 await until_redis_answers(
-                    "marks", lambda b=batch_id, i=indices, s=state: self.store.mark(b, i, s)
+                    "marks", lambda b=batch_id, i=indices, s=state: self.ledger.mark(b, i, s)
                 )
 
     async def run(self) -> None:
@@ -63,7 +63,7 @@ class ResultWriter:
             batch, self._pending = self._pending, []
             try:
                 await until_redis_answers(
-                    "results", lambda b=batch: self.store.save_results([r for r, _ in b])
+                    "results", lambda b=batch: self.ledger.save_results([r for r, _ in b])
                 )
             except Exception as error:  # a bug, not Redis: the prompts' tasks get it
                 log.exception("results.save_failed")

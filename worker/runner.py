@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 
 import structlog
 
-from contract.batches import BatchStore, stopped_result
+from contract.ledger import PromptLedger
 from contract.models import JobError, JobResult, PromptRequest
 from contract.redaction import redact_text
 from contract.retrying import TRANSIENT, RedisBackoff, until_redis_answers
+from contract.stopping import stopped_result
 from worker.broker import BatchStopped, Draining, LeaseBroker, NoCapacityError
 from worker.client import ChatGptEsClient
 from worker.config import WorkerConfig
@@ -50,7 +51,7 @@ class PromptRunner:
     def __init__(
         self,
         config: WorkerConfig,
-        store: BatchStore,
+        ledger: PromptLedger,
         book: LeaseBook,
         broker: LeaseBroker,
         sessions: SessionCache,
@@ -59,7 +60,7 @@ class PromptRunner:
         metrics: WorkerMetrics,
     ) -> None:
         self.config = config
-        self.store = store
+        self.ledger = ledger
         self.book = book
         self.broker = broker
         self.sessions = sessions
@@ -112,7 +113,7 @@ class PromptRunner:
                 kind = error.kind
                 spent, attempts.total = await until_redis_answers(
                     "attempts",
-                    lambda kind=kind: self.store.spend(  # type: ignore[misc]
+                    lambda kind=kind: self.ledger.spend(  # type: ignore[misc]
                         request.batch_id, request.index, kind, started
                     ),
                 )

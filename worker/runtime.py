@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from contract import keys
-from contract.batches import BatchStore, StartedPrompt, stopped_result
+from contract.ledger import PromptLedger, StartedPrompt
 from contract.models import (
     ChunkPayload,
     JobError,
@@ -40,6 +40,7 @@ from contract.models import (
     utc_now,
 )
 from contract.retrying import RedisBackoff, until_redis_answers
+from contract.stopping import BatchStopper, stopped_result
 from worker.broker import LeaseBroker
 from worker.client import ChatGptEsClient, ClientOptions
 from worker.config import WorkerConfig
@@ -69,7 +70,8 @@ class WorkerRuntime:
         self.config = config
         self.redis = redis
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
-        self.store = BatchStore(
+        self.ledger = PromptLedger(redis, ttl_seconds=config.result_ttl_seconds)
+        self.stopper = BatchStopper(
             redis, queue_name=config.queue_name, ttl_seconds=config.result_ttl_seconds
         )
         self.pool = ProxyPool(
@@ -87,7 +89,7 @@ class WorkerRuntime:
             backoff_base_seconds=config.cooldown_base_seconds,
             backoff_cap_seconds=config.cooldown_cap_seconds,
         )
-        self.writer = ResultWriter(self.store)
+        self.writer = ResultWriter(self.ledger)
         self.metrics = WorkerMetrics()
         self.broker = LeaseBroker(
             self.book,
@@ -116,7 +118,7 @@ class WorkerRuntime:
         )
         self.stopping = asyncio.Event()
         self.runner = PromptRunner(
-            config, self.store, self.book, self.broker, self.sessions, self.client,
+            config, self.ledger, self.book, self.broker, self.sessions, self.client,
             self.stopping, self.metrics,
         )  # fmt: skip
         self.held: dict[str, HeldChunk] = {}
@@ -192,7 +194,7 @@ class WorkerRuntime:
     async def _run_chunk(self, payload: ChunkPayload, held: HeldChunk) -> dict[str, int]:
         batch_id = payload.batch_id
         start = await until_redis_answers(
-            "chunk start", lambda: self.store.start_chunk(batch_id, payload.indices)
+            "chunk start", lambda: self.ledger.start_chunk(batch_id, payload.indices)
         )
         if start.batch_state is None:
             log.warning("chunk.batch_gone", batch_id=batch_id, prompts=len(payload.indices))
@@ -211,7 +213,7 @@ class WorkerRuntime:
         held.unsettled = len(requests) + len(unreadable)
         why = _stopped_why(start.batch_state)
         if why is None and start.past_its_window:
-            await until_redis_answers("expire", lambda: self.store.expire(batch_id))
+            await until_redis_answers("expire", lambda: self.stopper.expire(batch_id))
             why = "expired"
         if why is not None:
             await self._save_all([stopped_result(request, why) for request, _ in requests])
@@ -290,7 +292,7 @@ class WorkerRuntime:
             pipe.pexpire(keys.workers_seen(), ttl_ms * 4)  # the last worker gone, it goes too
             await pipe.execute()
         await self.sessions.count_uses()
-        for batch_id in await self.store.expire_due():
+        for batch_id in await self.stopper.expire_due():
             log.info("batch.expired", batch_id=batch_id)
         self.metrics.gauges(
             in_flight=len(self.broker.held), waiting=self.broker.waiting, chunks=len(self.held)

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from contract.batches import iso_now
+from contract.models import iso_now
 from producer import options
 from producer.http import objects, records
 from producer.http.bodies import json_object, optional_int, refuse_unknown, required_string
