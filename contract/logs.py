@@ -21,6 +21,8 @@ from contract.redaction import redact_text
 def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Masks ``user:password@`` in every string value, whatever logged it."""
     for key, value in event.items():
+        if key == "exc_info":
+            continue  # formatted into ``exception`` later, and masked there
         if isinstance(value, str) and "@" in value:
             event[key] = redact_text(value)
         elif isinstance(value, BaseException):
