@@ -1,10 +1,16 @@
-"""Riding out a Redis that went away: wait with backoff, say so once, carry on when it is back.
+"""Riding out a Redis that went away or refuses: wait with backoff, say so once, carry on.
 
-A worker holds prompts, leases and results in memory while Redis restarts; each
-loop that talks to Redis waits here instead of crashing, logging the first error
-and then one line every ``LOG_EVERY`` seconds, never a traceback per attempt. A
-producer's ``wait`` rides out a restart the same way. The clients built here retry
-a single blip themselves.
+A worker holds prompts, leases and results in memory while Redis restarts, fails
+over or refuses writes; each loop that talks to Redis waits here instead of
+crashing, logging the first error and then one line every ``LOG_EVERY`` seconds,
+never a traceback per attempt. A producer's ``wait`` rides out a restart the same
+way. The clients built here retry a single blip themselves.
+
+What counts as an outage (``TRANSIENT``): a lost connection or a timeout; LOADING
+(a restart reading its data); READONLY (a replica after a failover); OOM (at
+``maxmemory``); MISCONF (a failed snapshot stops writes); BUSY (a script running
+too long); MASTERDOWN, NOREPLICAS, TRYAGAIN and CLUSTERDOWN. The clients built here
+raise the last five as ``RedisRefusing`` (redis-py raises a plain ResponseError).
 """
 
 from __future__ import annotations
@@ -13,15 +19,16 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import structlog
 from arq.connections import RedisSettings
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import DefaultParser
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contract.redaction import redact_text
@@ -34,10 +41,33 @@ _BLIP_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
 FIRST_DELAY = 0.1
 MAX_DELAY = 5.0
 LOG_EVERY = 10.0
-# What a restart, a failover or a network blip looks like from redis-py: worth waiting out.
-# (Loading the dataset after a restart is a ConnectionError too: BusyLoadingError.)
-# (Not every OSError: a TimeoutError is one too, and means something else.)
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ConnectionError)
+
+
+class RedisRefusing(ResponseError):
+    """Redis is up but refuses for now (MISCONF, BUSY, MASTERDOWN, ...): wait, then again."""
+
+
+class _OutageAwareParser(DefaultParser):  # type: ignore[misc,valid-type]
+    EXCEPTION_CLASSES: ClassVar[dict[str, Any]] = {
+        **DefaultParser.EXCEPTION_CLASSES,
+        **dict.fromkeys(
+            ("MISCONF", "BUSY", "MASTERDOWN", "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN"),
+            RedisRefusing,
+        ),
+    }
+
+
+# What a restart, a failover, a full Redis or a network blip looks like from redis-py:
+# worth waiting out. (Loading the dataset after a restart is a ConnectionError too:
+# BusyLoadingError.) (Not every OSError: a TimeoutError is one too, and means something else.)
+TRANSIENT = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    RedisRefusing,
+    ConnectionError,
+)
 
 
 class RedisBackoff:
@@ -91,15 +121,22 @@ async def until_redis_answers(what: str, call: Callable[[], Awaitable[T]]) -> T:
         return result
 
 
-def redis_client(url: str) -> Redis:
-    """A client that retries a command a few times across a blip before raising."""
-    return Redis.from_url(
+def connection_pool(url: str, **options: object) -> ConnectionPool:
+    """Connections to ``url`` that retry a command across a blip and name every outage."""
+    return ConnectionPool.from_url(
         url,
         retry=_BLIP_RETRY,
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         socket_connect_timeout=5,
         health_check_interval=30,
+        parser_class=_OutageAwareParser,
+        **options,
     )
+
+
+def redis_client(url: str) -> Redis:
+    """A client that retries a command a few times across a blip before raising."""
+    return Redis(connection_pool=connection_pool(url))
 
 
 def arq_redis_settings(url: str) -> RedisSettings:
