@@ -290,20 +290,21 @@ def retry(batch_id: str) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
-@click.option("--max-jobs", type=click.IntRange(min=1), help="Jobs this process runs at once.")
+@click.option("--max-jobs", type=click.IntRange(min=1), help="Chunks this process holds at once.")
 def worker(burst: bool, max_jobs: int | None) -> None:
-    """Run an arq worker (also: arq worker.jobs.WorkerSettings)."""
+    """Run a worker (arq's Worker, taking chunks of prompts under claims it renews)."""
     from worker.config import WorkerConfig
     from worker.jobs import run_worker
     from worker.proxies import ProxyConfigError
 
     settings = load_settings(WorkerConfig)
     try:
-        run_worker(settings, burst=burst, max_jobs=max_jobs)
+        exit_code = run_worker(settings, burst=burst, max_jobs=max_jobs)
     except ProxyConfigError as error:
         fail(str(error), EXIT_BAD_INPUT)
     except (RedisError, ConnectionError) as error:  # unreachable at start: no traceback loop
         fail(redis_problem(settings.redis_url, error), EXIT_ERROR)
+    sys.exit(exit_code)
 
 
 @main.command()

@@ -168,11 +168,13 @@ class WorkerInfo:
     seen_ago: float
     heartbeat_seconds: float
     stopping: bool
+    went_down: str = ""  # why it went down (a loop of it died), if it said
 
     @property
     def alive(self) -> bool:
-        """Reported within three heartbeats: a worker that died stops reporting."""
-        return self.seen_ago <= 3 * self.heartbeat_seconds
+        """Reported within three heartbeats, and not gone down: a worker that died stops
+        reporting; one whose loop died says so on its way out."""
+        return not self.went_down and self.seen_ago <= 3 * self.heartbeat_seconds
 
 
 async def workers(redis: Redis) -> list[WorkerInfo]:
@@ -206,6 +208,7 @@ async def workers(redis: Redis) -> list[WorkerInfo]:
                 seen_ago=max(0.0, (now_ms - int(info.get("last_seen", 0))) / 1000),
                 heartbeat_seconds=float(info.get("heartbeat_seconds", 5)),
                 stopping=info.get("stopping") == "1",
+                went_down=info.get("went_down", ""),
             )
         )
     return sorted(found, key=lambda w: (w.host, w.pid))
