@@ -1,7 +1,7 @@
 """The arq side: the job function, the worker arq runs, and how it takes and ends chunks.
 
 ``chatgptes worker`` constructs a ``ChunkWorker``: arq's ``Worker`` given this
-service's settings and three public methods of its own. arq has no hooks for what a
+service's settings and a few public methods of its own. arq has no hooks for what a
 queue of owned chunks needs (python-arq/arq#407: no heartbeat), so:
 
 - arq's poll never picks jobs (``allow_pick_jobs`` stays False); the worker's own
@@ -11,6 +11,7 @@ queue of owned chunks needs (python-arq/arq#407: no heartbeat), so:
   holds the chunk: a worker that lost a chunk changes nothing of it;
 - ``heart_beat`` leaves arq's health key alone: the worker's own heartbeat renews its
   claims and reports it (``chatgptes workers --check``);
+- ``run_job`` and ``close`` ride out a Redis that refuses arq's own bookkeeping;
 - SIGTERM first drains (unsent prompts go back to the queue), then arq's own wait.
 
 The module has no ``WorkerSettings``: arq's command builds a plain ``Worker``, which
@@ -141,6 +142,21 @@ class ChunkWorker(Worker):
                 await asyncio.sleep(idle)
             else:
                 await asyncio.sleep(0)  # let the chunk start before looking again
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's run_job; a Redis that refuses its own bookkeeping (reading the job,
+        counting the try) hands the chunk back instead of crashing the worker."""
+        try:
+            await super().run_job(job_id, score)
+        except TRANSIENT as error:
+            log.warning("chunk.bookkeeping_refused", chunk=job_id, error=type(error).__name__)
+            await self.runtime.end_chunk(job_id, finished=False)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        except TRANSIENT as error:  # a worker that cannot say goodbye still stops
+            log.warning("worker.close_without_redis", error=type(error).__name__)
 
     async def heart_beat(self) -> None:
         """Nothing: the runtime's heartbeat renews the claims and reports the worker."""
