@@ -61,3 +61,29 @@ def test_bad_settings_do_not_echo_the_password() -> None:
         QueueSettings(redis_url="redis://u:zq/xy@h:1/0")
     messages = " ".join(error["msg"] for error in caught.value.errors())
     assert "zq" not in messages and "xy" not in messages and "u:***@h" in messages
+
+
+def test_a_user_only_credential_is_masked_whole() -> None:
+    assert redact_url("http://TOKENSECRET@gw.example:7777") == "http://***@gw.example:7777"
+    assert redact_url("redis://S3cr%40tOnly@10.0.0.1/0") == "redis://***@10.0.0.1/0"
+    # An empty password leaves the user name as the secret.
+    assert redact_url("http://TOKENSECRET:@gw.example:7777") == "http://***@gw.example:7777"
+    text = "worker.started shown=['http://TOKENSECRET@gw:1', 'socks5h://u:pw@h:2']"
+    assert redact_text(text) == "worker.started shown=['http://***@gw:1', 'socks5h://u:***@h:2']"
+
+
+def test_a_user_only_credential_with_url_delimiters_is_masked_whole() -> None:
+    for secret in SECRET_PASSWORDS:
+        url = f"http://{secret}@10.0.0.7:3128"
+        for shown in (redact_url(url), redact_text(f"'{url}' refused")):
+            assert secret not in shown and "http://***@10.0.0.7:3128" in shown, shown
+
+
+def test_a_raw_newline_in_one_url_is_masked_too() -> None:
+    assert redact_url("redis://:pa\nss@h:1/0") == "redis://:***@h:1/0"
+
+
+def test_config_description_masks_a_user_only_redis_credential(monkeypatch) -> None:
+    monkeypatch.setenv("CHATGPTES_REDIS_URL", "redis://S3cr%40tOnly@127.0.0.1:6380/3")
+    described = QueueSettings().describe()
+    assert described["redis_url"] == "redis://***@127.0.0.1:6380/3"
