@@ -5,8 +5,10 @@ userinfo, valid URL or not: a password may hold an unencoded ``/``, ``?``, ``#``
 ``@`` or a space, which URL parsers split in the wrong place. The user name stays
 visible only beside a password (``user:***@``); a user name alone, or one with an
 empty password, is often the secret itself (a rotating gateway's token), so the
-whole userinfo is masked (``***@``). When in doubt this masks too much (a URL
-followed by an e-mail address on the same line), never too little.
+whole userinfo is masked (``***@``). A password given as a query argument
+(``redis://host?password=…``, which redis-py reads) is masked too. When in doubt
+this masks too much (a URL followed by an e-mail address on the same line), never
+too little.
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ _SCHEME = r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)"
 _IN_TEXT = re.compile(_SCHEME + r"(?P<userinfo>(?:(?!://)[^\n])*)@")
 # In one URL: up to its last @, across anything (a raw newline is a character too).
 _IN_URL = re.compile(_SCHEME + r"(?P<userinfo>(?:(?!://).)*)@", re.DOTALL)
+_QUERY_PASSWORD = re.compile(r"(?i)(?P<name>[?&](?:password|passwd|pass|pwd)=)[^&#\s'\"]*")
 
 
 def redact_url(url: str) -> str:
     """``scheme://user:secret@host`` → ``scheme://user:***@host``; ``scheme://token@host`` →
     ``scheme://***@host``; URLs without credentials unchanged."""
-    return _IN_URL.sub(_masked, url)
+    return _QUERY_PASSWORD.sub(rf"\g<name>{MASK}", _IN_URL.sub(_masked, url))
 
 
 def redact_text(text: str) -> str:
     """Masks the credentials of every ``scheme://…@`` found inside free text."""
-    return _IN_TEXT.sub(_masked, text)
+    return _QUERY_PASSWORD.sub(rf"\g<name>{MASK}", _IN_TEXT.sub(_masked, text))
 
 
 def _masked(found: re.Match[str]) -> str:

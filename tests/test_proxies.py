@@ -53,10 +53,10 @@ def assert_no_fragment_of(secret: str, text: str) -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("ftp://u:hunter2@h:21", "not a proxy URL: it must be scheme://"),
-        ("u:hunter2@h:21", "not a proxy URL: it must be scheme://"),
-        ("http://u:hunter2@h", "names no port"),
-        ("http://u:hunter2@h:0", "no port from 1 to 65535"),
+        ("ftp://u:hunter2@h:21", "not a proxy URL: it must start with http://"),
+        ("u:hunter2@h:21", "not a proxy URL: it must start with http://"),
+        ("http://u:hunter2@h", "names no host or no port"),
+        ("http://u:hunter2@h:0", "port is not a number from 1 to 65535"),
         ("http://u:hunter2@h:1 speed=3", "word 1 after the URL is not an option"),
         ("http://u:hunter2@h:1 rate=fast", "rate must be a number"),
         ("http://u:hunter2@h:1 max_inflight=0", "max_inflight must be positive"),

@@ -16,25 +16,21 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult
 
 import structlog
 
+from contract.config import PERCENT_ENCODING_HINT, check_url
 from contract.redaction import redact_url
 
 log = structlog.get_logger("chatgptes.proxies")
 
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
-PROXY_URL_FORM = f"scheme://[user[:password]@]host:port, scheme one of {', '.join(PROXY_SCHEMES)}"
-ENCODING_HINT = (
-    "in a user or password write '#' as %23, ',' as %2C, '@' as %40, '/' as %2F, "
-    "'?' as %3F, '%' as %25 and a space as %20"
-)
+PROXY_URL_FORM = "scheme://[user[:password]@]host:port"
 DIRECT = "direct"
 _OPTIONS = {"max_inflight": int, "rate": float, "weight": float}
 # A comment: from a # that starts the line or follows whitespace, to the line's end.
 _COMMENT = re.compile(r"(?:^|(?<=\s))#.*", re.DOTALL)
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class ProxyConfigError(ValueError):
@@ -106,30 +102,19 @@ def parse_proxy_entry(text: str, defaults: ProxyDefaults, where: str) -> Identit
 
 def _proxy_url_parts(url: str, where: str) -> SplitResult:
     """The parts of a proxy URL, checked; a ProxyConfigError that quotes none of it if bad."""
-    scheme, separator, rest = url.partition("://")
-    if not separator or scheme.lower() not in PROXY_SCHEMES:
-        raise ProxyConfigError(f"{where}: not a proxy URL: it must be {PROXY_URL_FORM}")
-    userinfo = rest.rpartition("@")[0]
-    if any(c in "/?#@" for c in userinfo) or _BAD_PERCENT.search(userinfo):
-        raise ProxyConfigError(
-            f"{where}: the proxy's user or password holds a character that must be "
-            f"percent-encoded: {ENCODING_HINT}"
-        )
-    if "#" in rest or "?" in rest:
+    try:
+        parts = check_url(url, "proxy URL", PROXY_SCHEMES, PROXY_URL_FORM)
+    except ValueError as error:
+        raise ProxyConfigError(f"{where}: {error}") from None
+    if parts.query or parts.fragment or "?" in url or "#" in url:
         raise ProxyConfigError(
             f"{where}: a proxy URL has no '?' or '#' (a comment starts at a # after a space; "
-            f"{ENCODING_HINT})"
+            f"{PERCENT_ENCODING_HINT})"
         )
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises for a port that is not a number in 0-65535
-    except ValueError:
-        port = -1  # the parser's own words may quote part of the password: never shown
-        parts = None
-    if parts is None or not parts.hostname or port is None or not 0 < port <= 65535:
-        what = "names no port" if port is None else "has no host, or no port from 1 to 65535"
+    if not parts.hostname or parts.port is None:
         raise ProxyConfigError(
-            f"{where}: the proxy URL {what}: it must be {PROXY_URL_FORM} ({ENCODING_HINT})"
+            f"{where}: the proxy URL names no host or no port: it must be {PROXY_URL_FORM} "
+            f"({PERCENT_ENCODING_HINT})"
         )
     return parts
 
