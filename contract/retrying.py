@@ -18,6 +18,7 @@ from typing import TypeVar
 import structlog
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -103,8 +104,26 @@ def redis_client(url: str) -> Redis:
 
 
 def arq_redis_settings(url: str) -> RedisSettings:
-    """arq's connection settings for ``url``, with the same short retries as ``redis_client``."""
-    settings = RedisSettings.from_dsn(url)
+    """arq's connection settings for ``url``, read the way ``redis_client`` reads it, with
+    the same short retries.
+
+    (arq's own ``RedisSettings.from_dsn`` does not percent-decode the user and password,
+    so a password written ``%40`` for ``@`` reached workers still encoded.)
+    """
+    options = parse_url(url)
+    settings = RedisSettings(
+        host=options.get("host", "localhost"),
+        port=options.get("port", 6379),
+        unix_socket_path=options.get("path"),
+        database=options.get("db", 0),
+        username=options.get("username"),
+        password=options.get("password"),
+        ssl=url.lower().startswith("rediss://"),
+    )
+    for name in ("ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data",
+                 "ssl_check_hostname"):  # fmt: skip
+        if name in options:  # given as a query argument, as redis-py takes them
+            setattr(settings, name, options[name])
     settings.retry = _BLIP_RETRY
     settings.retry_on_error = [RedisConnectionError, RedisTimeoutError]
     settings.conn_retries = 2  # at start-up: then a clear error, not a minute of retries
