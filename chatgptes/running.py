@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsError
 from redis.exceptions import RedisError
 
 from contract.config import QueueSettings
+from contract.logs import printable as printable  # one escaping, for logs and commands alike
 from contract.redaction import redact_text, redact_url
 from producer.api import BatchNotFound, BatchQueue, JobNotFound
 
@@ -80,11 +81,6 @@ def redis_problem(url: str, error: BaseException) -> str:
 def fail(message: str, code: int) -> Any:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
-
-
-def printable(text: str) -> str:
-    """Text safe for a terminal: control characters (newlines, escapes) shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def echo_json(value: Any) -> None:
