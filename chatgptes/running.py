@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from contract.config import QueueSettings
 from contract.logs import printable as printable  # one escaping, for logs and commands alike
 from contract.redaction import redact_text, redact_url
+from contract.redis_errors import explain
 from producer.api import BatchNotFound, BatchQueue, JobNotFound
 
 T = TypeVar("T")
@@ -75,7 +76,9 @@ def run_with_queue(make: Callable[[BatchQueue], Awaitable[T]]) -> T:
 
 
 def redis_problem(url: str, error: BaseException) -> str:
-    return f"Redis at {redact_url(url)}: {redact_text(str(error) or type(error).__name__)}"
+    """One short line: which Redis (password masked) and what it is doing, never the
+    command's arguments (redis-py quotes a failed pipeline's whole payload)."""
+    return explain(error).said(f"Redis at {redact_url(url)}")
 
 
 def fail(message: str, code: int) -> Any:
