@@ -24,18 +24,24 @@ def answers(port: int, password: str) -> bool:
 
 
 @contextmanager
-def redis_with_password(workdir: Path, password: str, *, user: str | None = None) -> Iterator[int]:
+def redis_with_password(
+    workdir: Path, password: str, *, user: str | None = None, token: str | None = None
+) -> Iterator[int]:
     """The port of a redis-server demanding ``password`` (for ``default``, and for ``user``
-    if given, who may do anything)."""
+    if given); ``token``, if given, is a user name that logs in alone (``nopass``), as a
+    gateway token does. Both may do anything."""
     port = local.free_port()
     argv = [*local.redis_argv(workdir, port), "--requirepass", password]
     process = local.start_process(argv, log=workdir / f"redis-{port}.log")
     try:
         local.wait_until(lambda: answers(port, password), timeout=10,
                          what="the password-protected redis-server to answer")  # fmt: skip
-        if user is not None:
-            with redis.Redis(port=port, password=password) as client:
+        with redis.Redis(port=port, password=password) as client:
+            if user is not None:
                 client.acl_setuser(user, enabled=True, passwords=[f"+{password}"],
+                                   keys=["*"], channels=["*"], commands=["+@all"])  # fmt: skip
+            if token is not None:
+                client.acl_setuser(token, enabled=True, nopass=True,
                                    keys=["*"], channels=["*"], commands=["+@all"])  # fmt: skip
         yield port
     finally:
