@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsError
 from redis.exceptions import RedisError
 
 from contract.config import QueueSettings
+from contract.logs import LINE_LIMIT, cut_text
 from contract.logs import printable as printable  # one escaping, for logs and commands alike
 from contract.redaction import redact_text, redact_url
 from contract.redis_errors import explain
@@ -82,7 +83,11 @@ def redis_problem(url: str, error: BaseException) -> str:
 
 
 def fail(message: str, code: int) -> Any:
-    click.echo(f"error: {message}", err=True)
+    """Prints ``error: message`` and exits: credentials masked, control characters escaped
+    (a message may quote what a user typed), each line at most a few KB."""
+    safe = printable(redact_text(message), keep="\n")
+    click.echo("\n".join(cut_text(line, LINE_LIMIT) for line in f"error: {safe}".split("\n")),
+               err=True)  # fmt: skip
     sys.exit(code)
 
 
