@@ -39,9 +39,9 @@ from rich.text import Text
 from chatgptes.progress import status_changes
 from chatgptes.top import FleetSnapshot, console_for_output, read_snapshot, recent_frames, render
 from contract.config import DEFAULT_MODEL, QueueSettings
-from contract.logs import printable
 from contract.redaction import redact_text, redact_url
 from contract.redis_errors import explain
+from contract.text import printable
 from producer.api import BatchQueue
 from producer.http.client import ApiCallError, answers_health, run_batch_via_api
 from producer.inputs import PromptLine, parse_prompt_lines

@@ -6,14 +6,14 @@ once. A line about a prompt carries its ``job_id``, ``batch_id`` and ``custom_id
 ``identity`` (a proxy's name: host and port, never its credentials).
 
 Whatever is logged, and by whom, the last steps before rendering make the line safe
-for people: credentials masked, control characters escaped (no logged text can
-clear a screen or fake a line), and the whole line at most ``LINE_LIMIT`` bytes
-(a long value keeps its head and tail, with a note of how much was cut).
+for people: credentials masked, a Redis command's arguments (the payload redis-py
+quotes in its errors) dropped, control characters escaped (no logged text can clear
+a screen or fake a line), and the whole line at most ``LINE_LIMIT`` bytes (a long
+value keeps its head and tail, with a note of how much was cut).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -22,6 +22,8 @@ from typing import Any
 import structlog
 
 from contract.redaction import redact_text
+from contract.redis_errors import without_command_arguments
+from contract.text import cut_text, json_size, printable
 
 LINE_LIMIT = 4096
 # The renderer's framing: per line (timestamp, level, padding) and per key (=, colours).
@@ -30,14 +32,6 @@ _SHORTEST_CUT = 64  # a value is never cut shorter than this
 _MULTI_LINE = ("exception", "stack")  # tracebacks keep their newlines on a console
 _PLAIN = (str, int, float, bool, type(None), list, tuple, dict)
 _DEPTH = 8  # how deep into nested values secrets are looked for
-
-
-def printable(text: str, keep: str = "") -> str:
-    """Text safe for a terminal: control characters (newlines, escapes) shown escaped,
-    but those in ``keep``."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
 
 
 def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -58,6 +52,17 @@ def _redacted(value: Any, depth: int) -> Any:
     if depth and isinstance(value, dict):
         return {key: _redacted(item, depth - 1) for key, item in value.items()}
     return value
+
+
+def drop_command_arguments(
+    _: Any, __: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A Redis error's pipeline annotation (in a message or a traceback) keeps the command's
+    name, not its arguments: those are the payload (a batch's prompts, an uploaded file)."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = without_command_arguments(value)
+    return event
 
 
 def escape_controls(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -88,50 +93,28 @@ def bound_line(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappi
         <= LINE_LIMIT
     ):
         return event  # the usual line: short values, no need to measure them exactly
-    sizes = {key: _KEY_FRAMING + _size(key) + _size(value) for key, value in event.items()}
+    sizes = {key: _KEY_FRAMING + json_size(key) + json_size(value) for key, value in event.items()}
     excess = _LINE_FRAMING + sum(sizes.values()) - LINE_LIMIT
     while excess > 0:
         key = max(sizes, key=sizes.__getitem__)
-        value_size = _size(event[key])
+        value_size = json_size(event[key])
         if value_size <= _SHORTEST_CUT:
             break  # many short values: nothing worth cutting
         text = event[key] if isinstance(event[key], str) else printable(repr(event[key]))
         event[key] = cut_text(text, max(_SHORTEST_CUT, value_size - excess))
-        size = _KEY_FRAMING + _size(key) + _size(event[key])
+        size = _KEY_FRAMING + json_size(key) + json_size(event[key])
         excess -= sizes[key] - size
         sizes[key] = size
     return event
 
 
-def cut_text(text: str, limit: int) -> str:
-    """``text`` whole if it takes at most ``limit`` bytes as JSON, else its head and tail
-    around ``...[N characters cut]...``, together within ``limit``."""
-    if _size(text) <= limit:
-        return text
-    keep = max(limit - 40, 16)  # the note takes about 40
-    while True:
-        head, tail = text[: keep - keep // 2], text[len(text) - keep // 2 :]
-        cut = f"{head}...[{len(text) - keep:,} characters cut]...{tail}"
-        if _size(cut) <= limit or keep <= 16:
-            return cut
-        keep = max(16, keep * limit // _size(cut) - 1)
-
-
 def _most(value: Any) -> int:
-    """At least ``_size(value)``, cheaply for text (escaped already) and numbers."""
+    """At least ``json_size(value)``, cheaply for text (escaped already) and numbers."""
     if isinstance(value, str):
         return 2 * len(value) + 2 if value.isascii() else 12 * len(value) + 2
     if isinstance(value, int | float | bool | None):
         return 32
-    return _size(value)
-
-
-def _size(value: Any) -> int:
-    """Bytes ``value`` takes in a JSON line (more than on a console, where text is UTF-8)."""
-    try:
-        return len(json.dumps(value, default=repr))
-    except (TypeError, ValueError):
-        return len(repr(value))
+    return json_size(value)
 
 
 def drop_arq_job_lines(record: logging.LogRecord) -> bool:
@@ -176,6 +159,7 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact_secrets,
+            drop_command_arguments,
             escape_controls,
             bound_line,
             renderer,

@@ -11,6 +11,7 @@ short, with the command's name only; credentials masked, control characters esca
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 from redis.exceptions import (
@@ -24,12 +25,16 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contract.logs import cut_text, printable
 from contract.redaction import redact_text
+from contract.text import cut_text, printable
 
 DETAIL_LIMIT = 300  # bytes of Redis's own words kept
 _PIPELINE_PREFIX = "Command # "
 _PIPELINE_SUFFIX = " of pipeline caused error: "
+_ANNOTATION = re.compile(
+    r"Command # (?P<number>\d+) \((?P<command>[^\s)]{1,32}).*?\) of pipeline caused error: ",
+    re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,16 @@ def explain(error: BaseException) -> RedisProblem:
         words = f"{type(error).__name__}: {words}"
     detail = cut_text(printable(redact_text(words)), DETAIL_LIMIT)
     return RedisProblem(meaning, f"{command}: {detail}" if command else detail)
+
+
+def without_command_arguments(text: str) -> str:
+    """``text`` with each redis-py pipeline annotation cut to the command's name:
+    ``Command # 1 (HSET ...) of pipeline caused error: ...``, whoever logs the error."""
+    if _PIPELINE_SUFFIX not in text:
+        return text
+    return _ANNOTATION.sub(
+        r"Command # \g<number> (\g<command> ...) of pipeline caused error: ", text
+    )
 
 
 def _own_words(error: BaseException) -> tuple[str | None, str]:

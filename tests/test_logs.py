@@ -185,10 +185,29 @@ def test_secrets_inside_nested_values_are_masked(monkeypatch) -> None:
 
 
 def test_cut_text_keeps_head_and_tail_within_the_limit() -> None:
-    from contract.logs import cut_text
+    from contract.text import cut_text
 
     assert cut_text("short", 100) == "short"
     cut = cut_text("a" * 500 + "b" * 500, 200)
     assert len(cut) <= 200 and cut.startswith("aaa") and cut.endswith("bbb")
     assert "characters cut" in cut
     assert len(json.dumps(cut_text("😀" * 1000, 300))) <= 300
+
+
+def test_a_redis_pipeline_error_is_logged_without_its_payload(monkeypatch) -> None:
+    from redis.exceptions import OutOfMemoryError
+
+    stream = capture(monkeypatch)
+    configure_logging("json", "INFO")
+    error = OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+    payload = '{"custom_id": "q1", "content": "a prompt\'s text"}\n' * 2000
+    error.args = (f"Command # 3 (HSET chatgptes:{{b}}:results 0 {payload}) of pipeline "
+                  f"caused error: {error.args}",)  # fmt: skip
+    try:
+        raise error
+    except OutOfMemoryError as caught:
+        structlog.get_logger("chatgptes.test").exception("results.save_failed", error=str(caught))
+    line = json.loads(stream.getvalue())
+    for said in (line["error"], line["exception"]):
+        assert "Command # 3 (HSET ...) of pipeline caused error: " in said
+        assert "when used memory > 'maxmemory'" in said and "prompt" not in said
