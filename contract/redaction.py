@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 
 MASK = "***"
-_SCHEME = r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)"
-# In free text: up to the last @ before the next URL or the line's end.
-_IN_TEXT = re.compile(_SCHEME + r"(?P<userinfo>(?:(?!://)[^\n])*)@")
-# In one URL: up to its last @, across anything (a raw newline is a character too).
-_IN_URL = re.compile(_SCHEME + r"(?P<userinfo>(?:(?!://).)*)@", re.DOTALL)
+# The userinfo: after a "://", up to the last @ before the next "://" (and, in free text,
+# before the line's end). Whatever stands before the "://" is kept as it is: matching a
+# scheme there could take time quadratic in a long run of letters.
+_IN_TEXT = re.compile(r"(?<=://)(?P<userinfo>(?:(?!://)[^\n])*)@")
+_IN_URL = re.compile(r"(?<=://)(?P<userinfo>(?:(?!://).)*)@", re.DOTALL)
 _QUERY_PASSWORD = re.compile(r"(?i)(?P<name>[?&](?:password|passwd|pass|pwd)=)[^&#\s'\"]*")
 
 
@@ -38,5 +38,5 @@ def redact_text(text: str) -> str:
 def _masked(found: re.Match[str]) -> str:
     user, colon, password = found["userinfo"].partition(":")
     if colon and password and not any(c.isspace() or c in "/?#" for c in user):
-        return f"{found['scheme']}{user}:{MASK}@"
-    return f"{found['scheme']}{MASK}@"
+        return f"{user}:{MASK}@"
+    return f"{MASK}@"

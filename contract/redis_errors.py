@@ -31,10 +31,7 @@ from contract.text import cut_text, printable
 DETAIL_LIMIT = 300  # bytes of Redis's own words kept
 _PIPELINE_PREFIX = "Command # "
 _PIPELINE_SUFFIX = " of pipeline caused error: "
-_ANNOTATION = re.compile(
-    r"Command # (?P<number>\d+) \((?P<command>[^\s)]{1,32}).*?\) of pipeline caused error: ",
-    re.DOTALL,
-)
+_ANNOTATION_HEAD = re.compile(r"Command # (?P<number>\d+) \((?P<command>[^\s)]{1,32})")
 
 
 @dataclass(frozen=True)
@@ -80,13 +77,19 @@ def explain(error: BaseException) -> RedisProblem:
 
 
 def without_command_arguments(text: str) -> str:
-    """``text`` with each redis-py pipeline annotation cut to the command's name:
-    ``Command # 1 (HSET ...) of pipeline caused error: ...``, whoever logs the error."""
-    if _PIPELINE_SUFFIX not in text:
+    """``text`` with redis-py's pipeline annotation cut to the command's name:
+    ``Command # 1 (HSET ...) of pipeline caused error: ...``, whoever logs the error.
+
+    Everything from the first ``Command # N (`` to the last marker goes: a payload holding
+    the same words (a hostile prompt) goes with it, in one pass.
+    """
+    end = text.rfind(_PIPELINE_SUFFIX)
+    start = text.find(_PIPELINE_PREFIX)
+    head = _ANNOTATION_HEAD.match(text, start) if 0 <= start < end else None
+    if head is None:
         return text
-    return _ANNOTATION.sub(
-        r"Command # \g<number> (\g<command> ...) of pipeline caused error: ", text
-    )
+    return (f"{text[:start]}Command # {head['number']} ({head['command']} ...)"
+            f"{text[end:]}")  # fmt: skip
 
 
 def _own_words(error: BaseException) -> tuple[str | None, str]:
