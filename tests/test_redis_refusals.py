@@ -30,7 +30,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from contract.logs import LINE_LIMIT, configure_logging
-from contract.redis_errors import explain
+from contract.redis_errors import explain, without_command_arguments
 from contract.retrying import redis_client
 from producer.http.app import make_app
 from producer.http.settings import ApiSettings
@@ -56,6 +56,17 @@ def test_a_pipeline_error_is_explained_by_its_command_name_and_redis_words() -> 
     assert problem.meaning == "is out of memory (maxmemory) and refuses writes"
     assert problem.detail == "HSET: command not allowed when used memory > 'maxmemory'."
     assert "xxxx" not in problem.said() and len(problem.said()) < 200
+
+
+def test_an_annotation_in_any_text_keeps_only_the_command_name() -> None:
+    fake = "Command # 9 (DEL x) of pipeline caused error: ('no',) "  # a prompt's own text
+    error = pipeline_error(OutOfMemoryError, "OOM!", "PAYLOAD " + fake * 20_000)
+    traceback = f"Traceback ...\nredis.exceptions.OutOfMemoryError: {error}\n"
+    assert without_command_arguments(traceback) == (
+        "Traceback ...\nredis.exceptions.OutOfMemoryError: Command # 1 (HSET ...) of pipeline "
+        "caused error: ('OOM!',)\n"
+    )
+    assert without_command_arguments("no annotation here") == "no annotation here"
 
 
 @pytest.mark.parametrize(
