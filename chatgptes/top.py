@@ -37,7 +37,7 @@ from rich.text import Text
 from chatgptes.fleet_view import duration
 from chatgptes.running import printable, run_with_queue
 from contract.models import BatchStatus
-from contract.redaction import redact_text
+from contract.redis_errors import explain
 from contract.retrying import TRANSIENT
 from producer.api import BatchQueue
 from producer.fleet import (
@@ -241,8 +241,7 @@ def render(frames: Sequence[FleetSnapshot], *, interval: float | None = None) ->
 def unreachable(
     frames: Sequence[FleetSnapshot], error: BaseException, interval: float
 ) -> RenderableType:
-    why = redact_text(f"{type(error).__name__}: {error}")
-    line = Text(f"Redis unreachable ({printable(why)}); trying again", style="bold red")
+    line = Text(f"Redis unreachable ({explain(error).detail}); trying again", style="bold red")
     if not frames:
         return line
     read_at = datetime.fromtimestamp(frames[-1].at).strftime("%H:%M:%S")

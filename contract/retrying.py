@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
 import structlog
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import DefaultParser
 from redis.asyncio.retry import Retry
@@ -139,10 +139,7 @@ def redis_client(url: str) -> Redis:
     return Redis(connection_pool=connection_pool(url))
 
 
-def arq_redis_settings(url: str) -> RedisSettings:
-    """arq's connection settings for ``url``, with the same short retries as ``redis_client``."""
-    settings = RedisSettings.from_dsn(url)
-    settings.retry = _BLIP_RETRY
-    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError]
-    settings.conn_retries = 2  # at start-up: then a clear error, not a minute of retries
-    return settings
+def arq_pool(url: str) -> ArqRedis:
+    """arq's client for ``url``: the same connections, retries and outage names as
+    ``redis_client``, the URL read by redis-py (a percent-encoded password included)."""
+    return ArqRedis(connection_pool=connection_pool(url))

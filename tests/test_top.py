@@ -205,6 +205,22 @@ def test_frames_kept_cover_the_error_window_and_at_least_one_earlier() -> None:
 # -- the loop: Ctrl-C and Redis away ---------------------------------------------------
 
 
+@pytest.fixture
+def ctrl_c_interrupts() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as at a terminal, for this test only.
+
+    A runner started with SIGINT ignored (``nohup``, ``make test &``, some CI) passes
+    SIG_IGN on to pytest: a raised SIGINT would then do nothing (asyncio.run installs
+    its handler only over Python's default one) and the test would hang.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_interrupts")
 def test_ctrl_c_ends_the_live_loop_quietly() -> None:
     reads = 0
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import structlog
 from arq import func
-from arq.connections import ArqRedis
 from arq.utils import timestamp_ms
 from arq.worker import Retry, Worker
 from pydantic import ValidationError
@@ -35,7 +34,7 @@ from pydantic import ValidationError
 from contract.chunks import JOB_FUNCTION, json_dumps
 from contract.logs import configure_logging
 from contract.models import ChunkPayload
-from contract.retrying import TRANSIENT, RedisBackoff, connection_pool
+from contract.retrying import TRANSIENT, RedisBackoff, arq_pool
 from worker.config import WorkerConfig
 from worker.proxies import ProxyDefaults, ProxyPool
 from worker.runtime import ChunkOutcome, WorkerRuntime
@@ -74,7 +73,7 @@ class ChunkWorker(Worker):
 
     def __init__(self, config: WorkerConfig, **overrides: Any) -> None:
         self.config = config
-        pool = ArqRedis(connection_pool=connection_pool(config.redis_url))
+        pool = arq_pool(config.redis_url)
         pool.job_serializer = json_dumps
         pool.job_deserializer = json.loads
         pool.default_queue_name = config.queue_name
