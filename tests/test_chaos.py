@@ -2,7 +2,7 @@
 an unreachable Redis, the site's faults, slow exchanges, cancels, interrupted enqueues.
 
 Marked ``chaos``: ``make chaos`` runs them (and ``.ci/run``); ``make test`` leaves them out,
-as several wait out the 5 s claim TTL on purpose. Every process a test starts is
+as several wait out the 3 s claim TTL on purpose. Every process a test starts is
 stopped by its fixture, whatever happens.
 """
 
@@ -49,8 +49,8 @@ def test_a_killed_workers_prompts_run_again_within_its_lease_ttl(fleet, tmp_path
     assert site["answered_messages"] == 600
     # Only what the dead worker had on the wire can have been answered twice.
     assert site["answered_duplicates"] <= 40
-    # Its chunks came back after the 5 s claim TTL, not after arq's job timeout.
-    assert recovered_in < 5 + 15, recovered_in
+    # Its chunks came back after the 3 s claim TTL, not after arq's job timeout.
+    assert recovered_in < 3 + 15, recovered_in
 
 
 def test_sigterm_hands_back_what_was_not_sent_and_exits_zero(fleet, tmp_path) -> None:
