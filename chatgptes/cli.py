@@ -37,7 +37,7 @@ from chatgptes.serve import serve
 from chatgptes.top import top
 from contract.logs import configure_logging
 from contract.models import BatchStatus, JobResult
-from producer.api import BatchQueue, JobState
+from producer.api import BatchExists, BatchQueue, ClaimLost, JobState
 from producer.formats import FORMATS, is_output
 from producer.inputs import InputFileError
 from producer.options import DEFAULT_COMPLETION_WINDOW, metadata_pairs
@@ -91,6 +91,8 @@ def enqueue(
 
     try:
         batch = run_with_queue(go)
+    except (BatchExists, ClaimLost) as error:  # the ID is another batch's: an operational error
+        fail(f"{error}; nothing was enqueued", EXIT_ERROR)
     except InputFileError as error:
         fail(f"{error}\nnothing was enqueued", EXIT_BAD_INPUT)
     except (ValueError, OSError) as error:

@@ -58,8 +58,10 @@ def test_enqueue_status_cancel_retry(run, real_redis, tmp_path) -> None:
 
 def test_same_batch_id_twice_is_refused(run, real_redis) -> None:
     assert run("enqueue", "-", "--batch-id", "dup", input=LINE).exit_code == 0
-    again = run("enqueue", "-", "--batch-id", "dup", input=LINE)
-    assert again.exit_code == 2 and "already exists" in again.stderr
+    again = run("enqueue", "-", "--batch-id", "dup", input=LINE.replace('"a"', '"other"'))
+    assert again.exit_code == 1 and "batch dup already exists" in again.stderr
+    assert "nothing was enqueued" in again.stderr
+    assert json.loads(run("status", "dup", "--json").stdout)["total"] == 1
 
 
 def test_unknown_model_override_is_bad_input(run, real_redis, redis_server) -> None:
