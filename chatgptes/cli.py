@@ -37,7 +37,7 @@ from chatgptes.serve import serve
 from chatgptes.top import top
 from contract.logs import configure_logging
 from contract.models import BatchStatus, JobResult
-from producer.api import BatchExists, BatchQueue, ClaimLost, JobState
+from producer.api import BatchExists, BatchQueue, ClaimLost, JobState, RetryRefused
 from producer.formats import FORMATS, is_output
 from producer.inputs import InputFileError
 from producer.options import DEFAULT_COMPLETION_WINDOW, metadata_pairs
@@ -285,8 +285,11 @@ def cancel(batch_id: str) -> None:
 @main.command()
 @click.argument("batch_id")
 def retry(batch_id: str) -> None:
-    """Enqueue a batch's failed jobs again."""
-    count = run_with_queue(lambda queue: queue.retry(batch_id))
+    """Enqueue a batch's failed jobs again (not a cancelled or expired batch's)."""
+    try:
+        count = run_with_queue(lambda queue: queue.retry(batch_id))
+    except RetryRefused as error:
+        fail(str(error), EXIT_ERROR)
     click.echo(f"re-enqueued {count} failed jobs of {batch_id}")
 
 

@@ -35,6 +35,7 @@ CHUNKS_PER_CALL = 500  # chunks staged (or retried) per script call
 STAGING_TTL_SECONDS = 3600  # an enqueue that never publishes leaves nothing for long
 # A staging left unwritten this long was abandoned (its enqueue died): its ID may be taken.
 STAGING_IDLE_SECONDS = 60
+RETRYABLE_STATES = ("in_progress", "completed")
 
 
 class ClaimLost(RuntimeError):
@@ -44,6 +45,17 @@ class ClaimLost(RuntimeError):
         super().__init__(
             f"batch {batch_id} was taken by another enqueue while this one staged it "
             f"(its staging sat idle over {STAGING_IDLE_SECONDS} s); nothing was enqueued"
+        )
+
+
+class RetryRefused(ValueError):
+    """``retry`` of a batch that was stopped (cancelled or expired): its history stays."""
+
+    def __init__(self, batch_id: str, state: str) -> None:
+        self.state = state
+        super().__init__(
+            f"batch {batch_id} is {state}: retry is refused, so that what it ended with "
+            "stays as it is; enqueue the prompts again as a new batch"
         )
 
 
@@ -270,26 +282,41 @@ class BatchStore:
         return await self.stopper.cancel(batch_id)
 
     async def requeue_failed(self, batch_id: str, chunk_size: int) -> int:
-        """Queues the failed prompts again under their own job IDs; returns how many."""
+        """Queues the failed prompts again under their own job IDs; returns how many.
+
+        ``RetryRefused`` unless the batch is in progress or completed: the script that
+        moves the prompts reads the state, so a batch stopped meanwhile is left alone.
+        """
         total = int(await self.redis.hget(keys.batch_meta(batch_id), "total") or 0)
         failed = await self.indices_in(batch_id, "failed", total)
-        moved: list[int] = []
-        for part in chunked(failed, WRITE_BATCH):
-            done = await self.scripts.run(
-                "requeue_failed", state_keys(batch_id), [iso_now(), *part]
-            )
-            moved += [int(i) for i in done]
-        if not moved:
+        state = await self.state(batch_id)
+        if state not in RETRYABLE_STATES:
+            raise RetryRefused(batch_id, state or "gone")
+        if not failed:
             return 0
         round_ = await self.redis.hincrby(keys.batch_meta(batch_id), "retries", 1)
-        chunks = chunked(moved, chunk_size_for(len(moved), chunk_size))
-        ids = [f"{batch_id}:r{round_}:{n}" for n in range(len(chunks))]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await self.queue.add(pipe, batch_id, ids, chunks)
-            for key in keys.batch_keys(batch_id):
-                pipe.expire(key, self.ttl)
-            await pipe.execute()
-        return len(moved)
+        chunks = chunked(failed, chunk_size_for(len(failed), chunk_size))
+        enqueue_ms = int(time.time() * 1000)
+        moved = 0
+        for first in range(0, len(chunks), CHUNKS_PER_CALL):
+            part = chunks[first : first + CHUNKS_PER_CALL]
+            ids = [f"{batch_id}:r{round_}:{n}" for n in range(first, first + len(part))]
+            args: list[str | bytes | int] = [iso_now(), self.ttl]
+            for chunk_id, indices in zip(ids, part, strict=True):
+                job = arq_job(ChunkPayload(batch_id=batch_id, indices=tuple(indices)), enqueue_ms)
+                args += (chunk_id, job, len(indices), *indices)
+            state_then, count = await self.scripts.run(
+                "requeue_failed",
+                [*state_keys(batch_id), keys.batch_chunks(batch_id), self.queue_name,
+                 keys.batch_requests(batch_id), *(keys.arq_job(c) for c in ids)],
+                args,
+            )  # fmt: skip
+            if keys.decoded(state_then or b"gone") not in RETRYABLE_STATES:
+                if moved:  # stopped half-way: what was queued is the stop's to end
+                    break
+                raise RetryRefused(batch_id, keys.decoded(state_then or b"gone"))
+            moved += int(count)
+        return moved
 
 
-__all__ = ["STAGING_IDLE_SECONDS", "WRITE_BATCH", "BatchStore", "ClaimLost"]
+__all__ = ["STAGING_IDLE_SECONDS", "WRITE_BATCH", "BatchStore", "ClaimLost", "RetryRefused"]

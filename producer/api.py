@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
-from contract.batches import WRITE_BATCH, BatchStore, ClaimLost
+from contract.batches import WRITE_BATCH, BatchStore, ClaimLost, RetryRefused
 from contract.config import QueueSettings
 from contract.models import (
     BatchStatus,
@@ -52,6 +52,7 @@ __all__ = [
     "EnqueuedBatch",
     "JobNotFound",
     "JobState",
+    "RetryRefused",
 ]
 
 
@@ -371,7 +372,11 @@ class BatchQueue:
         return await self.store.cancel(batch_id)
 
     async def retry(self, batch_id: str) -> int:
-        """Enqueues the failed jobs again under their own IDs; returns how many."""
+        """Enqueues the failed jobs again under their own IDs; returns how many.
+
+        ``RetryRefused`` if the batch was cancelled or expired (or is being stopped):
+        its results, refusals included, stay what they are.
+        """
         await self._require(batch_id)
         return await self.store.requeue_failed(batch_id, self.settings.chunk_size)
 

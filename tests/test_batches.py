@@ -7,7 +7,7 @@ import json
 import pytest
 
 from contract import keys
-from contract.batches import STAGING_IDLE_SECONDS, BatchStore, ClaimLost
+from contract.batches import STAGING_IDLE_SECONDS, BatchStore, ClaimLost, RetryRefused
 from contract.config import QueueSettings
 from contract.models import JobError, JobResult, Message, PromptRequest, RequestParams, utc_now
 from producer.api import BatchExists, BatchNotFound, BatchQueue, JobState
@@ -280,6 +280,54 @@ async def test_retry_requeues_only_failed_prompts(queue, fake_redis) -> None:
     )  # fmt: skip
     assert isinstance(await queue.job("b1.1"), JobState)
     assert await queue.retry("b1") == 0
+
+
+@pytest.mark.parametrize("stop", ["cancel", "expire"])
+async def test_retry_of_a_stopped_batch_is_refused_and_rewrites_nothing(
+    queue, fake_redis, stop
+) -> None:
+    await queue.enqueue(lines(3), batch_id="b1")
+    await fake_redis.delete("test:queue")  # as if workers took every chunk ...
+    await finish(queue, "b1", 0, "failed")  # ... and the site refused one prompt
+    if stop == "cancel":
+        await queue.cancel("b1")
+    else:
+        await queue.store.stopper.expire("b1")
+    held = await queue.store.raw_results("b1", [0])
+    before = await queue.status("b1")
+    assert before.state in ("cancelling", "expiring")  # two prompts still held by a worker
+    with pytest.raises(RetryRefused, match=f"batch b1 is {before.state}: retry is refused"):
+        await queue.retry("b1")
+    await finish(queue, "b1", 1)
+    await finish(queue, "b1", 2)
+    after = await queue.status("b1")
+    assert after.state == {"cancel": "cancelled", "expire": "expired"}[stop]
+    with pytest.raises(RetryRefused, match=f"is {after.state}"):
+        await queue.retry("b1")
+    assert await queue.store.raw_results("b1", [0]) == held
+    assert await queued_chunks(fake_redis) == []
+    assert (await queue.status("b1")).failed == 1
+
+
+async def test_a_batch_stopped_while_its_retry_is_built_is_left_alone(queue, fake_redis) -> None:
+    """The state is read by the script that moves the prompts: a stop in between wins."""
+    await queue.enqueue(lines(2), batch_id="b1")
+    await fake_redis.delete("test:queue")
+    await finish(queue, "b1", 0, "failed")
+    await finish(queue, "b1", 1, "failed")
+    real_state = queue.store.state
+
+    async def stopped_after_reading(batch_id: str) -> str | None:
+        state = await real_state(batch_id)
+        await fake_redis.hset(keys.batch_meta(batch_id), "state", "cancelled")
+        return state
+
+    queue.store.state = stopped_after_reading
+    with pytest.raises(RetryRefused, match="is cancelled"):
+        await queue.retry("b1")
+    status = await queue.status("b1")
+    assert (status.failed, status.queued) == (2, 0)
+    assert await queued_chunks(fake_redis) == []
 
 
 async def test_job_without_result_says_where_it_is(queue) -> None:

@@ -53,7 +53,9 @@ def test_enqueue_status_cancel_retry(run, real_redis, tmp_path) -> None:
         ("a", "cancelled"),
         ("b", "cancelled"),
     ]
-    assert run("retry", "cli1").stdout.strip() == "re-enqueued 0 failed jobs of cli1"
+    refused = run("retry", "cli1")  # a cancelled batch keeps what it ended with
+    assert refused.exit_code == 1
+    assert "batch cli1 is cancelled: retry is refused" in refused.stderr
 
 
 def test_same_batch_id_twice_is_refused(run, real_redis) -> None:
