@@ -13,9 +13,8 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import structlog
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -26,7 +25,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contract.redaction import redact_text
 
-log = structlog.get_logger("chatgptes.redis")
 T = TypeVar("T")
 # A blip (a dropped connection, a failover) is retried inside the client; longer outages
 # reach the loops below, which wait them out.
@@ -38,6 +36,12 @@ LOG_EVERY = 10.0
 # (Loading the dataset after a restart is a ConnectionError too: BusyLoadingError.)
 # (Not every OSError: a TimeoutError is one too, and means something else.)
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ConnectionError)
+
+
+def _log() -> Any:
+    import structlog  # here, not above: a command that never waits for Redis skips its import
+
+    return structlog.get_logger("chatgptes.redis")
 
 
 class RedisBackoff:
@@ -55,7 +59,7 @@ class RedisBackoff:
             self._failing_since = now
         if now - self._logged_at >= LOG_EVERY:
             self._logged_at = now
-            log.warning(
+            _log().warning(
                 "redis.unavailable",
                 loop=self.what,
                 error=redact_text(f"{type(error).__name__}: {error}"),
@@ -66,7 +70,7 @@ class RedisBackoff:
 
     def reset(self) -> None:
         if self._failing_since is not None:
-            log.info(
+            _log().info(
                 "redis.back",
                 loop=self.what,
                 after=round(time.monotonic() - self._failing_since, 1),

@@ -297,3 +297,30 @@ def test_config_lists_the_api_settings_with_the_keys_hidden(monkeypatch) -> None
     assert result.exit_code == 0 and "is not a setting" not in result.stderr
     assert "CHATGPTES_API_KEYS=*** (2 keys)" in result.stdout and "sk-one" not in result.stdout
     assert result.stdout.count("CHATGPTES_MAX_INPUT_BYTES=") == 1
+
+
+def test_the_setting_names_are_every_roles_settings() -> None:
+    from chatgptes.cli import every_field
+    from chatgptes.setting_names import SETTING_NAMES
+
+    assert tuple(name for _, name, _ in every_field()) == SETTING_NAMES, (
+        "a setting was added or removed: update chatgptes/setting_names.py"
+    )
+
+
+def test_help_lists_every_command_with_its_own_help_line() -> None:
+    import click
+
+    from chatgptes.cli import LAZY_COMMANDS
+    from chatgptes.lazy_commands import load
+
+    shown = CliRunner().invoke(main, ["--help"]).stdout
+    for name, lazy in LAZY_COMMANDS.items():
+        assert load(lazy).get_short_help_str(limit=1000) == lazy.short_help, name
+    names = [line.split()[0] for line in shown.split("Commands:")[1].splitlines() if line.strip()]
+    assert names == sorted(main.list_commands(click.Context(main)))
+    assert {"batches", "enqueue", "serve", "sim", "status", "top", "worker", "workers"} <= set(
+        names
+    )
+    assert "  status   Show a batch's progress" in shown
+    assert "  serve    Serve the OpenAI-compatible API" in shown
