@@ -136,7 +136,8 @@ class BatchStore:
         return None if int(claimed) else keys.decoded(state[0])
 
     async def stage(self, batch_id: str, owner: str, start: int, requests: Sequence[str]) -> None:
-        """Stages requests under indices ``start``…, not yet visible to workers.
+        """Stages requests (JSON, as ``StoredRequest`` writes them) under indices ``start``…,
+        not yet visible to workers.
 
         ``ClaimLost`` if ``owner`` no longer holds the batch (then nothing was written).
         """
@@ -144,12 +145,8 @@ class BatchStore:
 
         def build(pipe: Any) -> None:
             for offset in range(0, len(requests), WRITE_BATCH):
-                part = requests[offset : offset + WRITE_BATCH]
-                pairs: list[int | str] = []
-                for index, request in enumerate(part, start=start + offset):
-                    pairs += (index, request)
-                staged = start + offset + len(part)
-                args = [owner, STAGING_TTL_SECONDS, staged, *pairs]
+                part = "\n".join(requests[offset : offset + WRITE_BATCH])
+                args = [owner, STAGING_TTL_SECONDS, start + offset, part]
                 self.scripts.queue(pipe, "stage_requests", meta_keys, args)
 
         if not all(int(written) for written in await self.scripts.pipelined(build)):
