@@ -5,7 +5,7 @@
 
 - enqueue as a whole process: ``chatgptes enqueue FILE`` run cold (a new interpreter
   each time) on the JSONL file, timed from the command's start to its exit, with its
-  peak RSS (``ru_maxrss`` of that process); the median of ``--process-runs`` runs;
+  peak RSS (``ru_maxrss`` of that process alone); the median of ``--process-runs`` runs;
 - enqueue in-process: the path of ``chatgptes enqueue`` for a JSONL file already read:
   every line validated (``parse_prompt_lines``), then ``BatchQueue.enqueue``; beside it
   arq's own ``enqueue_job``, awaited once per job, on a sample, extrapolated (the
@@ -67,32 +67,46 @@ def prompt_lines(count: int) -> list[str]:
     return lines
 
 
-def time_process(url: str, path: Path, runs: int) -> dict[str, float]:
+# Runs the command as a child of this small process and reports its wall time and peak
+# RSS: a child forked from the benchmark itself would count the benchmark's memory (the
+# lines it holds) in its ru_maxrss, which covers the time before exec.
+LAUNCHER = """
+import json, os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(sys.argv[1], "w") as out:
+    json.dump({"wall": wall, "code": os.waitstatus_to_exitcode(status),
+               "peak_rss_mib": usage.ru_maxrss / 1024}, out)
+"""
+
+
+def time_process(url: str, path: Path, runs: int) -> dict[str, Any]:
     """``chatgptes enqueue FILE`` as a user runs it: a new interpreter each time, from the
     command's start to its exit (the median of ``runs``), and its peak RSS (the most)."""
     env = {**os.environ, "CHATGPTES_REDIS_URL": url, "CHATGPTES_QUEUE_NAME": QUEUE}
     # -P: the checkout this runs from does not shadow a PYTHONPATH=/tmp/before
-    command = [sys.executable, "-P", "-m", "chatgptes.cli", "enqueue", str(path)]
+    command = ["-P", "-m", "chatgptes.cli", "enqueue", str(path)]
     client = redis.Redis.from_url(url)
     walls, peaks = [], []
     try:
         for run in range(runs):
             client.flushdb()
-            start = time.perf_counter()
-            child = subprocess.Popen([*command, "--batch-id", f"proc{run}"], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-            try:
-                _, status, usage = os.wait4(child.pid, 0)
-            finally:
-                if child.poll() is None:
-                    child.kill()
-                    child.wait()
-            walls.append(time.perf_counter() - start)
-            child.returncode = os.waitstatus_to_exitcode(status)
-            if child.returncode != 0:
-                raise RuntimeError(f"enqueue exited {child.returncode}: {child.stderr.read()!r}")
-            peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
-            child.stderr.close()
+            report = path.with_suffix(".run.json")
+            done = subprocess.run(
+                [sys.executable, "-S", "-c", LAUNCHER, str(report), *command,
+                 "--batch-id", f"proc{run}"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                timeout=600,
+            )  # fmt: skip
+            measured = json.loads(report.read_text())
+            if done.returncode != 0 or measured["code"] != 0:
+                raise RuntimeError(f"enqueue failed: {done.stderr[-2000:]!r}")
+            walls.append(measured["wall"])
+            peaks.append(measured["peak_rss_mib"])
     finally:
         client.flushdb()
         client.close()
