@@ -55,8 +55,9 @@ LAZY_COMMANDS = {
     "sim": LazyCommand("simulator.cli:sim",
                        "Run the offline stand-in for chatgpt.es (and proxies in front of it)."),
 }  # fmt: skip
-# Commands that may log (Redis away while they wait): their warnings need a renderer.
-LOGGING_COMMANDS = frozenset({"wait", "results", "top", "worker", "serve", "demo"})
+# Commands that may log (Redis away while they wait): their warnings need a renderer
+# (and `results --follow`, which sets it up itself).
+LOGGING_COMMANDS = frozenset({"wait", "top", "worker", "serve", "demo"})
 # Commands that only read or write a few keys and print: run as the console script, they
 # skip the cyclic GC and the interpreter's teardown of every module (~40 ms, a sixth of
 # `status`), since they leave no file open and no task running.
@@ -105,10 +106,14 @@ def main(ctx: click.Context) -> None:
         ctx.command.quick = False
         gc.enable()
     if ctx.invoked_subcommand in LOGGING_COMMANDS:
-        from contract.logs import configure_logging
+        log_warnings_to_stderr()
 
-        # Warnings (Redis away while waiting, say) go to stderr, never into a command's output.
-        configure_logging("console", "WARNING")
+
+def log_warnings_to_stderr() -> None:
+    """Warnings (Redis away while waiting, say) go to stderr, never into a command's output."""
+    from contract.logs import configure_logging
+
+    configure_logging("console", "WARNING")
 
 
 @main.command()
@@ -274,6 +279,8 @@ def results(batch_id: str, output: Any, errors: Any, fmt: str, follow: bool) -> 
     if errors is not None and fmt != "openai":
         fail("--errors goes with --format openai (native lines hold both)", EXIT_BAD_INPUT)
     render = FORMATS[fmt]
+    if follow:
+        log_warnings_to_stderr()
 
     async def go(queue: BatchQueue) -> tuple[int, int, BatchStatus]:
         written = held_back = 0
