@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -154,14 +155,20 @@ def enqueue(
                 completion_window=completion_window, metadata=pairs,
             )  # fmt: skip
 
+    # SIGTERM interrupts like Ctrl-C: the enqueue takes back what it staged, frees the ID.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         batch = run_with_queue(go)
     except (BatchExists, ClaimLost) as error:  # the ID is another batch's: an operational error
         fail(f"{error}; nothing was enqueued", EXIT_ERROR)
+    except KeyboardInterrupt:
+        fail("interrupted: what was staged was taken back; nothing was enqueued", EXIT_ERROR)
     except InputFileError as error:
         fail(f"{error}\nnothing was enqueued", EXIT_BAD_INPUT)
     except (ValueError, OSError) as error:
         fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for warning in batch.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
