@@ -183,16 +183,17 @@ def enqueue(
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress and what the shared policy is doing."""
-    from producer.fleet import fleet_health, policy_events
+    from producer.fleet import fleet_health, policy_events, writes_refused
 
     async def go(queue: BatchQueue) -> Any:
         return (
             await queue.status(batch_id),
             await fleet_health(queue.redis),
             await policy_events(queue.redis),
+            await writes_refused(queue.redis),
         )
 
-    batch, identities, events = run_with_queue(go)
+    batch, identities, events, refused = run_with_queue(go)
     if as_json:
         echo_json(
             {
@@ -200,9 +201,15 @@ def status(batch_id: str, as_json: bool) -> None:
                 "request_counts": request_counts(batch),
                 "identities": [asdict(identity) for identity in identities],
                 "policy_events": events,
+                "redis_refusing_writes": refused,
             }
         )
         return
+    if refused:
+        click.echo(
+            f"warning: Redis refuses writes, {refused}; workers keep their answers and wait for it",
+            err=True,
+        )
     click.echo(
         f"batch {batch.batch_id} ({batch.state}): {batch.finished}/{batch.total} finished "
         f"({batch.succeeded} succeeded, {batch.failed} failed, {batch.cancelled} cancelled), "
@@ -372,9 +379,9 @@ def retry(batch_id: str) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
-@click.option("--max-jobs", type=click.IntRange(min=1), help="Jobs this process runs at once.")
+@click.option("--max-jobs", type=click.IntRange(min=1), help="Chunks this process holds at once.")
 def worker(burst: bool, max_jobs: int | None) -> None:
-    """Run an arq worker (also: arq worker.jobs.WorkerSettings)."""
+    """Run a worker (arq's Worker, taking chunks of prompts under claims it renews)."""
     from redis.exceptions import RedisError
 
     from worker.config import WorkerConfig
@@ -383,11 +390,12 @@ def worker(burst: bool, max_jobs: int | None) -> None:
 
     settings = load_settings(WorkerConfig)
     try:
-        run_worker(settings, burst=burst, max_jobs=max_jobs)
+        exit_code = run_worker(settings, burst=burst, max_jobs=max_jobs)
     except ProxyConfigError as error:
         fail(str(error), EXIT_BAD_INPUT)
     except (RedisError, ConnectionError) as error:  # unreachable at start: no traceback loop
         fail(redis_problem(settings.redis_url, error), EXIT_ERROR)
+    sys.exit(exit_code)
 
 
 @main.command()

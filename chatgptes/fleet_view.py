@@ -86,7 +86,13 @@ def workers(as_json: bool, check: bool, host: str | None) -> None:
         host = host or socket.gethostname()
         alive = [w for w in found if w.alive and w.host == host]
         if not alive:
-            fail(f"no live worker on {host} (none reported within 3 heartbeats)", EXIT_ERROR)
+            down = sorted({w.went_down for w in found if w.went_down and w.host == host})
+            why = "; ".join(printable(reason) for reason in down)
+            fail(
+                f"no live worker on {host} "
+                + (f"(went down: {why})" if why else "(none reported within 3 heartbeats)"),
+                EXIT_ERROR,
+            )
         click.echo(f"ok: {len(alive)} live worker(s) on {host}")
         return
     if as_json:
@@ -101,6 +107,7 @@ def workers(as_json: bool, check: bool, host: str | None) -> None:
     )
     for w in found:
         state = "stopping" if w.stopping else "alive" if w.alive else "silent"
+        state = "down" if w.went_down else state
         click.echo(
             f"{printable(w.host)[:20]:<20} {w.pid:>7} {printable(w.queue)[:18]:<18} "
             f"{w.in_flight:>9} {w.waiting:>7} {w.prompts_held:>5} {w.succeeded:>8} "

@@ -28,6 +28,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "worker_max_inflight",
     "max_jobs",
     "lease_ttl_seconds",
+    "chunk_crash_limit",
     "lease_wait_seconds",
     "capacity_wait_limit_seconds",
     "heartbeat_seconds",

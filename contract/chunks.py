@@ -21,10 +21,10 @@ from redis.asyncio import Redis
 from contract import keys
 from contract.models import ChunkPayload
 from contract.scripts import ScriptBook
+from contract.states import CODE
 
 JOB_FUNCTION = "run_chunk"
 MIN_CHUNKS = 8  # a small batch is still spread over several chunks (and workers)
-TAKE_PER_CALL = 1000  # chunks looked at per call when a stopped batch's are taken back
 
 
 def json_dumps(value: Any) -> bytes:
@@ -52,7 +52,7 @@ class ChunkQueue:
         self.redis = redis
         self.queue_name = queue_name
         self.ttl = ttl_seconds
-        self.scripts = ScriptBook(redis, "contract", ["take_queued_chunks"])
+        self.scripts = ScriptBook(redis, "contract", ["stranded_count", "requeue_stranded"])
 
     async def add(
         self, pipe: Any, batch_id: str, ids: Sequence[str], chunks: Sequence[Sequence[int]]
@@ -67,20 +67,51 @@ class ChunkQueue:
         pipe.zadd(self.queue_name, {chunk_id: first + n for n, chunk_id in enumerate(ids)})
         pipe.sadd(keys.batch_chunks(batch_id), *ids)
 
-    async def take_free(self, batch_id: str) -> list[int]:
-        """Takes the batch's chunks no worker holds out of the queue; returns their indices."""
-        chunk_ids = sorted(
-            keys.decoded(c) for c in await self.redis.smembers(keys.batch_chunks(batch_id))
-        )
-        taken: list[int] = []
-        for part in chunked(chunk_ids, TAKE_PER_CALL):
-            job_keys = [k for c in part for k in (keys.arq_job(c), keys.arq_in_progress(c))]
-            for raw in await self.scripts.run(
-                "take_queued_chunks", [self.queue_name, *job_keys], part
-            ):
-                if raw:
-                    taken += ChunkPayload.model_validate(json.loads(raw)["a"][0]).indices
-        return taken
+    async def requeue_stranded(self, batch_id: str, chunk_size: int) -> int:
+        """Queues again the batch's unsettled prompts if no queued chunk carries them (the
+        housekeeper's sweep: a safety net, so that ``wait``, ``retry`` and ``cancel`` end
+        even after a chunk was lost). Returns how many prompts were queued again."""
+        batch_keys = [
+            self.queue_name,
+            keys.batch_chunks(batch_id),
+            keys.batch_meta(batch_id),
+            keys.batch_counts(batch_id),
+        ]
+        if not int(await self.scripts.run("stranded_count", batch_keys)):
+            return 0
+        states = await self.redis.get(keys.batch_states(batch_id)) or b""
+        total = int(await self.redis.hget(keys.batch_meta(batch_id), "total") or 0)
+        unsettled = [i for i in range(total) if code_at(states, i) < CODE["succeeded"]]
+        if not unsettled:
+            return 0
+        sweep = await self.redis.hincrby(keys.batch_meta(batch_id), "sweeps", 1)
+        chunks = chunked(unsettled, chunk_size_for(len(unsettled), chunk_size))
+        ids = [f"{batch_id}:s{sweep}:{n}" for n in range(len(chunks))]
+        head = await self.redis.zrange(self.queue_name, 0, 0, withscores=True)
+        first = max(head[0][1], 1.0) if head else 1.0
+        enqueue_ms = int(time.time() * 1000)
+        args: list[str | int | float | bytes] = [self.ttl * 1000, first, len(chunks)]
+        for chunk_id, indices in zip(ids, chunks, strict=True):
+            payload = ChunkPayload(batch_id=batch_id, indices=tuple(indices))
+            args += [chunk_id, arq_job(payload, enqueue_ms)]
+        args += unsettled
+        return int(
+            await self.scripts.run(
+                "requeue_stranded",
+                [self.queue_name, keys.batch_chunks(batch_id), keys.batch_states(batch_id),
+                 keys.batch_counts(batch_id), keys.batch_meta(batch_id),
+                 *(keys.arq_job(chunk_id) for chunk_id in ids)],
+                args,
+            )
+        )  # fmt: skip
 
 
-__all__ = ["JOB_FUNCTION", "ChunkQueue", "arq_job", "chunk_size_for", "chunked", "json_dumps"]
+def code_at(states: bytes, index: int) -> int:
+    """The 4-bit state code of ``index`` in a batch's state bit field."""
+    byte = states[index // 2] if index // 2 < len(states) else 0
+    return byte >> 4 if index % 2 == 0 else byte & 0x0F
+
+
+__all__ = [
+    "JOB_FUNCTION", "ChunkQueue", "arq_job", "chunk_size_for", "chunked", "code_at", "json_dumps",
+]  # fmt: skip

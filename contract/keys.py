@@ -130,6 +130,11 @@ def identities_known() -> str:
     return f"{POLICY}identities"
 
 
+def identity_pools() -> str:
+    """Sorted set: pool ID → when (ms) a worker last announced that list of identities."""
+    return f"{POLICY}pools"
+
+
 def identity_field(attribute: str) -> str:
     """Hash: identity → one attribute (cap, interval, weight, inflight, tat, penalty, …)."""
     return f"{POLICY}identity:{attribute}"
@@ -175,6 +180,17 @@ def workers_seen() -> str:
 def worker_info(worker_id: str) -> str:
     """Hash: one worker's last report (host, pid, queue, in flight, done); expires."""
     return f"{FLEET}worker:{worker_id}"
+
+
+def chunk_runs() -> str:
+    """Hash: chunk ID → claims of it that did not end cleanly yet (its holders that died,
+    plus the one holding it now): a poison chunk is recognised by it."""
+    return f"{FLEET}chunk-runs"
+
+
+def housekeeper() -> str:
+    """String: the token of the one worker doing the fleet's chores (expiry, stops, sweeps)."""
+    return f"{FLEET}housekeeper"
 
 
 def batches_created() -> str:

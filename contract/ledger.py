@@ -22,6 +22,8 @@ from contract.scripts import ScriptBook
 from contract.states import CODE, PROMPT_STATES
 
 READ_BATCH = 1000  # requests per HMGET
+# The states a prompt may settle from: any unsettled one, or queued only.
+SETTLE_FROM = {False: "0,1,2", True: str(CODE["queued"])}
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,11 @@ class PromptLedger:
         expired = expires_ms is not None and int(expires_ms) <= time.time() * 1000
         return ChunkStart(keys.decoded(state), parse_timestamp(created), expired, prompts)
 
-    async def save_results(self, results: Sequence[JobResult]) -> int:
-        """Stores each prompt's one result and counts it, one atomic call per batch."""
+    async def save_results(self, results: Sequence[JobResult], *, only_queued: bool = False) -> int:
+        """Stores each prompt's one result and counts it, one atomic call per batch.
+
+        A prompt that has its result keeps it. ``only_queued``: settle only prompts no
+        worker holds (a stop's results never race a worker's on the wire)."""
         by_batch: dict[str, list[JobResult]] = {}
         for result in results:
             by_batch.setdefault(result.batch_id, []).append(result)
@@ -98,7 +103,7 @@ class PromptLedger:
 
         def build(pipe: object) -> None:
             for batch_id, batch_results in by_batch.items():
-                args: list[str | int] = [self.ttl, now]
+                args: list[str | int] = [self.ttl, now, SETTLE_FROM[only_queued]]
                 for result in batch_results:
                     index = int(result.job_id.rpartition(".")[2])
                     args += [index, CODE[result.status], result.model_dump_json()]
@@ -117,7 +122,11 @@ class PromptLedger:
         return int(
             await self.scripts.run(
                 "mark_prompts",
-                [keys.batch_states(batch_id), keys.batch_counts(batch_id)],
+                [
+                    keys.batch_states(batch_id),
+                    keys.batch_counts(batch_id),
+                    keys.batch_meta(batch_id),
+                ],
                 [CODE[state], allowed, self.ttl, *indices],
             )
         )
@@ -128,7 +137,7 @@ class PromptLedger:
         """Counts one failed attempt of ``kind``; returns (spent of that kind, total)."""
         spent, total = await self.scripts.run(
             "spend_attempt",
-            [keys.batch_attempts(batch_id)],
+            [keys.batch_attempts(batch_id), keys.batch_meta(batch_id)],
             [index, kind, started_at.timestamp(), self.ttl],
         )
         return int(spent), int(total)

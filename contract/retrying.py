@@ -1,10 +1,16 @@
-"""Riding out a Redis that went away: wait with backoff, say so once, carry on when it is back.
+"""Riding out a Redis that went away or refuses: wait with backoff, say so once, carry on.
 
-A worker holds prompts, leases and results in memory while Redis restarts; each
-loop that talks to Redis waits here instead of crashing, logging the first error
-and then one line every ``LOG_EVERY`` seconds, never a traceback per attempt. A
-producer's ``wait`` rides out a restart the same way. The clients built here retry
-a single blip themselves.
+A worker holds prompts, leases and results in memory while Redis restarts, fails
+over or refuses writes; each loop that talks to Redis waits here instead of
+crashing, logging the first error and then one line every ``LOG_EVERY`` seconds,
+never a traceback per attempt. A producer's ``wait`` rides out a restart the same
+way. The clients built here retry a single blip themselves.
+
+What counts as an outage (``TRANSIENT``): a lost connection or a timeout; LOADING
+(a restart reading its data); READONLY (a replica after a failover); OOM (at
+``maxmemory``); MISCONF (a failed snapshot stops writes); BUSY (a script running
+too long); MASTERDOWN, NOREPLICAS, TRYAGAIN and CLUSTERDOWN. The clients built here
+raise the last five as ``RedisRefusing`` (redis-py raises a plain ResponseError).
 """
 
 from __future__ import annotations
@@ -13,17 +19,18 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from arq.connections import RedisSettings
-from redis.asyncio import Redis
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import DefaultParser
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contract.redaction import redact_text
+from contract.redis_errors import explain
 
 T = TypeVar("T")
 # A blip (a dropped connection, a failover) is retried inside the client; longer outages
@@ -31,11 +38,7 @@ T = TypeVar("T")
 _BLIP_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
 FIRST_DELAY = 0.1
 MAX_DELAY = 5.0
-LOG_EVERY = 10.0
-# What a restart, a failover or a network blip looks like from redis-py: worth waiting out.
-# (Loading the dataset after a restart is a ConnectionError too: BusyLoadingError.)
-# (Not every OSError: a TimeoutError is one too, and means something else.)
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ConnectionError)
+LOG_EVERY = 60.0
 
 
 def _log() -> Any:
@@ -44,39 +47,86 @@ def _log() -> Any:
     return structlog.get_logger("chatgptes.redis")
 
 
+class RedisRefusing(ResponseError):
+    """Redis is up but refuses for now (MISCONF, BUSY, MASTERDOWN, ...): wait, then again."""
+
+
+class _OutageAwareParser(DefaultParser):  # type: ignore[misc,valid-type]
+    EXCEPTION_CLASSES: ClassVar[dict[str, Any]] = {
+        **DefaultParser.EXCEPTION_CLASSES,
+        **dict.fromkeys(
+            ("MISCONF", "BUSY", "MASTERDOWN", "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN"),
+            RedisRefusing,
+        ),
+    }
+
+
+# What a restart, a failover, a full Redis or a network blip looks like from redis-py:
+# worth waiting out. (Loading the dataset after a restart is a ConnectionError too:
+# BusyLoadingError.) (Not every OSError: a TimeoutError is one too, and means something else.)
+TRANSIENT = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    RedisRefusing,
+    ConnectionError,
+)
+
+
+class _Episode:
+    """One outage of Redis as this process sees it, whichever of its loops meet it: the
+    first loop to fail says so, one reminder follows every ``LOG_EVERY`` seconds, and
+    the last loop to get through says it is over. Not one line per loop per attempt."""
+
+    def __init__(self) -> None:
+        self.failing: dict[str, float] = {}  # loop → since when
+        self.began: float | None = None
+        self._said_at = 0.0
+
+    def failed(self, what: str, error: BaseException) -> None:
+        now = time.monotonic()
+        self.failing.setdefault(what, now)
+        if self.began is None:
+            self.began = self._said_at = now
+            _log().warning("redis.unavailable", loop=what, error=explain(error).said())
+        elif now - self._said_at >= LOG_EVERY:
+            self._said_at = now
+            _log().warning(
+                "redis.still_unavailable", loops=sorted(self.failing),
+                failing_for=round(now - self.began, 1), error=explain(error).said(),
+            )  # fmt: skip
+
+    def passed(self, what: str) -> None:
+        if self.failing.pop(what, None) is None or self.failing or self.began is None:
+            return
+        _log().info("redis.back", after=round(time.monotonic() - self.began, 1))
+        self.began = None
+
+
+_EPISODE = _Episode()
+
+
 class RedisBackoff:
-    """Exponential backoff with jitter between attempts of one loop, logged sparingly."""
+    """Exponential backoff with jitter between attempts of one loop; the outage it meets is
+    logged once per episode for the whole process (``_Episode``), not once per loop."""
 
     def __init__(self, what: str) -> None:
         self.what = what
         self._delay = FIRST_DELAY
-        self._failing_since: float | None = None
-        self._logged_at = 0.0
+        self._failing = False
 
     async def wait(self, error: BaseException) -> None:
-        now = time.monotonic()
-        if self._failing_since is None:
-            self._failing_since = now
-        if now - self._logged_at >= LOG_EVERY:
-            self._logged_at = now
-            _log().warning(
-                "redis.unavailable",
-                loop=self.what,
-                error=redact_text(f"{type(error).__name__}: {error}"),
-                failing_for=round(now - self._failing_since, 1),
-            )
+        self._failing = True
+        _EPISODE.failed(self.what, error)
         await asyncio.sleep(self._delay * random.uniform(0.5, 1.0))
         self._delay = min(self._delay * 2, MAX_DELAY)
 
     def reset(self) -> None:
-        if self._failing_since is not None:
-            _log().info(
-                "redis.back",
-                loop=self.what,
-                after=round(time.monotonic() - self._failing_since, 1),
-            )
+        if self._failing:
+            _EPISODE.passed(self.what)
         self._delay = FIRST_DELAY
-        self._failing_since = None
+        self._failing = False
 
 
 async def until_redis_answers(what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -95,21 +145,25 @@ async def until_redis_answers(what: str, call: Callable[[], Awaitable[T]]) -> T:
         return result
 
 
-def redis_client(url: str) -> Redis:
-    """A client that retries a command a few times across a blip before raising."""
-    return Redis.from_url(
+def connection_pool(url: str, **options: object) -> ConnectionPool:
+    """Connections to ``url`` that retry a command across a blip and name every outage."""
+    return ConnectionPool.from_url(
         url,
         retry=_BLIP_RETRY,
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         socket_connect_timeout=5,
         health_check_interval=30,
+        parser_class=_OutageAwareParser,
+        **options,
     )
 
 
-def arq_redis_settings(url: str) -> RedisSettings:
-    """arq's connection settings for ``url``, with the same short retries as ``redis_client``."""
-    settings = RedisSettings.from_dsn(url)
-    settings.retry = _BLIP_RETRY
-    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError]
-    settings.conn_retries = 2  # at start-up: then a clear error, not a minute of retries
-    return settings
+def redis_client(url: str) -> Redis:
+    """A client that retries a command a few times across a blip before raising."""
+    return Redis(connection_pool=connection_pool(url))
+
+
+def arq_pool(url: str) -> ArqRedis:
+    """arq's client for ``url``: the same connections, retries and outage names as
+    ``redis_client``, the URL read by redis-py (a percent-encoded password included)."""
+    return ArqRedis(connection_pool=connection_pool(url))

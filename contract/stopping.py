@@ -1,24 +1,42 @@
 """Stopping a batch early: ``cancel``, or its completion window ending (``expire``).
 
-From the moment a batch is marked stopped, no lease is granted for it (the lease
-script reads the same mark), so nothing more of it leaves for the site; the
-prompts no worker holds end with a stopped result here, those a worker holds end
-there, unless they were already on the wire.
+A stop is crash-consistent: whatever moment a process dies, every prompt still gets
+its result, and running the stop again (a second ``cancel``, or the housekeeping
+worker, which resumes every stop it finds unfinished) finishes it:
+
+1. ``begin``, one atomic step: the batch says ``cancelling`` (or ``expiring``) and is
+   marked stopped, so no lease is granted for it from that moment and nothing more of
+   it leaves for the site.
+2. ``step``, bounded and resumable: the prompts still queued, a slice at a time from a
+   cursor kept in the batch record, get their stopped result (a prompt that has a
+   result keeps it). Prompts a worker holds are left to that worker: it ends them
+   stopped unless they were already on the wire, and if it died, the next holder of
+   their chunk does.
+3. When the cursor has passed the last prompt, the chunks no worker holds and whose
+   prompts all have results leave the queue. The batch ends ``cancelled`` (or
+   ``expired``) when its last prompt settles, in the same call.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from contract import keys
-from contract.chunks import ChunkQueue, chunked
+from contract.chunks import chunked, code_at
 from contract.ledger import READ_BATCH, PromptLedger
 from contract.models import JobError, JobResult, PromptRequest, iso_now, parse_timestamp
 from contract.scripts import ScriptBook
-from contract.states import STOPPING
+from contract.states import CODE, STOPPING
+
+STEP_PROMPTS = 2000  # prompts looked at per step
+TAKE_CHUNKS = 200  # chunks looked at per call when a stopped batch's leave the queue
+# The stop's cursor, kept in the batch record: the next index to look at, then these.
+QUEUED_SETTLED = "settled"  # every prompt that was queued has its result
+CHUNKS_TAKEN = "done"  # and the chunks that could leave the queue have left it
 
 
 def stopped_result(request: PromptRequest, why: str) -> JobResult:
@@ -34,18 +52,29 @@ def stopped_result(request: PromptRequest, why: str) -> JobResult:
     )
 
 
+def queued_in(states: bytes, start: int, stop: int) -> list[int]:
+    """The indices in [start, stop) whose 4-bit state in ``states`` is queued."""
+    return [index for index in range(start, stop) if code_at(states, index) == CODE["queued"]]
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """A batch whose stop is under way (or was, and may be unfinished)."""
+
+    batch_id: str
+    why: str  # cancelled or expired
+
+
 class BatchStopper:
     def __init__(self, redis: Redis, *, queue_name: str, ttl_seconds: int) -> None:
         self.redis = redis
+        self.queue_name = queue_name
         self.ttl = ttl_seconds
-        self.queue = ChunkQueue(redis, queue_name=queue_name, ttl_seconds=ttl_seconds)
         self.ledger = PromptLedger(redis, ttl_seconds=ttl_seconds)
-        self.scripts = ScriptBook(redis, "contract", ["begin_stop"])
+        self.scripts = ScriptBook(redis, "contract", ["begin_stop", "take_queued_chunks"])
 
     async def cancel(self, batch_id: str) -> int:
-        """Stops the batch: queued chunks are taken back and their prompts cancelled; prompts
-        a worker holds end cancelled there unless already on the wire. Returns how many
-        prompts were cancelled here."""
+        """Stops the batch; returns how many prompts were cancelled here and now."""
         return await self.stop(batch_id, "cancelled")
 
     async def expire(self, batch_id: str) -> int:
@@ -53,44 +82,114 @@ class BatchStopper:
         return await self.stop(batch_id, "expired")
 
     async def stop(self, batch_id: str, why: str) -> int:
-        now_ms = int(time.time() * 1000)
-        await self._mark_stopped(batch_id, why, now_ms)
-        state = await self.scripts.run(
-            "begin_stop", [keys.batch_meta(batch_id)], [iso_now(), STOPPING[why]]
-        )
-        if keys.decoded(state or b"") != STOPPING[why]:
+        """Begins the stop (or resumes it) and takes it to its end; returns how many
+        prompts it settled."""
+        if await self.begin(batch_id, why) != STOPPING[why]:
             return 0
-        taken = await self.queue.take_free(batch_id)
-        return await self.stop_prompts(batch_id, taken, why)
+        settled = 0
+        while True:
+            done, count = await self.step(batch_id, why)
+            settled += count
+            if done:
+                return settled
 
-    async def _mark_stopped(self, batch_id: str, why: str, now_ms: int) -> None:
-        """From now on no lease is granted for the batch (checked in the same call)."""
-        stopped = keys.stopped_batches()
-        old = [
-            keys.decoded(name)
-            for name, value in (await self.redis.hgetall(stopped)).items()
-            if int(keys.decoded(value).split()[1]) < now_ms - self.ttl * 1000
-        ]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(stopped, batch_id, f"{why} {now_ms}")
-            if old:
-                pipe.hdel(stopped, *old)
-            pipe.expire(stopped, self.ttl)
-            await pipe.execute()
+    async def begin(self, batch_id: str, why: str) -> str | None:
+        """Step 1: the batch stops taking leases; returns its state after."""
+        state = await self.scripts.run(
+            "begin_stop",
+            [keys.batch_meta(batch_id), keys.stopped_batches()],
+            [batch_id, iso_now(), int(time.time() * 1000), why, STOPPING[why], self.ttl],
+        )
+        return keys.decoded(state) if state else None
 
-    async def stop_prompts(self, batch_id: str, indices: Sequence[int], why: str) -> int:
-        """Records a cancelled (or expired) result for each of these prompts that has none."""
-        created = parse_timestamp(await self.redis.hget(keys.batch_meta(batch_id), "created_at"))
-        if created is None or not indices:
+    async def step(self, batch_id: str, why: str, limit: int = STEP_PROMPTS) -> tuple[bool, int]:
+        """Steps 2 and 3, a bounded part of them; returns (finished, prompts settled)."""
+        state, total, cursor, created = await self.redis.hmget(
+            keys.batch_meta(batch_id), "state", "total", "stop_cursor", "created_at"
+        )
+        # (A stop that ended ``cancelled`` or ``expired`` may still have chunks to take.)
+        if state is None or keys.decoded(state) not in (STOPPING[why], why) or cursor is None:
+            return True, 0  # gone, or never stopped for this reason
+        where = keys.decoded(cursor)
+        if where == CHUNKS_TAKEN:
+            return True, 0
+        if where == QUEUED_SETTLED or keys.decoded(state) == why:
+            await self._take_chunks(batch_id)
+            await self.redis.hset(keys.batch_meta(batch_id), "stop_cursor", CHUNKS_TAKEN)
+            return True, 0
+        start = int(where)
+        stop = min(start + limit, int(total or 0))
+        states = await self.redis.getrange(keys.batch_states(batch_id), start // 2, stop // 2)
+        offset = (start // 2) * 2
+        indices = [offset + i for i in queued_in(states, start - offset, stop - offset)]
+        settled = await self._settle(batch_id, indices, why, parse_timestamp(created))
+        next_cursor = QUEUED_SETTLED if stop >= int(total or 0) else str(stop)
+        await self.redis.hset(keys.batch_meta(batch_id), "stop_cursor", next_cursor)
+        return False, settled
+
+    async def _settle(
+        self, batch_id: str, indices: Sequence[int], why: str, created: object
+    ) -> int:
+        if not indices or created is None:
             return 0
         saved = 0
         for part in chunked(indices, READ_BATCH):
-            requests = await self.ledger.requests(batch_id, part, created)
-            saved += await self.ledger.save_results([stopped_result(r, why) for r in requests])
+            requests = await self.ledger.requests(batch_id, part, created)  # type: ignore[arg-type]
+            results = [stopped_result(request, why) for request in requests]
+            saved += await self.ledger.save_results(results, only_queued=True)
         return saved
 
-    async def expire_due(self, limit: int = 20) -> list[str]:
-        """Expires the batches whose completion window ended; returns them (the sweep)."""
+    async def _take_chunks(self, batch_id: str) -> None:
+        """Takes the batch's settled, unheld chunks out of the queue (those left hold
+        prompts that a worker, the chunk's next holder, still has to settle)."""
+        chunk_ids = sorted(
+            keys.decoded(c) for c in await self.redis.smembers(keys.batch_chunks(batch_id))
+        )
+        for part in chunked(chunk_ids, TAKE_CHUNKS):
+            chunk_keys = [k for c in part for k in (keys.arq_job(c), keys.arq_in_progress(c))]
+            await self.scripts.run(
+                "take_queued_chunks",
+                [self.queue_name, keys.chunk_runs(), keys.batch_states(batch_id), *chunk_keys],
+                part,
+            )
+
+    async def unfinished(self, limit: int = 100) -> list[Stopping]:
+        """Batches marked stopped whose stop has not reached its end (for the
+        housekeeping worker, which resumes them)."""
+        marks = {
+            keys.decoded(batch_id): keys.decoded(value).split()[0]
+            for batch_id, value in (await self.redis.hgetall(keys.stopped_batches())).items()
+        }
+        if not marks:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for batch_id in marks:
+                pipe.hmget(keys.batch_meta(batch_id), "state", "stop_cursor")
+            replies = await pipe.execute()
+        found = []
+        for (batch_id, why), (state, cursor) in zip(marks.items(), replies, strict=True):
+            if state is None or keys.decoded(state) not in (STOPPING[why], why):
+                continue
+            if cursor is None or keys.decoded(cursor) == CHUNKS_TAKEN:
+                continue
+            found.append(Stopping(batch_id, why))
+        return found[:limit]
+
+    async def forget_old_marks(self) -> None:
+        """Stopped marks older than the batches they name are dropped."""
+        now_ms = int(time.time() * 1000)
+        marks = await self.redis.hgetall(keys.stopped_batches())
+        old = [
+            name
+            for name, value in marks.items()
+            if int(keys.decoded(value).split()[1]) < now_ms - self.ttl * 1000
+        ]
+        if old:
+            await self.redis.hdel(keys.stopped_batches(), *old)
+
+    async def begin_due_expiries(self, limit: int = 50) -> list[str]:
+        """Begins the stop of every batch whose completion window ended (the sweep);
+        their steps are then run like any unfinished stop. Returns those begun."""
         now_ms = int(time.time() * 1000)
         due = [
             keys.decoded(raw)
@@ -98,14 +197,12 @@ class BatchStopper:
                 keys.batch_deadlines(), "-inf", now_ms, start=0, num=limit
             )
         ]
-        expired = []
+        begun = []
         for batch_id in due:
-            state = await self.redis.hget(keys.batch_meta(batch_id), "state")
-            if state == b"in_progress":
-                await self.expire(batch_id)
-                expired.append(batch_id)
+            if await self.begin(batch_id, "expired") == STOPPING["expired"]:
+                begun.append(batch_id)
             await self.redis.zrem(keys.batch_deadlines(), batch_id)
-        return expired
+        return begun
 
 
-__all__ = ["BatchStopper", "stopped_result"]
+__all__ = ["BatchStopper", "Stopping", "queued_in", "stopped_result"]

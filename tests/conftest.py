@@ -74,6 +74,15 @@ async def real_redis(redis_server: str) -> AsyncIterator[Redis]:
     await redis.aclose()
 
 
+@pytest.fixture(params=["fakeredis", "redis-server"])
+def redis(request: pytest.FixtureRequest) -> Redis:
+    """Each test twice: on fakeredis, and on the tests' own real server (flushed first).
+
+    For the tests of Lua scripts: fakeredis runs Lua through lupa, not Redis's own
+    interpreter, so every script is also tried where it will run."""
+    return request.getfixturevalue("fake_redis" if request.param == "fakeredis" else "real_redis")
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
@@ -109,11 +118,20 @@ class Fleet:
         env.update({f"CHATGPTES_{k.upper()}": str(v) for k, v in settings.items()})
         return env
 
-    def start_workers(self, count: int, **settings: object) -> None:
+    def start_workers(
+        self, count: int, *, fault: str | None = None, **settings: object
+    ) -> list[subprocess.Popen]:
+        """Starts ``count`` workers (with ``fault`` planted: see tests/faulty_worker.py)."""
+        command = chatgptes("worker")
+        if fault is not None:
+            command = [sys.executable, "-m", "tests.faulty_worker", fault]
+        started = []
         for _ in range(count):
             log = self.tmp / f"worker{len(self.workers)}.log"
-            worker = local.running(chatgptes("worker"), log=log, env=self.env(**settings))
-            self.workers.append(self._stack.enter_context(worker))
+            worker = local.running(command, log=log, env=self.env(**settings))
+            started.append(self._stack.enter_context(worker))
+        self.workers += started
+        return started
 
     def cli(
         self, *args: str, input: str | None = None, **settings: object

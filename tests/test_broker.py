@@ -9,10 +9,18 @@ import pytest
 
 from contract import keys
 from tests.conftest import eventually
-from worker.broker import BatchStopped, Draining, LeaseBroker, NoCapacityError
-from worker.health import OK
+from worker.broker import OK, BatchStopped, Draining, LeaseBroker, NoCapacityError
 from worker.leases import LeaseBook
+from worker.lifecycle import Lifecycle
 from worker.proxies import Identity
+
+
+def make_broker(book: LeaseBook, **options: object) -> LeaseBroker:
+    lifecycle = Lifecycle()
+    lifecycle.start()
+    settings = {"max_inflight": 10, "capacity_wait_limit": 3600, "waiting_after": 3600,
+                "poll_seconds": 0.01, **options}  # fmt: skip
+    return LeaseBroker(book, lifecycle=lifecycle, **settings)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -26,8 +34,7 @@ async def book(fake_redis) -> LeaseBook:
 
 @pytest.fixture
 async def broker(book: LeaseBook) -> AsyncIterator[LeaseBroker]:
-    running = LeaseBroker(book, max_inflight=10, capacity_wait_limit=3600, waiting_after=3600,
-                          poll_seconds=0.01)  # fmt: skip
+    running = make_broker(book)
     task = asyncio.create_task(running.run())
     yield running
     task.cancel()
@@ -39,7 +46,7 @@ async def test_leases_go_round_robin_across_batches(broker: LeaseBroker) -> None
     async def prompt(batch_id: str, index: int) -> None:
         lease = await broker.lease(batch_id, index)
         served.append(batch_id)
-        broker.release(lease, OK)
+        broker.succeeded(lease)
 
     # A big batch's prompts arrive first, then a small one's: they take turns.
     tasks = [asyncio.create_task(prompt("big", n)) for n in range(6)]
@@ -67,7 +74,7 @@ async def test_draining_lets_every_waiter_go(broker: LeaseBroker) -> None:
     await broker.book.acquire(2)
     waiting = asyncio.create_task(broker.lease("b1", 0))
     await eventually(lambda: broker.waiting == 1, what="a waiter")
-    broker.drain()
+    broker.lifecycle.drain()
     with pytest.raises(Draining):
         await waiting
     with pytest.raises(Draining):
@@ -75,8 +82,7 @@ async def test_draining_lets_every_waiter_go(broker: LeaseBroker) -> None:
 
 
 async def test_a_hopeless_wait_ends_as_no_capacity(book: LeaseBook) -> None:
-    broker = LeaseBroker(book, max_inflight=10, capacity_wait_limit=0.05, waiting_after=3600,
-                         poll_seconds=0.01)  # fmt: skip
+    broker = make_broker(book, capacity_wait_limit=0.05)
     task = asyncio.create_task(broker.run())
     await book.acquire(2)
     with pytest.raises(NoCapacityError, match="no identity had capacity"):
@@ -86,8 +92,9 @@ async def test_a_hopeless_wait_ends_as_no_capacity(book: LeaseBook) -> None:
 
 async def test_a_long_wait_is_shown_and_its_end_too(book: LeaseBook) -> None:
     shown: list[tuple[str, int, bool]] = []
-    broker = LeaseBroker(book, max_inflight=10, capacity_wait_limit=3600, waiting_after=0.01,
-                         on_waiting=lambda b, i, w: shown.append((b, i, w)), poll_seconds=0.01)  # fmt: skip
+    broker = make_broker(
+        book, waiting_after=0.01, on_waiting=lambda b, i, w: shown.append((b, i, w))
+    )
     task = asyncio.create_task(broker.run())
     blocker = await book.acquire(2)
     waiting = asyncio.create_task(broker.lease("b1", 7))
@@ -100,13 +107,12 @@ async def test_a_long_wait_is_shown_and_its_end_too(book: LeaseBook) -> None:
 
 async def test_the_worker_cap_bounds_its_leases(book: LeaseBook, fake_redis) -> None:
     await book.register([Identity("p1", "http://p1:1", max_inflight=50, rate_per_second=0)])
-    broker = LeaseBroker(book, max_inflight=3, capacity_wait_limit=3600, waiting_after=3600,
-                         poll_seconds=0.01)  # fmt: skip
+    broker = make_broker(book, max_inflight=3)
     task = asyncio.create_task(broker.run())
     waiting = [asyncio.create_task(broker.lease("b1", n)) for n in range(5)]
     await eventually(lambda: len(broker.held) == 3, what="three leases")
     assert broker.waiting == 2 and await fake_redis.zcard(keys.lease_tokens()) == 3
     for lease in list(broker.held.values()):
-        broker.release(lease, OK)
+        broker.succeeded(lease)
     await asyncio.gather(*waiting)
     task.cancel()

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
-from arq.worker import Retry
 
 from contract import keys
 from contract.config import QueueSettings
@@ -19,9 +18,10 @@ from producer.inputs import PromptLine
 from simulator import SimConfig, run_simulator
 from simulator.server import Simulator
 from tests.conftest import eventually
+from worker.broker import OK
+from worker.claims import ChunkClaim
 from worker.config import WorkerConfig
-from worker.health import OK
-from worker.runtime import WorkerRuntime
+from worker.runtime import ChunkOutcome, WorkerRuntime
 
 
 @dataclass
@@ -38,23 +38,25 @@ class Harness:
         ]
         return (await self.queue.enqueue(lines)).batch_id
 
-    async def chunks(self) -> list[tuple[str, ChunkPayload]]:
-        """The queued chunks, taken off the queue as a worker would."""
+    async def chunks(self) -> list[tuple[ChunkClaim, ChunkPayload]]:
+        """The queued chunks, claimed as a worker's intake claims them."""
         found = []
-        for raw in await self.redis.zrange("test:queue", 0, -1):
-            chunk_id = raw.decode()
-            job = json.loads(await self.redis.get(keys.arq_job(chunk_id)))
-            found.append((chunk_id, ChunkPayload.model_validate(job["a"][0])))
-            await self.redis.zrem("test:queue", chunk_id)
+        while claims := await self.runtime.take_chunks(100):
+            for claim in claims:
+                job = json.loads(await self.redis.get(keys.arq_job(claim.key)))
+                found.append((claim, ChunkPayload.model_validate(job["a"][0])))
         return found
 
-    async def run_all(self) -> list[object]:
-        """Runs every queued chunk concurrently; each outcome is its return or its Retry."""
+    async def run(self, claim: ChunkClaim, payload: ChunkPayload) -> ChunkOutcome:
+        """One chunk as arq runs it: the job, then the end of the worker's hold."""
+        outcome = await self.runtime.run_chunk(payload, claim)
+        await self.runtime.end_chunk(claim.key, finished=outcome is not ChunkOutcome.HANDED_BACK)
+        return outcome
+
+    async def run_all(self) -> list[ChunkOutcome]:
+        """Runs every queued chunk concurrently; returns each one's outcome."""
         chunks = await self.chunks()
-        return await asyncio.gather(
-            *(self.runtime.run_chunk(payload, chunk_id) for chunk_id, payload in chunks),
-            return_exceptions=True,
-        )
+        return await asyncio.gather(*(self.run(claim, payload) for claim, payload in chunks))
 
     def stats(self) -> dict:
         return self.sim.stats.snapshot()
@@ -77,6 +79,7 @@ async def harness(
             "backoff_base_seconds": 0.01,
             "cooldown_base_seconds": 0.05,
             "heartbeat_seconds": 0.2,
+            "lease_ttl_seconds": 2,
         }
         settings = WorkerConfig(**{**defaults, **config})
         runtime = WorkerRuntime(settings, redis)
@@ -93,7 +96,7 @@ async def test_a_chunk_runs_its_prompts_concurrently_to_one_result_each(fake_red
         batch_id = await h.enqueue(*(f"prompt {n}" for n in range(40)))
         outcomes = await h.run_all()
         stats = h.stats()
-    assert all(isinstance(o, dict) for o in outcomes), outcomes
+    assert outcomes == [ChunkOutcome.DONE] * len(outcomes), outcomes
     results = await h.queue.results(batch_id)
     assert [r.content.rsplit(" ", 1)[-1] for r in results] == [str(n) for n in range(40)]
     assert all(r.status == "succeeded" and r.attempts == 1 for r in results)
@@ -107,9 +110,9 @@ async def test_a_chunk_runs_its_prompts_concurrently_to_one_result_each(fake_red
 async def test_a_rerun_of_a_finished_chunk_sends_nothing(fake_redis) -> None:
     async with harness(fake_redis) as h:
         batch_id = await h.enqueue("once", "twice")
-        [(chunk_id, payload), *_] = await h.chunks()
-        await h.runtime.run_chunk(payload, chunk_id)
-        await h.runtime.run_chunk(payload, chunk_id)  # arq ran it again after a crash
+        [(claim, payload), *_] = await h.chunks()
+        await h.runtime.run_chunk(payload, claim)
+        await h.runtime.run_chunk(payload, claim)  # run again after a crash
         assert h.stats()["requests"]["ajax"] == 1
     assert (await h.queue.status(batch_id)).succeeded == 1
 
@@ -132,7 +135,10 @@ async def test_bad_proxies_are_charged_and_left_while_the_prompts_succeed(fake_r
 
     options = {"proxies": 1, "bad_gateway_proxies": 1, "auth_proxies": 1,
                "plain_502_proxies": 1, "dead_proxies": 1}  # fmt: skip
-    async with harness(fake_redis, options, proxies=proxies, proxy_max_inflight=2) as h:
+    # Cooldowns long enough that a cooled exit stays out for the rest of the run (with the
+    # harness's 50 ms, how often one comes back to be probed depends on the run's length).
+    async with harness(fake_redis, options, proxies=proxies, proxy_max_inflight=2,
+                       cooldown_base_seconds=2) as h:  # fmt: skip
         batch_id = await h.enqueue(*(f"p{n}" for n in range(30)))
         await h.run_all()
         identities = h.stats()["identities"]
@@ -241,8 +247,8 @@ async def test_draining_hands_unsent_prompts_back_and_lets_sent_ones_finish(fake
         stats = h.stats()
     sent = stats["requests"]["ajax"]
     assert 2 <= sent < 6  # what was on the wire finished; nothing more went out
-    # arq puts each chunk with an unsent prompt back where it was.
-    assert sum(isinstance(outcome, Retry) for outcome in outcomes) == 6 - sent
+    # Each chunk with an unsent prompt goes back where it was.
+    assert outcomes.count(ChunkOutcome.HANDED_BACK) == 6 - sent
     status = await h.queue.status(batch_id)
     assert (status.succeeded, status.queued, status.in_progress) == (sent, 6 - sent, 0)
 
@@ -319,3 +325,109 @@ async def test_usage_is_counted_as_openai_would_bill_it(fake_redis) -> None:
     assert result.usage is not None and result.usage.prompt_tokens == 9
     assert result.usage.completion_tokens > 0
     assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens
+
+
+async def test_a_lost_chunks_unsent_prompts_are_dropped_and_the_sent_one_kept(fake_redis) -> None:
+    async with harness(fake_redis, {"latency": "fixed:300"}, proxy_max_inflight=1) as h:
+        batch_id = await h.enqueue(*(f"p{n}" for n in range(40)))  # 8 chunks of 5
+        [claim] = await h.runtime.take_chunks(1)
+        job = json.loads(await fake_redis.get(keys.arq_job(claim.key)))
+        running = asyncio.create_task(h.run(claim, ChunkPayload.model_validate(job["a"][0])))
+        held = h.runtime.held[claim.key]
+        await eventually(lambda: held.hold.sending, what="one prompt on the wire")
+        # Another worker took the chunk (this one looked dead): the next beat says so.
+        await fake_redis.set(keys.arq_in_progress(claim.key), "another-worker")
+        await h.runtime.heartbeat.beat()
+        assert await running is ChunkOutcome.LOST
+        sent = h.stats()["requests"]["ajax"]
+    assert sent == 1  # the one on the wire; the four waiting were never sent
+    status = await h.queue.status(batch_id)
+    assert status.succeeded == 1  # its answer was kept
+    assert await fake_redis.get(keys.arq_in_progress(claim.key)) == b"another-worker"
+
+
+async def test_a_frozen_worker_sends_nothing_under_a_claim_it_lost(fake_redis) -> None:
+    async with harness(fake_redis, proxy_max_inflight=1, lease_wait_seconds=0.05) as h:
+        await h.enqueue(*(f"p{n}" for n in range(16)))
+        blocker = await h.runtime.book.acquire(1)  # no capacity: the prompts wait
+        [claim] = await h.runtime.take_chunks(1)
+        job = json.loads(await fake_redis.get(keys.arq_job(claim.key)))
+        running = asyncio.create_task(h.run(claim, ChunkPayload.model_validate(job["a"][0])))
+        await eventually(lambda: h.runtime.broker.waiting == 2, what="two prompts waiting")
+        # The process is frozen past the claim's TTL: it no longer knows it holds the chunk,
+        # and meanwhile another worker took it.
+        h.runtime.heartbeat.interval = 3600
+        claim.valid_until = 0
+        await fake_redis.set(keys.arq_in_progress(claim.key), "another-worker")
+        await h.runtime.book.release([(blocker.leases[0], OK)])  # capacity is back
+        await h.runtime.heartbeat.beat()  # it wakes up, and learns it lost the chunk
+        assert await running is ChunkOutcome.LOST
+        assert h.stats()["requests"]["ajax"] == 0
+
+
+async def test_a_frozen_worker_that_still_holds_its_chunk_goes_on(fake_redis) -> None:
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue("a", "b")
+        [claim, other] = await h.runtime.take_chunks(2)
+        claim.valid_until = other.valid_until = 0  # frozen; nobody took its chunks meanwhile
+        outcomes = await asyncio.gather(*(h.run(c, p) for c, p in await _payloads(h, claim, other)))
+    assert outcomes == [ChunkOutcome.DONE] * 2
+    assert (await h.queue.status(batch_id)).succeeded == 2
+
+
+async def _payloads(h: Harness, *claims: ChunkClaim) -> list[tuple[ChunkClaim, ChunkPayload]]:
+    found = []
+    for claim in claims:
+        job = json.loads(await h.redis.get(keys.arq_job(claim.key)))
+        found.append((claim, ChunkPayload.model_validate(job["a"][0])))
+    return found
+
+
+async def test_a_chunk_whose_workers_keep_dying_ends_as_worker_crashed(fake_redis) -> None:
+    async with harness(fake_redis, chunk_crash_limit=3) as h:
+        batch_id = await h.enqueue("poison")
+        await fake_redis.hset(keys.chunk_runs(), f"{batch_id}:0", 3)  # three holders died
+        outcomes = await h.run_all()
+        sent = h.stats()["requests"]["ajax"]
+    assert outcomes == [ChunkOutcome.DONE] and sent == 0
+    [result] = await h.queue.results(batch_id)
+    assert (result.status, result.error.type) == ("failed", "WorkerCrashed")
+    assert "died 3 times" in result.error.message
+    assert await fake_redis.hget(keys.chunk_runs(), f"{batch_id}:0") is None
+
+
+async def test_a_loop_that_dies_takes_the_worker_down(fake_redis, monkeypatch) -> None:
+    async with harness(fake_redis) as h:
+        downed: list[bool] = []
+        h.runtime.on_failure = lambda: downed.append(True)
+
+        async def broken(*_: object, **__: object) -> None:
+            raise ValueError("not the kind of reply the broker knows")
+
+        monkeypatch.setattr(h.runtime.book, "exchange", broken)
+        await h.enqueue("x")
+        task = asyncio.create_task(h.run_all())
+        await eventually(lambda: downed, what="the worker to be told")
+        assert h.runtime.supervisor.failed == "broker loop died (ValueError)"
+        task.cancel()
+    info = await fake_redis.hget(keys.worker_info(h.runtime.worker_id), "went_down")
+    assert info == b"broker loop died (ValueError)"
+
+
+async def test_a_chunk_whose_worker_died_is_split_one_prompt_a_chunk(fake_redis) -> None:
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue(*(f"p{n}" for n in range(16)))  # 8 chunks of 2
+        await fake_redis.hset(keys.chunk_runs(), f"{batch_id}:0", 1)  # its worker died once
+        [claim] = await h.runtime.take_chunks(1)
+        assert (claim.key, claim.lapses) == (f"{batch_id}:0", 1)
+        [(_, payload)] = await _payloads(h, claim)
+        assert await h.run(claim, payload) is ChunkOutcome.SPLIT
+        assert h.stats()["requests"]["ajax"] == 0
+        runs = {
+            k.decode(): int(v) for k, v in (await fake_redis.hgetall(keys.chunk_runs())).items()
+        }
+        assert runs == {f"{batch_id}:0/0": 1, f"{batch_id}:0/1": 1}  # each inherits the death
+        assert await fake_redis.zscore("test:queue", f"{batch_id}:0") is None
+        outcomes = await h.run_all()
+    assert outcomes == [ChunkOutcome.DONE] * 9  # the 7 others and the 2 halves
+    assert (await h.queue.status(batch_id)).succeeded == 16

@@ -35,29 +35,29 @@ def test_session_round_trips_as_json() -> None:
     assert session.id != SiteSession(nonce="abc123", post_id="7").id
 
 
-async def test_one_handshake_serves_many_uses(fake_redis) -> None:
-    sessions, handshake = cache(fake_redis), CountingHandshake()
+async def test_one_handshake_serves_many_uses(redis) -> None:
+    sessions, handshake = cache(redis), CountingHandshake()
     got = [await sessions.get("p1", handshake) for _ in range(5)]
     assert handshake.calls == 1 and {s.nonce for s in got} == {"nonce1"}
 
 
-async def test_another_worker_reuses_the_shared_session(fake_redis) -> None:
-    first, second, handshake = cache(fake_redis), cache(fake_redis), CountingHandshake()
+async def test_another_worker_reuses_the_shared_session(redis) -> None:
+    first, second, handshake = cache(redis), cache(redis), CountingHandshake()
     made = await first.get("p1", handshake)
     assert await second.get("p1", handshake) == made
     assert handshake.calls == 1
 
 
-async def test_sessions_are_per_identity(fake_redis) -> None:
-    sessions, handshake = cache(fake_redis), CountingHandshake()
+async def test_sessions_are_per_identity(redis) -> None:
+    sessions, handshake = cache(redis), CountingHandshake()
     one, two = await sessions.get("p1", handshake), await sessions.get("p2", handshake)
     assert (one.nonce, two.nonce) == ("nonce1", "nonce2")
 
 
-async def test_refresh_is_single_flight_across_workers(fake_redis) -> None:
+async def test_refresh_is_single_flight_across_workers(redis) -> None:
     gate = asyncio.Event()
     handshake = CountingHandshake(gate)
-    workers = [cache(fake_redis) for _ in range(3)]
+    workers = [cache(redis) for _ in range(3)]
     tasks = [asyncio.create_task(w.get("p1", handshake)) for w in workers for _ in range(4)]
     await eventually(lambda: handshake.calls == 1, what="one worker in its handshake")
     gate.set()
@@ -65,9 +65,9 @@ async def test_refresh_is_single_flight_across_workers(fake_redis) -> None:
     assert handshake.calls == 1 and {s.nonce for s in got} == {"nonce1"}
 
 
-async def test_the_lock_holder_looks_again_before_its_handshake(fake_redis) -> None:
+async def test_the_lock_holder_looks_again_before_its_handshake(redis) -> None:
     """A session stored between a worker's look and its lock is used, not fetched again."""
-    sessions, handshake = cache(fake_redis), CountingHandshake()
+    sessions, handshake = cache(redis), CountingHandshake()
     other = SiteSession(nonce="theirs", post_id="106")
     looks = 0
     real_shared = sessions._shared
@@ -76,7 +76,7 @@ async def test_the_lock_holder_looks_again_before_its_handshake(fake_redis) -> N
         nonlocal looks
         looks += 1
         if looks == 2:  # the look after taking the lock: someone else just finished
-            await fake_redis.hset(keys.site_sessions(), identity, other.to_json())
+            await redis.hset(keys.site_sessions(), identity, other.to_json())
         return await real_shared(identity)
 
     sessions._shared = shared_after_someone_else_finished  # type: ignore[method-assign]
@@ -84,53 +84,53 @@ async def test_the_lock_holder_looks_again_before_its_handshake(fake_redis) -> N
     assert handshake.calls == 0
 
 
-async def test_max_uses_forces_a_fresh_handshake(fake_redis) -> None:
-    sessions, handshake = cache(fake_redis, max_uses=3), CountingHandshake()
+async def test_max_uses_forces_a_fresh_handshake(redis) -> None:
+    sessions, handshake = cache(redis, max_uses=3), CountingHandshake()
     for _ in range(3):
         await sessions.get("p1", handshake)
     await sessions.count_uses()  # worn: dropped at the count
     assert (await sessions.get("p1", handshake)).nonce == "nonce2"
 
 
-async def test_drop_removes_only_the_session_that_failed(fake_redis) -> None:
+async def test_drop_removes_only_the_session_that_failed(redis) -> None:
     """Both sessions carry the same nonce (as logged-out visitors' do): the ID tells them apart."""
-    sessions = cache(fake_redis)
+    sessions = cache(redis)
     stale = SiteSession(nonce="same", post_id="106")
     fresh = SiteSession(nonce="same", post_id="106")
-    await fake_redis.hset(keys.site_sessions(), "p1", fresh.to_json())
+    await redis.hset(keys.site_sessions(), "p1", fresh.to_json())
     assert not await sessions.drop("p1", stale)
-    assert await fake_redis.hget(keys.site_sessions(), "p1") is not None
+    assert await redis.hget(keys.site_sessions(), "p1") is not None
     assert await sessions.drop("p1", fresh)
-    assert await fake_redis.hget(keys.site_sessions(), "p1") is None
+    assert await redis.hget(keys.site_sessions(), "p1") is None
 
 
-async def test_a_session_past_its_ttl_is_replaced(fake_redis) -> None:
-    sessions, handshake = cache(fake_redis, ttl_seconds=60), CountingHandshake()
+async def test_a_session_past_its_ttl_is_replaced(redis) -> None:
+    sessions, handshake = cache(redis, ttl_seconds=60), CountingHandshake()
     old = SiteSession(nonce="old", post_id="106", created_at=0.0)
-    await fake_redis.hset(keys.site_sessions(), "p1", old.to_json())
+    await redis.hset(keys.site_sessions(), "p1", old.to_json())
     assert (await sessions.get("p1", handshake)).nonce == "nonce1"
 
 
-async def test_unreadable_session_data_is_no_session(fake_redis) -> None:
-    sessions, handshake = cache(fake_redis), CountingHandshake()
-    await fake_redis.hset(keys.site_sessions(), "p1", b"\x80\x04\x95pickle")
+async def test_unreadable_session_data_is_no_session(redis) -> None:
+    sessions, handshake = cache(redis), CountingHandshake()
+    await redis.hset(keys.site_sessions(), "p1", b"\x80\x04\x95pickle")
     assert (await sessions.get("p1", handshake)).nonce == "nonce1"
 
 
-async def test_failed_handshake_propagates_and_frees_the_lock(fake_redis) -> None:
-    sessions = cache(fake_redis)
+async def test_failed_handshake_propagates_and_frees_the_lock(redis) -> None:
+    sessions = cache(redis)
 
     async def refused() -> SiteSession:
         raise RateLimited("429", retry_after=5)
 
     with pytest.raises(RateLimited):
         await sessions.get("p1", refused)
-    assert await fake_redis.get(keys.site_session_lock("p1")) is None
+    assert await redis.get(keys.site_session_lock("p1")) is None
     assert (await sessions.get("p1", CountingHandshake())).nonce == "nonce1"
 
 
-async def test_waiting_for_someone_elses_refresh_is_bounded(fake_redis) -> None:
-    sessions = cache(fake_redis, wait_seconds=0.2)
-    await fake_redis.set(keys.site_session_lock("p1"), "someone-else", px=10_000)
+async def test_waiting_for_someone_elses_refresh_is_bounded(redis) -> None:
+    sessions = cache(redis, wait_seconds=0.2)
+    await redis.set(keys.site_session_lock("p1"), "someone-else", px=10_000)
     with pytest.raises(HandshakeFailed, match="no session for p1"):
         await sessions.get("p1", CountingHandshake())

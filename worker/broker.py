@@ -1,17 +1,25 @@
-"""The worker's one door to the shared policy: prompts wait here for leases.
+"""A lease's whole life in the worker: asked for, waited on, handed out, renewed, given back.
 
-Every prompt of every chunk a worker holds asks the broker for a lease and gives
-it back when its exchange ends. The broker turns all of that into one Redis call
-at a time (the returns since the last call, then an acquire for every prompt
-waiting), so the policy's cost is paid per call, not per prompt. Leases go to
-the waiting prompts round-robin across batches, in arrival order within a batch,
-so a small batch that arrives behind a big one is served from its first lease.
+The broker is the one owner of leases. A prompt asks it for one (``lease``), sends
+under it (``charge`` for the handshake's extra page GET) and gives it back with what
+happened (``succeeded``, ``failed`` with the upstream error, or ``unused``); the
+heartbeat renews the leases it holds (``held``) and tells it which were lost. All of
+that becomes one Redis call at a time (the returns since the last call, then an
+acquire for every prompt waiting), so the policy's cost is paid per call, not per
+prompt. Leases go to the waiting prompts round-robin across batches, in arrival
+order within a batch, so a small batch that arrives behind a big one is served from
+its first lease.
+
+What an outcome says about the identity that carried it (its cooldown) is decided
+here, from the error's class: a bad exit cools and the prompt moves on to another.
 
 Waiting for capacity is not failing: a prompt waits here without spending any
 budget, however long, until ``capacity_wait_limit`` (then ``NoCapacityError``).
 A stopped batch's waiting prompts (cancelled, or past its completion window) are
 let go (``BatchStopped``) by the same call that would have given them a lease, so
-nothing of it leaves after the cancel.
+nothing of it leaves after the cancel. No lease is taken while ``holding_back()``
+says the worker could not store what new requests would bring (Redis refusing
+writes), nor once the worker drains.
 """
 
 from __future__ import annotations
@@ -19,20 +27,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from redis.exceptions import RedisError
 
-from contract.retrying import RedisBackoff
-from worker.health import NEUTRAL
+from contract.retrying import TRANSIENT, RedisBackoff
+from worker.errors import QuotaExceeded, UpstreamError, Verdict
 from worker.leases import Cooldown, Grants, Lease, LeaseBook
+from worker.lifecycle import Lifecycle
 from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("chatgptes.broker")
 HOUSEKEEPING_SECONDS = 0.5
 WAIT_LOG_SECONDS = 10.0  # one line per interval about waiting prompts, not one per prompt
+OK = Cooldown(verdict="ok")
+NEUTRAL = Cooldown(verdict="none")
 
 
 class BatchStopped(Exception):
@@ -49,6 +59,26 @@ class Draining(Exception):
 
 class NoCapacityError(Exception):
     """No identity had room for longer than the capacity wait limit."""
+
+
+@dataclass(frozen=True)
+class Rests:
+    """How long an identity rests after the site blocked it or it used its quota."""
+
+    block_seconds: float = 300.0
+    quota_seconds: float = 3600.0
+
+
+def cooldown_for(error: UpstreamError, rests: Rests) -> Cooldown:
+    """Maps an error to how long its identity rests: never less than the site asked for."""
+    if error.verdict is Verdict.NONE:
+        return NEUTRAL
+    floor = error.retry_after or 0.0
+    if isinstance(error, QuotaExceeded):
+        floor = max(floor, rests.quota_seconds)
+    elif error.verdict is Verdict.QUARANTINE:
+        floor = max(floor, rests.block_seconds)
+    return Cooldown(verdict=error.verdict.value, floor_seconds=floor, reason=error.kind)
 
 
 @dataclass(eq=False)
@@ -69,18 +99,26 @@ class LeaseBroker:
         self,
         book: LeaseBook,
         *,
+        lifecycle: Lifecycle,
         max_inflight: int,
         capacity_wait_limit: float,
         waiting_after: float,
+        rests: Rests | None = None,
         on_waiting: StateHook | None = None,
+        on_no_identity: Callable[[], None] | None = None,
+        holding_back: Callable[[], bool] = lambda: False,
         metrics: WorkerMetrics | None = None,
         poll_seconds: float = 0.025,
     ) -> None:
         self.book = book
+        self.lifecycle = lifecycle
         self.max_inflight = max_inflight
         self.capacity_wait_limit = capacity_wait_limit
         self.waiting_after = waiting_after
+        self.rests = rests or Rests()
         self.on_waiting = on_waiting
+        self.on_no_identity = on_no_identity
+        self.holding_back = holding_back
         self.metrics = metrics or WorkerMetrics()
         self.poll_seconds = poll_seconds
         self.held: dict[str, Lease] = {}
@@ -88,19 +126,22 @@ class LeaseBroker:
         self.last_refusal = "ready"
         self._waiting: OrderedDict[str, deque[Waiter]] = OrderedDict()
         self._returns: list[tuple[Lease, Cooldown]] = []
+        self._strangers: list[str] = []
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
-        self._draining = False
         self._redis_backoff = RedisBackoff("broker")
         self._wait_logged_at = -WAIT_LOG_SECONDS
+        lifecycle.on_drain(self._let_waiters_go)
 
     @property
     def waiting(self) -> int:
         return sum(len(queue) for queue in self._waiting.values())
 
+    # -- what a prompt does with a lease, in order --------------------------------------
+
     async def lease(self, batch_id: str, index: int) -> Lease:
         """A lease for the prompt at ``index`` of ``batch_id``; waits as long as capacity takes."""
-        if self._draining:
+        if not self.lifecycle.running:
             raise Draining
         if batch_id in self.stopped:
             raise BatchStopped(self.stopped[batch_id])
@@ -111,29 +152,42 @@ class LeaseBroker:
             return await waiter.future
         except asyncio.CancelledError:
             self._forget(waiter)
+            future = waiter.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self.unused(future.result())  # handed out just as the prompt was cancelled
             raise
 
-    def release(self, lease: Lease, cooldown: Cooldown) -> None:
-        """Gives a lease back with what its request said about the identity (sent soon)."""
-        if self.held.pop(lease.token, None) is None:
-            return
-        self._returns.append((lease, cooldown))
-        self._wake.set()
+    async def charge(self, lease: Lease) -> None:
+        """One more request under ``lease`` than the lease itself (the handshake's page GET)."""
+        await self.book.charge(lease.identity)
 
-    def drain(self) -> None:
-        """Stops handing out leases: every waiting prompt (and any later ask) gets Draining."""
-        self._draining = True
-        for waiter in self._all_waiters():
-            if not waiter.future.done():
-                waiter.future.set_exception(Draining())
-        self._waiting.clear()
-        self._wake.set()
+    def succeeded(self, lease: Lease) -> None:
+        self._give_back(lease, OK)
+
+    def failed(self, lease: Lease, error: UpstreamError) -> None:
+        """The request under ``lease`` failed with ``error``: its identity is charged for it."""
+        self._give_back(lease, cooldown_for(error, self.rests))
+
+    def unused(self, lease: Lease) -> None:
+        """Nothing was learnt about the identity (not sent, a bug, a shutdown)."""
+        self._give_back(lease, NEUTRAL)
+
+    def lost(self, tokens: Sequence[str]) -> None:
+        """The heartbeat found these leases gone (reaped while this worker looked dead)."""
+        for token in tokens:
+            lease = self.held.pop(token, None)
+            if lease is not None:
+                lease.claim.lose()
+        if tokens:
+            log.warning("leases.lost", leases=len(tokens))
 
     def stop_batch(self, batch_id: str, why: str) -> None:
         self.stopped[batch_id] = why
         for waiter in self._waiting.pop(batch_id, ()):
             if not waiter.future.done():
                 waiter.future.set_exception(BatchStopped(why))
+
+    # -- the loop: one Redis call per turn ------------------------------------------------
 
     async def run(self) -> None:
         """The broker's loop: one Redis call per turn, for every return and every waiter."""
@@ -145,13 +199,21 @@ class LeaseBroker:
                 housekeeping_at = time.monotonic() + HOUSEKEEPING_SECONDS
                 self._housekeeping()
             returns, self._returns = self._returns, []
-            want = 0 if self._draining else min(self.waiting, self.max_inflight - len(self.held))
-            if not returns and want <= 0:
+            strangers, self._strangers = self._strangers, []
+            want = min(self.waiting, self.max_inflight - len(self.held))
+            if not self.lifecycle.running or self.holding_back():
+                want = 0
+            if not returns and not strangers and want <= 0:
+                if self.waiting and self.holding_back():
+                    self._wake_in(self.poll_seconds * 4)
                 continue
             try:
-                grants = await self.book.exchange(returns, want, list(self._waiting)[:64])
-            except RedisError as error:
+                grants = await self.book.exchange(
+                    returns, want, list(self._waiting)[:64], strangers=strangers
+                )
+            except TRANSIENT as error:
                 self._returns[:0] = returns
+                self._strangers[:0] = strangers
                 await self._redis_backoff.wait(error)
                 self._wake.set()
                 continue
@@ -166,23 +228,32 @@ class LeaseBroker:
             if self.waiting:
                 self._wake_in(HOUSEKEEPING_SECONDS)
 
+    def _give_back(self, lease: Lease, cooldown: Cooldown) -> None:
+        if self.held.pop(lease.token, None) is None:
+            return  # given back already, or lost
+        self._returns.append((lease, cooldown))
+        self._wake.set()
+
     def _hand_out(self, grants: Grants) -> None:
         for batch_id, why in grants.stopped.items():
             self.stop_batch(batch_id, why)
-        unused: list[Lease] = []
+        if grants.strangers:  # never this worker's to use: back at the next call
+            self._strangers += grants.strangers
+            log.warning("leases.not_ours", leases=len(grants.strangers))
+            self._wake.set()
         for lease in grants.leases:
             waiter = self._next_waiter()
-            if waiter is None:
-                unused.append(lease)
-                continue
             self.held[lease.token] = lease
+            if waiter is None:  # its prompt went away meanwhile: back at once, unused
+                self.unused(lease)
+                continue
             waiter.future.set_result(lease)
             if waiter.shown_waiting and self.on_waiting is not None:
                 self.on_waiting(waiter.batch_id, waiter.index, False)
-        for lease in unused:  # their prompts went away meanwhile: back at once, unused
-            self._returns.append((lease, NEUTRAL))
         if len(grants.leases) == 0 and self.waiting:
             self.last_refusal = grants.reason
+            if grants.reason == "no_identity" and self.on_no_identity is not None:
+                self.on_no_identity()
 
     def _next_waiter(self) -> Waiter | None:
         """The oldest waiter of the batch whose turn it is; batches take turns."""
@@ -220,6 +291,14 @@ class LeaseBroker:
                 if now - self._wait_logged_at >= WAIT_LOG_SECONDS:
                     self._wait_logged_at = now
                     log.warning("capacity.waiting", reason=reason, waiting=self.waiting)
+
+    def _let_waiters_go(self) -> None:
+        """The worker drains: every waiting prompt goes back to the queue unsent."""
+        for waiter in self._all_waiters():
+            if not waiter.future.done():
+                waiter.future.set_exception(Draining())
+        self._waiting.clear()
+        self._wake.set()
 
     def _all_waiters(self) -> list[Waiter]:
         return [waiter for queue in self._waiting.values() for waiter in queue]

@@ -63,15 +63,21 @@ class WorkerConfig(QueueSettings):
     max_jobs: int | None = Field(
         None,
         ge=1,
-        description="arq jobs (chunks of prompts) one worker holds at once; unset = as many "
+        description="Chunks of prompts (arq jobs) one worker holds at once; unset = as many "
         "as keep its requests flowing.",
     )
 
     lease_ttl_seconds: float = Field(
-        15.0,
+        5.0,
         gt=0,
-        description="A lease renewed while its request runs expires this long after "
-        "its holder died.",
+        description="A claim (a chunk, a lease) its worker renews expires this long after the "
+        "worker died or stalled: its prompts run again on another worker this soon.",
+    )
+    chunk_crash_limit: int = Field(
+        3,
+        ge=1,
+        description="A chunk whose worker died this many times while running it ends its "
+        "unsettled prompts failed (WorkerCrashed) instead of running them again.",
     )
     lease_wait_seconds: float = Field(
         2.0, ge=0, description="A prompt waiting this long for capacity shows as waiting."
@@ -80,10 +86,10 @@ class WorkerConfig(QueueSettings):
         24 * 3600, gt=0, description="A prompt still finding no capacity after this fails."
     )
     heartbeat_seconds: float = Field(
-        5.0,
+        1.0,
         gt=0,
-        description="How often a worker renews its leases and chunks and reports in; "
-        "a dead worker's chunks run again about 3 heartbeats later.",
+        description="How often a worker renews its claims (chunks, leases) and reports in; "
+        "at most half of lease_ttl_seconds.",
     )
     session_ttl_seconds: float = Field(
         6 * 3600, gt=0, description="Site session lifetime; keep it below the nonce's 12-24 h."

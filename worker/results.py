@@ -3,7 +3,10 @@
 A prompt's result is durable when ``save`` returns. Results that arrive while a
 flush is on its way wait for the next one, so under load a flush carries many
 results and the cost per result falls; when idle a result is written at once.
-While Redis is away the results stay here and the flush is tried again.
+While Redis is away or refuses writes (a restart, a failover, ``maxmemory``), the
+results stay here, the flush is tried again with backoff, and ``holding`` says so:
+the broker takes no new lease meanwhile, so the worker does not send what it could
+not store.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import structlog
 
 from contract.ledger import PromptLedger
 from contract.models import JobResult
-from contract.retrying import until_redis_answers
+from contract.retrying import TRANSIENT, RedisBackoff
 
 log = structlog.get_logger("chatgptes.results")
 
@@ -24,9 +27,15 @@ class ResultWriter:
     def __init__(self, ledger: PromptLedger) -> None:
         self.ledger = ledger
         self.saved = 0
+        self.holding = False  # Redis refused the last flush: answers wait here
         self._pending: list[tuple[JobResult, asyncio.Future[None]]] = []
         self._marks: dict[tuple[str, str], set[int]] = defaultdict(set)
         self._wake = asyncio.Event()
+        self._backoff = RedisBackoff("results")
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
     async def save(self, result: JobResult) -> None:
         """Stores the prompt's one result (a result already there is kept); waits till durable."""
@@ -45,12 +54,16 @@ class ResultWriter:
 
     async def flush_marks(self) -> None:
         """Writes the marks made so far and waits until they are in Redis."""
-        marks, self._marks = self._marks, defaultdict(set)
-        for (batch_id, state), indices in marks.items():
-            if indices:
-                await until_redis_answers(
-                    "marks", lambda b=batch_id, i=indices, s=state: self.ledger.mark(b, i, s)
-                )
+        while self._marks:
+            marks, self._marks = self._marks, defaultdict(set)
+            try:
+                for (batch_id, state), indices in marks.items():
+                    if indices:
+                        await self.ledger.mark(batch_id, indices, state)
+            except TRANSIENT as error:
+                for key, indices in marks.items():  # kept: written when Redis takes them
+                    self._marks[key] |= indices
+                await self._backoff.wait(error)
 
     async def run(self) -> None:
         while True:
@@ -58,20 +71,31 @@ class ResultWriter:
             self._wake.clear()
             if self._marks:
                 await self.flush_marks()
-            if not self._pending:
-                continue
-            batch, self._pending = self._pending, []
+            if self._pending:
+                await self._flush_results()
+
+    async def _flush_results(self) -> None:
+        batch, self._pending = self._pending, []
+        while True:
             try:
-                await until_redis_answers(
-                    "results", lambda b=batch: self.ledger.save_results([r for r, _ in b])
-                )
+                await self.ledger.save_results([result for result, _ in batch])
+            except TRANSIENT as error:
+                self.holding = True
+                await self._backoff.wait(error)
+                batch += self._pending  # what arrived meanwhile goes in the same call
+                self._pending = []
+                continue
             except Exception as error:  # a bug, not Redis: the prompts' tasks get it
-                log.exception("results.save_failed")
+                log.exception("results.save_failed", results=len(batch))
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(error)
-                continue
-            self.saved += len(batch)
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+                return
+            break
+        if self.holding:
+            self.holding = False
+        self._backoff.reset()
+        self.saved += len(batch)
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)

@@ -1,11 +1,20 @@
 """One prompt's way through the policy: lease, session, exchange, outcome, result.
 
-The runner asks the broker for a lease and hands back the outcome; the policy
-decides waits, cooldowns and rotation. ``run`` returns the prompt's one result,
-or None when the worker is shutting down and the prompt goes back to the queue
-unsent. Every failure is charged to the identity that carried it: a bad exit
-cools and the prompt moves on to another; the prompt itself spends its budget
-only on what could be the site's fault, and fails only when that budget is gone.
+The runner asks the broker for a lease and hands back the outcome; the broker and
+the lease book decide waits, cooldowns and rotation. Every failure is charged to
+the identity that carried it: a bad exit cools and the prompt moves on to another;
+the prompt itself spends its budget only on what could be the site's fault, and
+fails only when that budget is gone.
+
+Nothing is sent under a claim the worker may have lost: right before the page GET
+and the POST, the chunk's claim and the lease must both still be known good
+(``Claim.valid``). If one's time is up, the runner gives the lease back and waits
+for the next renewal to say whether the chunk is still this worker's; a chunk that
+was lost ends its prompts here, unsent (``ChunkLost``), for its new holder to run.
+
+``run`` returns the prompt's one result, or None when the worker drains and the
+prompt goes back to the queue unsent. While the POST is on the wire the prompt's
+index is in ``chunk.sending``: the worker lets those finish whatever else happens.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
@@ -24,19 +33,27 @@ from contract.redaction import redact_text
 from contract.retrying import TRANSIENT, RedisBackoff, until_redis_answers
 from contract.stopping import stopped_result
 from worker.broker import BatchStopped, Draining, LeaseBroker, NoCapacityError
+from worker.claims import ChunkClaim
 from worker.client import ChatGptEsClient
 from worker.config import WorkerConfig
 from worker.errors import SessionStale, UpstreamError, Verdict
-from worker.health import NEUTRAL, OK, cooldown_for
-from worker.leases import Lease, LeaseBook
+from worker.leases import Lease
+from worker.lifecycle import Lifecycle
 from worker.metrics import WorkerMetrics
-from worker.proxies import Identity
 from worker.sessions import SessionCache, SiteSession
 from worker.tokens import usage_of
 
 log = structlog.get_logger("chatgptes.worker")
 # Failures that are the exit's alone: the prompt moves to another at once, no backoff.
 _MOVE_ON = (Verdict.COOL, Verdict.QUARANTINE, Verdict.DOWN)
+
+
+class ChunkLost(Exception):
+    """The worker no longer holds the prompt's chunk: its new holder runs the prompt."""
+
+
+class _NotHeld(Exception):
+    """The chunk's claim or the lease is not known good right now: nothing may be sent."""
 
 
 @dataclass
@@ -47,36 +64,46 @@ class Attempts:
     started_at: datetime | None = None
 
 
+@dataclass(eq=False)
+class ChunkHold:
+    """What the prompts of one held chunk share: its claim and who is on the wire."""
+
+    claim: ChunkClaim
+    sending: set[int] = field(default_factory=set)
+
+
 class PromptRunner:
     def __init__(
         self,
         config: WorkerConfig,
         ledger: PromptLedger,
-        book: LeaseBook,
         broker: LeaseBroker,
         sessions: SessionCache,
         client: ChatGptEsClient,
-        stopping: asyncio.Event,
+        lifecycle: Lifecycle,
         metrics: WorkerMetrics,
     ) -> None:
         self.config = config
         self.ledger = ledger
-        self.book = book
         self.broker = broker
         self.sessions = sessions
         self.client = client
-        self.stopping = stopping
+        self.lifecycle = lifecycle
         self.metrics = metrics
 
-    async def run(self, request: PromptRequest, attempts: Attempts) -> JobResult | None:
-        """The prompt's one result, or None if it goes back to the queue unsent."""
+    async def run(
+        self, request: PromptRequest, attempts: Attempts, chunk: ChunkHold
+    ) -> JobResult | None:
+        """The prompt's one result, or None if it goes back to the queue unsent.
+
+        Raises ``ChunkLost`` when its chunk is no longer this worker's."""
         started = attempts.started_at or datetime.now(UTC)
         try:
-            return await self._until_settled(request, started, attempts)
+            return await self._until_settled(request, started, attempts, chunk)
         except BatchStopped as stopped:
             return stopped_result(request, stopped.why)
-        except Draining:
-            return None
+        except (Draining, ChunkLost, asyncio.CancelledError):
+            raise
         except NoCapacityError as error:
             error_ = JobError(type="NoCapacity", message=str(error))
         except TimeoutError:
@@ -91,7 +118,7 @@ class PromptRunner:
         return _failed(request, started, error_, attempts.total)
 
     async def _until_settled(
-        self, request: PromptRequest, started: datetime, attempts: Attempts
+        self, request: PromptRequest, started: datetime, attempts: Attempts, chunk: ChunkHold
     ) -> JobResult:
         stale_retried = False
         redis_backoff = RedisBackoff(f"prompt {request.job_id}")
@@ -106,9 +133,14 @@ class PromptRunner:
             began = time.monotonic()
             try:
                 async with asyncio.timeout(self.config.job_timeout_seconds - active):
-                    answer = await self._exchange(lease, request)
+                    answer = await self._exchange(lease, request, chunk)
+            except _NotHeld:
+                self.broker.unused(lease)
+                if not await chunk.claim.settle():
+                    raise ChunkLost from None
+                continue
             except UpstreamError as error:
-                self.broker.release(lease, cooldown_for(error, self.config))
+                self.broker.failed(lease, error)
                 self.metrics.upstream_error(error.kind)
                 kind = error.kind
                 spent, attempts.total = await until_redis_answers(
@@ -133,14 +165,14 @@ class PromptRunner:
             except TRANSIENT as error:
                 # Redis went away mid-exchange (the session, a rate charge): not the site's
                 # doing, and no budget spent; the prompt tries again when Redis is back.
-                self.broker.release(lease, NEUTRAL)
+                self.broker.unused(lease)
                 await redis_backoff.wait(error)
                 continue
             except BaseException:
                 # Not the site's doing (shutdown, a timeout, a bug): free the slot now.
-                self.broker.release(lease, NEUTRAL)
+                self.broker.unused(lease)
                 raise
-            self.broker.release(lease, OK)
+            self.broker.succeeded(lease)
             return JobResult.for_request(
                 request,
                 status="succeeded",
@@ -150,28 +182,34 @@ class PromptRunner:
                 usage=usage_of(request, answer),
             )
 
-    async def _exchange(self, lease: Lease, request: PromptRequest) -> str:
+    async def _exchange(self, lease: Lease, request: PromptRequest, chunk: ChunkHold) -> str:
         identity = lease.identity
-        session = await self.sessions.get(identity.name, lambda: self._handshake(identity))
+        session = await self.sessions.get(identity.name, lambda: self._handshake(lease, chunk))
+        if not (chunk.claim.valid() and lease.claim.valid()):
+            raise _NotHeld
+        chunk.sending.add(request.index)  # from here on the request may reach the site
         began = time.monotonic()
         try:
             return await self.client.ask(
                 identity, session, request.messages, request.model, request.params
             )
-        except UpstreamError as error:
-            if error.drops_session:
+        except BaseException as error:
+            chunk.sending.discard(request.index)
+            if isinstance(error, UpstreamError) and error.drops_session:
                 await self.sessions.drop(identity.name, session)
             raise
         finally:
             self.metrics.request_finished("ajax", time.monotonic() - began)
 
-    async def _handshake(self, identity: Identity) -> SiteSession:
+    async def _handshake(self, lease: Lease, chunk: ChunkHold) -> SiteSession:
+        if not (chunk.claim.valid() and lease.claim.valid()):
+            raise _NotHeld
         began = time.monotonic()
         try:
-            session = await self.client.handshake(identity)
+            session = await self.client.handshake(lease.identity)
         finally:
             self.metrics.request_finished("page", time.monotonic() - began)
-        await self.book.charge(identity)  # the page GET was one more request from this exit
+        await self.broker.charge(lease)  # the page GET was one more request from this exit
         return session
 
     def _backoff(self, spent: int) -> float:
@@ -179,9 +217,9 @@ class PromptRunner:
         return max(0.05, random.uniform(0, ceiling))
 
     async def _pause(self, seconds: float) -> None:
-        """Sleeps a backoff, cut short when the worker stops (the prompt is handed back)."""
+        """Sleeps a backoff, cut short when the worker drains (the prompt is handed back)."""
         try:
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+            await asyncio.wait_for(self.lifecycle.draining.wait(), seconds)
         except TimeoutError:
             return
         raise Draining

@@ -1,68 +1,85 @@
 """One worker process: the chunks it holds, the prompts in them, and the loops that serve them.
 
-``run_chunk`` is the whole life of an arq job: start the chunk (one Redis call),
-run every prompt of it concurrently through the shared policy, and return once
-each has its durable result. The loops beside it (the lease broker, the result
-writer, the heartbeat) are what make the cost per prompt small: they batch the
-Redis work of every prompt in flight into a few calls.
+``run_chunk`` is the whole life of a chunk in the worker: start it (one Redis call),
+run every prompt of it concurrently through the shared policy, and return once each
+has its durable result (DONE), once the unsent ones are to go back to the queue
+(HANDED_BACK: the worker drains), or once the chunk is no longer this worker's (LOST).
+The loops beside it, each watched by the supervisor, are what make the cost per
+prompt small and the claims safe:
 
-The heartbeat keeps the worker's claims alive while it lives and only then: its
-leases, the arq in-progress keys of the chunks it holds, its entry in the worker
-registry. A worker that dies stops renewing them, and within ``lease_ttl`` its
-slots come back and its chunks run again on another worker.
+- the lease broker batches every prompt's lease traffic into few Redis calls;
+- the result writer batches the results;
+- the heartbeat renews the chunk claims and the leases, and nothing else;
+- the housekeeper does the chores, in bounded steps.
+
+A chunk is held under a claim (``worker.claims``). When the heartbeat finds one lost
+(the worker was frozen or cut off past the claim's TTL and another worker took the
+chunk), the chunk's prompts that are not on the wire are cancelled at once, unsent;
+those on the wire finish and their results are stored (the first result wins).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
-from arq.worker import Retry
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from contract import keys
+from contract.chunks import ChunkQueue
 from contract.ledger import PromptLedger, StartedPrompt
-from contract.models import (
-    ChunkPayload,
-    JobError,
-    JobResult,
-    PromptRequest,
-    job_id_for,
-    utc_now,
-)
-from contract.retrying import RedisBackoff, until_redis_answers
+from contract.models import ChunkPayload, JobError, JobResult, PromptRequest, job_id_for, utc_now
+from contract.retrying import until_redis_answers
 from contract.stopping import BatchStopper, stopped_result
-from worker.broker import LeaseBroker
+from worker.broker import Draining, LeaseBroker, Rests
+from worker.claims import ChunkClaim, ChunkClaims
 from worker.client import ChatGptEsClient, ClientOptions
 from worker.config import WorkerConfig
+from worker.heartbeat import Heartbeat
+from worker.housekeeping import Housekeeper
 from worker.leases import LeaseBook
+from worker.lifecycle import Lifecycle
 from worker.metrics import WorkerMetrics
 from worker.proxies import ProxyDefaults, ProxyPool
 from worker.results import ResultWriter
-from worker.runner import Attempts, PromptRunner
+from worker.runner import Attempts, ChunkHold, ChunkLost, PromptRunner
 from worker.sessions import SessionCache
+from worker.supervision import Supervisor
 
 log = structlog.get_logger("chatgptes.worker")
-REGISTER_EVERY_SECONDS = 60.0
-EVENTS_TTL_SECONDS = 7 * 24 * 3600
 
 
-@dataclass
+class ChunkOutcome(enum.Enum):
+    DONE = "done"  # every prompt has its result
+    HANDED_BACK = "handed back"  # the worker drains: the unsent prompts go back to the queue
+    LOST = "lost"  # another worker holds it now; this one sent nothing more of it
+    CRASHED = "crashed"  # this worker could not run it (a bug): it counts as a death
+    SPLIT = "split"  # its holders died with it: its prompts went back one to a chunk
+
+
+@dataclass(eq=False)
 class HeldChunk:
-    job_id: str
-    batch_id: str
-    prompts: int
+    hold: ChunkHold
+    batch_id: str = ""
+    prompts: int = 0
     unsettled: int = 0
+    starting: bool = True
     started: float = field(default_factory=time.monotonic)
+    tasks: dict[int, asyncio.Task[bool | None]] = field(default_factory=dict)
+    outcome: ChunkOutcome | None = None
+
+    @property
+    def claim(self) -> ChunkClaim:
+        return self.hold.claim
 
 
 class WorkerRuntime:
@@ -70,10 +87,15 @@ class WorkerRuntime:
         self.config = config
         self.redis = redis
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
-        self.ledger = PromptLedger(redis, ttl_seconds=config.result_ttl_seconds)
-        self.stopper = BatchStopper(
-            redis, queue_name=config.queue_name, ttl_seconds=config.result_ttl_seconds
-        )
+        self.lifecycle = Lifecycle()
+        ttl = config.result_ttl_seconds
+        self.ledger = PromptLedger(redis, ttl_seconds=ttl)
+        self.stopper = BatchStopper(redis, queue_name=config.queue_name, ttl_seconds=ttl)
+        self.queue = ChunkQueue(redis, queue_name=config.queue_name, ttl_seconds=ttl)
+        self.claims = ChunkClaims(
+            redis, queue_name=config.queue_name, ttl_seconds=config.lease_ttl_seconds,
+            keep_seconds=ttl,
+        )  # fmt: skip
         self.pool = ProxyPool(
             config.proxies,
             config.proxies_file,
@@ -91,19 +113,29 @@ class WorkerRuntime:
         )
         self.writer = ResultWriter(self.ledger)
         self.metrics = WorkerMetrics()
-        self.broker = LeaseBroker(
-            self.book,
-            max_inflight=config.worker_max_inflight,
-            capacity_wait_limit=config.capacity_wait_limit_seconds,
-            waiting_after=config.lease_wait_seconds,
-            on_waiting=self._on_waiting,
-            metrics=self.metrics,
-        )
         self.sessions = SessionCache(
             redis,
             ttl_seconds=config.session_ttl_seconds,
             max_uses=config.session_max_uses,
             wait_seconds=config.request_timeout_seconds,
+            metrics=self.metrics,
+        )
+        self.housekeeper = Housekeeper(
+            redis, worker_id=self.worker_id, pool=self.pool, book=self.book,
+            sessions=self.sessions, stopper=self.stopper, queue=self.queue, metrics=self.metrics,
+            chunk_size=config.chunk_size, gauges=self._gauges,
+            counting=lambda: self.metrics_port is not None,
+        )  # fmt: skip
+        self.broker = LeaseBroker(
+            self.book,
+            lifecycle=self.lifecycle,
+            max_inflight=config.worker_max_inflight,
+            capacity_wait_limit=config.capacity_wait_limit_seconds,
+            waiting_after=config.lease_wait_seconds,
+            rests=Rests(config.block_cooldown_seconds, config.quota_cooldown_seconds),
+            on_waiting=self._on_waiting,
+            on_no_identity=self.housekeeper.pool_looks_empty,
+            holding_back=lambda: self.writer.holding,
             metrics=self.metrics,
         )
         self.client = ChatGptEsClient(
@@ -116,44 +148,65 @@ class WorkerRuntime:
                 max_connections=config.worker_max_inflight,
             )
         )
-        self.stopping = asyncio.Event()
         self.runner = PromptRunner(
-            config, self.ledger, self.book, self.broker, self.sessions, self.client,
-            self.stopping, self.metrics,
+            config, self.ledger, self.broker, self.sessions, self.client, self.lifecycle,
+            self.metrics,
         )  # fmt: skip
+        self.heartbeat = Heartbeat(
+            redis, chunks=self.claims, book=self.book, worker_id=self.worker_id,
+            interval=config.heartbeat_seconds, ttl=config.lease_ttl_seconds,
+            held_chunks=lambda: [held.claim for held in self.held.values()],
+            held_leases=lambda: list(self.broker.held.values()),
+            report=self.report, lost_chunks=self._chunks_lost, lost_leases=self.broker.lost,
+        )  # fmt: skip
+        self.supervisor = Supervisor(self._loop_died)
+        self.on_failure: Callable[[], None] = lambda: None  # the worker's way down (arq's)
         self.held: dict[str, HeldChunk] = {}
+        self.suspect_waiting = False
         self.metrics_port: int | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
 
-    async def start(self) -> None:
+    # -- the worker's life ------------------------------------------------------------------
+
+    async def start(self, **loops: Callable[[], Awaitable[None]]) -> None:
+        """Registers the identities, then runs the loops (and ``loops``), each watched."""
+        self.lifecycle.start()
         self.metrics_port = self.metrics.start_server(self.config.metrics_port)
         if self.metrics_port is not None:
             log.info("metrics.serving", port=self.metrics_port, path="/metrics")
         await until_redis_answers("register", lambda: self.book.register(self.pool.identities))
-        self._tasks = [
-            asyncio.create_task(self.broker.run(), name="broker"),
-            asyncio.create_task(self.writer.run(), name="results"),
-            asyncio.create_task(self._heartbeat(), name="heartbeat"),
-        ]
+        self.supervisor.start("heartbeat", self.heartbeat.run)
+        self.supervisor.start("broker", self.broker.run)
+        self.supervisor.start("results", self.writer.run)
+        self.supervisor.start("housekeeping", self.housekeeper.run)
+        for name, loop in loops.items():
+            self.supervisor.start(name, loop)
+
+    def drain(self) -> bool:
+        """Takes nothing more: prompts not yet sent go back to the queue, the rest finish."""
+        return self.lifecycle.drain()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.lifecycle.stop()
+        await self.supervisor.stop()
+        await self.housekeeper.let_go()
         await self.client.close()
         self.metrics.stop_server()
+        failed = self.supervisor.failed
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(keys.workers_seen(), self.worker_id)
-                pipe.delete(keys.worker_info(self.worker_id))
+                if failed is None:
+                    pipe.zrem(keys.workers_seen(), self.worker_id)
+                    pipe.delete(keys.worker_info(self.worker_id))
+                else:  # `workers --check` shows why it went, until its entry expires
+                    pipe.hset(keys.worker_info(self.worker_id), "went_down", failed)
                 await pipe.execute()
         except Exception:  # a worker that cannot say goodbye still stops; its entry expires
             log.info("worker.goodbye_skipped")
 
-    def drain(self) -> None:
-        """Stops taking leases: prompts not yet sent go back to the queue, the rest finish."""
-        self.stopping.set()
-        self.broker.drain()
+    def _loop_died(self, name: str, error: BaseException | None) -> None:
+        self.on_failure()
+
+    # -- chunks -----------------------------------------------------------------------------
 
     @property
     def unsettled(self) -> int:
@@ -166,39 +219,95 @@ class WorkerRuntime:
         Prompts settle one by one, so the worker takes the next chunk while the last
         ones of a chunk are still out: there is always a prompt ready for a free lease.
         """
-        if self.stopping.is_set():
+        if not self.lifecycle.running or self.writer.holding:
             return False
+        if self.config.max_jobs is not None and len(self.held) >= self.config.max_jobs:
+            return False
+        if self.held and (self.suspect_waiting or any(c.claim.suspect for c in self.held.values())):
+            return False  # a suspect runs alone: empty hands first, then it, then the rest
+        if any(chunk.starting for chunk in self.held.values()):
+            return False  # one chunk starts at a time: its prompts count before the next
         if self.unsettled >= 2 * self.config.worker_max_inflight:
             return False
         # As many ready as are out: when the requests out now come back, their slots are
         # refilled at once; more would only wait beside them for capacity.
         return self.broker.waiting < max(16, len(self.broker.held))
 
-    async def run_chunk(self, payload: ChunkPayload, job_id: str) -> dict[str, int]:
-        """Runs every prompt of the chunk to its result; ``Retry`` hands unsent ones back."""
-        held = HeldChunk(job_id, payload.batch_id, len(payload.indices), len(payload.indices))
-        self.held[job_id] = held
-        outcome = "handed back"
-        try:
-            done = await self._run_chunk(payload, held)
-            outcome = "done"
-            return done
-        finally:
-            self.held.pop(job_id, None)
-            self.metrics.chunk_finished(outcome)
-            log.info(
-                "chunk.finished", chunk=job_id, batch_id=payload.batch_id, outcome=outcome,
-                prompts=len(payload.indices), seconds=round(time.monotonic() - held.started, 3),
-            )  # fmt: skip
+    async def take_chunks(self, want: int) -> list[ChunkClaim]:
+        """Claims up to ``want`` due chunks no worker holds; they are held from now on.
 
-    async def _run_chunk(self, payload: ChunkPayload, held: HeldChunk) -> dict[str, int]:
+        A suspect chunk (its holders kept dying) is taken only with empty hands, and
+        alone: when one waits, this worker takes nothing more until its hands are empty.
+        """
+        taken = await self.claims.take(want, hands_free=not self.held)
+        self.suspect_waiting = taken.suspect_waiting
+        claims = taken.claims
+        for claim in claims:
+            if claim.key in self.held:  # a lost hold of it is still winding down here
+                await self.claims.end(claim, "hand_back")
+                continue
+            self.held[claim.key] = HeldChunk(ChunkHold(claim))
+        return [claim for claim in claims if self.held.get(claim.key, None) is not None]
+
+    async def run_chunk(self, payload: ChunkPayload, claim: ChunkClaim) -> ChunkOutcome:
+        """Runs every prompt of the chunk to its result, unless it is handed back or lost."""
+        held = self.held.setdefault(claim.key, HeldChunk(ChunkHold(claim)))
+        held.batch_id, held.prompts = payload.batch_id, len(payload.indices)
+        try:
+            held.outcome = await self._run_chunk(payload, held)
+        except Exception:
+            log.exception("chunk.crashed", chunk=claim.key, batch_id=payload.batch_id)
+            held.outcome = ChunkOutcome.CRASHED
+        finally:
+            held.starting = False
+        self.metrics.chunk_finished(held.outcome.value)
+        log.info(
+            "chunk.finished", chunk=claim.key, batch_id=payload.batch_id,
+            outcome=held.outcome.value, prompts=held.prompts,
+            seconds=round(time.monotonic() - held.started, 3),
+        )  # fmt: skip
+        return held.outcome
+
+    async def end_chunk(self, chunk_id: str, *, finished: bool, defer_ms: int = 0) -> None:
+        """Records the end of this worker's hold on a chunk (only if it still holds it)."""
+        held = self.held.pop(chunk_id, None)
+        if held is None or held.claim.lost or held.outcome is ChunkOutcome.SPLIT:
+            return  # no longer this worker's, or no longer there
+        how = "done" if finished else "hand_back"
+        if held.outcome is ChunkOutcome.CRASHED:
+            how = "lapse"
+        elif held.outcome is None and finished:
+            how = "done"  # arq refused the chunk before it ran (a job it cannot read)
+        claim = held.claim
+        try:
+            await asyncio.wait_for(
+                until_redis_answers("chunk end", lambda: self.claims.end(claim, how, defer_ms)),
+                self.config.lease_ttl_seconds,
+            )
+        except TimeoutError:  # its claim lapses instead; the next holder finds it settled
+            log.warning("chunk.end_skipped", chunk=chunk_id, how=how)
+
+    def claim_of(self, chunk_id: str) -> ChunkClaim | None:
+        held = self.held.get(chunk_id)
+        return held.claim if held is not None else None
+
+    def _chunks_lost(self, chunk_ids: list[str]) -> None:
+        for chunk_id in chunk_ids:
+            held = self.held.get(chunk_id)
+            if held is None:
+                continue
+            for index, task in held.tasks.items():
+                if index not in held.hold.sending:
+                    task.cancel()  # not sent: the chunk's new holder runs it
+
+    async def _run_chunk(self, payload: ChunkPayload, held: HeldChunk) -> ChunkOutcome:
         batch_id = payload.batch_id
         start = await until_redis_answers(
             "chunk start", lambda: self.ledger.start_chunk(batch_id, payload.indices)
         )
         if start.batch_state is None:
             log.warning("chunk.batch_gone", batch_id=batch_id, prompts=len(payload.indices))
-            return {"prompts": 0}
+            return ChunkOutcome.DONE
         enqueued_at = start.created_at
         requests: list[tuple[PromptRequest, Attempts]] = []
         unreadable: list[JobResult] = []
@@ -211,44 +320,75 @@ class WorkerRuntime:
             else:
                 requests.append(found)
         held.unsettled = len(requests) + len(unreadable)
+        held.starting = False
         why = _stopped_why(start.batch_state)
         if why is None and start.past_its_window:
-            await until_redis_answers("expire", lambda: self.stopper.expire(batch_id))
+            await until_redis_answers("expire", lambda: self.stopper.begin(batch_id, "expired"))
             why = "expired"
         if why is not None:
             await self._save_all([stopped_result(request, why) for request, _ in requests])
             await self._save_all(unreadable)
-            return {"prompts": len(requests) + len(unreadable)}
+            return ChunkOutcome.DONE
+        if held.claim.lapses >= self.config.chunk_crash_limit:
+            await self._save_all([_crashed(request, held.claim.lapses) for request, _ in requests])
+            await self._save_all(unreadable)
+            return ChunkOutcome.DONE
+        if held.claim.lapses and len(requests) > 1:
+            # Its holders died with it: one prompt a chunk from now on, so that a prompt that
+            # kills workers is found alone and the others are not failed with it.
+            await self._save_all(unreadable)
+            indices = [request.index for request, _ in requests]
+            if await self.claims.split(held.claim, batch_id, indices):
+                log.warning("chunk.split", chunk=held.claim.key, deaths=held.claim.lapses,
+                            prompts=len(indices))  # fmt: skip
+                for index in indices:
+                    self.writer.mark(batch_id, index, "queued")
+                return ChunkOutcome.SPLIT
+            return ChunkOutcome.LOST
+        for request, attempts in requests:
+            held.tasks[request.index] = asyncio.create_task(
+                self._run_prompt(request, attempts, held)
+            )
         outcomes = await asyncio.gather(
-            *(self._run_prompt(request, attempts, held) for request, attempts in requests),
+            *held.tasks.values(),
             *(self._save(result) for result in unreadable),
+            return_exceptions=True,
         )
-        handed_back = [
-            request for request, done in zip(requests, outcomes, strict=False) if not done
-        ]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(
+                outcome, asyncio.CancelledError
+            ):
+                raise outcome
+        if held.claim.lost:
+            return ChunkOutcome.LOST
+        handed_back = [r for r, done in zip(requests, outcomes, strict=False) if done is None]
         if handed_back:
             for request, _ in handed_back:
                 self.writer.mark(batch_id, request.index, "queued")
             await self.writer.flush_marks()
             log.info("chunk.handed_back", batch_id=batch_id, prompts=len(handed_back))
-            raise Retry()  # arq puts the chunk back where it was; settled prompts are skipped
-        return {"prompts": len(requests)}
+            return ChunkOutcome.HANDED_BACK
+        return ChunkOutcome.DONE
 
     async def _run_prompt(
         self, request: PromptRequest, attempts: Attempts, held: HeldChunk
-    ) -> bool:
-        """True once the prompt has its durable result; False if it was handed back unsent."""
+    ) -> bool | None:
+        """True once the prompt has its durable result; None if it was handed back unsent."""
         # Each prompt runs in a task of its own, so these stay with this prompt's lines.
         structlog.contextvars.bind_contextvars(
             job_id=request.job_id, batch_id=request.batch_id, custom_id=request.custom_id
         )
         try:
-            result = await self.runner.run(request, attempts)
+            try:
+                result = await self.runner.run(request, attempts, held.hold)
+            except (Draining, ChunkLost):
+                return None
             if result is None:
-                return False
+                return None
             await self._save(result)
             return True
         finally:
+            held.hold.sending.discard(request.index)
             held.unsettled -= 1
 
     async def _save(self, result: JobResult) -> bool:
@@ -262,65 +402,13 @@ class WorkerRuntime:
     def _on_waiting(self, batch_id: str, index: int, waiting: bool) -> None:
         self.writer.mark(batch_id, index, "waiting" if waiting else "running")
 
-    async def _heartbeat(self) -> None:
-        """Renews what this worker holds and reports in, every ``heartbeat_seconds``."""
-        backoff = RedisBackoff("heartbeat")
-        registered_at = time.monotonic()
-        while True:
-            try:
-                await self._beat()
-                if time.monotonic() - registered_at > REGISTER_EVERY_SECONDS or self.pool.reload():
-                    await self.book.register(self.pool.identities)
-                    registered_at = time.monotonic()
-            except Exception as error:  # Redis away, or a bug: keep beating, say it sparingly
-                await backoff.wait(error)
-                continue
-            backoff.reset()
-            await asyncio.sleep(self.config.heartbeat_seconds)
-
-    async def _beat(self) -> None:
-        ttl_ms = int(self.config.lease_ttl_seconds * 1000)
-        await self.book.renew(list(self.broker.held.values()))
-        now_ms = int(time.time() * 1000)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in self.held:
-                pipe.pexpire(keys.arq_in_progress(job_id), ttl_ms)
-            pipe.zadd(keys.workers_seen(), {self.worker_id: now_ms})
-            pipe.hset(keys.worker_info(self.worker_id), mapping=self.report())
-            pipe.pexpire(keys.worker_info(self.worker_id), ttl_ms * 4)
-            pipe.zremrangebyscore(keys.workers_seen(), "-inf", now_ms - ttl_ms * 4)
-            pipe.pexpire(keys.workers_seen(), ttl_ms * 4)  # the last worker gone, it goes too
-            await pipe.execute()
-        await self.sessions.count_uses()
-        for batch_id in await self.stopper.expire_due():
-            log.info("batch.expired", batch_id=batch_id)
+    def _gauges(self) -> None:
         self.metrics.gauges(
             in_flight=len(self.broker.held), waiting=self.broker.waiting, chunks=len(self.held)
         )
-        if self.metrics_port is not None:  # only a scrape needs them: they visit every identity
-            counts = await self.book.state_counts()
-            counts["full"] = counts.pop("proxy_full", 0)
-            self.metrics.identity_states(counts)
-            self.metrics.queue_depth(await self.redis.zcard(self.config.queue_name))
-        await self._add_up_fleet_counters()
 
-    async def _add_up_fleet_counters(self) -> None:
-        """This worker's errors by type and waits by reason, into the fleet's counters."""
-        deltas = self.metrics.fleet_deltas()
-        if not deltas:
-            return
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for name, count in deltas.items():
-                    pipe.hincrby(keys.policy_events(), name, count)
-                pipe.expire(keys.policy_events(), EVENTS_TTL_SECONDS)
-                await pipe.execute()
-        except BaseException:
-            self.metrics.restore_fleet_deltas(deltas)  # counted at the next beat instead
-            raise
-
-    def report(self) -> dict[str, str | int]:
-        """This worker as ``chatgptes workers`` shows it."""
+    def report(self) -> dict[str, str | int | float]:
+        """This worker as ``chatgptes workers`` shows it (written by every heartbeat)."""
         host, _, pid = self.worker_id.rpartition(":")
         return {
             "host": host,
@@ -337,7 +425,8 @@ class WorkerRuntime:
             "last_seen": int(time.time() * 1000),
             "heartbeat_seconds": self.config.heartbeat_seconds,
             "metrics_port": self.metrics_port or "",
-            "stopping": int(self.stopping.is_set()),
+            "stopping": int(not self.lifecycle.running),
+            "results_held": self.writer.pending,
         }
 
 
@@ -348,6 +437,16 @@ def _stopped_why(batch_state: str | None) -> str | None:
     if batch_state in ("expiring", "expired"):
         return "expired"
     return None
+
+
+def _crashed(request: PromptRequest, lapses: int) -> JobResult:
+    message = (
+        f"the worker running this prompt's chunk died {lapses} times; "
+        "it is not run again (a prompt that kills workers would take the fleet down)"
+    )
+    return JobResult.for_request(
+        request, status="failed", error=JobError(type="WorkerCrashed", message=message)
+    )
 
 
 def _request_of(
@@ -391,3 +490,6 @@ def _unreadable(batch_id: str, index: int, enqueued_at: datetime | None) -> JobR
         enqueued_at=enqueued_at or utc_now(),
         finished_at=utc_now(),
     )
+
+
+__all__ = ["ChunkOutcome", "WorkerRuntime"]

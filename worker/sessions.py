@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from redis.asyncio import Redis
 
 from contract import keys
+from contract.scripts import ScriptBook
 from worker.errors import HandshakeFailed
 from worker.metrics import WorkerMetrics
 
@@ -58,22 +59,6 @@ class SiteSession:
         )
 
 
-# KEYS: sessions, uses. ARGV: identity, session id. Drops the session only if it is
-# still the one that failed (not a fresh replacement).
-_DROP = """
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if raw and cjson.decode(raw)['id'] == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-"""
-# KEYS: lock. ARGV: token.
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 SESSIONS_TTL_SECONDS = 7 * 24 * 3600
 
 Handshake = Callable[[], Awaitable[SiteSession]]
@@ -99,8 +84,7 @@ class SessionCache:
         self._local: dict[str, SiteSession] = {}
         self._fetching: dict[str, asyncio.Task[SiteSession]] = {}
         self._uses: Counter[str] = Counter()
-        self._drop = redis.register_script(_DROP)
-        self._unlock = redis.register_script(_UNLOCK)
+        self.scripts = ScriptBook(redis, "worker", ["drop_session", "unlock"])
 
     async def get(self, identity: str, handshake: Handshake) -> SiteSession:
         """The identity's session: from memory, from Redis, or made by ``handshake``."""
@@ -113,10 +97,15 @@ class SessionCache:
         if task is None:
             task = asyncio.ensure_future(self._fetch(identity, handshake))
             self._fetching[identity] = task
-            task.add_done_callback(lambda _: self._fetching.pop(identity, None))
+            task.add_done_callback(lambda done: self._fetched(identity, done))
         session = await asyncio.shield(task)
         self._uses[identity] += 1
         return session
+
+    def _fetched(self, identity: str, task: asyncio.Task[SiteSession]) -> None:
+        self._fetching.pop(identity, None)
+        if not task.cancelled():
+            task.exception()  # its waiters may all have gone: the error is theirs, not a leak
 
     async def _fetch(self, identity: str, handshake: Handshake) -> SiteSession:
         deadline = time.monotonic() + self.wait_seconds
@@ -131,7 +120,7 @@ class SessionCache:
                     # Someone may have finished a handshake between our look and the lock.
                     return await self._shared(identity) or await self._refresh(identity, handshake)
                 finally:
-                    await self._unlock(keys=[lock], args=[token])
+                    await self.scripts.run("unlock", [lock], [token])
             if time.monotonic() >= deadline:
                 raise HandshakeFailed(f"no session for {identity} within {self.wait_seconds:.0f}s")
             await asyncio.sleep(self.poll_seconds)
@@ -165,8 +154,8 @@ class SessionCache:
         """Forgets a session the site rejected, unless it was already replaced."""
         if (current := self._local.get(identity)) is not None and current.id == session.id:
             del self._local[identity]
-        dropped = await self._drop(
-            keys=[keys.site_sessions(), keys.site_session_uses()], args=[identity, session.id]
+        dropped = await self.scripts.run(
+            "drop_session", [keys.site_sessions(), keys.site_session_uses()], [identity, session.id]
         )
         return bool(dropped)
 
@@ -178,7 +167,8 @@ class SessionCache:
         async with self.redis.pipeline(transaction=False) as pipe:
             for identity, uses in counted.items():
                 pipe.hincrby(keys.site_session_uses(), identity, uses)
-            totals = await pipe.execute()
+            pipe.expire(keys.site_session_uses(), SESSIONS_TTL_SECONDS)
+            *totals, _ = await pipe.execute()
         for identity, total in zip(counted, totals, strict=True):
             session = self._local.get(identity)
             if int(total) >= self.max_uses and session is not None:

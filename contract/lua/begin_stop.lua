@@ -1,14 +1,24 @@
 --[[
-  A batch still running starts stopping: ``cancelling`` or ``expiring``.
+  A batch still running starts stopping (``cancelling`` or ``expiring``), and from the
+  same moment no lease is granted for it: the lease script reads the stopped mark.
+  A batch already stopping for that reason is marked again (a second ``cancel``
+  finishes what a first one started).
 
-  KEYS[1] meta
-  ARGV[1] now (ISO), ARGV[2] the state to stop in (cancelling or expiring)
+  KEYS[1] meta, KEYS[2] the fleet's stopped batches (hash: batch ID -> "why ms")
+  ARGV[1] batch ID, ARGV[2] now (ISO), ARGV[3] now (ms), ARGV[4] why (cancelled or
+  expired), ARGV[5] the state to stop in (cancelling or expiring), ARGV[6] the stopped
+  marks' ttl (s)
 
-  Returns the batch's state after.
+  Returns the batch's state after (false if there is no such batch).
 ]]
 local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return false end
 if state == 'in_progress' then
-  redis.call('HSET', KEYS[1], 'state', ARGV[2], ARGV[2] .. '_at', ARGV[1])
-  return ARGV[2]
+  redis.call('HSET', KEYS[1], 'state', ARGV[5], ARGV[5] .. '_at', ARGV[2], 'stop_cursor', 0)
+  state = ARGV[5]
+end
+if state == ARGV[5] then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4] .. ' ' .. ARGV[3])
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
 end
 return state

@@ -1,13 +1,16 @@
 --[[
   Moves unsettled prompts between queued, running and waiting (what status shows).
 
-  KEYS[1] states, KEYS[2] counts
+  Writes nothing for a batch that is gone (its record expired, or Redis was emptied).
+
+  KEYS[1] states, KEYS[2] counts, KEYS[3] meta
   ARGV[1] the target state code, ARGV[2] the codes it may move from (comma-separated),
   ARGV[3] ttl (s), ARGV[4..] indices
 
   Returns how many moved.
 ]]
 --- @include "prompt_states"
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
 local allowed = {}
 for code in string.gmatch(ARGV[2], '%d+') do allowed[tonumber(code)] = true end
 local moved = 0

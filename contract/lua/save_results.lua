@@ -1,18 +1,24 @@
 --[[
   Stores each prompt's one result and counts it; a prompt that already has its result
   keeps it (the first result wins). Ends the batch when its last prompt settles.
+  Writes nothing for a batch that is gone (its record expired, or Redis was emptied).
 
   KEYS[1] meta, KEYS[2] states, KEYS[3] counts, KEYS[4] results, KEYS[5] attempts,
   KEYS[6..] every key of the batch (their TTL is renewed when the batch ends)
-  ARGV[1] ttl (s), ARGV[2] now (ISO), then (index, state code, result JSON) triples
+  ARGV[1] ttl (s), ARGV[2] now (ISO), ARGV[3] the state codes a prompt may settle from
+  (comma-separated: 0,1,2 for any unsettled one; 0 to settle only queued ones), then
+  (index, state code, result JSON) triples
 
   Returns {how many were stored, the batch's state after}.
 ]]
 --- @include "prompt_states"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, false} end
+local from = {}
+for code in string.gmatch(ARGV[3], '%d+') do from[tonumber(code)] = true end
 local saved = 0
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local idx, code = ARGV[i], tonumber(ARGV[i + 1])
-  if state_of(KEYS[2], idx) < FINAL then
+  if from[state_of(KEYS[2], idx)] then
     redis.call('HSET', KEYS[4], idx, ARGV[i + 2])
     redis.call('HDEL', KEYS[5], idx)
     move(KEYS[2], KEYS[3], idx, code)

@@ -1,17 +1,39 @@
 --[[
-  Takes chunks out of the queue unless a worker holds them (a stopped batch's).
+  Takes a stopped batch's chunks out of the queue: those no worker holds and whose
+  prompts all have their results. A chunk with a prompt still unsettled stays (a
+  worker that died held it: the next holder ends its prompts), so nothing is left
+  without a chunk to settle it.
 
-  KEYS[1] queue, then per chunk: KEYS[2i] its arq job key, KEYS[2i+1] its in-progress key
+  KEYS[1] queue, KEYS[2] chunk run counters, KEYS[3] the batch's states, then per chunk:
+  KEYS[2i+2] its arq job key, KEYS[2i+3] its in-progress key
   ARGV[1..] the chunk IDs
 
-  Returns the payloads (arq job JSON) of the chunks taken.
+  Returns how many chunks were taken out.
 ]]
-local taken = {}
+--- @include "prompt_states"
+local taken = 0
 for i, chunk in ipairs(ARGV) do
-  local job, running = KEYS[2 * i], KEYS[2 * i + 1]
-  if redis.call('EXISTS', running) == 0 and redis.call('ZREM', KEYS[1], chunk) == 1 then
-    taken[#taken + 1] = redis.call('GET', job) or false
-    redis.call('DEL', job)
+  local job, running = KEYS[2 * i + 2], KEYS[2 * i + 3]
+  if redis.call('EXISTS', running) == 0 then
+    local raw = redis.call('GET', job)
+    local settled = true
+    if raw then
+      local ok, decoded = pcall(cjson.decode, raw)
+      local indices = ok and type(decoded) == 'table' and type(decoded.a) == 'table'
+        and type(decoded.a[1]) == 'table' and decoded.a[1].indices
+      if type(indices) ~= 'table' then
+        settled = false  -- not a chunk this script can read: left for a worker to refuse
+      else
+        for _, idx in ipairs(indices) do
+          if state_of(KEYS[3], idx) < FINAL then settled = false; break end
+        end
+      end
+    end
+    if settled and redis.call('ZREM', KEYS[1], chunk) == 1 then
+      redis.call('DEL', job)
+      redis.call('HDEL', KEYS[2], chunk)
+      taken = taken + 1
+    end
   end
 end
 return taken

@@ -1,0 +1,218 @@
+"""The chores beside the work, in bounded steps, off the heartbeat.
+
+Each worker, every ``TICK_SECONDS``, does its own: counts its site sessions' uses,
+adds its error and wait counters to the fleet's, updates its gauges, and announces
+its identities again when its proxies file changed, every ``REGISTER_EVERY_SECONDS``,
+or at once when the lease script finds its pool empty (Redis restarted empty).
+
+One worker at a time (the holder of the ``housekeeper`` lock, taken and renewed
+under a token) also does the fleet's chores, each a bounded step that resumes where
+the last one stopped, even in another worker after a crash:
+
+- begins the stop of batches whose completion window ended, and takes every
+  unfinished stop (cancel or expiry) a step further (``contract.stopping``);
+- re-queues the prompts of a batch that no queued chunk carries (the sweep);
+- deregisters identities and pools no worker has announced for a while.
+
+A step that finds nothing costs a call or two; no chore visits every prompt or
+every identity at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+
+import structlog
+from redis.asyncio import Redis
+
+from contract import keys
+from contract.chunks import ChunkQueue
+from contract.retrying import TRANSIENT, RedisBackoff
+from contract.scripts import ScriptBook
+from contract.stopping import BatchStopper
+from worker.leases import LeaseBook
+from worker.metrics import WorkerMetrics
+from worker.proxies import ProxyPool
+from worker.sessions import SessionCache
+
+log = structlog.get_logger("chatgptes.housekeeping")
+TICK_SECONDS = 1.0
+REGISTER_EVERY_SECONDS = 60.0
+REREGISTER_AT_MOST_EVERY = 2.0  # when the pool was found empty
+FORGET_AFTER_SECONDS = 3 * REGISTER_EVERY_SECONDS  # an identity nobody announced since
+LOCK_SECONDS = 10.0
+STEP_BUDGET_SECONDS = 0.2  # stop steps per tick, at most this long
+SWEEP_EVERY_SECONDS = 30.0
+SWEEP_BATCHES = 100
+FORGET_EVERY_SECONDS = 60.0
+COUNT_EVERY_SECONDS = 15.0
+EVENTS_TTL_SECONDS = 7 * 24 * 3600
+
+
+class Housekeeper:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        worker_id: str,
+        pool: ProxyPool,
+        book: LeaseBook,
+        sessions: SessionCache,
+        stopper: BatchStopper,
+        queue: ChunkQueue,
+        metrics: WorkerMetrics,
+        chunk_size: int,
+        gauges: Callable[[], None],
+        counting: Callable[[], bool],
+    ) -> None:
+        self.redis = redis
+        self.worker_id = worker_id
+        self.pool = pool
+        self.book = book
+        self.sessions = sessions
+        self.stopper = stopper
+        self.queue = queue
+        self.metrics = metrics
+        self.chunk_size = chunk_size
+        self.gauges = gauges
+        self.counting = counting
+        self.locks = ScriptBook(redis, "worker", ["renew_lock", "unlock"])
+        self.holds_fleet_chores = False
+        self._token = f"{worker_id}:{secrets.token_hex(6)}"
+        self._registered_at = time.monotonic()
+        self._reregister_asked = False
+        self._last_reregister = 0.0
+        self._due: dict[str, float] = {}
+        self._backoff = RedisBackoff("housekeeping")
+
+    def pool_looks_empty(self) -> None:
+        """The lease script found this worker's pool empty: announce it again soon."""
+        self._reregister_asked = True
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self.tick()
+                except TRANSIENT as error:
+                    await self._backoff.wait(error)
+                    continue
+                self._backoff.reset()
+                await asyncio.sleep(TICK_SECONDS)
+        finally:
+            await self.let_go()
+
+    async def tick(self) -> None:
+        """One turn of this worker's chores, then, if it holds the lock, the fleet's."""
+        await self._own_chores()
+        if await self._hold_lock():
+            await self._fleet_chores()
+
+    async def let_go(self) -> None:
+        """Gives the fleet's chores to another worker at once (on stop)."""
+        if not self.holds_fleet_chores:
+            return
+        self.holds_fleet_chores = False
+        try:
+            await self.locks.run("unlock", [keys.housekeeper()], [self._token])
+        except Exception:  # its lock expires on its own
+            log.info("housekeeping.unlock_skipped")
+
+    # -- this worker's ------------------------------------------------------------------
+
+    async def _own_chores(self) -> None:
+        await self.sessions.count_uses()
+        await self._add_up_fleet_counters()
+        self.gauges()
+        if self.counting() and self._due_now("count", COUNT_EVERY_SECONDS):
+            counts = await self.book.state_counts()
+            counts["full"] = counts.pop("proxy_full", 0)
+            self.metrics.identity_states(counts)
+        await self._register_if_due()
+
+    async def _register_if_due(self) -> None:
+        now = time.monotonic()
+        asked = self._reregister_asked and now - self._last_reregister >= REREGISTER_AT_MOST_EVERY
+        reloaded = self.pool.reload()
+        if asked or reloaded or now - self._registered_at >= REGISTER_EVERY_SECONDS:
+            self._reregister_asked = False
+            await self.book.register(self.pool.identities)
+            self._registered_at = self._last_reregister = time.monotonic()
+            if reloaded:
+                log.info("proxies.reloaded", identities=len(self.pool.identities))
+            elif asked:
+                log.info("identities.registered_again", identities=len(self.pool.identities))
+
+    async def _add_up_fleet_counters(self) -> None:
+        """This worker's errors by type and waits by reason, into the fleet's counters."""
+        deltas = self.metrics.fleet_deltas()
+        if not deltas:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name, count in deltas.items():
+                    pipe.hincrby(keys.policy_events(), name, count)
+                pipe.expire(keys.policy_events(), EVENTS_TTL_SECONDS)
+                await pipe.execute()
+        except BaseException:
+            self.metrics.restore_fleet_deltas(deltas)  # counted at the next turn instead
+            raise
+
+    # -- the fleet's, one worker at a time -------------------------------------------------
+
+    async def _hold_lock(self) -> bool:
+        lock_ms = int(LOCK_SECONDS * 1000)
+        if self.holds_fleet_chores:
+            held = await self.locks.run("renew_lock", [keys.housekeeper()], [self._token, lock_ms])
+        else:
+            held = await self.redis.set(keys.housekeeper(), self._token, nx=True, px=lock_ms)
+        if bool(held) != self.holds_fleet_chores:
+            log.info("housekeeping.fleet_chores", held=bool(held))
+        self.holds_fleet_chores = bool(held)
+        return self.holds_fleet_chores
+
+    async def _fleet_chores(self) -> None:
+        for batch_id in await self.stopper.begin_due_expiries():
+            log.info("batch.expiring", batch_id=batch_id)
+        await self._step_stops()
+        if self._due_now("sweep", SWEEP_EVERY_SECONDS):
+            await self._sweep()
+        if self._due_now("forget", FORGET_EVERY_SECONDS):
+            await self._forget()
+
+    async def _step_stops(self) -> None:
+        deadline = time.monotonic() + STEP_BUDGET_SECONDS
+        for stopping in await self.stopper.unfinished():
+            while time.monotonic() < deadline:
+                finished, _ = await self.stopper.step(stopping.batch_id, stopping.why)
+                if finished:
+                    break
+                await asyncio.sleep(0)  # one step at a time: the worker's prompts go on
+            if time.monotonic() >= deadline:
+                return
+
+    async def _sweep(self) -> None:
+        ids = await self.redis.zrevrange(keys.batches_created(), 0, SWEEP_BATCHES - 1)
+        for raw in ids:
+            batch_id = keys.decoded(raw)
+            queued = await self.queue.requeue_stranded(batch_id, self.chunk_size)
+            if queued:
+                log.warning("batch.stranded_requeued", batch_id=batch_id, prompts=queued)
+            await asyncio.sleep(0)
+
+    async def _forget(self) -> None:
+        before_ms = int((time.time() - FORGET_AFTER_SECONDS) * 1000)
+        forgotten = await self.book.forget_unannounced(before_ms)
+        if forgotten:
+            log.info("identities.forgotten", identities=forgotten)
+        await self.stopper.forget_old_marks()
+
+    def _due_now(self, chore: str, every: float) -> bool:
+        now = time.monotonic()
+        if now < self._due.get(chore, 0.0):
+            return False
+        self._due[chore] = now + every
+        return True

@@ -1,0 +1,58 @@
+--[[
+  Gives leases back with what their requests said about their identities: success
+  halves the penalty, a failure raises it and cools the identity once it reaches 1
+  (for max(the floor asked for, exponential backoff with jitter), capped), a failed
+  probe asks for another. A lease already reaped (its holder looked dead) frees no
+  second slot.
+
+  KEYS: see policy.lua
+  ARGV[1] burst, ARGV[2] backoff base (ms), ARGV[3] backoff cap (ms), ARGV[4] policy
+  keys' ttl (s), then per lease: token, verdict (ok, none, suspect, cool, quarantine,
+  down), floor (ms), jitter (0..1), latency (ms), reason, was a probe (0/1)
+
+  Returns how many of the leases were still held.
+]]
+--- @include "policy"
+local burst, base, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local held = 0
+for i = 5, #ARGV, 7 do
+  local token, verdict = ARGV[i], ARGV[i + 1]
+  local name = identity_of(token)
+  if name then
+    if redis.call('ZREM', LEASES, token) == 1 then
+      free_slot(name)
+      held = held + 1
+    end
+    local penalty = num(PENALTY, name)
+    if verdict == 'ok' then
+      penalty = penalty * 0.5
+      if penalty < 0.05 then penalty = 0 end
+      local sample = tonumber(ARGV[i + 4])
+      local latency = tonumber(redis.call('HGET', LATENCY, name)) or sample
+      redis.call('HSET', PENALTY, name, penalty)
+      redis.call('HSET', LATENCY, name, math.floor(latency * 0.8 + sample * 0.2))
+      redis.call('HSET', PROBE, name, 0)
+      redis.call('HINCRBY', OK, name, 1)
+    elseif verdict == 'none' then
+      if ARGV[i + 6] == '1' then redis.call('HSET', PROBE, name, 1) end
+    else
+      -- A suspect (an ambiguous failure) weighs half; the successes between failures halve
+      -- the penalty, so only an identity that keeps failing reaches a cooldown.
+      penalty = penalty + (verdict == 'suspect' and 0.5 or 1)
+      redis.call('HSET', PENALTY, name, penalty)
+      redis.call('HINCRBY', FAILED, name, 1)
+      if penalty >= 1 then
+        local backoff = tonumber(ARGV[i + 3]) * math.min(cap, base * 2 ^ penalty)
+        local until_ms = now + math.max(tonumber(ARGV[i + 2]), backoff)
+        redis.call('HSET', COOLDOWN, name, math.max(num(COOLDOWN, name), until_ms))
+        redis.call('HSET', REASON, name, ARGV[i + 5])
+        redis.call('HSET', PROBE, name, 1)
+      elseif ARGV[i + 6] == '1' then
+        redis.call('HSET', PROBE, name, 1)  -- the probe failed mildly: another probe next
+      end
+    end
+    reindex(name, burst)
+  end
+end
+keep_policy_keys(ARGV[4])
+return held
