@@ -18,6 +18,7 @@ from contract.states import BatchState
 Role = Literal["system", "user", "assistant"]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
 JobStatus = Literal["succeeded", "failed", "cancelled"]
+FinishReason = Literal["stop", "length"]
 
 
 def utc_now() -> datetime:
@@ -65,16 +66,38 @@ class RequestParams(BaseModel):
     ``stop``: the answer is cut before the first of these strings, as OpenAI does.
     ``json_object``: OpenAI's ``response_format`` ``{"type": "json_object"}``: the site is
     asked for one JSON object, and an answer that holds none is an ``AnswerNotJson`` error.
+    ``json_schema``: ``{"type": "json_schema"}``'s schema, as JSON text: the site is asked
+    for an object matching it, and an answer that does not is an ``AnswerOffSchema`` error.
+    ``max_tokens``: the answer is cut at this many tokens (OpenAI's ``max_tokens``,
+    ``max_completion_tokens``, ``max_output_tokens``), and then finishes with ``length``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     stop: tuple[NonEmptyText, ...] = Field((), max_length=MAX_STOP_SEQUENCES)
     json_object: bool = False
+    json_schema: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
 
     @property
     def given(self) -> bool:
-        return bool(self.stop) or self.json_object
+        return (
+            bool(self.stop)
+            or self.json_object
+            or self.json_schema is not None
+            or self.max_tokens is not None
+        )
+
+    @property
+    def wants_json(self) -> bool:
+        """Whether the answer must be one JSON object (JSON mode, or a schema)."""
+        return self.json_object or self.json_schema is not None
+
+    def finish_reason(self, usage: Usage | None) -> FinishReason:
+        """``length`` when the answer fills ``max_tokens`` (it was cut there), else ``stop``."""
+        if self.max_tokens is not None and usage is not None:
+            return "length" if usage.completion_tokens >= self.max_tokens else "stop"
+        return "stop"
 
 
 NO_PARAMS = RequestParams()
@@ -198,6 +221,9 @@ class JobResult(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime
     usage: Usage | None = None
+    finish_reason: FinishReason | None = Field(
+        None, description="Why a successful answer ended (OpenAI's): 'length' if cut at max_tokens."
+    )
 
     @classmethod
     def for_request(
@@ -224,6 +250,7 @@ class JobResult(BaseModel):
             started_at=started_at,
             finished_at=utc_now(),
             usage=usage,
+            finish_reason=request.params.finish_reason(usage) if status == "succeeded" else None,
         )
 
 

@@ -14,6 +14,7 @@ The retry policy reads the class, never the message text::
     │                             back off and retry (elsewhere if the exit keeps failing)
     │   │   └── UpstreamTimeout   connect or whole-request timeout
     │   └── AnswerNotJson         JSON mode, and the answer held no JSON object: ask again
+    │       └── AnswerOffSchema   a JSON schema was asked for, the object does not match it
     └── PermanentError            retrying cannot help
         ├── ConsentMissing        the site asked for the consent checkbox: a configuration error
         ├── ContentRefused        the prompt was flagged (prohibited words)
@@ -119,6 +120,11 @@ class AnswerNotJson(RetryableError):
 
     Says nothing about the identity: the model did not comply, and may on another try.
     """
+
+
+class AnswerOffSchema(AnswerNotJson):
+    """``response_format`` ``json_schema``, and the answer's JSON object does not match the
+    schema (the message says where). Asked again, under its own retry budget."""
 
 
 class PermanentError(UpstreamError):
