@@ -1018,11 +1018,6 @@ NO_LOGPROBS = "log probabilities are not supported: chatgpt.es gives only the te
             True,
             "a batch is never streamed: each answer is stored whole, to fetch with the results",
         ),
-        (
-            "response_format",
-            {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
-            'type \'json_schema\' (structured outputs) is not supported: chatgpt.es cannot follow a schema; {"type": "json_object"} is',
-        ),
     ],
 )
 def test_refused_parameter(name: str, value: Any, expected: str) -> None:
@@ -1058,7 +1053,6 @@ def test_honoured_parameters_are_kept_for_the_worker(
 
 
 NO_SETTING = "not honoured: chatgpt.es has no such setting"
-NO_CAP = "not honoured: chatgpt.es does not cap an answer's length"
 
 
 @pytest.mark.parametrize(
@@ -1073,8 +1067,6 @@ NO_CAP = "not honoured: chatgpt.es does not cap an answer's length"
         ("seed", -42, NO_SETTING),
         ("logit_bias", {"50256": -100, "13": 2.5}, NO_SETTING),
         ("reasoning_effort", "low", NO_SETTING),
-        ("max_tokens", 1, NO_CAP),
-        ("max_completion_tokens", 4096, NO_CAP),
         ("user", "user-123", "not sent: chatgpt.es has no end-user field"),
         (
             "metadata",
@@ -1148,17 +1140,17 @@ def test_parameter_accepted_with_a_warning(name: str, value: Any, why: str) -> N
         (
             "response_format",
             {"type": "xml"},
-            'must be {"type": "text"} or {"type": "json_object"}, got {"type": "xml"}',
+            'must be {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}, got {"type": "xml"}',
         ),
         (
             "response_format",
             "json_object",
-            'must be {"type": "text"} or {"type": "json_object"}, got \'json_object\'',
+            'must be {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}, got \'json_object\'',
         ),
         (
             "response_format",
             {"type": "json_object", "strict": True},
-            'must be {"type": "text"} or {"type": "json_object"}, got {"type": "json_object", "strict": true}',
+            'must be {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}, got {"type": "json_object", "strict": true}',
         ),
     ],
 )
@@ -1194,7 +1186,6 @@ def test_summarize_warnings_counts_prompts_per_warning() -> None:
     )
     assert summarize_warnings(prompts) == [
         "temperature (2 prompts): accepted but not honoured: chatgpt.es has no such setting",
-        "max_tokens (1 prompt): accepted but not honoured: chatgpt.es does not cap an answer's length",
     ]
     assert summarize_warnings(prompts[2:]) == []
 
