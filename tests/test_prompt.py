@@ -124,7 +124,9 @@ PERSON = json.dumps(
 
 
 def test_a_schema_is_sent_after_the_messages() -> None:
-    prompt = format_prompt([Message(role="user", content="Who?")], "", RequestParams(json_schema=PERSON))
+    prompt = format_prompt(
+        [Message(role="user", content="Who?")], "", RequestParams(json_schema=PERSON)
+    )
     assert prompt == f"Who?\n\n{SCHEMA_INSTRUCTION}{PERSON}"
 
 
