@@ -4,7 +4,8 @@ A frame is one ``FleetSnapshot``, read by ``read_snapshot`` from the registries 
 workers and producers keep, never a keyspace scan, in a fixed number of round trips
 whatever the fleet's size: the newest batches (registry, one pipeline), their count,
 the workers (registry, clock, one pipeline), every identity's state (registry, clock,
-one pipeline of one HMGET per attribute) and the fleet's counters (one HGETALL).
+one pipeline of one HMGET per attribute), the fleet's counters (one HGETALL) and
+whether Redis refuses writes (INFO).
 ``render`` turns the snapshots read so far into a rich renderable and reads nothing
 else, so it is tested with plain data.
 
@@ -36,7 +37,7 @@ from rich.text import Text
 from chatgptes.fleet_view import duration
 from chatgptes.running import printable, run_with_queue
 from contract.models import BatchStatus
-from contract.redaction import redact_text
+from contract.redis_errors import explain
 from contract.retrying import TRANSIENT
 from producer.api import BatchQueue
 from producer.fleet import (
@@ -47,6 +48,7 @@ from producer.fleet import (
     policy_events,
     pool_census,
     workers,
+    writes_refused,
 )
 
 BATCH_WINDOW = 200  # the newest batches looked at for active ones
@@ -70,6 +72,7 @@ class FleetSnapshot:
     pool: PoolCensus
     events: dict[str, int]  # the fleet's counters: error:<Type>, waited_for_capacity[:<why>]
     read_seconds: float = 0.0
+    refusing: str | None = None  # why Redis refuses writes now, if it does
 
 
 Reader = Callable[[], Awaitable[FleetSnapshot]]
@@ -80,13 +83,14 @@ Runner = Callable[[Callable[[BatchQueue], Awaitable[None]]], Any]
 
 
 async def read_snapshot(queue: BatchQueue, *, limit: int = 20) -> FleetSnapshot:
-    """One frame's data: ten round trips, whatever the number of identities or batches."""
+    """One frame's data: eleven round trips, whatever the number of identities or batches."""
     started, at = time.perf_counter(), time.time()
     recent = await queue.batches(max(limit, BATCH_WINDOW))
     known = await batch_count(queue.redis)
     found = await workers(queue.redis)
     pool = await pool_census(queue.redis, shown=SHOWN_IDENTITIES)
     events = await policy_events(queue.redis)
+    refusing = await writes_refused(queue.redis)
     return FleetSnapshot(
         at=at,
         batches=active_first(recent)[:limit],
@@ -95,6 +99,7 @@ async def read_snapshot(queue: BatchQueue, *, limit: int = 20) -> FleetSnapshot:
         pool=pool,
         events=events,
         read_seconds=time.perf_counter() - started,
+        refusing=refusing,
     )
 
 
@@ -236,8 +241,7 @@ def render(frames: Sequence[FleetSnapshot], *, interval: float | None = None) ->
 def unreachable(
     frames: Sequence[FleetSnapshot], error: BaseException, interval: float
 ) -> RenderableType:
-    why = redact_text(f"{type(error).__name__}: {error}")
-    line = Text(f"Redis unreachable ({printable(why)}); trying again", style="bold red")
+    line = Text(f"Redis unreachable ({explain(error).detail}); trying again", style="bold red")
     if not frames:
         return line
     read_at = datetime.fromtimestamp(frames[-1].at).strftime("%H:%M:%S")
@@ -263,10 +267,16 @@ def _bold_label(text: Text) -> Text:
 def _header(now: FleetSnapshot, interval: float | None) -> Text:
     clock = datetime.fromtimestamp(now.at).strftime("%H:%M:%S")
     every = f"every {interval:g}s, Ctrl-C quits" if interval else "one frame"
-    return Text.assemble(
+    header = Text.assemble(
         ("chatgptes top", "bold"),
         f"  {clock}  {every}  (read in {now.read_seconds * 1000:.0f} ms)",
     )
+    if now.refusing:
+        header.append(
+            f"\nRedis refuses writes, {now.refusing}: workers keep their answers and wait",
+            style="bold red",
+        )
+    return header
 
 
 def _batches(now: FleetSnapshot, before: FleetSnapshot | None) -> RenderableType:
