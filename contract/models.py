@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from contract.config import KNOWN_MODELS
+from contract.model_map import check_name
 from contract.states import BatchState
 
 Role = Literal["system", "user", "assistant"]
@@ -42,6 +42,12 @@ class Message(BaseModel):
     role: Role
     content: str
 
+    @field_validator("role", mode="before")
+    @classmethod
+    def _developer_is_system(cls, role: object) -> object:
+        # OpenAI's newer SDKs send "developer" where older ones sent "system": one role here.
+        return "system" if role == "developer" else role
+
     @field_validator("content")
     @classmethod
     def _content_not_blank(cls, content: str) -> str:
@@ -51,10 +57,11 @@ class Message(BaseModel):
 
 
 def check_model(model: str) -> str:
-    """The model name if it is one chatgpt.es serves, else a ValueError naming the valid ones."""
-    if model not in KNOWN_MODELS:
-        raise ValueError(f"unknown model {model!r}; valid models: {', '.join(KNOWN_MODELS)}")
-    return model
+    """The model name if it is shaped like one, else a ValueError.
+
+    Which names are accepted is the producer's to say (``contract.model_map``, from its
+    settings): a worker takes the name a prompt was enqueued with as it is."""
+    return check_name(model)
 
 
 MAX_STOP_SEQUENCES = 4

@@ -135,6 +135,7 @@ class BatchQueue:
             default_model=self.settings.default_model,
             max_prompt_chars=self.settings.max_prompt_chars,
             model_override=model,
+            models=self.settings.model_map(),
         )
         with opened_lines(path, self.settings.max_input_bytes) as lines:
             blocks = prompt_blocks(lines, validator, source=source_name(path))

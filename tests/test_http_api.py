@@ -648,9 +648,28 @@ def test_split_text_keeps_every_character() -> None:
 
 async def test_models_are_listed(client: TestClient) -> None:
     listed = await (await client.get("/v1/models")).json()
-    assert [m["id"] for m in listed["data"]] == ["gpt-4", "gpt-4o", "gpt-4o-mini"]
-    assert (await (await client.get("/v1/models/gpt-4o")).json())["object"] == "model"
-    await assert_error(await client.get("/v1/models/gpt-9"), 404, param="model")
+    names = [m["id"] for m in listed["data"]]
+    assert {"gpt-4", "gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "gpt-3.5-turbo"} <= set(names)
+    snapshot = await (await client.get("/v1/models/gpt-4o-2024-08-06")).json()
+    assert (snapshot["object"], snapshot["root"]) == ("model", "gpt-4o")
+    error = await assert_error(await client.get("/v1/models/gpt-9"), 404, param="model",
+                               code="model_not_found")  # fmt: skip
+    assert "CHATGPTES_MODELS" in error["message"]
+
+
+async def test_model_names_are_answered_and_echoed(fake_redis: Redis, chats_answered) -> None:
+    app = make_app(settings(models="house-model=gpt-4o-mini"), open_without_keys=False,
+                   redis=fake_redis)  # fmt: skip
+    async with TestClient(TestServer(app), headers=AUTH) as test_client:
+        listed = await (await test_client.get("/v1/models")).json()
+        assert {"id": "house-model", "object": "model", "created": 0, "owned_by": "chatgpt.es",
+                "root": "gpt-4o-mini"} in listed["data"]  # fmt: skip
+        for model in ("gpt-4o-2024-08-06", "gpt-4.1-mini", "gpt-3.5-turbo", "house-model"):
+            reply = await test_client.post("/v1/chat/completions", json={**CHAT, "model": model})
+            assert (await reply.json())["model"] == model
+        reply = await test_client.post("/v1/chat/completions", json={**CHAT, "model": "gpt-9"})
+        error = await assert_error(reply, 404, param="model", code="model_not_found")
+        assert "CHATGPTES_MODELS" in error["message"]
 
 
 # --- what every response carries; bodies that are not requests --------------------------

@@ -111,6 +111,7 @@ def prompt_line(body: dict[str, Any], ctx: ApiContext) -> PromptLine:
     try:
         (line,) = parse_prompt_lines([text], source="the request",
                                      default_model=ctx.settings.default_model,
+                                     models=ctx.settings.model_map(),
                                      max_prompt_chars=ctx.settings.max_prompt_chars)  # fmt: skip
     except InputFileError as error:
         raise refusal([problem.reason for problem in error.problems]) from None

@@ -7,7 +7,6 @@ the shared queue settings (the server enqueues into the same Redis and queue).
 from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
 
 from contract.config import QueueSettings
 from producer.http.auth import project_and_key
@@ -24,9 +23,6 @@ class ApiSettings(QueueSettings):
     so each upload in flight costs about twice its size in the server as well. 64 MiB
     holds some 100,000 typical prompts.
     """
-
-    # A refused value is never repeated in the error: it may hold a key.
-    model_config = SettingsConfigDict(**QueueSettings.model_config, hide_input_in_errors=True)
 
     api_keys: SecretStr = Field(
         SecretStr(""),

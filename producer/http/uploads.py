@@ -143,6 +143,7 @@ async def prompt_lines(data: bytes, source: str, settings: ApiSettings) -> list[
     return await asyncio.to_thread(
         parse_prompt_lines, _decoded_lines(data), source=source,
         default_model=settings.default_model, max_prompt_chars=settings.max_prompt_chars,
+        models=settings.model_map(),
     )  # fmt: skip
 
 
