@@ -48,7 +48,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await json_object(request, ctx.settings.json_body_limit())
     stream, include_usage = streaming(body)
     required_string(body, "model")
-    result = await answer(ctx, prompt_line(_with_system_roles(body), ctx), CHAT_COMPLETIONS)
+    result = await answer(ctx, prompt_line(body, ctx), CHAT_COMPLETIONS)
     completion = completion_body(result)
     if stream:
         return await send_events(
@@ -75,17 +75,6 @@ async def answer(ctx: ApiContext, line: PromptLine, endpoint: str) -> JobResult:
     if result.status != "succeeded":
         raise _failure(json.loads(openai_line(result)))
     return result
-
-
-def _with_system_roles(body: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's ``developer`` role (what current SDKs send for ``system``) as ``system``."""
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        body["messages"] = [
-            {**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m
-            for m in messages
-        ]
-    return body
 
 
 def streaming(body: dict[str, Any]) -> tuple[bool, bool]:

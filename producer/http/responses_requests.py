@@ -6,7 +6,7 @@ in, and then checked exactly as a chat request or batch line (``producer.inputs`
 
 - ``input``: a string is one user message; a list holds messages (``{"role",
   "content"}``, with or without ``"type": "message"``) whose content is a string or
-  ``input_text`` / ``output_text`` parts (a ``developer`` message is a system one);
+  ``input_text`` / ``output_text`` parts;
   ``instructions`` comes first, as a system message;
 - ``max_output_tokens`` is ``max_completion_tokens``; ``text.format`` is
   ``response_format`` (``text``, ``json_object``, or ``json_schema`` with its ``name``,
@@ -150,7 +150,7 @@ def _message(item: Any, where: str, reasons: list[str]) -> dict[str, Any] | None
     content = item.get("content")
     if isinstance(content, list):
         content = [_part(part) for part in content]
-    return {"role": "system" if role == "developer" else role, "content": content}
+    return {"role": role, "content": content}
 
 
 def _part(part: Any) -> Any:
