@@ -10,7 +10,8 @@
   results, and its median.
 - ``uploads``: ``--uploads`` uploads of a ``--upload-mb`` MB batch file sent to one
   ``chatgptes serve`` at once; the server's peak resident memory (VmHWM) and what it
-  still holds after (VmRSS), and how long the uploads took.
+  still holds after (VmRSS), and how long the uploads took; then a batch made from
+  each of them, at once (no worker runs them), and the server's peak after that.
 
 Works on the code on ``PYTHONPATH`` (old or new), like the other scripts.
 """
@@ -92,19 +93,39 @@ def batch(ctx: dict[str, Any], prompts: int, runs: int) -> dict[str, Any]:
             "median_s": round(statistics.median(seconds), 3)}  # fmt: skip
 
 
-async def _upload_all(base_url: str, data: bytes, count: int) -> list[int]:
-    async def one(session: aiohttp.ClientSession, n: int) -> int:
+async def _upload_all(base_url: str, data: bytes, count: int) -> tuple[list[int], list[str]]:
+    """The uploads' statuses, and the IDs of the files stored (the old API stored none
+    that failed its checks)."""
+
+    async def one(session: aiohttp.ClientSession, n: int) -> tuple[int, str | None]:
         form = aiohttp.FormData()
         form.add_field("purpose", "batch")
         form.add_field("file", data, filename=f"big{n}.jsonl", content_type="application/jsonl")
         async with session.post(f"{base_url}/files", data=form) as reply:
-            await reply.read()
-            return reply.status
+            body = await reply.json(content_type=None)
+            return reply.status, body.get("id")
 
     headers = {"Authorization": f"Bearer {KEY}"}
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-        return list(await asyncio.gather(*(one(session, n) for n in range(count))))
+        done = await asyncio.gather(*(one(session, n) for n in range(count)))
+    return [status for status, _ in done], [file_id for _, file_id in done if file_id]
+
+
+async def _create_all(base_url: str, file_ids: list[str]) -> list[str]:
+    """A batch made from each file at once; each batch's status."""
+
+    async def one(session: aiohttp.ClientSession, file_id: str) -> str:
+        body = {"input_file_id": file_id, "endpoint": "/v1/chat/completions",
+                "completion_window": "24h"}  # fmt: skip
+        async with session.post(f"{base_url}/batches", json=body) as reply:
+            made = await reply.json(content_type=None)
+            return str(made.get("status", made))
+
+    headers = {"Authorization": f"Bearer {KEY}"}
+    timeout = aiohttp.ClientTimeout(total=900)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+        return list(await asyncio.gather(*(one(session, file_id) for file_id in file_ids)))
 
 
 def _rss_mib(pid: int) -> float:
@@ -122,9 +143,13 @@ def uploads(ctx: dict[str, Any], megabytes: int, count: int) -> dict[str, Any]:
     with api_server(env, ctx["tmp"]) as (base_url, pid):
         before = peak_rss_mib(pid)
         start = time.perf_counter()
-        statuses = asyncio.run(_upload_all(base_url, data, count))
+        statuses, file_ids = asyncio.run(_upload_all(base_url, data, count))
         seconds = time.perf_counter() - start
         peak, after = peak_rss_mib(pid), _rss_mib(pid)
+        start = time.perf_counter()
+        made = asyncio.run(_create_all(base_url, file_ids)) if file_ids else []
+        create_seconds = time.perf_counter() - start
+        create_peak = peak_rss_mib(pid)
     return {
         "uploads": count,
         "upload_bytes": len(data),
@@ -133,6 +158,9 @@ def uploads(ctx: dict[str, Any], megabytes: int, count: int) -> dict[str, Any]:
         "serve_rss_at_start_mib": round(before, 1),
         "serve_peak_rss_mib": round(peak, 1),
         "serve_rss_after_mib": round(after, 1),
+        "batches_made": made,
+        "create_seconds": round(create_seconds, 2),
+        "serve_peak_rss_after_creates_mib": round(create_peak, 1),
     }
 
 

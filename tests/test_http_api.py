@@ -712,6 +712,21 @@ async def test_malformed_multipart_and_deep_json_are_400s_not_tracebacks(
     assert await fake_redis.keys("chatgptes:*") == []
 
 
+async def test_a_file_is_checked_a_block_at_a_time_and_a_late_bad_line_fails_it(
+    client: TestClient, fake_redis: Redis
+) -> None:
+    lines = [json.dumps(prompt(n)) for n in range(12_000)]
+    good = await (await client.post("/v1/files", data=form("\n".join(lines).encode()))).json()
+    batch = await create_batch(client, good["id"])
+    assert batch["status"] == "in_progress" and batch["request_counts"]["total"] == 12_000
+    lines[11_000] = "{broken"
+    bad = await (await client.post("/v1/files", data=form("\n".join(lines).encode()))).json()
+    failed = await create_batch(client, bad["id"])
+    assert failed["status"] == "failed"
+    assert [e["line"] for e in failed["errors"]["data"]] == [11_001]
+    assert await fake_redis.hlen(keys.batch_requests(failed["id"])) == 0  # nothing staged stays
+
+
 async def test_a_big_upload_is_stored_piece_by_piece_exactly(client: TestClient) -> None:
     data = jsonl([prompt(n, "x" * 2000) for n in range(1500)])  # ~3 MB: several pieces
     created = await (await client.post("/v1/files", data=form(data))).json()

@@ -12,10 +12,12 @@ route sees only the batches of the request's project.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +25,7 @@ from aiohttp import web
 from contract import keys
 from contract.models import StoredRequest, iso_now
 from producer import options
-from producer.formats import ENDPOINTS, RESPONSES
+from producer.formats import CHAT_COMPLETIONS, ENDPOINTS, RESPONSES
 from producer.http import objects, records, result_files
 from producer.http.auth import request_project
 from producer.http.bodies import json_object, optional_int, refuse_unknown, required_string
@@ -31,8 +33,8 @@ from producer.http.context import ApiContext, context_of
 from producer.http.errors import invalid, not_found
 from producer.http.files import StoredFile
 from producer.http.responses_requests import translate
-from producer.http.uploads import prompt_lines
-from producer.inputs import InputFileError, LineProblem, PromptLine
+from producer.inputs import BLOCK_LINES, InputFileError, LineProblem, PromptLine, PromptValidator
+from producer.params import shown
 
 CREATE_FIELDS = frozenset(
     {"input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after"}
@@ -60,20 +62,20 @@ async def create_batch(request: web.Request) -> web.Response:
         options.completion_window(window)
     except ValueError as error:
         raise invalid(str(error), param="completion_window", code="invalid_value") from None
-    stored, data = await _input_file(ctx, file_id, project)
+    stored = await _input_file(ctx, file_id, project)
     batch_id = f"batch_{secrets.token_hex(12)}"
     extras = {"kind": "batch", "input_file_id": file_id, "endpoint": endpoint,
               "project": project}  # fmt: skip
+    checked = _CheckedFile(ctx, stored, endpoint)
     try:
-        lines = await _checked_lines(data, stored.filename, ctx, endpoint)
+        await ctx.queue.enqueue_blocks(checked.blocks(), batch_id=batch_id,
+                                       completion_window=window, metadata=metadata)  # fmt: skip
     except InputFileError as error:
         meta = {"created_at": iso_now(), "completion_window": window,
                 "metadata": json.dumps(metadata)}  # fmt: skip
         await ctx.queue.store.record_failed(batch_id, meta, batch_errors(error))
     else:
-        extras["model"] = lines[0].model
-        await ctx.queue.enqueue(lines, batch_id=batch_id, completion_window=window,
-                                metadata=metadata)  # fmt: skip
+        extras["model"] = checked.first_model
     await records.save_extras(ctx.redis, batch_id, extras, ctx.settings.result_ttl_seconds)
     await records.register(ctx.redis, project, batch_id)
     created_ms = int(time.time() * 1000)
@@ -138,67 +140,94 @@ async def _first_model(ctx: ApiContext, batch_id: str) -> str:
     return StoredRequest.model_validate_json(raw).model if raw is not None else ""
 
 
-async def _input_file(ctx: ApiContext, file_id: str, project: str) -> tuple[StoredFile, bytes]:
+async def _input_file(ctx: ApiContext, file_id: str, project: str) -> StoredFile:
     if objects.batch_file_of(file_id) is not None:
         raise invalid(f"{file_id} is written from a batch, not an uploaded batch input file.",
                       param="input_file_id")  # fmt: skip
     stored = await ctx.files.get(file_id, project)
-    data = await ctx.files.content(file_id) if stored is not None else None
-    if stored is None or data is None:
+    if stored is None:
         raise not_found(f"No such File object: {file_id}", param="input_file_id")
     if stored.purpose != "batch":
         raise invalid(f"{file_id} was not uploaded with purpose 'batch'.",
                       param="input_file_id")  # fmt: skip
-    return stored, data
+    return stored
 
 
-async def _checked_lines(
-    data: bytes, source: str, ctx: ApiContext, endpoint: str
-) -> list[PromptLine]:
-    """Every prompt of the file, or ``InputFileError`` listing every bad line."""
-    if endpoint != RESPONSES:
-        return await prompt_lines(data, source, ctx.settings)
-    translated, problems = _responses_as_chat(data)
-    try:
-        lines = await prompt_lines(translated, source, ctx.settings)
-    except InputFileError as error:
-        if not problems and not error.problems:
-            raise
-        problems = sorted([*problems, *error.problems], key=lambda p: p.line_number)
-        raise InputFileError(source, problems) from None
-    if problems:
-        raise InputFileError(source, problems)
-    return lines
+class _CheckedFile:
+    """An uploaded file's prompts, read from Redis and checked a block of lines at a time
+    (in a thread: the server answers meanwhile), so that a big file is never held whole.
 
+    ``blocks`` yields the prompts while every line so far is valid, then raises
+    ``InputFileError`` listing every problem of the file if any line was bad. A
+    ``/v1/responses`` file's lines are translated to chat lines first; a line that
+    cannot be is passed on blank (the numbers hold) and its problems kept here.
+    """
 
-def _responses_as_chat(data: bytes) -> tuple[bytes, list[LineProblem]]:
-    """A ``/v1/responses`` batch file as chat lines (a line it cannot translate left blank,
-    so the numbers hold), and the problems of those lines."""
-    out: list[bytes] = []
-    problems: list[LineProblem] = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+    def __init__(self, ctx: ApiContext, stored: StoredFile, endpoint: str) -> None:
+        self.ctx = ctx
+        self.stored = stored
+        self.endpoint = endpoint
+        self.first_model = ""
+        self.validator = PromptValidator(
+            default_model=ctx.settings.default_model,
+            max_prompt_chars=ctx.settings.max_prompt_chars,
+            models=ctx.settings.model_map(),
+        )
+        self.problems: list[LineProblem] = []  # a Responses line's, found translating it
+
+    async def blocks(self) -> AsyncIterator[list[PromptLine]]:
+        validator = self.validator
+        async for texts in _text_blocks(self.ctx.files.pieces(self.stored.id)):
+            if self.endpoint == RESPONSES:
+                texts = [self._as_chat(text, validator.lines + n)
+                         for n, text in enumerate(texts, start=1)]  # fmt: skip
+            prompts = await asyncio.to_thread(validator.check, texts)
+            if prompts and not self.first_model:
+                self.first_model = prompts[0].model
+            if prompts and not validator.problems and not self.problems:
+                yield prompts
+        problems = sorted([*validator.problems, *self.problems], key=lambda p: p.line_number)
+        if problems or not validator.prompts:
+            raise InputFileError(self.stored.filename, problems)
+
+    def _as_chat(self, text: str, number: int) -> str:
+        """A ``/v1/responses`` batch line as the chat line it comes to."""
         try:
-            line = json.loads(raw)
+            line = json.loads(text)
         except ValueError:
-            out.append(raw)  # the checks word what is wrong with it
-            continue
-        if not isinstance(line, dict) or line.get("url") != RESPONSES:
-            if isinstance(line, dict) and "url" in line:
-                reason = f"url: must be {RESPONSES!r}, the batch's endpoint, got {line['url']!r}"
-                problems.append(LineProblem(number, reason))
-                out.append(b"")
-            else:
-                out.append(raw)
-            continue
+            return text  # the checks word what is wrong with it
+        if not isinstance(line, dict) or "url" not in line:
+            return text
+        if line["url"] != RESPONSES:
+            reason = f"url: must be {RESPONSES!r}, the batch's endpoint, got {shown(line['url'])}"
+            self.problems.append(LineProblem(number, reason))
+            return ""
         request = translate(line["body"]) if isinstance(line.get("body"), dict) else None
         if request is None or request.reasons:
-            reasons = request.reasons if request else ["body: must be an object"]
-            problems += [LineProblem(number, f"body.{reason}") for reason in reasons]
-            out.append(b"")
-            continue
-        chat_line = {**line, "url": "/v1/chat/completions", "body": request.chat_body}
-        out.append(json.dumps(chat_line).encode())
-    return b"\n".join(out), problems
+            reasons = request.reasons if request else ["must be an object"]
+            self.problems += [LineProblem(number, f"body.{reason}") for reason in reasons]
+            return ""
+        return json.dumps({**line, "url": CHAT_COMPLETIONS, "body": request.chat_body})
+
+
+async def _text_blocks(
+    pieces: AsyncIterator[bytes], block_lines: int = BLOCK_LINES
+) -> AsyncIterator[list[str]]:
+    """Lines of a file arriving in pieces, ``block_lines`` at a time, each decoded as
+    ``producer.inputs`` reads a file (a bad byte kept for its line's refusal)."""
+    block: list[str] = []
+    rest = b""
+    async for piece in pieces:
+        lines = (rest + piece).split(b"\n")
+        rest = lines.pop()
+        block += [line.decode("utf-8", "surrogateescape") + "\n" for line in lines]
+        while len(block) >= block_lines:
+            yield block[:block_lines]
+            block = block[block_lines:]
+    if rest:
+        block.append(rest.decode("utf-8", "surrogateescape"))
+    if block:
+        yield block
 
 
 def _metadata(raw: Any) -> dict[str, str]:

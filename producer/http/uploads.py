@@ -5,15 +5,12 @@ so an upload costs the server a megabyte or so whatever its size. The size limit
 enforced before and while reading: a ``Content-Length`` over it is refused unread, and
 reading stops as soon as the file part passes it. The file's lines are not checked
 here: as at OpenAI, an upload is stored as it is, and a batch made from it fails
-listing its bad lines (``prompt_lines`` checks them then). A body that is not a
+listing its bad lines (``producer.http.batch_routes`` checks them then). A body that is not a
 readable multipart form is a 400 naming what is wrong, never a 500.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, web
@@ -21,7 +18,6 @@ from aiohttp import BodyPartReader, web
 from producer.http.errors import ApiError, invalid, too_large
 from producer.http.files import StagedFile
 from producer.http.settings import ApiSettings
-from producer.inputs import PromptLine, parse_prompt_lines
 
 MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and the small fields beside the file
 FIELD_LIMIT = 1024
@@ -133,21 +129,3 @@ def _too_large(limit: int, size: int | None) -> ApiError:
         f"{what}; the limit is {limit:,} bytes (CHATGPTES_MAX_INPUT_BYTES). "
         "Split the file into smaller batches."
     )
-
-
-async def prompt_lines(data: bytes, source: str, settings: ApiSettings) -> list[PromptLine]:
-    """Every prompt of a JSONL file, or ``InputFileError`` listing every bad line.
-
-    Parsed in a thread: a big file does not stop the server answering meanwhile.
-    """
-    return await asyncio.to_thread(
-        parse_prompt_lines, _decoded_lines(data), source=source,
-        default_model=settings.default_model, max_prompt_chars=settings.max_prompt_chars,
-        models=settings.model_map(),
-    )  # fmt: skip
-
-
-def _decoded_lines(data: bytes) -> Iterator[str]:
-    # As producer.inputs reads a file: split at \n, a bad byte kept for its line's refusal.
-    for raw in io.BytesIO(data):
-        yield raw.decode("utf-8", "surrogateescape")
