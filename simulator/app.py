@@ -55,6 +55,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from simulator.faults import FAULT_RETRY_AFTER, NON_JSON_BODY, SERVER_ERROR_PAGES, Fault
+from simulator.latency import parse_latency
 from simulator.limits import Admission
 from simulator.nonces import CHAT_ACTION, REST_ACTION
 from simulator.pages import AJAX_PATH, CHALLENGE_PAGE, NOT_ALLOWED_TEXT
@@ -297,6 +298,16 @@ async def sim_reset(request: web.Request) -> web.Response:
     return _json({"reset": True})
 
 
+async def sim_latency(request: web.Request) -> web.Response:
+    """``POST /__sim/latency?spec=fixed:60000``: the site slows down (or speeds up) now."""
+    try:
+        latency = parse_latency(request.query.get("spec", ""))
+    except ValueError as error:
+        return web.Response(text=str(error), status=400)
+    request.app[STATE_KEY].latency = latency
+    return _json({"latency": request.query["spec"]})
+
+
 @web.middleware
 async def swallow_aborted(request: web.Request, handler: Any) -> web.StreamResponse:
     """Turn a reset fault into a silent end of the handler instead of an error log line."""
@@ -321,4 +332,5 @@ def build_app(
     app.router.add_get(AJAX_PATH, ajax)
     app.router.add_get("/__sim/stats", sim_stats)
     app.router.add_post("/__sim/reset", sim_reset)
+    app.router.add_post("/__sim/latency", sim_latency)
     return app
