@@ -18,7 +18,7 @@ The retry policy reads the class, never the message text::
     └── PermanentError            retrying cannot help
         ├── ConsentMissing        the site asked for the consent checkbox: a configuration error
         ├── ContentRefused        the prompt was flagged (prohibited words)
-        ├── UnknownModel          the request named a model the site does not serve
+        ├── UnknownModel          the request's model is not shaped like a model name
         └── UpstreamRejected      any other refusal the site spells out
 
 Each class also says what it tells about the identity (``verdict``) and whether
@@ -140,7 +140,8 @@ class ContentRefused(PermanentError):
 
 
 class UnknownModel(PermanentError):
-    """The request named a model chatgpt.es does not serve; the message lists the valid ones."""
+    """The request's model is not shaped like a model name (which names are accepted is the
+    producer's to say, when it enqueues: ``contract.model_map``)."""
 
 
 class UpstreamRejected(PermanentError):

@@ -153,11 +153,6 @@ class FileStore:
             replies = await pipe.execute()
         return [_stored(file_id, raw) for file_id, raw in zip(file_ids, replies, strict=True)]
 
-    async def content(self, file_id: str) -> bytes | None:
-        """The whole file (an empty file has no content key: ``b""``)."""
-        data = await self.redis.get(keys.file_content(file_id))
-        return data if data is not None else (b"" if await self._exists(file_id) else None)
-
     async def pieces(self, file_id: str) -> AsyncIterator[bytes]:
         """The file's bytes in ranges of ``READ_BYTES``, so a big file is never held whole."""
         key = keys.file_content(file_id)
@@ -169,9 +164,6 @@ class FileStore:
             if len(piece) < READ_BYTES:
                 return
             start += READ_BYTES
-
-    async def _exists(self, file_id: str) -> bool:
-        return bool(await self.redis.exists(keys.file_meta(file_id)))
 
     async def delete(self, file_id: str, project: str) -> bool:
         if await self.get(file_id, project) is None:
