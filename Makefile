@@ -35,6 +35,7 @@ bench: venv
 	$(BIN)/python bench/bench_simulator.py --count 2000
 	$(BIN)/python bench/bench_recovery.py --prompts 300 --scenarios kill,freeze,renewal --frozen 5
 	$(BIN)/python bench/bench_waiting.py --seconds 5
+	$(BIN)/python bench/bench_api.py --runs 2 --upload-mb 5 --uploads 2
 
 lint: venv
 	$(BIN)/ruff check .

@@ -21,9 +21,10 @@ PHP's ``json_encode`` does):
    limit.","status":"error"}``.
 8. success → ``{"status":"success","msg":"Something went wrong","data":"Echo: " + message}``
    (a message that asks for a "JSON object" gets ``Echo: {"echo": message}``, the object
-   behind a word of prose as models do), or with ``stream`` on, ``text/event-stream``
-   of ``data: {"choices":[{"delta":{"content":PIECE}}]}\\n\\n`` events whose pieces
-   join to the answer, then ``data: [DONE]\\n\\n``.
+   behind a word of prose as models do; one that sends a JSON Schema gets an object of
+   that schema's shape instead, see ``schema_answers``), or with ``stream`` on,
+   ``text/event-stream`` of ``data: {"choices":[{"delta":{"content":PIECE}}]}\\n\\n``
+   events whose pieces join to the answer, then ``data: [DONE]\\n\\n``.
 
 Before any of that, for the page and the ajax endpoint alike: a banned
 identity gets HTTP 403 (page: the "Just a moment..." challenge HTML; ajax:
@@ -58,6 +59,7 @@ from simulator.latency import parse_latency
 from simulator.limits import Admission
 from simulator.nonces import CHAT_ACTION, REST_ACTION
 from simulator.pages import AJAX_PATH, CHALLENGE_PAGE, NOT_ALLOWED_TEXT
+from simulator.schema_answers import instance_of, schema_in
 from simulator.state import SimState
 
 Serve = Callable[[web.Request, SimState, str], Awaitable[web.StreamResponse]]
@@ -235,7 +237,11 @@ async def _serve_ajax(request: web.Request, state: SimState, identity: str) -> w
 
 
 def _echoed(message: str) -> str:
-    """The message, or as a JSON object when it asks for one."""
+    """The message; or an object of the schema it sends; or the message as a JSON object
+    when it asks for one."""
+    schema = schema_in(message)
+    if schema is not None:
+        return json.dumps(instance_of(schema))
     return json.dumps({"echo": message}) if "JSON object" in message else message
 
 
