@@ -23,6 +23,7 @@ from worker.errors import (
     UpstreamHiccup,
     UpstreamTimeout,
 )
+from worker.form import form_fields
 from worker.prompt import JSON_INSTRUCTION
 from worker.proxies import Identity
 from worker.replies import classify_reply
@@ -139,7 +140,7 @@ async def test_consent_and_refusal_are_permanent() -> None:
         with pytest.raises(ContentRefused):
             await exchange(client, messages=(Message(role="user", content="a forbiddenword here"),))
         session = await client.handshake(DIRECT)
-        fields = client.form_fields(session, "hi")
+        fields = form_fields(session, client.page_url, "hi")
         del fields["wpaicg_user_agree"]
         response = await client.http.post(client.ajax_url, data=fields, cookies=session.cookies)
         outcome = classify_reply(response.status_code, dict(response.headers), response.text)

@@ -10,8 +10,6 @@ belong to the caller.
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +20,7 @@ from curl_cffi.requests import exceptions as curl_errors
 from contract.models import NO_PARAMS, Message, RequestParams, check_model
 from contract.redaction import redact_text
 from worker.errors import ProxyFault, UnknownModel, UpstreamError, UpstreamHiccup, UpstreamTimeout
+from worker.form import cookie_header, form_body
 from worker.page import parse_page
 from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, Shaped, format_prompt, shape_answer
 from worker.proxies import Identity
@@ -60,6 +59,13 @@ class ChatGptEsClient:
         self.page_url = options.base_url.rstrip("/") + "/"
         self.ajax_url = options.base_url.rstrip("/") + AJAX_PATH
         self.http = open_http_session(options)
+        self._post_headers = {
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": options.base_url.rstrip("/"),
+            "Referer": self.page_url,
+            "X-Requested-With": "XMLHttpRequest",
+        }
 
     async def close(self) -> None:
         await self.http.close()
@@ -91,37 +97,20 @@ class ChatGptEsClient:
         except ValueError as error:
             raise UnknownModel(str(error)) from None
         prompt = format_prompt(messages, self.options.language_instruction, params)
+        headers = self._post_headers
+        if session.cookies:
+            headers = {**headers, "Cookie": cookie_header(session.cookies)}
         response = await self._send(
             identity,
             "POST",
             self.ajax_url,
-            data=self.form_fields(session, prompt),
-            cookies=session.cookies,
-            headers={
-                "Accept": "application/json, text/event-stream",
-                "Origin": self.options.base_url.rstrip("/"),
-                "Referer": self.page_url,
-                "X-Requested-With": "XMLHttpRequest",
-            },
+            data=form_body(session, self.page_url, prompt),
+            headers=headers,
         )
         outcome = _classify(identity, response)
         if isinstance(outcome, Answer):
             return shape_answer(outcome.text, params, model)
         raise outcome
-
-    def form_fields(self, session: SiteSession, prompt: str) -> dict[str, str]:
-        return {
-            "_wpnonce": session.nonce,
-            "post_id": session.post_id,
-            "url": self.page_url,
-            "action": "wpaicg_chat_shortcode_message",
-            "message": prompt,
-            "bot_id": "0",
-            "chatbot_identity": "shortcode",
-            "wpaicg_chat_client_id": secrets.token_hex(5),
-            "wpaicg_chat_history": json.dumps([f"Human: {prompt}"]),
-            "wpaicg_user_agree": "1",
-        }
 
     async def _send(self, identity: Identity, method: str, url: str, **kwargs: object) -> Response:
         """One request, transport failures turned into typed errors with no credentials in them."""
