@@ -25,7 +25,11 @@ class QueueSettings(BaseSettings):
     """What producers and workers must agree on."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CHATGPTES_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="CHATGPTES_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,  # a value may be a secret: errors name the setting only
     )
 
     redis_url: str = Field(

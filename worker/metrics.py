@@ -24,7 +24,10 @@ several workers on one host share one setting. The metrics, all of this worker o
 - ``chatgptes_identities{state}``: identities (proxy exits) by state (ready, full,
   cooling, probing), as this worker last saw them;
 - ``chatgptes_queue_depth``: chunks waiting in the arq queue. The queue is shared: every
-  worker reports the same number, so aggregate it with ``max``, not ``sum``.
+  worker reports the same number, so aggregate it with ``max``, not ``sum``;
+- ``chatgptes_webhook_deliveries_total{outcome}``: webhook deliveries by outcome:
+  ``delivered`` and ``failed`` per endpoint and attempt, ``given_up`` per event (72 hours
+  of attempts are over).
 
 The gauges are set at every heartbeat, the counters as things happen.
 """
@@ -84,6 +87,7 @@ class WorkerMetrics:
         self.prompts: Counter[str] = Counter()
         self.chunks_done = 0
         self._fleet: Counter[str] = Counter()
+        self.webhooks: Counter[str] = Counter()
         self.registry = CollectorRegistry()
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -148,6 +152,13 @@ class WorkerMetrics:
             "Chunks waiting in the arq queue (shared: the same for every worker).",
             registry=registry,
         )
+        self._webhook_deliveries = PromCounter(
+            f"{PREFIX}_webhook_deliveries",
+            "Webhook deliveries by outcome: delivered or failed (per endpoint and attempt), "
+            "given_up (per event).",
+            ["outcome"],
+            registry=registry,
+        )
 
     def prompt_finished(self, status: str, error_type: str | None) -> None:
         """A prompt got its one result (succeeded, failed or cancelled)."""
@@ -193,6 +204,11 @@ class WorkerMetrics:
     def queue_depth(self, chunks: int) -> None:
         """Chunks waiting in the arq queue now."""
         self._queue_depth.set(chunks)
+
+    def webhook_delivery(self, outcome: str) -> None:
+        """A webhook attempt went ``delivered`` or ``failed``, or an event was ``given_up``."""
+        self.webhooks[outcome] += 1
+        self._webhook_deliveries.labels(outcome=outcome).inc()
 
     def fleet_deltas(self) -> dict[str, int]:
         """The fleet-wide counters since the last call, for the heartbeat to add up in Redis."""

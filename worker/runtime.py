@@ -54,6 +54,7 @@ from worker.results import ResultWriter
 from worker.runner import Attempts, ChunkHold, ChunkLost, PromptRunner
 from worker.sessions import SessionCache
 from worker.supervision import Supervisor
+from worker.webhooks import WebhookDeliverer, WebhookOptions
 
 log = structlog.get_logger("chatgptes.worker")
 
@@ -159,6 +160,14 @@ class WorkerRuntime:
             held_leases=lambda: list(self.broker.held.values()),
             report=self.report, lost_chunks=self._chunks_lost, lost_leases=self.broker.lost,
         )  # fmt: skip
+        self.webhooks = WebhookDeliverer(
+            redis, WebhookOptions.of(
+                config.webhook_urls.get_secret_value(), config.webhook_secret.get_secret_value(),
+                timeout_seconds=config.webhook_timeout_seconds,
+                retry_base_seconds=config.webhook_retry_base_seconds,
+                retry_cap_seconds=config.webhook_retry_cap_seconds, poll_seconds=1.0,
+            ), worker_id=self.worker_id, metrics=self.metrics,
+        )  # fmt: skip
         self.supervisor = Supervisor(self._loop_died)
         self.on_failure: Callable[[], None] = lambda: None  # the worker's way down (arq's)
         self.held: dict[str, HeldChunk] = {}
@@ -178,6 +187,7 @@ class WorkerRuntime:
         self.supervisor.start("broker", self.broker.run)
         self.supervisor.start("results", self.writer.run)
         self.supervisor.start("housekeeping", self.housekeeper.run)
+        self.supervisor.start("webhooks", self.webhooks.run)
         for name, loop in loops.items():
             self.supervisor.start(name, loop)
 
