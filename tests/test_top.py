@@ -450,7 +450,7 @@ async def test_a_frame_costs_the_same_round_trips_with_1000_identities(
         started = time.perf_counter()
         big = await read_snapshot(queue)
         timings.append(time.perf_counter() - started)
-    assert trips.count / 5 == few <= 10
+    assert trips.count / 5 == few <= 11  # 10, and the webhook outbox
     assert (small.pool.total, big.pool.total, len(big.batches)) == (10, 1000, 20)
     assert big.pool.states == {"ready": 980, "full": 5, "probing": 3, "cooling": 12}
     assert big.batches_known == 100 and big.batches[0].batch_id == "b99"
@@ -468,3 +468,21 @@ async def test_pool_census_counts_every_identity(real_redis, redis_server) -> No
     assert [i.name for i in found.worst] == ["10.0.0.1:3128", "10.0.1.1:3128", "10.0.2.1:3128"]
     assert (found.in_flight, found.capacity) == (sum(4 if 4 <= n < 6 else n % 3
                                                      for n in range(300)), 1200)  # fmt: skip
+
+
+def test_webhook_deliveries_pending_and_given_up_are_shown() -> None:
+    from dataclasses import replace
+
+    from contract.outbox import OutboxEvent, OutboxState
+
+    waiting = OutboxEvent("evt_1", "batch.completed", "b1", 3, "http://hooks:8080: HTTP 503",
+                          int((T0 + 40) * 1000))  # fmt: skip
+    outbox = OutboxState(pending=2, failed=1, deliverers=1, next_pending=[waiting],
+                         last_failed=[])  # fmt: skip
+    shown = text_of(render([replace(snapshot(), outbox=outbox)]))
+    assert "webhooks: 2 pending (the next in 40s, 3 failed: http://hooks:8080: HTTP 503), " \
+           "1 given up" in shown  # fmt: skip
+    nobody = replace(outbox, deliverers=0, failed=0, next_pending=[])
+    assert "no worker delivers them" in text_of(render([replace(snapshot(), outbox=nobody)]))
+    quiet = replace(outbox, pending=0, failed=0, next_pending=[])
+    assert "webhooks" not in text_of(render([replace(snapshot(), outbox=quiet)]))
