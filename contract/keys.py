@@ -237,3 +237,8 @@ def webhook_deliverers() -> str:
     """Sorted set: worker ID → when (ms) it last looked for events to deliver."""
     return f"{WEBHOOKS}deliverers"
 
+
+def throughput() -> str:
+    """Hash: ``<interval start (s)>|<what>`` → prompts the fleet finished in that interval
+    (succeeded, failed, cancelled, error:<Type>); intervals older than an hour are dropped."""
+    return f"{FLEET}throughput"

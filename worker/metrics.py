@@ -29,6 +29,10 @@ several workers on one host share one setting. The metrics, all of this worker o
   ``delivered`` and ``failed`` per endpoint and attempt, ``given_up`` per event (72 hours
   of attempts are over).
 
+The prompts finished are also tallied by interval for the console's throughput chart
+(``throughput``, a ``contract.throughput.ThroughputTally``, written to Redis by its own
+loop).
+
 The gauges are set at every heartbeat, the counters as things happen.
 """
 
@@ -42,6 +46,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
 from prometheus_client import Counter as PromCounter
+
+from contract.throughput import ThroughputTally
 
 PREFIX = "chatgptes"
 PORT_SETTING = "CHATGPTES_METRICS_PORT"
@@ -88,6 +94,7 @@ class WorkerMetrics:
         self.chunks_done = 0
         self._fleet: Counter[str] = Counter()
         self.webhooks: Counter[str] = Counter()
+        self.throughput = ThroughputTally()
         self.registry = CollectorRegistry()
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -164,6 +171,7 @@ class WorkerMetrics:
         """A prompt got its one result (succeeded, failed or cancelled)."""
         self.prompts[status] += 1
         self._prompts_total.labels(outcome=status, error_type=error_type or "").inc()
+        self.throughput.count(status, error_type)
 
     def chunk_finished(self, outcome: str) -> None:
         """A chunk ended: ``done``, or ``handed back`` to the queue."""

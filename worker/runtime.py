@@ -188,6 +188,7 @@ class WorkerRuntime:
         self.supervisor.start("results", self.writer.run)
         self.supervisor.start("housekeeping", self.housekeeper.run)
         self.supervisor.start("webhooks", self.webhooks.run)
+        self.supervisor.start("throughput", lambda: self.metrics.throughput.run(self.redis))
         for name, loop in loops.items():
             self.supervisor.start(name, loop)
 
