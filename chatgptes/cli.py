@@ -109,16 +109,17 @@ def enqueue(
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress and what the shared policy is doing."""
-    from producer.fleet import fleet_health, policy_events
+    from producer.fleet import fleet_health, policy_events, writes_refused
 
     async def go(queue: BatchQueue) -> Any:
         return (
             await queue.status(batch_id),
             await fleet_health(queue.redis),
             await policy_events(queue.redis),
+            await writes_refused(queue.redis),
         )
 
-    batch, identities, events = run_with_queue(go)
+    batch, identities, events, refused = run_with_queue(go)
     if as_json:
         echo_json(
             {
@@ -126,9 +127,15 @@ def status(batch_id: str, as_json: bool) -> None:
                 "request_counts": request_counts(batch),
                 "identities": [asdict(identity) for identity in identities],
                 "policy_events": events,
+                "redis_refusing_writes": refused,
             }
         )
         return
+    if refused:
+        click.echo(
+            f"warning: Redis refuses writes, {refused}; workers keep their answers and wait for it",
+            err=True,
+        )
     click.echo(
         f"batch {batch.batch_id} ({batch.state}): {batch.finished}/{batch.total} finished "
         f"({batch.succeeded} succeeded, {batch.failed} failed, {batch.cancelled} cancelled), "

@@ -40,6 +40,8 @@ from chatgptes.progress import status_changes
 from chatgptes.top import FleetSnapshot, console_for_output, read_snapshot, recent_frames, render
 from contract.config import DEFAULT_MODEL, QueueSettings
 from contract.redaction import redact_text, redact_url
+from contract.redis_errors import explain
+from contract.text import printable
 from producer.api import BatchQueue
 from producer.http.client import ApiCallError, answers_health, run_batch_via_api
 from producer.inputs import PromptLine, parse_prompt_lines
@@ -159,8 +161,10 @@ def redis_problem(url: str, timeout: float = 1.0) -> str | None:
     try:
         with Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout) as client:
             client.ping()
-    except (RedisError, OSError, ValueError) as error:
-        return str(error) or type(error).__name__
+    except (RedisError, OSError) as error:
+        return explain(error).detail
+    except ValueError:
+        return "not a Redis URL"
     return None
 
 
@@ -467,8 +471,11 @@ def run_demo(prompts: int = 40, workers: int = 2, *, via_api: bool = False) -> i
     except KeyboardInterrupt:
         say("interrupted")
         return 130
-    except (DemoError, TimeoutError, RedisError, OSError) as error:
-        console.print(Text(f"demo failed: {redact_text(str(error))}", style="red"))
+    except RedisError as error:
+        console.print(Text(f"demo failed: {explain(error).said('Redis')}", style="red"))
+        return 1
+    except (DemoError, TimeoutError, OSError) as error:
+        console.print(Text(f"demo failed: {printable(redact_text(str(error)))}", style="red"))
         return 1
     finally:
         cleanup.close()

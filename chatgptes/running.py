@@ -21,7 +21,11 @@ from pydantic_settings import BaseSettings, SettingsError
 from redis.exceptions import RedisError
 
 from contract.config import QueueSettings
+from contract.logs import LINE_LIMIT
 from contract.redaction import redact_text, redact_url
+from contract.redis_errors import explain
+from contract.text import cut_text
+from contract.text import printable as printable  # one escaping, for logs and commands alike
 from producer.api import BatchNotFound, BatchQueue, JobNotFound
 
 T = TypeVar("T")
@@ -74,17 +78,18 @@ def run_with_queue(make: Callable[[BatchQueue], Awaitable[T]]) -> T:
 
 
 def redis_problem(url: str, error: BaseException) -> str:
-    return f"Redis at {redact_url(url)}: {redact_text(str(error) or type(error).__name__)}"
+    """One short line: which Redis (password masked) and what it is doing, never the
+    command's arguments (redis-py quotes a failed pipeline's whole payload)."""
+    return explain(error).said(f"Redis at {redact_url(url)}")
 
 
 def fail(message: str, code: int) -> Any:
-    click.echo(f"error: {message}", err=True)
+    """Prints ``error: message`` and exits: credentials masked, control characters escaped
+    (a message may quote what a user typed), each line at most a few KB."""
+    safe = printable(redact_text(message), keep="\n")
+    click.echo("\n".join(cut_text(line, LINE_LIMIT) for line in f"error: {safe}".split("\n")),
+               err=True)  # fmt: skip
     sys.exit(code)
-
-
-def printable(text: str) -> str:
-    """Text safe for a terminal: control characters (newlines, escapes) shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def echo_json(value: Any) -> None:

@@ -4,8 +4,9 @@ A frame is one ``FleetSnapshot``, read by ``read_snapshot`` from the registries 
 workers and producers keep, never a keyspace scan, in a fixed number of round trips
 whatever the fleet's size: the newest batches (registry, one pipeline), their count,
 the workers (registry, clock, one pipeline), every identity's state (registry, clock,
-one pipeline of one HMGET per attribute), the fleet's counters (one HGETALL) and the
-webhook outbox (one pipeline, and one more when it holds events).
+one pipeline of one HMGET per attribute), the fleet's counters (one HGETALL),
+whether Redis refuses writes (INFO) and the webhook outbox (one pipeline, and one more
+when it holds events).
 ``render`` turns the snapshots read so far into a rich renderable and reads nothing
 else, so it is tested with plain data.
 
@@ -38,7 +39,7 @@ from chatgptes.fleet_view import duration
 from chatgptes.running import printable, run_with_queue
 from contract.models import BatchStatus
 from contract.outbox import OutboxState, read_outbox
-from contract.redaction import redact_text
+from contract.redis_errors import explain
 from contract.retrying import TRANSIENT
 from producer.api import BatchQueue
 from producer.fleet import (
@@ -49,6 +50,7 @@ from producer.fleet import (
     policy_events,
     pool_census,
     workers,
+    writes_refused,
 )
 
 BATCH_WINDOW = 200  # the newest batches looked at for active ones
@@ -73,6 +75,7 @@ class FleetSnapshot:
     events: dict[str, int]  # the fleet's counters: error:<Type>, waited_for_capacity[:<why>]
     read_seconds: float = 0.0
     outbox: OutboxState | None = None  # the webhook events not delivered yet, and given up
+    refusing: str | None = None  # why Redis refuses writes now, if it does
 
 
 Reader = Callable[[], Awaitable[FleetSnapshot]]
@@ -83,7 +86,7 @@ Runner = Callable[[Callable[[BatchQueue], Awaitable[None]]], Any]
 
 
 async def read_snapshot(queue: BatchQueue, *, limit: int = 20) -> FleetSnapshot:
-    """One frame's data: ten round trips, whatever the number of identities or batches."""
+    """One frame's data: eleven round trips, whatever the number of identities or batches."""
     started, at = time.perf_counter(), time.time()
     recent = await queue.batches(max(limit, BATCH_WINDOW))
     known = await batch_count(queue.redis)
@@ -91,6 +94,7 @@ async def read_snapshot(queue: BatchQueue, *, limit: int = 20) -> FleetSnapshot:
     pool = await pool_census(queue.redis, shown=SHOWN_IDENTITIES)
     events = await policy_events(queue.redis)
     outbox = await read_outbox(queue.redis, int(at * 1000), shown=1)
+    refusing = await writes_refused(queue.redis)
     return FleetSnapshot(
         at=at,
         batches=active_first(recent)[:limit],
@@ -100,6 +104,7 @@ async def read_snapshot(queue: BatchQueue, *, limit: int = 20) -> FleetSnapshot:
         events=events,
         read_seconds=time.perf_counter() - started,
         outbox=outbox,
+        refusing=refusing,
     )
 
 
@@ -242,8 +247,7 @@ def render(frames: Sequence[FleetSnapshot], *, interval: float | None = None) ->
 def unreachable(
     frames: Sequence[FleetSnapshot], error: BaseException, interval: float
 ) -> RenderableType:
-    why = redact_text(f"{type(error).__name__}: {error}")
-    line = Text(f"Redis unreachable ({printable(why)}); trying again", style="bold red")
+    line = Text(f"Redis unreachable ({explain(error).detail}); trying again", style="bold red")
     if not frames:
         return line
     read_at = datetime.fromtimestamp(frames[-1].at).strftime("%H:%M:%S")
@@ -269,10 +273,16 @@ def _bold_label(text: Text) -> Text:
 def _header(now: FleetSnapshot, interval: float | None) -> Text:
     clock = datetime.fromtimestamp(now.at).strftime("%H:%M:%S")
     every = f"every {interval:g}s, Ctrl-C quits" if interval else "one frame"
-    return Text.assemble(
+    header = Text.assemble(
         ("chatgptes top", "bold"),
         f"  {clock}  {every}  (read in {now.read_seconds * 1000:.0f} ms)",
     )
+    if now.refusing:
+        header.append(
+            f"\nRedis refuses writes, {now.refusing}: workers keep their answers and wait",
+            style="bold red",
+        )
+    return header
 
 
 def _batches(now: FleetSnapshot, before: FleetSnapshot | None) -> RenderableType:

@@ -7,29 +7,66 @@ optional ``.env`` file; the worker's settings extend these (see ``worker.config`
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contract.redaction import redact_text, redact_url
+from contract.redaction import redact_url
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_URL_FORM = "redis://[[user]:password@]host[:port][/db]; rediss:// for TLS"
+PERCENT_ENCODING_HINT = (
+    "in a user or password write '#' as %23, ',' as %2C, '@' as %40, '/' as %2F, "
+    "'?' as %3F, '%' as %25 and a space as %20"
+)
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 KNOWN_MODELS: tuple[str, ...] = ("gpt-4", "gpt-4o", "gpt-4o-mini")
 DEFAULT_MODEL = "gpt-4o"
 
 
+def check_url(url: str, kind: str, schemes: tuple[str, ...], form: str) -> SplitResult:
+    """The parts of ``url``, a ``kind`` ("Redis URL") that must look like ``form``.
+
+    A ValueError unless it starts with one of ``schemes``, its user and password are
+    percent-encoded and its port (if any) is 1-65535. The error quotes nothing of the
+    URL, nor a parser's words about it: any piece of it may be part of a password.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() not in schemes:
+        *others, last = (f"{s}://" for s in schemes)
+        raise ValueError(f"not a {kind}: it must start with {', '.join(others)} or {last} ({form})")
+    userinfo = rest.rpartition("@")[0]
+    if any(c in "/?#@" for c in userinfo) or _BAD_PERCENT.search(userinfo):
+        raise ValueError(
+            f"the {kind}'s user or password holds a character that must be percent-encoded: "
+            f"{PERCENT_ENCODING_HINT}"
+        )
+    try:
+        parts = urlsplit(url)
+        if parts.port != 0:  # .port raises for one that is not a number in 0-65535
+            return parts
+    except ValueError:
+        pass
+    raise ValueError(
+        f"the {kind}'s port is not a number from 1 to 65535: it must be {form} "
+        f"({PERCENT_ENCODING_HINT})"
+    )
+
+
 class QueueSettings(BaseSettings):
     """What producers and workers must agree on."""
 
+    # A refused value is never repeated in an error: it may be a URL with a password.
     model_config = SettingsConfigDict(
         env_prefix="CHATGPTES_",
         env_file=".env",
         extra="ignore",
         frozen=True,
-        hide_input_in_errors=True,  # a value may be a secret: errors name the setting only
+        hide_input_in_errors=True,
     )
 
     redis_url: str = Field(
@@ -62,23 +99,9 @@ class QueueSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _a_redis_url(cls, url: str) -> str:
-        shown = redact_text(url)
-        try:
-            parts = urlsplit(url)
-            port = parts.port  # raises for a port that is not a number in 0-65535
-        except ValueError:
-            # Not the parser's words: they may quote part of the password.
-            raise ValueError(
-                f"{shown!r} is not a URL (a host, then an optional port 1-65535)"
-            ) from None
-        if parts.scheme not in REDIS_SCHEMES:
-            raise ValueError(
-                f"{shown!r} must start with {', '.join(s + '://' for s in REDIS_SCHEMES)}"
-            )
+        parts = check_url(url, "Redis URL", REDIS_SCHEMES, REDIS_URL_FORM)
         if parts.scheme != "unix" and not parts.hostname:
-            raise ValueError(f"{shown!r} names no host")
-        if port == 0:
-            raise ValueError(f"{shown!r}: port 0 is not a port")
+            raise ValueError(f"the Redis URL names no host: it must be {REDIS_URL_FORM}")
         return url
 
     @field_validator("log_level", mode="before")

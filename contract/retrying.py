@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
 import structlog
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import DefaultParser
 from redis.asyncio.retry import Retry
@@ -31,7 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contract.redaction import redact_text
+from contract.redis_errors import explain
 
 log = structlog.get_logger("chatgptes.redis")
 T = TypeVar("T")
@@ -40,7 +40,7 @@ T = TypeVar("T")
 _BLIP_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
 FIRST_DELAY = 0.1
 MAX_DELAY = 5.0
-LOG_EVERY = 10.0
+LOG_EVERY = 60.0
 
 
 class RedisRefusing(ResponseError):
@@ -70,39 +70,59 @@ TRANSIENT = (
 )
 
 
+class _Episode:
+    """One outage of Redis as this process sees it, whichever of its loops meet it: the
+    first loop to fail says so, one reminder follows every ``LOG_EVERY`` seconds, and
+    the last loop to get through says it is over. Not one line per loop per attempt."""
+
+    def __init__(self) -> None:
+        self.failing: dict[str, float] = {}  # loop → since when
+        self.began: float | None = None
+        self._said_at = 0.0
+
+    def failed(self, what: str, error: BaseException) -> None:
+        now = time.monotonic()
+        self.failing.setdefault(what, now)
+        if self.began is None:
+            self.began = self._said_at = now
+            log.warning("redis.unavailable", loop=what, error=explain(error).said())
+        elif now - self._said_at >= LOG_EVERY:
+            self._said_at = now
+            log.warning(
+                "redis.still_unavailable", loops=sorted(self.failing),
+                failing_for=round(now - self.began, 1), error=explain(error).said(),
+            )  # fmt: skip
+
+    def passed(self, what: str) -> None:
+        if self.failing.pop(what, None) is None or self.failing or self.began is None:
+            return
+        log.info("redis.back", after=round(time.monotonic() - self.began, 1))
+        self.began = None
+
+
+_EPISODE = _Episode()
+
+
 class RedisBackoff:
-    """Exponential backoff with jitter between attempts of one loop, logged sparingly."""
+    """Exponential backoff with jitter between attempts of one loop; the outage it meets is
+    logged once per episode for the whole process (``_Episode``), not once per loop."""
 
     def __init__(self, what: str) -> None:
         self.what = what
         self._delay = FIRST_DELAY
-        self._failing_since: float | None = None
-        self._logged_at = 0.0
+        self._failing = False
 
     async def wait(self, error: BaseException) -> None:
-        now = time.monotonic()
-        if self._failing_since is None:
-            self._failing_since = now
-        if now - self._logged_at >= LOG_EVERY:
-            self._logged_at = now
-            log.warning(
-                "redis.unavailable",
-                loop=self.what,
-                error=redact_text(f"{type(error).__name__}: {error}"),
-                failing_for=round(now - self._failing_since, 1),
-            )
+        self._failing = True
+        _EPISODE.failed(self.what, error)
         await asyncio.sleep(self._delay * random.uniform(0.5, 1.0))
         self._delay = min(self._delay * 2, MAX_DELAY)
 
     def reset(self) -> None:
-        if self._failing_since is not None:
-            log.info(
-                "redis.back",
-                loop=self.what,
-                after=round(time.monotonic() - self._failing_since, 1),
-            )
+        if self._failing:
+            _EPISODE.passed(self.what)
         self._delay = FIRST_DELAY
-        self._failing_since = None
+        self._failing = False
 
 
 async def until_redis_answers(what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -139,10 +159,7 @@ def redis_client(url: str) -> Redis:
     return Redis(connection_pool=connection_pool(url))
 
 
-def arq_redis_settings(url: str) -> RedisSettings:
-    """arq's connection settings for ``url``, with the same short retries as ``redis_client``."""
-    settings = RedisSettings.from_dsn(url)
-    settings.retry = _BLIP_RETRY
-    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError]
-    settings.conn_retries = 2  # at start-up: then a clear error, not a minute of retries
-    return settings
+def arq_pool(url: str) -> ArqRedis:
+    """arq's client for ``url``: the same connections, retries and outage names as
+    ``redis_client``, the URL read by redis-py (a percent-encoded password included)."""
+    return ArqRedis(connection_pool=connection_pool(url))

@@ -96,6 +96,22 @@ async def pool_census(redis: Redis, *, shown: int = 10) -> PoolCensus:
     )
 
 
+async def writes_refused(redis: Redis) -> str | None:
+    """Why Redis refuses writes now (at maxmemory, a failed snapshot, a replica), or None.
+
+    Read from INFO, which answers even then: workers keep their answers and wait, and a
+    user watching ``status`` or ``top`` should know why nothing moves."""
+    info = await redis.info()  # one round trip: memory, persistence and replication in it
+    limit, used = int(info.get("maxmemory", 0)), int(info.get("used_memory", 0))
+    if limit and used >= limit and info.get("maxmemory_policy") == "noeviction":
+        return f"at maxmemory ({used / 2**20:,.0f} MiB of {limit / 2**20:,.0f} MiB): OOM"
+    if info.get("rdb_last_bgsave_status") == "err":
+        return "its last snapshot failed: MISCONF (stop-writes-on-bgsave-error)"
+    if info.get("role") == "slave":
+        return "it is a read-only replica: READONLY (a failover?)"
+    return None
+
+
 async def redis_now_ms(redis: Redis) -> int:
     """Redis's clock in ms: the one every worker stamps its reports and cooldowns with."""
     seconds, micros = await redis.time()

@@ -177,7 +177,7 @@ def test_config_lists_every_setting_with_secrets_masked(monkeypatch) -> None:
     [
         ("CHATGPTES_REDIS_URL", "notaurl", "must start with redis://"),
         ("CHATGPTES_REDIS_URL", "http://127.0.0.1:6379/0", "must start with redis://"),
-        ("CHATGPTES_REDIS_URL", "redis://127.0.0.1:99999/0", "is not a URL"),
+        ("CHATGPTES_REDIS_URL", "redis://127.0.0.1:99999/0", "port is not a number"),
         ("CHATGPTES_RETRY_BUDGETS", "{bad", "not valid JSON"),
         ("CHATGPTES_PROXY_MAX_INFLIGHT", "many", "valid integer"),
         ("CHATGPTES_HEARTBEAT_SECONDS", "60", "at most half of lease_ttl_seconds"),

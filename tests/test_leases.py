@@ -348,3 +348,13 @@ async def test_renewal_works_while_redis_refuses_writes(real_redis) -> None:
         assert await leases.renew([held]) == []
     finally:
         await real_redis.config_set("maxmemory", 0)
+
+
+async def test_an_index_emptied_and_filled_again_keeps_a_ttl(redis) -> None:
+    leases = await book(redis, [identity("p1", cap=1)])
+    await proven(redis, "p1")
+    held = await take(leases)  # p1 leaves ready: the key is gone
+    assert await redis.exists(keys.identities_ready(_pool(leases))) == 0
+    await leases.release([(held, OK)])  # and comes back
+    assert await redis.ttl(keys.identities_ready(_pool(leases))) > 0
+    assert await redis.ttl(keys.identities_later(_pool(leases))) in (-2, *range(1, 10**7))

@@ -30,7 +30,7 @@ from worker.claims import ChunkClaim, ChunkClaims, Claim, margin_for
 from worker.leases import Lease, LeaseBook
 
 log = structlog.get_logger("chatgptes.heartbeat")
-QUIET_SECONDS = 10.0  # one line about failing beats per this long, not one per beat
+QUIET_SECONDS = 60.0  # one line about failing beats per this long, not one per beat
 
 
 class Heartbeat:

@@ -1,7 +1,7 @@
 """The arq side: the job function, the worker arq runs, and how it takes and ends chunks.
 
 ``chatgptes worker`` constructs a ``ChunkWorker``: arq's ``Worker`` given this
-service's settings and three public methods of its own. arq has no hooks for what a
+service's settings and a few public methods of its own. arq has no hooks for what a
 queue of owned chunks needs (python-arq/arq#407: no heartbeat), so:
 
 - arq's poll never picks jobs (``allow_pick_jobs`` stays False); the worker's own
@@ -11,6 +11,7 @@ queue of owned chunks needs (python-arq/arq#407: no heartbeat), so:
   holds the chunk: a worker that lost a chunk changes nothing of it;
 - ``heart_beat`` leaves arq's health key alone: the worker's own heartbeat renews its
   claims and reports it (``chatgptes workers --check``);
+- ``run_job`` and ``close`` ride out a Redis that refuses arq's own bookkeeping;
 - SIGTERM first drains (unsent prompts go back to the queue), then arq's own wait.
 
 The module has no ``WorkerSettings``: arq's command builds a plain ``Worker``, which
@@ -26,7 +27,6 @@ from typing import Any
 
 import structlog
 from arq import func
-from arq.connections import ArqRedis
 from arq.utils import timestamp_ms
 from arq.worker import Retry, Worker
 from pydantic import ValidationError
@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from contract.chunks import JOB_FUNCTION, json_dumps
 from contract.logs import configure_logging
 from contract.models import ChunkPayload
-from contract.retrying import TRANSIENT, RedisBackoff, connection_pool
+from contract.retrying import TRANSIENT, RedisBackoff, arq_pool
 from worker.config import WorkerConfig
 from worker.proxies import ProxyDefaults, ProxyPool
 from worker.runtime import ChunkOutcome, WorkerRuntime
@@ -73,7 +73,7 @@ class ChunkWorker(Worker):
 
     def __init__(self, config: WorkerConfig, **overrides: Any) -> None:
         self.config = config
-        pool = ArqRedis(connection_pool=connection_pool(config.redis_url))
+        pool = arq_pool(config.redis_url)
         pool.job_serializer = json_dumps
         pool.job_deserializer = json.loads
         pool.default_queue_name = config.queue_name
@@ -141,6 +141,21 @@ class ChunkWorker(Worker):
                 await asyncio.sleep(idle)
             else:
                 await asyncio.sleep(0)  # let the chunk start before looking again
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's run_job; a Redis that refuses its own bookkeeping (reading the job,
+        counting the try) hands the chunk back instead of crashing the worker."""
+        try:
+            await super().run_job(job_id, score)
+        except TRANSIENT as error:
+            log.warning("chunk.bookkeeping_refused", chunk=job_id, error=type(error).__name__)
+            await self.runtime.end_chunk(job_id, finished=False)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        except TRANSIENT as error:  # a worker that cannot say goodbye still stops
+            log.warning("worker.close_without_redis", error=type(error).__name__)
 
     async def heart_beat(self) -> None:
         """Nothing: the runtime's heartbeat renews the claims and reports the worker."""

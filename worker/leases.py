@@ -197,7 +197,7 @@ class LeaseBook:
         self, returned: Sequence[tuple[Lease, Cooldown]], strangers: Sequence[str]
     ) -> list[str | int | float]:
         now = time.monotonic()
-        args: list[str | int | float] = [self.burst, self.base_ms, self.cap_ms]
+        args: list[str | int | float] = [self.burst, self.base_ms, self.cap_ms, POLICY_TTL_SECONDS]
         for lease, cooldown in returned:
             args += [
                 lease.token, cooldown.verdict, int(cooldown.floor_seconds * 1000),
@@ -234,7 +234,8 @@ class LeaseBook:
 
     async def charge(self, identity: Identity) -> None:
         """Spends one rate token of ``identity`` for a request that took no lease of its own."""
-        await self.scripts.run("charge_identity", self._keys, [self.burst, identity.name])
+        args = [self.burst, identity.name, POLICY_TTL_SECONDS]
+        await self.scripts.run("charge_identity", self._keys, args)
 
     async def forget_unannounced(self, before_ms: int, limit: int = 500) -> int:
         """Deregisters identities and pools no worker announced since ``before_ms``."""

@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult
 
 import structlog
 
+from contract.config import PERCENT_ENCODING_HINT, check_url
 from contract.redaction import redact_url
 
 log = structlog.get_logger("chatgptes.proxies")
 
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+PROXY_URL_FORM = "scheme://[user[:password]@]host:port"
 DIRECT = "direct"
 _OPTIONS = {"max_inflight": int, "rate": float, "weight": float}
+# A comment: from a # that starts the line or follows whitespace, to the line's end.
+_COMMENT = re.compile(r"(?:^|(?<=\s))#.*", re.DOTALL)
 
 
 class ProxyConfigError(ValueError):
@@ -53,44 +58,65 @@ class ProxyDefaults:
 
 
 def parse_proxy_line(line: str, defaults: ProxyDefaults, where: str) -> Identity | None:
-    """One line of a proxies file (or one item of the setting) → an Identity, None if blank."""
-    text = line.split("#", 1)[0].strip()
-    if not text:
+    """One line of a proxies file → an Identity; None if blank or only a comment.
+
+    A comment starts at a ``#`` that begins the line or follows whitespace; a ``#``
+    inside a URL is part of it (and must be written ``%23`` there, as RFC 3986 says).
+    """
+    return parse_proxy_entry(_COMMENT.sub("", line), defaults, where)
+
+
+def parse_proxy_entry(text: str, defaults: ProxyDefaults, where: str) -> Identity | None:
+    """One proxy URL with its options (an item of ``CHATGPTES_PROXIES``) → an Identity.
+
+    Errors name ``where`` and what is wrong, never the text: it holds credentials.
+    """
+    words = text.split()
+    if not words:
         return None
-    url, *options = text.split()
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        # Not the parser's words: they may quote part of the password.
-        raise ProxyConfigError(
-            f"{where}: {redact_url(url)!r} is not a URL (host, then a port 1-65535)"
-        ) from None
-    if parts.scheme not in PROXY_SCHEMES or not parts.hostname or port is None:
-        raise ProxyConfigError(
-            f"{where}: {redact_url(url)!r} must be scheme://[user:password@]host:port "
-            f"with scheme one of {', '.join(PROXY_SCHEMES)}"
-        )
+    url, *options = words
+    parts = _proxy_url_parts(url, where)
     values: dict[str, float] = {}
-    for option in options:
+    for number, option in enumerate(options, 1):
         key, _, raw = option.partition("=")
         if key not in _OPTIONS or not raw:
             raise ProxyConfigError(
-                f"{where}: unknown option {option!r}; use {', '.join(f'{k}=N' for k in _OPTIONS)}"
+                f"{where}: word {number} after the URL is not an option; options are "
+                f"{', '.join(f'{k}=N' for k in _OPTIONS)} (a space inside a user or "
+                "password must be written %20)"
             )
         try:
             values[key] = _OPTIONS[key](raw)
         except ValueError:
-            raise ProxyConfigError(f"{where}: {key} must be a number, got {raw!r}") from None
+            raise ProxyConfigError(f"{where}: {key} must be a number") from None
         if values[key] <= 0 and key != "rate":
-            raise ProxyConfigError(f"{where}: {key} must be positive, got {raw!r}")
+            raise ProxyConfigError(f"{where}: {key} must be positive")
     return Identity(
-        name=_identity_name(parts.hostname, port, parts.username, url),
+        name=_identity_name(parts.hostname or "", parts.port or 0, parts.username, url),
         proxy_url=url,
         max_inflight=int(values.get("max_inflight", defaults.max_inflight)),
         rate_per_second=values.get("rate", defaults.rate_per_second),
         weight=values.get("weight", 1.0),
     )
+
+
+def _proxy_url_parts(url: str, where: str) -> SplitResult:
+    """The parts of a proxy URL, checked; a ProxyConfigError that quotes none of it if bad."""
+    try:
+        parts = check_url(url, "proxy URL", PROXY_SCHEMES, PROXY_URL_FORM)
+    except ValueError as error:
+        raise ProxyConfigError(f"{where}: {error}") from None
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ProxyConfigError(
+            f"{where}: a proxy URL has no '?' or '#' (a comment starts at a # after a space; "
+            f"{PERCENT_ENCODING_HINT})"
+        )
+    if not parts.hostname or parts.port is None:
+        raise ProxyConfigError(
+            f"{where}: the proxy URL names no host or no port: it must be {PROXY_URL_FORM} "
+            f"({PERCENT_ENCODING_HINT})"
+        )
+    return parts
 
 
 def _identity_name(host: str, port: int, username: str | None, url: str) -> str:
@@ -100,14 +126,28 @@ def _identity_name(host: str, port: int, username: str | None, url: str) -> str:
     return name
 
 
-def parse_proxies(lines: Iterable[tuple[str, str]], defaults: ProxyDefaults) -> list[Identity]:
-    """(where, line) pairs → identities, duplicates (same name) kept once."""
+def parse_proxies(
+    entries: Iterable[tuple[str, str]],
+    defaults: ProxyDefaults,
+    parse: Callable[[str, ProxyDefaults, str], Identity | None] = parse_proxy_line,
+) -> list[Identity]:
+    """(where, text) pairs → identities, duplicates (same name) kept once."""
     found: dict[str, Identity] = {}
-    for where, line in lines:
-        identity = parse_proxy_line(line, defaults, where)
+    for where, text in entries:
+        identity = parse(text, defaults, where)
         if identity is not None:
             found.setdefault(identity.name, identity)
     return list(found.values())
+
+
+def read_text(file: Path) -> str:
+    """A proxies file's text; bytes that are not UTF-8 are refused by line, never shown."""
+    data = file.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ProxyConfigError(f"line {line} of {file} is not UTF-8 text") from None
 
 
 class ProxyPool:
@@ -143,14 +183,22 @@ class ProxyPool:
             return False
 
     def _load(self, mtime: float | None) -> bool:
-        lines = [
-            (f"CHATGPTES_PROXIES item {n}", item)
+        entries = [
+            (f"proxy {n} in CHATGPTES_PROXIES", item)
             for n, item in enumerate(self._setting.split(","), 1)
         ]
+        identities = parse_proxies(entries, self._defaults, parse_proxy_entry)
         if self._file is not None:
-            text = self._file.read_text(encoding="utf-8")
-            lines += [(f"{self._file}:{n}", line) for n, line in enumerate(text.splitlines(), 1)]
-        identities = parse_proxies(lines, self._defaults)
+            lines = [
+                (f"line {n} of {self._file}", line)
+                for n, line in enumerate(read_text(self._file).splitlines(), 1)
+            ]
+            known = {identity.name for identity in identities}
+            identities += [
+                identity
+                for identity in parse_proxies(lines, self._defaults, parse_proxy_line)
+                if identity.name not in known
+            ]
         if not identities:
             identities = [
                 Identity(DIRECT, None, self._defaults.max_inflight, self._defaults.rate_per_second)

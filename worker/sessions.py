@@ -167,7 +167,8 @@ class SessionCache:
         async with self.redis.pipeline(transaction=False) as pipe:
             for identity, uses in counted.items():
                 pipe.hincrby(keys.site_session_uses(), identity, uses)
-            totals = await pipe.execute()
+            pipe.expire(keys.site_session_uses(), SESSIONS_TTL_SECONDS)
+            *totals, _ = await pipe.execute()
         for identity, total in zip(counted, totals, strict=True):
             session = self._local.get(identity)
             if int(total) >= self.max_uses and session is not None:

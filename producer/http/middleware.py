@@ -14,7 +14,8 @@ from aiohttp.typedefs import Handler, Middleware
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from contract.redaction import redact_text
+from contract.redaction import redact_url
+from contract.redis_errors import explain
 from producer.http.context import STREAMING, context_of
 from producer.http.errors import ApiError, from_http_exception, internal, unavailable
 from producer.http.settings import ApiSettings
@@ -33,9 +34,8 @@ class RedisOutage:
     def failed(self, error: BaseException, settings: ApiSettings) -> None:
         if not self.down:
             self.down = True
-            log.warning("api.redis_unavailable",
-                        error=redact_text(f"{type(error).__name__}: {error}"),
-                        redis_url=redact_text(settings.redis_url))  # fmt: skip
+            log.warning("api.redis_unavailable", error=explain(error).said("Redis"),
+                        redis_url=redact_url(settings.redis_url))  # fmt: skip
 
     async def check(self, redis: Redis) -> None:
         """After a request went well during an outage: is Redis back? (Some routes do not
@@ -65,8 +65,9 @@ def error_middleware(outage: RedisOutage) -> Middleware:
             outage.failed(error, context_of(request).settings)
             if request.get(STREAMING):
                 raise  # the response has begun: cut short, never passed off as whole
-            return unavailable("The service cannot reach its Redis right now; try again "
-                               "shortly.").response()  # fmt: skip
+            # What Redis is doing, in our words: never its own, which may quote the request.
+            meaning = explain(error).meaning
+            return unavailable(f"The service's Redis {meaning}; try again shortly.").response()
         except Exception:
             log.exception("api.request_failed", method=request.method, path=request.path)
             if request.get(STREAMING):

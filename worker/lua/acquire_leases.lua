@@ -57,6 +57,7 @@ while granted < math.min(want, room) and guard < want * 4 + 16 do
   end
 end
 if granted > 0 then redis.call('EXPIRE', LEASES, ARGV[6]) end  -- never without a TTL
+keep_policy_keys(ARGV[6])
 out[1] = granted
 local reason, wait = 'ready', 0
 if granted < want then

@@ -69,6 +69,14 @@ local function reindex(name, burst)
   if member(name) then return file(name, burst) end
   return 'elsewhere'
 end
+-- A key emptied and made again (a pool's index), or made after the registration gave every
+-- key its TTL (an attribute first written by a grant, or after Redis restarted empty), has
+-- none: every script that writes gives it back.
+local function keep_policy_keys(ttl)
+  for i = 1, 17 do
+    if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], ttl) end
+  end
+end
 local function identity_of(token) return string.match(token, '^(.*)|') end
 local function free_slot(name)
   if redis.call('HINCRBY', INFLIGHT, name, -1) < 0 then redis.call('HSET', INFLIGHT, name, 0) end

@@ -6,16 +6,16 @@
   second slot.
 
   KEYS: see policy.lua
-  ARGV[1] burst, ARGV[2] backoff base (ms), ARGV[3] backoff cap (ms), then per lease:
-  token, verdict (ok, none, suspect, cool, quarantine, down), floor (ms), jitter
-  (0..1), latency (ms), reason, was a probe (0/1)
+  ARGV[1] burst, ARGV[2] backoff base (ms), ARGV[3] backoff cap (ms), ARGV[4] policy
+  keys' ttl (s), then per lease: token, verdict (ok, none, suspect, cool, quarantine,
+  down), floor (ms), jitter (0..1), latency (ms), reason, was a probe (0/1)
 
   Returns how many of the leases were still held.
 ]]
 --- @include "policy"
 local burst, base, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local held = 0
-for i = 4, #ARGV, 7 do
+for i = 5, #ARGV, 7 do
   local token, verdict = ARGV[i], ARGV[i + 1]
   local name = identity_of(token)
   if name then
@@ -54,4 +54,5 @@ for i = 4, #ARGV, 7 do
     reindex(name, burst)
   end
 end
+keep_policy_keys(ARGV[4])
 return held
