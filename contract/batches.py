@@ -147,7 +147,7 @@ class BatchStore:
         """A batch whose input was refused: nothing to run, its errors kept (``failed``), and
         its ``batch.failed`` event written in the same step. False if it was already."""
         record = {**meta, "errors": json.dumps(list(errors))}
-        event_id = new_event_id()
+        event_id = new_event_id(batch_id)
         others = [key for key in keys.batch_keys(batch_id) if key != keys.batch_meta(batch_id)]
         recorded = await self.scripts.run(
             "record_failed",

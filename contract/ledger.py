@@ -105,7 +105,7 @@ class PromptLedger:
         def build(pipe: object) -> None:
             for batch_id, batch_results in by_batch.items():
                 # Used only if this call ends the batch: its end and its event, one step.
-                event_id = new_event_id()
+                event_id = new_event_id(batch_id)
                 args: list[str | int] = [self.ttl, now, SETTLE_FROM[only_queued], batch_id,
                                          event_id, now_ms, EVENT_KEEP_SECONDS]  # fmt: skip
                 for result in batch_results:

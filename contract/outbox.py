@@ -29,16 +29,22 @@ FAILED_KEEP_SECONDS = 7 * 24 * 3600  # an event given up is shown this long
 FAILED_KEPT = 1000  # the newest events given up that are kept
 DELIVERER_SEEN_SECONDS = 30  # a worker that looked for events this recently delivers
 EVENT_PREFIX = "evt_"
+# The one-prompt batch behind a chat completion (``chat_…``) is the API's plumbing, not a
+# batch anyone created: it ends without an event.
+CHAT_BATCH_PREFIX = "chat_"
 
 
-def new_event_id() -> str:
-    """An event ID in OpenAI's form (``evt_`` and 32 hex digits)."""
-    return f"{EVENT_PREFIX}{secrets.token_hex(16)}"
+def new_event_id(batch_id: str) -> str:
+    """An event ID in OpenAI's form (``evt_`` and 32 hex digits), or "" for a batch whose
+    end is told to nobody."""
+    return (
+        "" if batch_id.startswith(CHAT_BATCH_PREFIX) else f"{EVENT_PREFIX}{secrets.token_hex(16)}"
+    )
 
 
 def event_keys(event_id: str) -> list[str]:
     """The keys a batch-ending script names for its event: the outbox, then the event."""
-    return [keys.webhook_outbox(), keys.webhook_event(event_id)]
+    return [keys.webhook_outbox(), keys.webhook_event(event_id or "none")]
 
 
 @dataclass(frozen=True)

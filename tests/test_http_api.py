@@ -126,7 +126,9 @@ async def answer_chats(redis: Redis, outcome: str = "succeeded", content: str = 
     while True:
         for raw in await redis.zrange(keys.batches_created(), 0, -1):
             batch_id = raw.decode()
-            if batch_id.startswith("chat_") and (await store.raw_results(batch_id, [0]))[0] is None:
+            if not batch_id.startswith("chat_") or await store.created_at(batch_id) is None:
+                continue  # not a chat, or one answered and being forgotten (its keys gone)
+            if (await store.raw_results(batch_id, [0]))[0] is None:
                 if outcome == "succeeded" and content:
                     created = await store.created_at(batch_id)
                     (request,) = await store.requests(batch_id, [0], created)

@@ -125,3 +125,10 @@ async def test_read_outbox_counts_pending_and_lists_the_next(queue, redis) -> No
         ("batch.completed", "b0", 0), ("batch.completed", "b1", 0),
     ]  # fmt: skip
     assert state.last_failed == []
+
+
+async def test_a_chat_completions_batch_ends_without_an_event(queue, redis) -> None:
+    await queue.enqueue(lines(1), batch_id="chat_0123")
+    await settle(queue, "chat_0123", 0)
+    assert (await queue.status("chat_0123")).state == "completed"
+    assert await redis.exists(keys.webhook_outbox()) == 0

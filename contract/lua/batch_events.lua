@@ -7,8 +7,10 @@
   attempt sends. It waits in the outbox (a sorted set: event ID -> when its next
   attempt is due, in ms) until a worker delivers it (``worker/webhooks.py``). An event
   nobody delivers goes with its key's TTL; the outbox drops members older than that.
+  An empty event ID means the batch's end is told to nobody (a chat completion's).
 ]]
 local function announce_end(outbox, event_key, event_id, batch_id, ended, now_ms, keep_s)
+  if event_id == '' then return end
   local created_at = math.floor(tonumber(now_ms) / 1000)
   local body = '{"id":' .. cjson.encode(event_id) .. ',"object":"event","type":"batch.'
     .. ended .. '","created_at":' .. created_at .. ',"data":{"id":' .. cjson.encode(batch_id)

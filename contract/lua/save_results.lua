@@ -9,7 +9,7 @@
   KEYS[8..] every key of the batch (their TTL is renewed when the batch ends)
   ARGV[1] ttl (s), ARGV[2] now (ISO), ARGV[3] the state codes a prompt may settle from
   (comma-separated: 0,1,2 for any unsettled one; 0 to settle only queued ones),
-  ARGV[4] batch ID, ARGV[5] the event's ID, ARGV[6] now (ms), ARGV[7] how long an
+  ARGV[4] batch ID, ARGV[5] the event's ID (empty: told to nobody), ARGV[6] now (ms), ARGV[7] how long an
   event is kept (s), then (index, state code, result JSON) triples
 
   Returns {how many were stored, the batch's state after, 1 if this call ended it}.

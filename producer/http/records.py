@@ -16,9 +16,10 @@ from redis.asyncio import Redis
 from contract import keys
 from contract.batches import BatchStore
 from contract.models import BatchStatus
+from contract.outbox import CHAT_BATCH_PREFIX
 
 Extras = dict[str, str]
-CHAT_ID_PREFIX = "chat_"
+CHAT_ID_PREFIX = CHAT_BATCH_PREFIX  # its end is told to no webhook either
 
 
 async def save_extras(redis: Redis, batch_id: str, extras: Mapping[str, str], ttl: int) -> None:
