@@ -14,7 +14,8 @@ from contract.models import BatchStatus
 from producer.fleet import duration
 from producer.http.console.access import ConsoleAccess
 
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".txt": "text/plain"}
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".txt": "text/plain",
+                ".svg": "image/svg+xml"}  # fmt: skip
 
 
 def age(status: BatchStatus) -> str:
