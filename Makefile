@@ -36,6 +36,7 @@ bench: venv
 	$(BIN)/python bench/bench_latency.py --samples 20 --big 5000 --inflight 200
 	$(BIN)/python bench/bench_simulator.py --count 2000
 	$(BIN)/python bench/bench_recovery.py --prompts 300
+	$(BIN)/python bench/bench_console.py --identities 2000 --batches 40 --runs 5
 
 lint: venv
 	$(BIN)/ruff check .

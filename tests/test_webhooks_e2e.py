@@ -50,6 +50,7 @@ def test_each_way_a_batch_ends_is_told_within_seconds(fleet, tmp_path) -> None:
         assert first.problem == ""
         delay = received_at - ended_at(fleet, done)
         assert delay <= 5.0, f"delivered {delay:.2f}s after the batch ended"
+        print(f"\nbatch.completed delivered {delay:.2f}s after the batch ended")
         # A cancelled batch, and one whose input the API refused (written as serve does).
         slow = fleet.cli("enqueue", write_prompts(tmp_path / "slow.jsonl", 1000), "--json")
         slow_id = json.loads(slow.stdout)["batch_id"]
