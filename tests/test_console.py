@@ -188,6 +188,8 @@ async def test_the_fleet_page_shows_identities_workers_and_throughput(
     with sync_redis.Redis.from_url(redis_server) as seed:
         seed_identities(seed, 40, cooling=3, full=2, probing=1)
         seed_worker(seed, "w1", "host-a")
+    queue = await enqueue(real_redis, "b_told", ["a"])
+    await settle(queue, "b_told", 0, content="x")  # its batch.completed event waits
     tally = ThroughputTally()
     for _ in range(7):
         tally.count("succeeded", None)
@@ -200,7 +202,16 @@ async def test_the_fleet_page_shows_identities_workers_and_throughput(
     assert len(grid) == 40 and grid.count("c") == 3 and grid.count("f") == 2
     assert "8 in all" in html and "RateLimited 1" in html and 'class="bar succeeded"' in html
     assert "host-a" in html and "RateLimited" in html
+    assert "webhooks: <strong>1</strong> pending" in html and "batch.completed" in html
+    assert "no worker delivers them" in html
     assert_no_inline_script_or_style(html)
+
+
+def test_the_charts_axis_ends_on_a_round_number() -> None:
+    from producer.http.console.charts import nice_peak, throughput_chart
+
+    assert [nice_peak(v) for v in (0, 1, 3, 7, 11, 450, 5001)] == [1, 1, 5, 10, 20, 500, 10000]
+    assert throughput_chart([]).bars == []
 
 
 # -- what its forms refuse --------------------------------------------------------------

@@ -33,7 +33,7 @@ class Bar:
 class Chart:
     bars: list[Bar]
     peak: int  # the y axis's top, in prompts per interval
-    ticks: list[tuple[float, str]]  # (x, label) under the x axis
+    ticks: list[tuple[float, str, str]]  # (x, label, text-anchor) under the x axis
     total: int
     errors: list[tuple[str, int]]  # failures by type over the hour, most first
 
@@ -71,9 +71,11 @@ def throughput_chart(intervals: Sequence[Interval]) -> Chart:
                             round(height, 1), kind, f"{when}: {count:,} {kind}"))  # fmt: skip
     ticks = []
     if intervals:
-        for n in (0, len(intervals) // 2, len(intervals) - 1):
+        last = len(intervals) - 1
+        for n, anchor in ((0, "start"), (last // 2, "middle"), (last, "end")):
             moment = datetime.fromtimestamp(intervals[n].start).strftime("%H:%M")
-            ticks.append((round(LEFT + n * slot, 1), moment))
+            x = LEFT + (n + 1) * slot if anchor == "end" else LEFT + n * slot
+            ticks.append((round(x, 1), moment, anchor))
     errors: Counter[str] = Counter()
     for interval in intervals:
         errors.update(interval.errors)
