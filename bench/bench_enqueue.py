@@ -1,10 +1,15 @@
 """Enqueue and export of N prompts: validate + write a file's worth, then read its results out.
 
     .venv/bin/python bench/bench_enqueue.py [--count 100000] [--arq-sample 5000]
+        [--process-runs 3] [--process-only] [--tiny]
 
-- enqueue: the whole path of ``chatgptes enqueue`` for a JSONL file already read: every
-  line validated (``parse_prompt_lines``), then ``BatchQueue.enqueue``; beside it arq's
-  own ``enqueue_job``, awaited once per job, on a sample, extrapolated (the reference);
+- enqueue as a whole process: ``chatgptes enqueue FILE`` run cold (a new interpreter
+  each time) on the JSONL file, timed from the command's start to its exit, with its
+  peak RSS (``ru_maxrss`` of that process alone); the median of ``--process-runs`` runs;
+- enqueue in-process: the path of ``chatgptes enqueue`` for a JSONL file already read:
+  every line validated (``parse_prompt_lines``), then ``BatchQueue.enqueue``; beside it
+  arq's own ``enqueue_job``, awaited once per job, on a sample, extrapolated (the
+  reference);
 - export: N stored results written out as native JSONL lines, in input order, the way
   ``chatgptes results`` does it;
 - Redis bytes per queued prompt.
@@ -18,6 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -41,6 +50,11 @@ ARQ_TIME_LIMIT = 120.0  # seconds; the arq sample stops early rather than run pa
 ANSWER = "The sky is blue because air scatters short wavelengths more. " * 4
 
 
+def tiny_lines(count: int) -> list[str]:
+    """The smallest native lines: one short user message, no custom_id."""
+    return [f'{{"messages": [{{"role": "user", "content": "hi {i}"}}]}}' for i in range(count)]
+
+
 def prompt_lines(count: int) -> list[str]:
     """Native JSONL lines: a user prompt of ~100 characters, every fifth with a system message."""
     lines = []
@@ -51,6 +65,52 @@ def prompt_lines(count: int) -> list[str]:
             messages.insert(0, {"role": "system", "content": "You answer briefly."})
         lines.append(json.dumps({"custom_id": f"req-{i}", "messages": messages}))
     return lines
+
+
+# Runs the command as a child of this small process and reports its wall time and peak
+# RSS: a child forked from the benchmark itself would count the benchmark's memory (the
+# lines it holds) in its ru_maxrss, which covers the time before exec.
+LAUNCHER = """
+import json, os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(sys.argv[1], "w") as out:
+    json.dump({"wall": wall, "code": os.waitstatus_to_exitcode(status),
+               "peak_rss_mib": usage.ru_maxrss / 1024}, out)
+"""
+
+
+def time_process(url: str, path: Path, runs: int) -> dict[str, Any]:
+    """``chatgptes enqueue FILE`` as a user runs it: a new interpreter each time, from the
+    command's start to its exit (the median of ``runs``), and its peak RSS (the most)."""
+    env = {**os.environ, "CHATGPTES_REDIS_URL": url, "CHATGPTES_QUEUE_NAME": QUEUE}
+    # -P: the checkout this runs from does not shadow a PYTHONPATH=/tmp/before
+    command = ["-P", "-m", "chatgptes.cli", "enqueue", str(path)]
+    client = redis.Redis.from_url(url)
+    walls, peaks = [], []
+    try:
+        for run in range(runs):
+            client.flushdb()
+            report = path.with_suffix(".run.json")
+            done = subprocess.run(
+                [sys.executable, "-S", "-c", LAUNCHER, str(report), *command,
+                 "--batch-id", f"proc{run}"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                timeout=600,
+            )  # fmt: skip
+            measured = json.loads(report.read_text())
+            if done.returncode != 0 or measured["code"] != 0:
+                raise RuntimeError(f"enqueue failed: {done.stderr[-2000:]!r}")
+            walls.append(measured["wall"])
+            peaks.append(measured["peak_rss_mib"])
+    finally:
+        client.flushdb()
+        client.close()
+    return {"wall": statistics.median(walls), "walls": walls, "peak_rss_mib": max(peaks)}
 
 
 async def time_enqueue(url: str, lines: list[str], redis_pid: int) -> dict[str, float]:
@@ -115,6 +175,18 @@ async def time_arq(url: str, payloads: list[dict[str, Any]]) -> tuple[int, float
         await pool.aclose()
 
 
+def measure_process(url: str, path: Path, count: int, runs: int) -> dict[str, Any]:
+    process = time_process(url, path, runs)
+    return {
+        "process_runs": runs,
+        "process_seconds": round(process["wall"], 3),
+        "process_seconds_each": [round(w, 3) for w in process["walls"]],
+        "process_lines_per_s": round(count / process["wall"]),
+        "process_peak_rss_mib": round(process["peak_rss_mib"], 1),
+        "input_mib": round(path.stat().st_size / 2**20, 1),
+    }
+
+
 def measure(url: str, redis_pid: int, lines: list[str], sample: int, out: Path) -> dict[str, Any]:
     client = redis.Redis.from_url(url)
     try:
@@ -152,6 +224,13 @@ def measure(url: str, redis_pid: int, lines: list[str], sample: int, out: Path) 
     }
 
 
+def report_process(f: dict[str, Any]) -> None:
+    print(f"chatgptes enqueue of {f['count']:,} lines ({f['input_mib']} MiB) as a whole process, "
+          f"median of {f['process_runs']}: {f['process_seconds']} s = "
+          f"{f['process_lines_per_s']:,} lines/s; peak RSS {f['process_peak_rss_mib']} MiB "
+          f"(runs: {f['process_seconds_each']})")  # fmt: skip
+
+
 def report(f: dict[str, Any]) -> None:
     print(f"enqueue {f['count']:,} lines (validate {f['validate_seconds']} s + write): "
           f"{f['validate_plus_write_seconds']} s = {f['enqueue_prompts_per_s']:,} prompts/s; "
@@ -170,13 +249,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000, help="prompts to enqueue/export")
     parser.add_argument("--arq-sample", type=int, default=5_000, help="jobs for arq's enqueue_job")
+    parser.add_argument("--process-runs", type=int, default=3,
+                        help="cold runs of the chatgptes enqueue command (0: none)")  # fmt: skip
+    parser.add_argument("--process-only", action="store_true",
+                        help="only the whole-process runs (for a million lines)")  # fmt: skip
+    parser.add_argument("--tiny", action="store_true", help="the smallest lines, no custom_id")
     args = parser.parse_args()
     if not 1 <= args.count <= 2_000_000 or not 1 <= args.arq_sample <= args.count:
         parser.error("need 1 <= --arq-sample <= --count <= 2,000,000")
-    lines = prompt_lines(args.count)
+    if args.process_only and args.process_runs < 1:
+        parser.error("--process-only needs --process-runs >= 1")
+    lines = (tiny_lines if args.tiny else prompt_lines)(args.count)
+    figures: dict[str, Any] = {"benchmark": "enqueue", "count": args.count, "tiny": args.tiny}
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as (url, process):
-        figures = measure(url, process.pid, lines, args.arq_sample, Path(tmp) / "results.jsonl")
-    report(figures)
+        if args.process_runs:
+            path = Path(tmp) / "prompts.jsonl"
+            path.write_text("\n".join(lines) + "\n")
+            figures.update(measure_process(url, path, args.count, args.process_runs))
+            report_process(figures)
+        if not args.process_only:
+            results = Path(tmp) / "results.jsonl"
+            figures.update(measure(url, process.pid, lines, args.arq_sample, results))
+            report(figures)
     emit(figures)
 
 

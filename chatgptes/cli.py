@@ -6,20 +6,18 @@ or settings (nothing was enqueued), 3 ``wait`` timed out.
 
 from __future__ import annotations
 
+import gc
 import json
+import os
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import SecretStr
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings
-from redis.exceptions import RedisError
 
-from chatgptes.fleet_view import batches, workers
-from chatgptes.progress import enqueue_progress, wait_progress
+from chatgptes.lazy_commands import LazyCommand, LazyGroup
 from chatgptes.running import (
     EXIT_BAD_INPUT,
     EXIT_BATCH_ENDED_BADLY,
@@ -33,25 +31,89 @@ from chatgptes.running import (
     run_with_queue,
     warn_unknown_settings,
 )
-from chatgptes.serve import serve
-from chatgptes.top import top
-from contract.logs import configure_logging
+from chatgptes.setting_names import SETTING_NAMES
 from contract.models import BatchStatus, JobResult
 from producer.api import BatchQueue, JobState
 from producer.formats import FORMATS, is_output
-from producer.inputs import InputFileError
 from producer.options import DEFAULT_COMPLETION_WINDOW, metadata_pairs
 from producer.options import completion_window as options_completion_window
-from simulator.cli import sim
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+    from pydantic_settings import BaseSettings
+
+# Each loads when it runs: status, job, batches and workers never import aiohttp,
+# curl_cffi or the worker (tests/test_cli_imports.py).
+LAZY_COMMANDS = {
+    "batches": LazyCommand("chatgptes.fleet_view:batches",
+                           "List the recent batches, newest first: state and counts."),
+    "workers": LazyCommand("chatgptes.fleet_view:workers", "List the live workers: host, pid, "
+                           "queue, in flight, jobs done, last seen."),
+    "top": LazyCommand("chatgptes.top:top", "Watch the fleet live: batches (rates, ETAs), "
+                       "workers, identities, errors."),
+    "serve": LazyCommand("chatgptes.serve:serve", "Serve the OpenAI-compatible API: /v1/files, "
+                         "/v1/batches, /v1/chat/completions."),
+    "sim": LazyCommand("simulator.cli:sim",
+                       "Run the offline stand-in for chatgpt.es (and proxies in front of it)."),
+}  # fmt: skip
+# Commands that may log (Redis away while they wait): their warnings need a renderer
+# (and `results --follow`, which sets it up itself).
+LOGGING_COMMANDS = frozenset({"wait", "top", "worker", "serve", "demo"})
+# Commands that only read or write a few keys and print: run as the console script, they
+# skip the cyclic GC and the interpreter's teardown of every module (~40 ms, a sixth of
+# `status`), since they leave no file open and no task running.
+QUICK_COMMANDS = frozenset({"status", "job", "batches", "workers", "cancel", "retry", "config"})
+
+
+class CommandLine(LazyGroup):
+    """The ``chatgptes`` group: a quick command run from a shell exits as soon as it is done."""
+
+    quick = True  # until a command that is not quick starts
+
+    def main(self, args: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        if args is not None:  # called with its arguments (a test, a caller): an ordinary call
+            return super().main(args, **kwargs)
+        gc.disable()
+        try:
+            return super().main(args, **kwargs)
+        except SystemExit as done:
+            if self.quick and (done.code is None or isinstance(done.code, int)):
+                _exit_now(done.code or 0)
+            raise
+
+
+def _exit_now(code: int) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe: let Python's own exit deal with it
+        return
+    os._exit(code)
+
 
 SHOWN_IDENTITIES = 10
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.group(
+    cls=CommandLine,
+    lazy_commands=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Batch prompts for chatgpt.es through Redis and arq workers."""
-    warn_unknown_settings(name for _, name, _ in every_field())
-    # Warnings (Redis away while waiting, say) go to stderr, never into a command's output.
+    warn_unknown_settings(SETTING_NAMES)
+    if ctx.invoked_subcommand not in QUICK_COMMANDS and isinstance(ctx.command, CommandLine):
+        ctx.command.quick = False
+        gc.enable()
+    if ctx.invoked_subcommand in LOGGING_COMMANDS:
+        log_warnings_to_stderr()
+
+
+def log_warnings_to_stderr() -> None:
+    """Warnings (Redis away while waiting, say) go to stderr, never into a command's output."""
+    from contract.logs import configure_logging
+
     configure_logging("console", "WARNING")
 
 
@@ -76,6 +138,10 @@ def enqueue(
     as_json: bool,
 ) -> None:
     """Validate FILE (JSONL, or - for stdin) whole, then enqueue it as one batch."""
+    from chatgptes.progress import enqueue_progress
+    from producer.api import BatchExists, ClaimLost
+    from producer.inputs import InputFileError
+
     try:
         pairs = metadata_pairs(metadata)
         options_completion_window(completion_window)
@@ -89,12 +155,20 @@ def enqueue(
                 completion_window=completion_window, metadata=pairs,
             )  # fmt: skip
 
+    # SIGTERM interrupts like Ctrl-C: the enqueue takes back what it staged, frees the ID.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         batch = run_with_queue(go)
+    except (BatchExists, ClaimLost) as error:  # the ID is another batch's: an operational error
+        fail(f"{error}; nothing was enqueued", EXIT_ERROR)
+    except KeyboardInterrupt:
+        fail("interrupted: what was staged was taken back; nothing was enqueued", EXIT_ERROR)
     except InputFileError as error:
         fail(f"{error}\nnothing was enqueued", EXIT_BAD_INPUT)
     except (ValueError, OSError) as error:
         fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for warning in batch.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -172,6 +246,7 @@ def wait(batch_id: str, timeout: float | None) -> None:
 
     Exits 0 when it completed, 4 when it ended failed, expired or cancelled, 3 on timeout.
     """
+    from chatgptes.progress import wait_progress
 
     async def go(queue: BatchQueue) -> Any:
         with wait_progress(batch_id) as on_status:
@@ -218,6 +293,8 @@ def results(batch_id: str, output: Any, errors: Any, fmt: str, follow: bool) -> 
     if errors is not None and fmt != "openai":
         fail("--errors goes with --format openai (native lines hold both)", EXIT_BAD_INPUT)
     render = FORMATS[fmt]
+    if follow:
+        log_warnings_to_stderr()
 
     async def go(queue: BatchQueue) -> tuple[int, int, BatchStatus]:
         written = held_back = 0
@@ -290,8 +367,13 @@ def cancel(batch_id: str) -> None:
 @main.command()
 @click.argument("batch_id")
 def retry(batch_id: str) -> None:
-    """Enqueue a batch's failed jobs again."""
-    count = run_with_queue(lambda queue: queue.retry(batch_id))
+    """Enqueue a batch's failed jobs again (not a cancelled or expired batch's)."""
+    from producer.api import RetryRefused
+
+    try:
+        count = run_with_queue(lambda queue: queue.retry(batch_id))
+    except RetryRefused as error:
+        fail(str(error), EXIT_ERROR)
     click.echo(f"re-enqueued {count} failed jobs of {batch_id}")
 
 
@@ -300,6 +382,8 @@ def retry(batch_id: str) -> None:
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Chunks this process holds at once.")
 def worker(burst: bool, max_jobs: int | None) -> None:
     """Run a worker (arq's Worker, taking chunks of prompts under claims it renews)."""
+    from redis.exceptions import RedisError
+
     from worker.config import WorkerConfig
     from worker.jobs import run_worker
     from worker.proxies import ProxyConfigError
@@ -351,6 +435,8 @@ def every_field() -> Iterator[tuple[type[BaseSettings], str, FieldInfo]]:
 
 def env_template() -> str:
     """A .env file listing every setting, commented out at its default (as .env.example)."""
+    from pydantic import SecretStr
+
     lines = [
         "# chatgptes-queue settings: uncomment and change what you need.",
         "# Made by `chatgptes config --env-example`; `chatgptes config` shows current values.",
@@ -379,13 +465,6 @@ def demo(prompts: int, workers: int, via_api: bool) -> None:
     from chatgptes.demo import run_demo
 
     sys.exit(run_demo(prompts=prompts, workers=workers, via_api=via_api))
-
-
-main.add_command(sim)
-main.add_command(workers)
-main.add_command(batches)
-main.add_command(top)
-main.add_command(serve)
 
 
 if __name__ == "__main__":

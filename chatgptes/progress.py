@@ -1,18 +1,41 @@
-"""Progress bars (rich) for the terminal; silent when stderr is not a terminal."""
+"""Progress bars (rich) for the terminal; silent when stderr is not a terminal.
+
+rich is imported only when a bar is drawn: a piped or scripted command skips it.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING
 
 from contract.models import BatchStatus
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+
+def _terminal() -> Console | None:
+    """A console on stderr if stderr is a terminal, else None."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return console if console.is_terminal else None
+
 
 def _bar(console: Console) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -27,8 +50,8 @@ def _bar(console: Console) -> Progress:
 @contextmanager
 def enqueue_progress() -> Iterator[Callable[[int], None] | None]:
     """A callback counting enqueued prompts, or None off a terminal."""
-    console = Console(stderr=True)
-    if not console.is_terminal:
+    console = _terminal()
+    if console is None:
         yield None
         return
     with _bar(console) as bar:
@@ -39,8 +62,8 @@ def enqueue_progress() -> Iterator[Callable[[int], None] | None]:
 @contextmanager
 def wait_progress(batch_id: str) -> Iterator[Callable[[BatchStatus], None]]:
     """A callback showing each polled status: a live bar on a terminal, else a line a change."""
-    console = Console(stderr=True)
-    if not console.is_terminal:
+    console = _terminal()
+    if console is None:
         yield status_changes(batch_id, lambda line: print(line, file=sys.stderr))
         return
     with _bar(console) as bar:

@@ -21,10 +21,9 @@ from pydantic_settings import BaseSettings, SettingsError
 from redis.exceptions import RedisError
 
 from contract.config import QueueSettings
-from contract.logs import LINE_LIMIT
 from contract.redaction import redact_text, redact_url
 from contract.redis_errors import explain
-from contract.text import cut_text
+from contract.text import LINE_LIMIT, cut_text
 from contract.text import printable as printable  # one escaping, for logs and commands alike
 from producer.api import BatchNotFound, BatchQueue, JobNotFound
 

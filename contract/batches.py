@@ -1,10 +1,13 @@
-"""The producer's side of a batch: staged, published as chunks, read, cancelled, retried.
+"""The producer's side of a batch: claimed, staged, published as chunks, read, cancelled,
+retried.
 
 Every prompt's request and result live in the batch's own hashes, its state in a
-bit field with exact counts beside it (``contract.states``). A batch is written in
-two steps, so that an interrupted enqueue leaves nothing a worker could run: first
-its requests are staged (the batch says ``validating`` and expires soon), then one
-MULTI/EXEC publishes it (the chunks, the counts, the real TTL) all at once.
+bit field with exact counts beside it (``contract.states``). An enqueue first claims
+the batch ID (one script: the ID is free, or nobody else holds it), then stages the
+requests and the chunks part by part under its owner token (the batch says
+``validating``; staged parts expire within the hour; a part written by an enqueue that
+lost its claim is refused), then one script publishes it all at once: the counts, the
+real TTL, the chunks in the queue. Until then no worker sees any of it.
 The worker's side is ``contract.ledger``, arq's queue ``contract.chunks``, and
 stopping a batch early ``contract.stopping``.
 """
@@ -13,23 +16,49 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
 from contract import keys
-from contract.chunks import ChunkQueue, chunk_size_for, chunked
+from contract.chunks import ChunkQueue, arq_job, chunk_size_for, chunked
 from contract.ledger import PromptLedger, state_keys
-from contract.models import BatchStatus, PromptRequest, iso_now, parse_timestamp
+from contract.models import BatchStatus, ChunkPayload, PromptRequest, iso_now, parse_timestamp
 from contract.outbox import EVENT_KEEP_SECONDS, event_keys, new_event_id
 from contract.scripts import ScriptBook
 from contract.states import CODE, FINAL_STATES, PROMPT_STATES
 from contract.stopping import BatchStopper
 
-WRITE_BATCH = 1000  # requests per HSET while staging; results per HMGET while reading
+WRITE_BATCH = 1000  # requests per script call while staging; results per HMGET while reading
+CHUNKS_PER_CALL = 500  # chunks staged (or retried) per script call
 STAGING_TTL_SECONDS = 3600  # an enqueue that never publishes leaves nothing for long
+# A staging left unwritten this long was abandoned (its enqueue died): its ID may be taken.
+STAGING_IDLE_SECONDS = 60
+RETRYABLE_STATES = ("in_progress", "completed")
+
+
+class ClaimLost(RuntimeError):
+    """The enqueue no longer owns the batch it was staging: nothing more was written."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(
+            f"batch {batch_id} was taken by another enqueue while this one staged it "
+            f"(its staging sat idle over {STAGING_IDLE_SECONDS} s); nothing was enqueued"
+        )
+
+
+class RetryRefused(ValueError):
+    """``retry`` of a batch that was stopped (cancelled or expired): its history stays."""
+
+    def __init__(self, batch_id: str, state: str) -> None:
+        self.state = state
+        super().__init__(
+            f"batch {batch_id} is {state}: retry is refused, so that what it ended with "
+            "stays as it is; enqueue the prompts again as a new batch"
+        )
+
 
 _TIMESTAMPS = ("created_at", "in_progress_at", "expires_at", "completed_at", "failed_at",
                "expiring_at", "expired_at", "cancelling_at", "cancelled_at")  # fmt: skip
@@ -64,13 +93,6 @@ def _status(batch_id: str, meta: list[Any], raw_counts: list[Any]) -> BatchStatu
     )
 
 
-def _register(pipe: Any, batch_id: str, now_ms: int, ttl: int) -> None:
-    """Lists the batch in the registry that ``batches`` and ``top`` read (kept as long)."""
-    pipe.zadd(keys.batches_created(), {batch_id: now_ms})
-    pipe.zremrangebyscore(keys.batches_created(), "-inf", now_ms - ttl * 1000)
-    pipe.expire(keys.batches_created(), ttl)
-
-
 class BatchStore:
     def __init__(self, redis: Redis, *, queue_name: str, ttl_seconds: int) -> None:
         self.redis = redis
@@ -79,7 +101,12 @@ class BatchStore:
         self.queue = ChunkQueue(redis, queue_name=queue_name, ttl_seconds=ttl_seconds)
         self.ledger = PromptLedger(redis, ttl_seconds=ttl_seconds)
         self.stopper = BatchStopper(redis, queue_name=queue_name, ttl_seconds=ttl_seconds)
-        self.scripts = ScriptBook(redis, "contract", ["requeue_failed", "record_failed"])
+        self.scripts = ScriptBook(
+            redis,
+            "contract",
+            ["claim_batch", "stage_requests", "stage_chunks", "publish_batch", "release_batch",
+             "requeue_failed", "record_failed"],
+        )  # fmt: skip
 
     async def state(self, batch_id: str) -> str | None:
         raw = await self.redis.hget(keys.batch_meta(batch_id), "state")
@@ -88,58 +115,78 @@ class BatchStore:
     async def discard(self, batch_id: str) -> None:
         await self.redis.delete(*keys.batch_keys(batch_id))
 
-    async def stage(
-        self,
-        batch_id: str,
-        meta: dict[str, str],
-        requests: Sequence[str],
-        progress: Callable[[int], None] | None = None,
-    ) -> None:
-        """Writes the batch record and its requests (by index), not yet visible to workers."""
-        meta_key, requests_key = keys.batch_meta(batch_id), keys.batch_requests(batch_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*keys.batch_keys(batch_id))
-            pipe.hset(meta_key, mapping={**meta, "state": "validating"})
-            pipe.expire(meta_key, STAGING_TTL_SECONDS)
-            await pipe.execute()
-        for start in range(0, len(requests), WRITE_BATCH * 8):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for offset in range(
-                    start, min(start + WRITE_BATCH * 8, len(requests)), WRITE_BATCH
-                ):
-                    part = requests[offset : offset + WRITE_BATCH]
-                    pipe.hset(
-                        requests_key,
-                        mapping=dict(zip(range(offset, offset + len(part)), part, strict=True)),
-                    )
-                pipe.expire(requests_key, STAGING_TTL_SECONDS)
-                await pipe.execute()
-            if progress is not None:
-                progress(min(start + WRITE_BATCH * 8, len(requests)))
+    async def claim(self, batch_id: str, owner: str, meta: dict[str, str]) -> str | None:
+        """Claims the ID for ``owner`` and writes the batch record (``validating``).
 
-    async def publish(self, batch_id: str, total: int, chunk_size: int) -> int:
-        """Makes a staged batch runnable in one MULTI/EXEC; returns how many chunks it has."""
-        chunks = chunked(range(total), chunk_size_for(total, chunk_size))
-        ids = [f"{batch_id}:{n}" for n in range(len(chunks))]
-        now = iso_now()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.batch_meta(batch_id),
-                mapping={"state": "in_progress", "in_progress_at": now, "chunks": len(chunks)},
+        Returns None when claimed, or the state of the batch that holds the ID. A
+        staging nobody has written for ``STAGING_IDLE_SECONDS`` may be claimed again.
+        """
+        fields = [item for pair in meta.items() for item in pair]
+        claimed, *state = await self.scripts.run(
+            "claim_batch",
+            keys.batch_keys(batch_id),
+            [owner, STAGING_TTL_SECONDS, STAGING_IDLE_SECONDS * 1000, *fields],
+        )
+        return None if int(claimed) else keys.decoded(state[0])
+
+    async def stage(self, batch_id: str, owner: str, start: int, requests: Sequence[str]) -> None:
+        """Stages requests (JSON, as ``StoredRequest`` writes them) under indices ``start``…,
+        not yet visible to workers.
+
+        ``ClaimLost`` if ``owner`` no longer holds the batch (then nothing was written).
+        """
+        meta_keys = [keys.batch_meta(batch_id), keys.batch_requests(batch_id)]
+
+        def build(pipe: Any) -> None:
+            for offset in range(0, len(requests), WRITE_BATCH):
+                part = "\n".join(requests[offset : offset + WRITE_BATCH])
+                args = [owner, STAGING_TTL_SECONDS, start + offset, part]
+                self.scripts.queue(pipe, "stage_requests", meta_keys, args)
+
+        if not all(int(written) for written in await self.scripts.pipelined(build)):
+            raise ClaimLost(batch_id)
+
+    async def publish(self, batch_id: str, owner: str, total: int, chunk_size: int) -> int:
+        """Makes a staged batch runnable in one step; returns how many chunks it has.
+
+        Its chunks are staged first, a part at a time (invisible, expiring with the
+        staging), then one script queues them all. ``ClaimLost`` if ``owner`` lost it.
+        """
+        size = chunk_size_for(total, chunk_size)
+        count = -(-total // size)
+        enqueue_ms = int(time.time() * 1000)
+        for first in range(0, count, CHUNKS_PER_CALL):
+            numbers = range(first, min(first + CHUNKS_PER_CALL, count))
+            ids = [f"{batch_id}:{n}" for n in numbers]
+            args: list[str | bytes | int] = [owner, STAGING_TTL_SECONDS]
+            for chunk_id, n in zip(ids, numbers, strict=True):
+                indices = tuple(range(n * size, min((n + 1) * size, total)))
+                args += (chunk_id, arq_job(ChunkPayload(batch_id=batch_id, indices=indices),
+                                           enqueue_ms))  # fmt: skip
+            chunk_keys = [keys.arq_job(chunk_id) for chunk_id in ids]
+            staged = await self.scripts.run(
+                "stage_chunks",
+                [keys.batch_meta(batch_id), keys.batch_chunks(batch_id), *chunk_keys],
+                args,
             )
-            pipe.hset(keys.batch_counts(batch_id), mapping={s: 0 for s in PROMPT_STATES})
-            pipe.hset(keys.batch_counts(batch_id), "queued", total)
-            await self.queue.add(pipe, batch_id, ids, chunks)
-            for key in keys.batch_keys(batch_id):
-                pipe.expire(key, self.ttl)
-            now_ms = int(time.time() * 1000)
-            _register(pipe, batch_id, now_ms, self.ttl)
-            expires_ms = await self.redis.hget(keys.batch_meta(batch_id), "expires_ms")
-            if expires_ms is not None:
-                pipe.zadd(keys.batch_deadlines(), {batch_id: int(expires_ms)})
-                pipe.expire(keys.batch_deadlines(), self.ttl)
-            await pipe.execute()
-        return len(chunks)
+            if not int(staged):
+                raise ClaimLost(batch_id)
+        batch_keys = keys.batch_keys(batch_id)
+        published, chunks = await self.scripts.run(
+            "publish_batch",
+            [keys.batch_meta(batch_id), keys.batch_counts(batch_id), self.queue_name,
+             keys.batches_created(), keys.batch_deadlines(), *batch_keys,
+             *(keys.arq_job(f"{batch_id}:{n}") for n in range(count))],
+            [owner, batch_id, total, len(batch_keys), self.ttl, iso_now()],
+        )  # fmt: skip
+        if not int(published):
+            raise ClaimLost(batch_id)
+        return int(chunks)
+
+    async def release(self, batch_id: str, owner: str) -> bool:
+        """Takes back what ``owner`` staged and frees the ID (if it still holds it)."""
+        released = await self.scripts.run("release_batch", keys.batch_keys(batch_id), [owner])
+        return bool(int(released))
 
     async def record_failed(
         self, batch_id: str, meta: dict[str, str], errors: Sequence[dict[str, object]]
@@ -226,26 +273,41 @@ class BatchStore:
         return await self.stopper.cancel(batch_id)
 
     async def requeue_failed(self, batch_id: str, chunk_size: int) -> int:
-        """Queues the failed prompts again under their own job IDs; returns how many."""
+        """Queues the failed prompts again under their own job IDs; returns how many.
+
+        ``RetryRefused`` unless the batch is in progress or completed: the script that
+        moves the prompts reads the state, so a batch stopped meanwhile is left alone.
+        """
         total = int(await self.redis.hget(keys.batch_meta(batch_id), "total") or 0)
         failed = await self.indices_in(batch_id, "failed", total)
-        moved: list[int] = []
-        for part in chunked(failed, WRITE_BATCH):
-            done = await self.scripts.run(
-                "requeue_failed", state_keys(batch_id), [iso_now(), *part]
-            )
-            moved += [int(i) for i in done]
-        if not moved:
+        state = await self.state(batch_id)
+        if state not in RETRYABLE_STATES:
+            raise RetryRefused(batch_id, state or "gone")
+        if not failed:
             return 0
         round_ = await self.redis.hincrby(keys.batch_meta(batch_id), "retries", 1)
-        chunks = chunked(moved, chunk_size_for(len(moved), chunk_size))
-        ids = [f"{batch_id}:r{round_}:{n}" for n in range(len(chunks))]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await self.queue.add(pipe, batch_id, ids, chunks)
-            for key in keys.batch_keys(batch_id):
-                pipe.expire(key, self.ttl)
-            await pipe.execute()
-        return len(moved)
+        chunks = chunked(failed, chunk_size_for(len(failed), chunk_size))
+        enqueue_ms = int(time.time() * 1000)
+        moved = 0
+        for first in range(0, len(chunks), CHUNKS_PER_CALL):
+            part = chunks[first : first + CHUNKS_PER_CALL]
+            ids = [f"{batch_id}:r{round_}:{n}" for n in range(first, first + len(part))]
+            args: list[str | bytes | int] = [iso_now(), self.ttl]
+            for chunk_id, indices in zip(ids, part, strict=True):
+                job = arq_job(ChunkPayload(batch_id=batch_id, indices=tuple(indices)), enqueue_ms)
+                args += (chunk_id, job, len(indices), *indices)
+            state_then, count = await self.scripts.run(
+                "requeue_failed",
+                [*state_keys(batch_id), keys.batch_chunks(batch_id), self.queue_name,
+                 keys.batch_requests(batch_id), *(keys.arq_job(c) for c in ids)],
+                args,
+            )  # fmt: skip
+            if keys.decoded(state_then or b"gone") not in RETRYABLE_STATES:
+                if moved:  # stopped half-way: what was queued is the stop's to end
+                    break
+                raise RetryRefused(batch_id, keys.decoded(state_then or b"gone"))
+            moved += int(count)
+        return moved
 
 
-__all__ = ["WRITE_BATCH", "BatchStore"]
+__all__ = ["STAGING_IDLE_SECONDS", "WRITE_BATCH", "BatchStore", "ClaimLost", "RetryRefused"]

@@ -134,6 +134,21 @@ def identities_known() -> str:
     return f"{POLICY}identities"
 
 
+def pool_filed(pool: str) -> str:
+    """Hash: identity → the state it was last filed in, in one pool (for the counts)."""
+    return f"{POLICY}filed:{pool}"
+
+
+def pool_state_counts(pool: str) -> str:
+    """Hash: state → how many of one pool's identities were last filed in it."""
+    return f"{POLICY}states:{pool}"
+
+
+def room_marker() -> str:
+    """List: one item per lease slot freed; a worker waiting on a full fleet blocks on it."""
+    return f"{POLICY}room"
+
+
 def identity_pools() -> str:
     """Sorted set: pool ID → when (ms) a worker last announced that list of identities."""
     return f"{POLICY}pools"

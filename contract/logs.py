@@ -23,9 +23,8 @@ import structlog
 
 from contract.redaction import redact_text
 from contract.redis_errors import without_command_arguments
-from contract.text import cut_text, json_size, printable
+from contract.text import LINE_LIMIT, cut_text, json_size, printable
 
-LINE_LIMIT = 4096
 # The renderer's framing: per line (timestamp, level, padding) and per key (=, colours).
 _LINE_FRAMING, _KEY_FRAMING = 256, 24
 _SHORTEST_CUT = 64  # a value is never cut shorter than this

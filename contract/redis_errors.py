@@ -32,6 +32,9 @@ DETAIL_LIMIT = 300  # bytes of Redis's own words kept
 _PIPELINE_PREFIX = "Command # "
 _PIPELINE_SUFFIX = " of pipeline caused error: "
 _ANNOTATION_HEAD = re.compile(r"Command # (?P<number>\d+) \((?P<command>[^\s)]{1,32})")
+# Where in a script an error was raised: "script: <sha>, on @user_script:27." (its "@"
+# reads as a URL's credentials to whoever masks the line again)
+_SCRIPT_PLACE = re.compile(r"\.? ?script: [0-9a-f]{40}, on @user_script:[0-9?]+\.?")
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def without_command_arguments(text: str) -> str:
 
 def _own_words(error: BaseException) -> tuple[str | None, str]:
     """(the failed command's name if redis-py named it, the error's own words)."""
-    text = str(error) or type(error).__name__
+    text = _SCRIPT_PLACE.sub("", str(error)) or type(error).__name__
     if not (text.startswith(_PIPELINE_PREFIX) and _PIPELINE_SUFFIX in text):
         return None, text
     # The last marker is redis-py's: a prompt holding the same words comes before it.

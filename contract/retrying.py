@@ -21,7 +21,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
-import structlog
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import DefaultParser
@@ -33,7 +32,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contract.redis_errors import explain
 
-log = structlog.get_logger("chatgptes.redis")
 T = TypeVar("T")
 # A blip (a dropped connection, a failover) is retried inside the client; longer outages
 # reach the loops below, which wait them out.
@@ -41,6 +39,12 @@ _BLIP_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
 FIRST_DELAY = 0.1
 MAX_DELAY = 5.0
 LOG_EVERY = 60.0
+
+
+def _log() -> Any:
+    import structlog  # here, not above: a command that never waits for Redis skips its import
+
+    return structlog.get_logger("chatgptes.redis")
 
 
 class RedisRefusing(ResponseError):
@@ -85,10 +89,10 @@ class _Episode:
         self.failing.setdefault(what, now)
         if self.began is None:
             self.began = self._said_at = now
-            log.warning("redis.unavailable", loop=what, error=explain(error).said())
+            _log().warning("redis.unavailable", loop=what, error=explain(error).said())
         elif now - self._said_at >= LOG_EVERY:
             self._said_at = now
-            log.warning(
+            _log().warning(
                 "redis.still_unavailable", loops=sorted(self.failing),
                 failing_for=round(now - self.began, 1), error=explain(error).said(),
             )  # fmt: skip
@@ -96,7 +100,7 @@ class _Episode:
     def passed(self, what: str) -> None:
         if self.failing.pop(what, None) is None or self.failing or self.began is None:
             return
-        log.info("redis.back", after=round(time.monotonic() - self.began, 1))
+        _log().info("redis.back", after=round(time.monotonic() - self.began, 1))
         self.began = None
 
 

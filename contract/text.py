@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+LINE_LIMIT = 4096  # bytes: the longest log line, or error line of a command
+
 
 def printable(text: str, keep: str = "") -> str:
     """Text safe for a terminal: control characters (newlines, escapes) shown escaped,

@@ -10,17 +10,20 @@ async with BatchQueue.connect() as queue:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
-from contract.batches import WRITE_BATCH, BatchStore
+from contract.batches import WRITE_BATCH, BatchStore, ClaimLost, RetryRefused
 from contract.config import QueueSettings
 from contract.models import (
     BatchStatus,
@@ -33,12 +36,32 @@ from contract.models import (
 )
 from contract.retrying import TRANSIENT, RedisBackoff, redis_client
 from producer import options
-from producer.inputs import PromptLine, read_prompt_file, summarize_warnings
 from producer.options import DEFAULT_COMPLETION_WINDOW
-from producer.params import request_params
+
+if TYPE_CHECKING:  # validation is imported by the commands that enqueue, not by every reader
+    from producer.inputs import PromptLine
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 Progress = Callable[[int], None]
+
+__all__ = [
+    "BatchExists",
+    "BatchNotFound",
+    "BatchQueue",
+    "ClaimLost",
+    "EnqueuedBatch",
+    "JobNotFound",
+    "JobState",
+    "RetryRefused",
+]
+
+
+class BatchExists(ValueError):
+    """``enqueue`` with a batch ID another batch holds (or another enqueue is staging)."""
+
+    def __init__(self, batch_id: str, state: str) -> None:
+        self.state = state
+        super().__init__(f"batch {batch_id} already exists ({state}); pick another --batch-id")
 
 
 class BatchNotFound(LookupError):
@@ -98,18 +121,27 @@ class BatchQueue:
         completion_window: str = DEFAULT_COMPLETION_WINDOW,
         metadata: Mapping[str, str] | None = None,
     ) -> EnqueuedBatch:
-        """Validates the whole file (``InputFileError`` lists every bad line), then enqueues."""
-        lines = read_prompt_file(
-            path,
+        """Enqueues a file (``-``: stdin) as one batch if every line is valid.
+
+        The file is read, checked and staged a block of lines at a time, so its size
+        costs no memory; a bad line anywhere takes back what was staged and raises
+        ``InputFileError`` listing every bad line of the file. See ``enqueue``.
+        """
+        from producer.input_limits import opened_lines
+        from producer.inputs import PromptValidator, prompt_blocks, source_name
+
+        batch_id = self._checked_batch_id(batch_id)
+        validator = PromptValidator(
             default_model=self.settings.default_model,
             max_prompt_chars=self.settings.max_prompt_chars,
             model_override=model,
-            max_input_bytes=self.settings.max_input_bytes,
         )
-        return await self.enqueue(
-            lines, batch_id=batch_id, progress=progress,
-            completion_window=completion_window, metadata=metadata,
-        )  # fmt: skip
+        with opened_lines(path, self.settings.max_input_bytes) as lines:
+            blocks = prompt_blocks(lines, validator, source=source_name(path))
+            jobs = await self._enqueue_blocks(
+                blocks, batch_id, completion_window, metadata, progress
+            )
+        return EnqueuedBatch(batch_id, jobs, tuple(validator.warning_summary()))
 
     async def enqueue(
         self,
@@ -125,39 +157,85 @@ class BatchQueue:
         ``completion_window`` (``24h``): when it ends, prompts not yet sent end
         ``Expired`` and the batch ``expired``. ``metadata``: up to 16 string pairs.
 
-        The requests are staged first; the batch becomes visible to workers only when
-        the last one is written. An enqueue interrupted before that leaves a batch that
-        says ``validating``, runs nothing, expires within the hour, and whose ID a
-        re-run may take again.
+        The batch ID is claimed first, in one step: ``BatchExists`` if another batch
+        has it, and then nothing is written. The requests are staged next; the batch
+        becomes visible to workers only when the last one is written. An enqueue that
+        fails or is interrupted takes back what it staged; one killed outright leaves a
+        batch that says ``validating``, runs nothing, expires within the hour, and
+        whose ID may be claimed again once nothing was staged for a minute.
         """
+        from producer.inputs import BLOCK_LINES, summarize_warnings
+
         if not lines:
             raise ValueError("a batch needs at least one prompt")
+        batch_id = self._checked_batch_id(batch_id)
+        blocks = (lines[start : start + BLOCK_LINES] for start in range(0, len(lines), BLOCK_LINES))
+        jobs = await self._enqueue_blocks(blocks, batch_id, completion_window, metadata, progress)
+        return EnqueuedBatch(batch_id, jobs, tuple(summarize_warnings(lines)))
+
+    @staticmethod
+    def _checked_batch_id(batch_id: str | None) -> str:
         batch_id = batch_id or f"b_{secrets.token_hex(8)}"
         if not BATCH_ID.match(batch_id):
             raise ValueError(f"batch id {batch_id!r} must be 1-64 of A-Z a-z 0-9 _ -")
+        return batch_id
+
+    async def _enqueue_blocks(
+        self,
+        blocks: Iterable[Sequence[PromptLine]],
+        batch_id: str,
+        completion_window: str,
+        metadata: Mapping[str, str] | None,
+        progress: Progress | None,
+    ) -> int:
+        """Claims the ID (at the first valid block), stages each block, publishes.
+
+        ``blocks`` may raise (a bad line found later): then what was staged is taken
+        back, as it is on any failure, before the error goes on.
+        """
+        from producer.params import request_params
+
         window = options.completion_window(completion_window)
-        checked = options.checked_metadata(metadata)
-        if (await self.store.state(batch_id)) not in (None, "validating"):
-            raise ValueError(f"batch {batch_id!r} already exists; pick another --batch-id")
+        meta = {"completion_window": completion_window,
+                "metadata": json.dumps(options.checked_metadata(metadata))}  # fmt: skip
+        owner = secrets.token_hex(16)
+        staged, claimed = 0, False
+        try:
+            for block in blocks:
+                if not claimed:
+                    await self._claim(batch_id, owner, meta, window)
+                    claimed = True
+                requests = [
+                    StoredRequest.of(line.custom_id, line.messages, line.model,
+                                     request_params(line.params))
+                    for line in block
+                ]  # fmt: skip
+                await self.store.stage(batch_id, owner, staged, requests)
+                staged += len(requests)
+                if progress is not None:
+                    progress(staged)
+            await self.store.publish(batch_id, owner, staged, self.settings.chunk_size)
+        except BaseException:
+            if claimed:
+                with contextlib.suppress(Exception):  # Redis gone too: it expires on its own
+                    await asyncio.shield(self.store.release(batch_id, owner))
+            raise
+        return staged
+
+    async def _claim(
+        self, batch_id: str, owner: str, meta: dict[str, str], window: timedelta
+    ) -> None:
         created_at = utc_now()
         expires_at = created_at + window
-        requests = [
-            StoredRequest.of(line.custom_id, line.messages, line.model, request_params(line.params))
-            for line in lines
-        ]
-        meta = {
-            "total": str(len(lines)),
+        held_by = await self.store.claim(batch_id, owner, {
+            **meta,
+            "total": "0",
             "created_at": created_at.isoformat(),
-            "completion_window": completion_window,
             "expires_at": expires_at.isoformat(),
             "expires_ms": str(int(expires_at.timestamp() * 1000)),
-            "metadata": json.dumps(checked),
-        }
-        await self.store.stage(batch_id, meta, requests, progress=progress)
-        await self.store.publish(batch_id, len(lines), self.settings.chunk_size)
-        return EnqueuedBatch(
-            batch_id=batch_id, jobs=len(lines), warnings=tuple(summarize_warnings(lines))
-        )
+        })  # fmt: skip
+        if held_by is not None:
+            raise BatchExists(batch_id, held_by)
 
     async def _require(self, batch_id: str) -> BatchStatus:
         status = await self.store.status(batch_id)
@@ -294,7 +372,11 @@ class BatchQueue:
         return await self.store.cancel(batch_id)
 
     async def retry(self, batch_id: str) -> int:
-        """Enqueues the failed jobs again under their own IDs; returns how many."""
+        """Enqueues the failed jobs again under their own IDs; returns how many.
+
+        ``RetryRefused`` if the batch was cancelled or expired (or is being stopped):
+        its results, refusals included, stay what they are.
+        """
         await self._require(batch_id)
         return await self.store.requeue_failed(batch_id, self.settings.chunk_size)
 

@@ -183,6 +183,9 @@ async def _guarded(request: web.Request, kind: str, serve: Serve) -> web.StreamR
     state, identity = _context(request)
     ajax = kind == "ajax"
     state.stats.request(identity, kind)
+    if ajax:  # what reached the site, answered or not (its sender may die meanwhile)
+        message = (await request.post()).get("message")
+        state.stats.receive(message if isinstance(message, str) else "")
     with state.stats.inflight_request(identity):
         refusal = _admit(state, identity, ajax=ajax)
         if refusal is None:

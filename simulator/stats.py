@@ -24,6 +24,8 @@ Shape (every listed key is always present; counts are integers)::
       "inflight": N, "inflight_max": N,
       "answered_messages": N,    # distinct message texts answered with success
       "answered_duplicates": N,  # successes for a message text answered before
+      "received_messages": N,    # distinct message texts that reached the site
+      "received_duplicates": N,  # arrivals of a message text that had arrived before
       "identities": {
         "direct" | "proxy1" | "badgw1" | "authproxy1" | "plain502_1"
         | "gateway" | "gw:USER" | ...: {
@@ -111,6 +113,8 @@ class Stats:
         self.proxy: Counter[str] = Counter()
         self.answered: set[bytes] = set()
         self.answered_duplicates = 0
+        self.received: set[bytes] = set()
+        self.received_duplicates = 0
         self.inflight: int = getattr(self, "inflight", 0)
         self.inflight_max = self.inflight
         old: dict[str, IdentityStats] = getattr(self, "identities", {})
@@ -144,11 +148,19 @@ class Stats:
 
     def answer(self, message: str) -> None:
         """Enter one successful answer in the ledger of message texts."""
-        key = hashlib.blake2b(message.encode(), digest_size=8).digest()
+        key = _key(message)
         if key in self.answered:
             self.answered_duplicates += 1
         else:
             self.answered.add(key)
+
+    def receive(self, message: str) -> None:
+        """Enter one arrival in the ledger of message texts, before any answer."""
+        key = _key(message)
+        if key in self.received:
+            self.received_duplicates += 1
+        else:
+            self.received.add(key)
 
     def violation(self, identity: str) -> None:
         self.identity(identity).counts["violations"] += 1
@@ -182,7 +194,13 @@ class Stats:
             "inflight_max": self.inflight_max,
             "answered_messages": len(self.answered),
             "answered_duplicates": self.answered_duplicates,
+            "received_messages": len(self.received),
+            "received_duplicates": self.received_duplicates,
             "identities": {
                 name: stats.snapshot(now) for name, stats in sorted(self.identities.items())
             },
         }
+
+
+def _key(message: str) -> bytes:
+    return hashlib.blake2b(message.encode(), digest_size=8).digest()

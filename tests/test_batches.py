@@ -7,11 +7,11 @@ import json
 import pytest
 
 from contract import keys
-from contract.batches import BatchStore
+from contract.batches import STAGING_IDLE_SECONDS, BatchStore, ClaimLost, RetryRefused
 from contract.config import QueueSettings
-from contract.models import JobError, JobResult, Message, PromptRequest, RequestParams
-from producer.api import BatchNotFound, BatchQueue, JobState
-from producer.inputs import PromptLine, parse_prompt_lines
+from contract.models import JobError, JobResult, Message, PromptRequest, RequestParams, utc_now
+from producer.api import BatchExists, BatchNotFound, BatchQueue, JobState
+from producer.inputs import InputFileError, LineProblem, PromptLine, parse_prompt_lines
 
 SETTINGS = QueueSettings(redis_url="redis://unused", queue_name="test:queue", chunk_size=2)
 
@@ -83,22 +83,102 @@ async def test_a_batch_behind_a_big_one_takes_turns_with_it(redis) -> None:
     assert head == ["big:30", "small:0", "big:31", "small:1", "big:32", "small:2"]
 
 
-async def test_an_interrupted_enqueue_leaves_nothing_to_run(queue, redis) -> None:
-    requests = [
+STAGED_META = {"total": "0", "created_at": "2026-01-01T00:00:00+00:00"}
+
+
+def stored(count: int) -> list[str]:
+    return [
         json.dumps({"custom_id": f"q{n}", "messages": [{"role": "user", "content": "x"}],
-                    "model": "gpt-4o"}) for n in range(3)
+                    "model": "gpt-4o"}) for n in range(count)
     ]  # fmt: skip
-    await queue.store.stage("b1", {"total": "3", "created_at": "2026-01-01T00:00:00+00:00"},
-                            requests)  # fmt: skip
+
+
+async def idle_for(redis, batch_id: str, seconds: float) -> None:
+    """As if the staging of ``batch_id`` was last written ``seconds`` ago."""
+    (now_s, now_us) = await redis.time()
+    touched = int(now_s * 1000 + now_us // 1000 - seconds * 1000)
+    await redis.hset(keys.batch_meta(batch_id), "touched_ms", touched)
+
+
+async def test_an_interrupted_enqueue_leaves_nothing_to_run(queue, redis) -> None:
+    assert await queue.store.claim("b1", "dead", STAGED_META) is None
+    await queue.store.stage("b1", "dead", 0, stored(3))
     # ... and then the producer died before publishing.
     assert await redis.zcard("test:queue") == 0
     status = await queue.status("b1")
-    assert (status.state, status.done) == ("validating", False)
+    assert (status.state, status.total, status.done) == ("validating", 3, False)
     assert 0 < await redis.ttl(keys.batch_meta("b1")) <= 3600
-    # A re-run may take the same batch ID and publishes a whole batch.
+    assert 0 < await redis.ttl(keys.batch_requests("b1")) <= 3600
+    # Its ID is not free while the staging may still be under way ...
+    with pytest.raises(BatchExists, match="batch b1 already exists"):
+        await queue.enqueue(lines(2), batch_id="b1")
+    # ... and is once nothing was staged for a minute: a re-run takes it, whole.
+    await idle_for(redis, "b1", STAGING_IDLE_SECONDS + 1)
     await queue.enqueue(lines(2), batch_id="b1")
     assert [c for c, _ in await queued_chunks(redis)] == ["b1:0", "b1:1"]
     assert (await queue.status("b1")).total == 2
+    assert await redis.hlen(keys.batch_requests("b1")) == 2
+
+
+async def test_an_enqueue_that_lost_its_claim_writes_nothing_more(queue, redis) -> None:
+    assert await queue.store.claim("b1", "slow", STAGED_META) is None
+    await queue.store.stage("b1", "slow", 0, stored(3))
+    await idle_for(redis, "b1", STAGING_IDLE_SECONDS + 1)
+    await queue.enqueue(lines(2), batch_id="b1")  # took the abandoned ID
+    with pytest.raises(ClaimLost):
+        await queue.store.stage("b1", "slow", 3, stored(5)[3:])
+    with pytest.raises(ClaimLost):
+        await queue.store.publish("b1", "slow", 5, 2)
+    assert not await queue.store.release("b1", "slow")
+    assert await redis.hlen(keys.batch_requests("b1")) == 2
+    assert (await queue.status("b1")).total == 2
+
+
+async def test_a_published_batch_is_never_claimed_again(queue, redis) -> None:
+    await queue.enqueue(lines(1), batch_id="b1")
+    await idle_for(redis, "b1", 10 * STAGING_IDLE_SECONDS)
+    assert await queue.store.claim("b1", "other", STAGED_META) == "in_progress"
+    with pytest.raises(BatchExists, match=r"batch b1 already exists \(in_progress\)"):
+        await queue.enqueue(lines(3), batch_id="b1")
+    assert (await queue.status("b1")).total == 1
+
+
+async def test_a_bad_block_after_staged_ones_takes_them_back(queue, redis) -> None:
+    def blocks():
+        yield lines(3)
+        raise InputFileError("f", [LineProblem(4, "bad")])
+
+    with pytest.raises(InputFileError):
+        await queue._enqueue_blocks(blocks(), "b1", "24h", None, None)
+    assert await redis.keys("*") == []
+    await queue.enqueue(lines(1), batch_id="b1")  # the ID is free at once
+
+
+async def test_a_file_is_staged_in_blocks_and_published_once(queue, redis, tmp_path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(
+        json.dumps({"messages": [{"role": "user", "content": f"p{n}"}]}) + "\n"
+        for n in range(12_345)))  # fmt: skip
+    seen: list[int] = []
+    batch = await queue.enqueue_file(str(path), batch_id="big", progress=seen.append)
+    assert batch.jobs == 12_345 and seen == [5000, 10_000, 12_345]
+    status = await queue.status("big")
+    assert (status.state, status.total, status.queued) == ("in_progress", 12_345, 12_345)
+    assert await redis.zcard("test:queue") == await redis.scard(keys.batch_chunks("big"))
+    request = (await queue.store.requests("big", [12_344], utc_now()))[0]
+    assert (request.custom_id, request.messages[0].content) == ("12345", "p12344")
+    for chunk_id, _ in await queued_chunks(redis):
+        assert await redis.ttl(keys.arq_job(chunk_id)) > 3600
+
+
+async def test_a_bad_line_late_in_a_file_enqueues_nothing(queue, redis, tmp_path) -> None:
+    good = json.dumps({"messages": [{"role": "user", "content": "x"}]})
+    path = tmp_path / "p.jsonl"
+    path.write_text((good + "\n") * 7000 + "{oops\n" + (good + "\n") * 10 + "[]\n")
+    with pytest.raises(InputFileError) as caught:
+        await queue.enqueue_file(str(path), batch_id="b1")
+    assert [p.line_number for p in caught.value.problems] == [7001, 7012]
+    assert await redis.keys("*") == []
 
 
 async def test_every_key_written_has_a_ttl(queue, redis) -> None:
@@ -200,6 +280,52 @@ async def test_retry_requeues_only_failed_prompts(queue, redis) -> None:
     )  # fmt: skip
     assert isinstance(await queue.job("b1.1"), JobState)
     assert await queue.retry("b1") == 0
+
+
+@pytest.mark.parametrize("stop", ["cancel", "expire"])
+async def test_retry_of_a_stopped_batch_is_refused_and_rewrites_nothing(queue, redis, stop) -> None:
+    await queue.enqueue(lines(3), batch_id="b1")
+    await queue.store.ledger.mark("b1", [1, 2], "running")  # a worker holds two prompts ...
+    await finish(queue, "b1", 0, "failed")  # ... and the site refused one
+    if stop == "cancel":
+        await queue.cancel("b1")
+    else:
+        await queue.store.stopper.expire("b1")
+    held = await queue.store.raw_results("b1", [0])
+    before = await queue.status("b1")
+    assert before.state in ("cancelling", "expiring")  # two prompts still held by a worker
+    with pytest.raises(RetryRefused, match=f"batch b1 is {before.state}: retry is refused"):
+        await queue.retry("b1")
+    await finish(queue, "b1", 1)
+    await finish(queue, "b1", 2)
+    after = await queue.status("b1")
+    assert after.state == {"cancel": "cancelled", "expire": "expired"}[stop]
+    with pytest.raises(RetryRefused, match=f"is {after.state}"):
+        await queue.retry("b1")
+    assert await queue.store.raw_results("b1", [0]) == held
+    assert [c for c, _ in await queued_chunks(redis) if ":r" in c] == []  # no retry chunk
+    assert (await queue.status("b1")).failed == 1
+
+
+async def test_a_batch_stopped_while_its_retry_is_built_is_left_alone(queue, redis) -> None:
+    """The state is read by the script that moves the prompts: a stop in between wins."""
+    await queue.enqueue(lines(2), batch_id="b1")
+    await redis.delete("test:queue")
+    await finish(queue, "b1", 0, "failed")
+    await finish(queue, "b1", 1, "failed")
+    real_state = queue.store.state
+
+    async def stopped_after_reading(batch_id: str) -> str | None:
+        state = await real_state(batch_id)
+        await redis.hset(keys.batch_meta(batch_id), "state", "cancelled")
+        return state
+
+    queue.store.state = stopped_after_reading
+    with pytest.raises(RetryRefused, match="is cancelled"):
+        await queue.retry("b1")
+    status = await queue.status("b1")
+    assert (status.failed, status.queued) == (2, 0)
+    assert await queued_chunks(redis) == []
 
 
 async def test_job_without_result_says_where_it_is(queue) -> None:

@@ -116,3 +116,31 @@ async def test_the_worker_cap_bounds_its_leases(book: LeaseBook, fake_redis) -> 
         broker.succeeded(lease)
     await asyncio.gather(*waiting)
     task.cancel()
+
+
+async def test_a_broker_on_a_full_fleet_sleeps_until_a_slot_is_freed(book: LeaseBook) -> None:
+    other = LeaseBook(book.redis, fleet_cap=1, burst=1, ttl_seconds=30, backoff_base_seconds=1,
+                      backoff_cap_seconds=60)  # fmt: skip
+    await other.register([Identity("p1", "http://p1:1", max_inflight=2, rate_per_second=0)])
+    held = await other.acquire(1)  # another worker holds the fleet's only slot
+    book.fleet_cap = 1
+    calls = 0
+    real = book.exchange
+
+    async def counted(*args: object, **kwargs: object):
+        nonlocal calls
+        calls += 1
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    book.exchange = counted  # type: ignore[method-assign]
+    broker = make_broker(book, poll_seconds=0.01)
+    task = asyncio.create_task(broker.run())
+    waiting = asyncio.create_task(broker.lease("b1", 0))
+    await eventually(lambda: calls >= 1, what="the first try")
+    with pytest.raises(TimeoutError):  # asleep: no poll every 10 ms while the fleet is full
+        await asyncio.wait_for(asyncio.shield(waiting), 0.5)
+    assert calls <= 2
+    await other.release([(held.leases[0], OK)])  # the other worker's release wakes it
+    lease = await asyncio.wait_for(waiting, 1.5)
+    assert lease.identity.name == "p1"
+    task.cancel()

@@ -1,7 +1,7 @@
 """Owned work, with real processes: a frozen worker, a loop that dies, a crash mid-cancel,
 workers with different pools, a reloaded proxies file, a prompt that kills workers.
 
-Marked ``chaos`` (``make chaos``): several wait out the 5 s claim TTL on purpose.
+Marked ``chaos`` (``make chaos``): several wait out the 3 s claim TTL on purpose.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def test_a_frozen_worker_sends_nothing_it_lost_once_resumed(fleet, tmp_path) -> 
     on_the_wire = fleet.sim_stats()["inflight"]  # the frozen worker's share is at most this
     frozen.send_signal(signal.SIGSTOP)  # a GC pause, a swapped-out VM, a partition
     try:
-        time.sleep(12)  # the freeze itself, well past the 5 s claim TTL (not a wait)
+        time.sleep(12)  # the freeze itself, well past the 3 s claim TTL (not a wait)
     finally:
         frozen.send_signal(signal.SIGCONT)
     final = wait_until(done(fleet, batch_id), timeout=120, what="the batch done", every=0.5)

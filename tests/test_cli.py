@@ -53,13 +53,17 @@ def test_enqueue_status_cancel_retry(run, real_redis, tmp_path) -> None:
         ("a", "cancelled"),
         ("b", "cancelled"),
     ]
-    assert run("retry", "cli1").stdout.strip() == "re-enqueued 0 failed jobs of cli1"
+    refused = run("retry", "cli1")  # a cancelled batch keeps what it ended with
+    assert refused.exit_code == 1
+    assert "batch cli1 is cancelled: retry is refused" in refused.stderr
 
 
 def test_same_batch_id_twice_is_refused(run, real_redis) -> None:
     assert run("enqueue", "-", "--batch-id", "dup", input=LINE).exit_code == 0
-    again = run("enqueue", "-", "--batch-id", "dup", input=LINE)
-    assert again.exit_code == 2 and "already exists" in again.stderr
+    again = run("enqueue", "-", "--batch-id", "dup", input=LINE.replace('"a"', '"other"'))
+    assert again.exit_code == 1 and "batch dup already exists" in again.stderr
+    assert "nothing was enqueued" in again.stderr
+    assert json.loads(run("status", "dup", "--json").stdout)["total"] == 1
 
 
 def test_unknown_model_override_is_bad_input(run, real_redis, redis_server) -> None:
@@ -293,3 +297,30 @@ def test_config_lists_the_api_settings_with_the_keys_hidden(monkeypatch) -> None
     assert result.exit_code == 0 and "is not a setting" not in result.stderr
     assert "CHATGPTES_API_KEYS=*** (2 keys)" in result.stdout and "sk-one" not in result.stdout
     assert result.stdout.count("CHATGPTES_MAX_INPUT_BYTES=") == 1
+
+
+def test_the_setting_names_are_every_roles_settings() -> None:
+    from chatgptes.cli import every_field
+    from chatgptes.setting_names import SETTING_NAMES
+
+    assert tuple(name for _, name, _ in every_field()) == SETTING_NAMES, (
+        "a setting was added or removed: update chatgptes/setting_names.py"
+    )
+
+
+def test_help_lists_every_command_with_its_own_help_line() -> None:
+    import click
+
+    from chatgptes.cli import LAZY_COMMANDS
+    from chatgptes.lazy_commands import load
+
+    shown = CliRunner().invoke(main, ["--help"]).stdout
+    for name, lazy in LAZY_COMMANDS.items():
+        assert load(lazy).get_short_help_str(limit=1000) == lazy.short_help, name
+    names = [line.split()[0] for line in shown.split("Commands:")[1].splitlines() if line.strip()]
+    assert names == sorted(main.list_commands(click.Context(main)))
+    assert {"batches", "enqueue", "serve", "sim", "status", "top", "worker", "workers"} <= set(
+        names
+    )
+    assert "  status   Show a batch's progress" in shown
+    assert "  serve    Serve the OpenAI-compatible API" in shown

@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 
@@ -134,7 +135,8 @@ def test_every_command_is_one_the_image_has(services: dict[str, Any]) -> None:
         subcommands = _chatgptes_subcommands(argv)
         assert subcommands, f"{name}: {argv}"
         for subcommand in subcommands:
-            assert subcommand in main.commands, f"{name}: no `chatgptes {subcommand}`"
+            commands = main.list_commands(click.Context(main))  # the lazy ones too
+            assert subcommand in commands, f"{name}: no `chatgptes {subcommand}`"
 
 
 def test_producer_enqueues_the_shipped_examples(services: dict[str, Any]) -> None:

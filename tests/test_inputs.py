@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from contract.models import Message
+from producer.fast_lines import fast_check_line
 from producer.inputs import (
     MAX_LISTED_PROBLEMS,
     MAX_NESTING,
@@ -19,13 +20,12 @@ from producer.inputs import (
     InputTooLargeError,
     LineProblem,
     PromptLine,
-    _parse_line,
-    _parse_valid_line,
     max_line_bytes,
     parse_prompt_lines,
     read_prompt_file,
     summarize_warnings,
 )
+from producer.line_checks import check_line
 
 LIMITS: dict[str, Any] = {"default_model": "gpt-4o", "max_prompt_chars": 1000}
 USER_HI = [{"role": "user", "content": "hi"}]
@@ -459,7 +459,7 @@ def test_dash_reads_a_text_only_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_fast_and_thorough_paths_agree_on_valid_lines(line: dict[str, Any]) -> None:
     text = json.dumps(line)
-    assert _parse_valid_line(text, 1000, True) == _parse_line(text, 1000, check_line_model=True)
+    assert fast_check_line(text, 1000, True) == check_line(text, 1000, check_line_model=True)
 
 
 # --- a lone surrogate ("\ud800") is not Unicode: refused, by path, on both paths ---
@@ -504,7 +504,7 @@ def test_lone_surrogate_escape_is_refused_naming_the_field(text: str, expected: 
 @pytest.mark.parametrize(("text", "expected"), LONE_SURROGATE_LINES)
 def test_fast_path_declines_a_lone_surrogate(text: str, expected: str) -> None:
     # pydantic's JSON parser refuses lone surrogates today; this pins it down
-    assert _parse_valid_line(text, 1000, True) is None
+    assert fast_check_line(text, 1000, True) is None
 
 
 def test_lone_surrogate_in_a_key_is_refused() -> None:
@@ -549,7 +549,7 @@ def test_brackets_inside_strings_are_not_nesting() -> None:
     [prompt] = parse({"messages": [{"role": "user", "content": content}]}, max_prompt_chars=10_000)
     assert prompt.messages[0].content == content
     text = json.dumps({"custom_id": "[" * 100, "messages": [{"role": "user", "content": "{"}]})
-    assert _parse_line(text, 1000, check_line_model=True).reasons == []
+    assert check_line(text, 1000, check_line_model=True).reasons == []
 
 
 def test_nesting_at_the_limit_is_judged_on_its_shape() -> None:
@@ -645,7 +645,7 @@ def test_repeated_key_is_refused(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize(("text", "expected"), REPEATED_KEY_LINES)
 def test_fast_path_declines_a_repeated_key(text: str, expected: str) -> None:
-    assert _parse_valid_line(text, 1000, True) is None
+    assert fast_check_line(text, 1000, True) is None
 
 
 def test_every_repeated_key_of_a_line_is_listed() -> None:
@@ -666,9 +666,9 @@ def test_every_repeated_key_of_a_line_is_listed() -> None:
     ],
 )
 def test_fast_path_takes_valid_lines_with_colons_and_parameters(text: str) -> None:
-    fast = _parse_valid_line(text, 1000, True)
+    fast = fast_check_line(text, 1000, True)
     assert fast is not None
-    assert fast == _parse_line(text, 1000, check_line_model=True)
+    assert fast == check_line(text, 1000, check_line_model=True)
 
 
 def test_escaped_colon_is_a_colon() -> None:

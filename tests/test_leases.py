@@ -358,3 +358,16 @@ async def test_an_index_emptied_and_filled_again_keeps_a_ttl(redis) -> None:
     await leases.release([(held, OK)])  # and comes back
     assert await redis.ttl(keys.identities_ready(_pool(leases))) > 0
     assert await redis.ttl(keys.identities_later(_pool(leases))) in (-2, *range(1, 10**7))
+
+
+async def test_state_counts_follow_the_identities_without_walking_the_pool(redis) -> None:
+    leases = await book(redis, [identity("a", cap=1), identity("b", cap=1), identity("c")])
+    assert await leases.state_counts() == {"ready": 3}  # each waits for its one probe
+    await proven(redis, "a", "b", "c")
+    await leases.register([identity("a", cap=1), identity("b", cap=1), identity("c")])
+    assert await leases.state_counts() == {"ready": 3}
+    held = (await leases.acquire(2)).leases  # two of them full now
+    counts = await leases.state_counts()
+    assert counts.get("proxy_full", 0) + counts.get("ready", 0) == 3 and counts["ready"] >= 1
+    await leases.release([(held[0], Cooldown("down", floor_seconds=60, reason="ProxyFault"))])
+    assert (await leases.state_counts()).get("cooling") == 1

@@ -40,6 +40,10 @@ from worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("chatgptes.broker")
 HOUSEKEEPING_SECONDS = 0.5
+# While the fleet (or every identity) is full, a worker blocks on the room marker instead
+# of polling; it looks again at least this often (a dead worker's leases are reaped by a
+# call, and a marker may go to another waiter).
+ROOM_WAIT_SECONDS = 2.0
 WAIT_LOG_SECONDS = 10.0  # one line per interval about waiting prompts, not one per prompt
 OK = Cooldown(verdict="ok")
 NEUTRAL = Cooldown(verdict="none")
@@ -129,6 +133,7 @@ class LeaseBroker:
         self._strangers: list[str] = []
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
+        self._room: asyncio.Task[None] | None = None
         self._redis_backoff = RedisBackoff("broker")
         self._wait_logged_at = -WAIT_LOG_SECONDS
         lifecycle.on_drain(self._let_waiters_go)
@@ -191,6 +196,13 @@ class LeaseBroker:
 
     async def run(self) -> None:
         """The broker's loop: one Redis call per turn, for every return and every waiter."""
+        try:
+            await self._turns()
+        finally:
+            if self._room is not None:
+                self._room.cancel()
+
+    async def _turns(self) -> None:
         housekeeping_at = time.monotonic()
         while True:
             await self._wake.wait()
@@ -221,8 +233,13 @@ class LeaseBroker:
             if grants is not None:
                 self._hand_out(grants)
             if self.waiting and (grants is None or len(grants.leases) < want):
-                wait = self.poll_seconds if grants is None else grants.wait_seconds
-                self._wake_in(min(wait, self.poll_seconds * 4))
+                if grants is not None and grants.reason == "fleet_full":
+                    self._wait_for_room(ROOM_WAIT_SECONDS)
+                elif grants is not None and grants.reason == "proxy_full":
+                    self._wait_for_room(min(grants.wait_seconds, ROOM_WAIT_SECONDS))
+                else:
+                    wait = self.poll_seconds if grants is None else grants.wait_seconds
+                    self._wake_in(min(wait, self.poll_seconds * 4))
             elif self.waiting or self._returns:
                 self._wake.set()
             if self.waiting:
@@ -309,6 +326,21 @@ class LeaseBroker:
             queue.remove(waiter)
             if not queue:
                 del self._waiting[waiter.batch_id]
+
+    def _wait_for_room(self, seconds: float) -> None:
+        """Sleeps until a slot is freed in the fleet (another worker's release wakes this
+        one through the room marker), a local event, or ``seconds``: no polling."""
+        if self._room is not None and not self._room.done():
+            return  # one blocked pop at a time; whatever wakes first wakes the loop
+
+        async def wait() -> None:
+            try:
+                await self.book.wait_for_room(seconds)
+            except TRANSIENT as error:
+                await self._redis_backoff.wait(error)
+            self._wake.set()
+
+        self._room = asyncio.create_task(wait(), name="broker-room")
 
     def _wake_in(self, seconds: float) -> None:
         if self._timer is not None and not self._timer.cancelled():

@@ -160,9 +160,8 @@ class ChunkClaims:
         deaths counted so far; returns how many were made (0: no longer this one's)."""
         ids = [f"{claim.key}/{index}" for index in indices]
         enqueue_ms = int(time.time() * 1000)
-        args: list[str | int | bytes] = [
-            claim.key, claim.token, claim.lapses, self.keep_seconds * 1000, timestamp_ms(),
-        ]  # fmt: skip
+        args: list[str | int | bytes] = [claim.key, claim.token, claim.lapses,
+                                         self.keep_seconds * 1000]  # fmt: skip
         for chunk_id, index in zip(ids, indices, strict=True):
             payload = ChunkPayload(batch_id=batch_id, indices=(index,))
             args += [chunk_id, arq_job(payload, enqueue_ms)]

@@ -69,7 +69,7 @@ class WorkerConfig(QueueSettings):
     )
 
     lease_ttl_seconds: float = Field(
-        5.0,
+        3.0,
         gt=0,
         description="A claim (a chunk, a lease) its worker renews expires this long after the "
         "worker died or stalled: its prompts run again on another worker this soon.",

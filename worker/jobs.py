@@ -43,7 +43,6 @@ log = structlog.get_logger("chatgptes.worker")
 # A chunk handed back (the worker drains) runs again through arq's Retry, however often;
 # a chunk whose holders die is stopped by its run counter (``chunk_crash_limit``).
 HAND_BACKS_ALLOWED = 1_000_000
-CRASHED_CHUNK_DEFER_MS = 5_000
 EXIT_LOOP_DIED = 70  # EX_SOFTWARE: a loop of the worker died; its log line says which
 
 
@@ -53,7 +52,7 @@ async def run_chunk(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, i
     claim = runtime.claim_of(ctx["job_id"])
     if claim is None:  # not claimed by this worker's intake: nothing of it is run here
         log.error("chunk.not_claimed", chunk=ctx["job_id"])
-        raise Retry(defer=CRASHED_CHUNK_DEFER_MS / 1000)
+        raise Retry()
     try:
         chunk = ChunkPayload.model_validate(payload)
     except ValidationError as error:
@@ -64,7 +63,7 @@ async def run_chunk(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, i
     if outcome is ChunkOutcome.HANDED_BACK:
         raise Retry()  # back in the queue where it was; settled prompts are skipped
     if outcome is ChunkOutcome.CRASHED:
-        raise Retry(defer=CRASHED_CHUNK_DEFER_MS / 1000)
+        raise Retry()  # counted as a death: the crash limit ends a chunk that keeps crashing
     return {"prompts": len(chunk.indices)}
 
 

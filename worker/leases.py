@@ -126,6 +126,9 @@ class LeaseBook:
             keys.identities_known(),
             keys.stopped_batches(),
             *(keys.identity_field(attribute) for attribute in ATTRIBUTES),
+            keys.pool_filed(self.pool),
+            keys.pool_state_counts(self.pool),
+            keys.room_marker(),
         ]
         args: list[str | int | float] = [self.burst, POLICY_TTL_SECONDS, self.pool]
         for identity in identities:
@@ -227,10 +230,14 @@ class LeaseBook:
     async def state_counts(self) -> dict[str, int]:
         """This pool's identities by state: ready, proxy_full, rate, cooling, probing.
 
-        Visits every identity of the pool: for the housekeeper's gauges, never a hot path.
-        """
+        Kept as identities are filed; this call files again only those found due."""
         flat = await self.scripts.run("identity_states", self._keys, [self.burst])
         return {keys.decoded(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def wait_for_room(self, seconds: float) -> bool:
+        """Blocks until a lease slot is freed somewhere in the fleet (True) or ``seconds``
+        pass (False): a worker waiting on a full fleet sleeps here instead of polling."""
+        return await self.redis.blpop([keys.room_marker()], timeout=seconds) is not None
 
     async def charge(self, identity: Identity) -> None:
         """Spends one rate token of ``identity`` for a request that took no lease of its own."""
@@ -255,7 +262,10 @@ class LeaseBook:
         if pools:
             async with self.redis.pipeline(transaction=True) as pipe:
                 for pool in pools:
-                    pipe.delete(keys.identities_ready(pool), keys.identities_later(pool))
+                    pipe.delete(
+                    keys.identities_ready(pool), keys.identities_later(pool),
+                    keys.pool_filed(pool), keys.pool_state_counts(pool),
+                )  # fmt: skip
                 pipe.zrem(keys.identity_pools(), *pools)
                 await pipe.execute()
         return forgotten

@@ -1,25 +1,52 @@
 --[[
-  Puts failed prompts back to queued, forgetting their result and attempts, and the
-  batch back in progress (``retry``).
+  ``retry``: puts failed prompts back to queued, forgetting their result and attempts,
+  queues the chunks that carry them, and puts the batch back in progress; only while
+  the batch is ``in_progress`` or ``completed``. A batch that was cancelled or
+  expired (or is being stopped) keeps its history: nothing is moved.
 
-  KEYS[1] meta, KEYS[2] states, KEYS[3] counts, KEYS[4] results, KEYS[5] attempts
-  ARGV[1] now (ISO), ARGV[2..] indices
+  KEYS[1] meta, KEYS[2] states, KEYS[3] counts, KEYS[4] results, KEYS[5] attempts,
+  KEYS[6] the batch's chunks set, KEYS[7] the arq queue, KEYS[8] requests,
+  KEYS[9..] the arq job key of each chunk
+  ARGV[1] now (ISO), ARGV[2] ttl (s), then per chunk: its ID, its arq job, how many
+  indices it carries, those indices
 
-  Returns the indices moved.
+  Returns {the batch's state before, how many prompts were moved}. A chunk none of
+  whose prompts is still failed (another retry took them) is not queued.
 ]]
 --- @include "prompt_states"
-local moved = {}
-for i = 2, #ARGV do
-  local idx = ARGV[i]
-  if state_of(KEYS[2], idx) == 4 then
-    redis.call('HDEL', KEYS[4], idx)
-    redis.call('HDEL', KEYS[5], idx)
-    move(KEYS[2], KEYS[3], idx, 0)
-    moved[#moved + 1] = idx
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'in_progress' and state ~= 'completed' then return {state or false, 0} end
+local ttl = tonumber(ARGV[2])
+local head = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
+local first = 1  -- arq never starts a job scored 0
+if head[2] then first = math.max(tonumber(head[2]), 1) end
+local moved, queued, a = 0, 0, 3
+for i = 9, #KEYS do
+  local id, job, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local any = false
+  for j = a + 3, a + 2 + count do
+    local idx = ARGV[j]
+    if state_of(KEYS[2], idx) == 4 then
+      redis.call('HDEL', KEYS[4], idx)
+      redis.call('HDEL', KEYS[5], idx)
+      move(KEYS[2], KEYS[3], idx, 0)
+      moved = moved + 1
+      any = true
+    end
+  end
+  a = a + 3 + count
+  if any then
+    redis.call('SET', KEYS[i], job, 'EX', ttl)
+    redis.call('ZADD', KEYS[7], first + queued, id)
+    redis.call('SADD', KEYS[6], id)
+    queued = queued + 1
   end
 end
-if #moved > 0 then
+if moved > 0 then
   redis.call('HSET', KEYS[1], 'state', 'in_progress', 'retried_at', ARGV[1])
   redis.call('HDEL', KEYS[1], 'completed_at')
+  for _, key in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8]}) do
+    redis.call('EXPIRE', key, ttl)
+  end
 end
-return moved
+return {state, moved}

@@ -16,10 +16,11 @@
 local REAP_PER_CALL, PROMOTE_PER_CALL = 200, 200
 local burst, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local fleet_cap, want = tonumber(ARGV[3]), tonumber(ARGV[4])
+local reaped = 0
 for _, token in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, REAP_PER_CALL)) do
   redis.call('ZREM', LEASES, token)
   local name = identity_of(token)
-  if name then free_slot(name); reindex(name, burst) end
+  if name then free_slot(name); reindex(name, burst); reaped = reaped + 1 end
 end
 local due = redis.call('ZRANGEBYSCORE', LATER, '-inf', now, 'LIMIT', 0, PROMOTE_PER_CALL + want)
 for _, name in ipairs(due) do
@@ -57,6 +58,7 @@ while granted < math.min(want, room) and guard < want * 4 + 16 do
   end
 end
 if granted > 0 then redis.call('EXPIRE', LEASES, ARGV[6]) end  -- never without a TTL
+room_freed(reaped - granted)  -- a dead worker's slots: the others waiting hear of them
 keep_policy_keys(ARGV[6])
 out[1] = granted
 local reason, wait = 'ready', 0

@@ -9,8 +9,9 @@
 
   KEYS[1] queue, KEYS[2] its in-progress key, KEYS[3] its arq job key, KEYS[4] its arq
   retry key, KEYS[5] chunk run counters
-  ARGV[1] chunk ID, ARGV[2] token, ARGV[3] done, hand_back or lapse, ARGV[4] how long to
-  defer it in the queue (ms)
+  ARGV[1] chunk ID, ARGV[2] token, ARGV[3] done, hand_back or lapse, ARGV[4] how far to
+  move it back in the queue (arq's Retry defer; the queue's scores are places in the
+  round-robin, not times)
 
   Returns 1 if the worker held it (and the end was recorded), else 0.
 ]]

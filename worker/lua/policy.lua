@@ -4,7 +4,9 @@
 
   KEYS (every lease script, in this order): leases, ready, later, known, stopped,
   then one hash per identity attribute: cap, interval, weight, inflight, tat,
-  penalty, cooldown, reason, probe, latency, ok, failed.
+  penalty, cooldown, reason, probe, latency, ok, failed; then the pool's filed states
+  (identity -> the state it was filed in), its state counts, and the room marker (a
+  list a waiting worker blocks on: one item a slot freed).
 
   ``ready`` and ``later`` belong to the caller's pool (a worker's list of identities);
   the attributes to the fleet. An identity is a member of a pool when it is in one of
@@ -16,6 +18,8 @@ local LEASES, READY, LATER, KNOWN, STOPPED = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
 local CAP, INTERVAL, WEIGHT, INFLIGHT, TAT = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local PENALTY, COOLDOWN, REASON, PROBE = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local LATENCY, OK, FAILED = KEYS[15], KEYS[16], KEYS[17]
+local FILED, COUNTS, ROOM = KEYS[18], KEYS[19], KEYS[20]
+local POLICY_KEYS = 20
 local FULL_RECHECK_MS = 1000  -- a full identity is looked at again then, or when a lease returns
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -45,10 +49,24 @@ local function classify(name, burst)
   local load = ((inflight + 1) / cap + num(PENALTY, name)) * (1 + num(LATENCY, name) / 1000)
   return nil, 'ready', load / weight
 end
+-- The pool's count of identities per state follows each filing (as of its last filing: an
+-- identity whose cooldown ended is counted cooling until a call finds it due).
+local function count(name, reason)
+  local was = redis.call('HGET', FILED, name)
+  if was == reason then return end
+  if was then redis.call('HINCRBY', COUNTS, was, -1) end
+  if reason == 'gone' then
+    redis.call('HDEL', FILED, name)
+  else
+    redis.call('HSET', FILED, name, reason)
+    redis.call('HINCRBY', COUNTS, reason, 1)
+  end
+end
 -- Files an identity in this pool's ready or later index; returns why it has no room, or
 -- 'ready'. An identity that is gone (deregistered) leaves the pool.
 local function file(name, burst)
   local when, reason, load = classify(name, burst)
+  count(name, reason)
   if reason == 'gone' then
     redis.call('ZREM', READY, name)
     redis.call('ZREM', LATER, name)
@@ -73,11 +91,17 @@ end
 -- key its TTL (an attribute first written by a grant, or after Redis restarted empty), has
 -- none: every script that writes gives it back.
 local function keep_policy_keys(ttl)
-  for i = 1, 17 do
+  for i = 1, POLICY_KEYS do
     if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], ttl) end
   end
 end
 local function identity_of(token) return string.match(token, '^(.*)|') end
 local function free_slot(name)
   if redis.call('HINCRBY', INFLIGHT, name, -1) < 0 then redis.call('HSET', INFLIGHT, name, 0) end
+end
+-- Wakes a worker blocked on the room marker, once per slot freed (a few at most queued).
+local function room_freed(slots)
+  if slots <= 0 then return end
+  for _ = 1, math.min(slots, 16) do redis.call('LPUSH', ROOM, 1) end
+  redis.call('LTRIM', ROOM, 0, 15)
 end

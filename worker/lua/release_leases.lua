@@ -54,5 +54,6 @@ for i = 5, #ARGV, 7 do
     reindex(name, burst)
   end
 end
+room_freed(held)
 keep_policy_keys(ARGV[4])
 return held
