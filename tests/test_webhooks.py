@@ -295,3 +295,14 @@ def test_config_shows_endpoints_by_their_labels_only() -> None:
     assert described["webhook_urls"] == "https://a.example/***, http://b.example:8080/***"
     assert described["webhook_secret"] == "***"
     assert parse_urls(" https://a.example/x ,, ") == ("https://a.example/x",)
+
+
+def test_a_workers_settings_make_its_options() -> None:
+    config = WorkerConfig(_env_file=None, webhook_urls="https://a.example/x", webhook_secret=SECRET,
+                          webhook_timeout_seconds=3, webhook_retry_base_seconds=0.5)  # fmt: skip
+    made = WebhookOptions.from_config(config)
+    assert (made.urls, made.key, made.timeout_seconds) == (
+        ("https://a.example/x",), decode_secret(SECRET), 3,
+    )  # fmt: skip
+    assert made.retry_base_seconds == 0.5 and made.claim_seconds == 11
+    assert WebhookOptions.from_config(WorkerConfig(_env_file=None)).urls == ()

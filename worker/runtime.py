@@ -161,13 +161,11 @@ class WorkerRuntime:
             report=self.report, lost_chunks=self._chunks_lost, lost_leases=self.broker.lost,
         )  # fmt: skip
         self.webhooks = WebhookDeliverer(
-            redis, WebhookOptions.of(
-                config.webhook_urls.get_secret_value(), config.webhook_secret.get_secret_value(),
-                timeout_seconds=config.webhook_timeout_seconds,
-                retry_base_seconds=config.webhook_retry_base_seconds,
-                retry_cap_seconds=config.webhook_retry_cap_seconds, poll_seconds=1.0,
-            ), worker_id=self.worker_id, metrics=self.metrics,
-        )  # fmt: skip
+            redis,
+            WebhookOptions.from_config(config),
+            worker_id=self.worker_id,
+            metrics=self.metrics,
+        )
         self.supervisor = Supervisor(self._loop_died)
         self.on_failure: Callable[[], None] = lambda: None  # the worker's way down (arq's)
         self.held: dict[str, HeldChunk] = {}

@@ -33,6 +33,7 @@ from contract import keys
 from contract.outbox import FAILED_KEEP_SECONDS, FAILED_KEPT, RETRY_FOR_SECONDS
 from contract.retrying import TRANSIENT, RedisBackoff
 from contract.scripts import ScriptBook
+from worker.config import WorkerConfig
 from worker.metrics import WorkerMetrics
 from worker.standard_webhooks import (
     decode_secret,
@@ -66,23 +67,14 @@ class WebhookOptions:
     claim_margin_seconds: float = 5.0  # beyond the attempt itself, to record its outcome
 
     @classmethod
-    def of(
-        cls,
-        urls: str,
-        secret: str,
-        *,
-        timeout_seconds: float,
-        retry_base_seconds: float,
-        retry_cap_seconds: float,
-        poll_seconds: float,
-    ) -> WebhookOptions:
+    def from_config(cls, config: WorkerConfig) -> WebhookOptions:
+        secret = config.webhook_secret.get_secret_value()
         return cls(
-            urls=parse_urls(urls),
+            urls=parse_urls(config.webhook_urls.get_secret_value()),
             key=decode_secret(secret) if secret else b"",
-            timeout_seconds=timeout_seconds,
-            retry_base_seconds=retry_base_seconds,
-            retry_cap_seconds=retry_cap_seconds,
-            poll_seconds=poll_seconds,
+            timeout_seconds=config.webhook_timeout_seconds,
+            retry_base_seconds=config.webhook_retry_base_seconds,
+            retry_cap_seconds=config.webhook_retry_cap_seconds,
         )
 
     @property
