@@ -32,10 +32,12 @@ chaos: venv
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/bench_enqueue.py --count 20000 --arq-sample 2000
-	$(BIN)/python bench/bench_throughput.py --scenarios zero,pool,cap --count 1000 --sizes 10,100
+	$(BIN)/python bench/bench_throughput.py --scenarios zero,pool,cap --count 1000 --pool-runs 10:1000,100:1000
 	$(BIN)/python bench/bench_latency.py --samples 20 --big 5000 --inflight 200
 	$(BIN)/python bench/bench_simulator.py --count 2000
-	$(BIN)/python bench/bench_recovery.py --prompts 300
+	$(BIN)/python bench/bench_recovery.py --prompts 300 --scenarios kill,freeze,renewal --frozen 5
+	$(BIN)/python bench/bench_waiting.py --seconds 5
+	$(BIN)/python bench/bench_api.py --runs 2 --upload-mb 5 --uploads 2
 	$(BIN)/python bench/bench_console.py --identities 2000 --batches 40 --runs 5
 
 lint: venv

@@ -12,15 +12,20 @@ Scenarios (each starts its own simulator; one redis-server for the run, flushed 
 - ``pool``: 2 workers, 200 ms site, N identities behind one gateway with the same total
   allowance (1,000 requests/s, fleet cap 400): cap max(4, 400/N), 1000/N requests/s
   each; the site limits each identity a little above that, and bans after 3 early
-  requests. References at the same fleet concurrency through the gateway.
+  requests. Each run is cold, as a user meets it: a fresh Redis, simulator and workers,
+  timed from the enqueue to the last result (``--pool-runs``, identities:prompts). The
+  steady rate is read over the run's middle: from the moment every identity has made a
+  request to the last wave of requests. References at the same fleet concurrency
+  through the gateway.
 - ``cap``: 1 worker, ~200 ms site (uniform 150-250 ms), fleet cap 100, everything else
   default but the one identity's own limits lifted: the bound is 100 / 0.2 s = 500
   prompts/s; the plain process at concurrency 100 beside it.
 - ``concurrency``: 1 worker, 50 ms site, fleet cap = identity cap = C, beside the plain
   process and the per-call provider at concurrency C.
 
-Each service phase starts fresh workers, runs a warm-up batch (sessions made, the pool's
-slow start done), then times one batch from the first enqueue to the status saying done.
+Each service phase but ``pool`` starts fresh workers, runs a warm-up batch (sessions
+made, the pool's slow start done), then times one batch from the first enqueue to the
+status saying done.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +41,10 @@ import references
 from harness import http_json
 from service import dump, flush, measure, run_batch, sim_counts, worker_env, workers
 
-from simulator.local import redis_server, simulator_process
+from simulator.local import redis_server, simulator_process, wait_until
 
 TOTAL_RATE = 1000.0  # requests/s the whole pool may send, in the pool scenario
+POOL_PLOT_PROMPTS = 12_000  # the pool runs drawn (one prompt count, every pool size)
 POOL_FLEET_CAP = 400
 
 
@@ -90,34 +97,116 @@ def zero_latency(ctx: dict[str, Any], count: int) -> dict[str, Any]:
     }
 
 
-def pool(ctx: dict[str, Any], count: int, sizes: list[int]) -> dict[str, Any]:
+def pool(ctx: dict[str, Any], runs: list[tuple[int, int]]) -> dict[str, Any]:
+    """Each (identities, prompts) run cold: a fresh Redis, simulator and workers, timed
+    from the enqueue to the last result; the steady rate read over the run's middle."""
     rows = []
-    for size in sizes:
+    for size, count in runs:
         rate = TOTAL_RATE / size
         settings = {
             "fleet_max_inflight": POOL_FLEET_CAP,
             "proxy_max_inflight": max(4, POOL_FLEET_CAP // size),
             "proxy_rate_per_second": rate,
             "proxies_file": _proxies_file(ctx, size),
-            "max_jobs": POOL_FLEET_CAP,  # the old worker's prompt concurrency; a ceiling now
         }
         site_limits = ("--rate-per-second", f"{rate * 1.1:.3f}", "--burst", "4",
                        "--ban-after-violations", "3")  # fmt: skip
         with _sim(ctx["tmp"], "--latency", "fixed:200", "--gateway", "--bind-nonce-to-identity",
                   *site_limits) as (sim, proc):  # fmt: skip
-            ctx["gateway"] = sim
             _write_proxies(ctx, sim, size)
-            warmup = max(500, 2 * size)
-            service = phase(ctx, sim, proc.pid, 2, count, warmup, f"pool{size}", **settings)
+            flush(ctx["url"])
+            env = worker_env(ctx["url"], sim["url"], **settings)
+            profile = ctx["profile"] / f"pool{size}-{count}.txt" if ctx["profile"] else None
+            with workers(2, env, ctx["tmp"]) as fleet:
+                wait_until(lambda: reported(ctx["url"]) >= 2, timeout=60, what="the workers up")
+                service = cold_run(ctx, fleet, sim, proc.pid, count, size, profile)
         with _sim(ctx["tmp"], "--latency", "fixed:200", "--gateway") as (sim, _):
-            urls = _gateway_urls(sim, size)
-            plain = references.plain_curl(sim["url"], count, POOL_FLEET_CAP, urls)
-        rows.append({"identities": size, "service": service, "plain_curl": plain})
-    by_size = {row["identities"]: row["service"]["prompts_per_s"] for row in rows}
-    out: dict[str, Any] = {"rows": rows}
-    if 10 in by_size and 1000 in by_size:
-        out["ratio_1000_vs_10"] = round(by_size[1000] / by_size[10], 3)
+            plain = references.plain_curl(sim["url"], count, POOL_FLEET_CAP,
+                                          _gateway_urls(sim, size))  # fmt: skip
+        rows.append({"identities": size, "prompts": count, "allowance_per_s": TOTAL_RATE,
+                     "service": service, "plain_curl": plain})  # fmt: skip
+    return {"rows": rows, "ratios": pool_ratios(rows)}
+
+
+def cold_run(
+    ctx: dict[str, Any], fleet: Any, sim: dict[str, Any], sim_pid: int, count: int, size: int,
+    profile: Path | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The batch timed from its enqueue to its last result, the site sampled meanwhile."""
+    samples: list[tuple[float, int, int]] = []  # (seconds since the enqueue, answers, used)
+
+    def sample(since: float) -> None:
+        stats = http_json(sim["stats_url"])
+        used = sum(1 for i in stats["identities"].values() if i.get("ajax", 0) > 0)
+        samples.append((time.perf_counter() - since, stats["replies"]["success"], used))
+
+    figures = measure(
+        ctx["url"], fleet, sim["stats_url"], count, f"cold{size}", ctx["timeout"],
+        redis_pid=ctx["redis_pid"], sim_pid=sim_pid, profile=profile, every=sample,
+    )  # fmt: skip
+    figures["steady_prompts_per_s"] = steady_rate(samples, size, count - POOL_FLEET_CAP)
+    figures["steady_window_seconds"] = steady_window(samples, size, count - POOL_FLEET_CAP)
+    return figures
+
+
+def steady_rate(samples: list[tuple[float, int, int]], size: int, tail: int) -> float | None:
+    """Answers per second from the first sample in which every identity had made a request
+    to the last one before the last wave of requests (``tail`` answers); None if the run
+    has no such window."""
+    window = _window(samples, size, tail)
+    if window is None:
+        return None
+    (t0, n0, _), (t1, n1, _) = window
+    return round((n1 - n0) / (t1 - t0), 1)
+
+
+def steady_window(samples: list[tuple[float, int, int]], size: int, tail: int) -> float | None:
+    window = _window(samples, size, tail)
+    return None if window is None else round(window[1][0] - window[0][0], 2)
+
+
+def _window(
+    samples: list[tuple[float, int, int]], size: int, tail: int
+) -> tuple[tuple[float, int, int], tuple[float, int, int]] | None:
+    start = next((s for s in samples if s[2] >= size), None)
+    ends = [s for s in samples if s[1] <= tail]
+    if start is None or not ends or ends[-1][0] - start[0] < 1.0:
+        return None
+    return start, ends[-1]
+
+
+def pool_ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Each big pool's cold run over the 10-identity pool's with as many prompts, and each
+    steady rate over the allowance."""
+    small = {row["prompts"]: row["service"]["prompts_per_s"] for row in rows
+             if row["identities"] == 10}  # fmt: skip
+    out = {}
+    for row in rows:
+        size, count = row["identities"], row["prompts"]
+        service = row["service"]
+        if size != 10 and count in small:
+            out[f"cold_{size}_vs_10_at_{count}"] = round(service["prompts_per_s"] / small[count], 3)
+        if service.get("steady_prompts_per_s") is not None:
+            out[f"steady_{size}_vs_allowance"] = round(
+                service["steady_prompts_per_s"] / row["allowance_per_s"], 3
+            )
     return out
+
+
+def pool_runs(spec: str) -> list[tuple[int, int]]:
+    return [
+        (int(size), int(count)) for size, _, count in (r.partition(":") for r in spec.split(","))
+    ]
+
+
+def reported(url: str) -> int:
+    """How many workers have reported themselves (they are up, their pools registered)."""
+    import redis as sync_redis
+
+    from contract import keys
+
+    with sync_redis.Redis.from_url(url) as client:
+        return int(client.zcard(keys.workers_seen()))
 
 
 def _gateway_urls(sim: dict[str, Any], size: int) -> list[str]:
@@ -171,8 +260,9 @@ def plot_input(figures: dict[str, Any]) -> dict[str, Any]:
     if "pool" in figures:
         out["pool_sweep"] = [
             {"identities": r["identities"], "service": r["service"]["prompts_per_s"],
-             "plain_curl": r["plain_curl"]["prompts_per_s"]}
-            for r in figures["pool"]["rows"]
+             "service_steady": r["service"]["steady_prompts_per_s"],
+             "allowance": r["allowance_per_s"], "plain_curl": r["plain_curl"]["prompts_per_s"]}
+            for r in figures["pool"]["rows"] if r["prompts"] == POOL_PLOT_PROMPTS
         ]  # fmt: skip
     if "concurrency" in figures:
         out["concurrency_sweep"] = [
@@ -196,11 +286,12 @@ def report(figures: dict[str, Any]) -> None:
     if "pool" in figures:
         for row in figures["pool"]["rows"]:
             s = row["service"]
-            print(f"pool {row['identities']:>5} identities: {s['prompts_per_s']}/s "
-                  f"(plain curl {row['plain_curl']['prompts_per_s']}/s); site {s['site']}; "
+            print(f"pool {row['identities']:>5} identities, {row['prompts']:,} prompts, cold: "
+                  f"{s['prompts_per_s']}/s, steady {s['steady_prompts_per_s']}/s over "
+                  f"{s['steady_window_seconds']} s (allowance {row['allowance_per_s']:.0f}/s; "
+                  f"plain curl {row['plain_curl']['prompts_per_s']}/s); site {s['site']}; "
                   f"requests/prompt {s['requests_per_prompt']}")  # fmt: skip
-        if "ratio_1000_vs_10" in figures["pool"]:
-            print(f"ratio 1000 vs 10 identities: {figures['pool']['ratio_1000_vs_10']}")
+        print(f"pool ratios: {figures['pool']['ratios']}")
     if "cap" in figures:
         c = figures["cap"]
         plain = c["plain_curl"]["prompts_per_s"]
@@ -218,7 +309,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", default="zero,pool,cap,concurrency")
     parser.add_argument("--count", type=int, default=3000, help="prompts in each timed batch")
-    parser.add_argument("--sizes", default="10,100,1000", help="pool sizes (identities)")
+    parser.add_argument(
+        "--pool-runs",
+        default="10:12000,100:12000,1000:12000,10:40000,10000:40000",
+        help="cold pool runs, identities:prompts",
+    )
     parser.add_argument("--levels", default="10,50,100,200", help="concurrency levels")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds a batch may take")
     parser.add_argument("--out", type=Path, help="write every figure here (JSON)")
@@ -239,7 +334,7 @@ def main() -> None:
             if "zero" in scenarios:
                 figures["zero"] = zero_latency(ctx, args.count)
             if "pool" in scenarios:
-                figures["pool"] = pool(ctx, args.count, [int(n) for n in args.sizes.split(",")])
+                figures["pool"] = pool(ctx, pool_runs(args.pool_runs))
             if "cap" in scenarios:
                 figures["cap"] = fleet_cap(ctx, args.count)
             if "concurrency" in scenarios:

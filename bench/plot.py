@@ -27,6 +27,8 @@ from matplotlib.axes import Axes
 # the legend's. per_call's values go below its points so they do not sit on the service's.
 SERIES: dict[str, tuple[str, str, str, str, int]] = {
     "service": ("service (arq workers)", "tab:blue", "o", "-", 7),
+    "service_steady": ("service, steady rate", "tab:cyan", "v", "-.", -13),
+    "allowance": ("the pool's total allowance", "black", "", ":", 7),
     "service_before": ("service before: one arq job per prompt", "tab:red", "x", ":", -13),
     "plain_curl": ("plain curl_cffi: 1 handshake, POSTs only", "tab:green", "s", "--", 7),
     "per_call": ("per-call provider: GET + POST per prompt", "tab:orange", "^", "--", -13),
@@ -85,12 +87,13 @@ def panel(
 
 def plot(data: dict[str, Any], output: Path) -> None:
     figure, (by_pool, by_concurrency) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
-    pool_series = ("service", "service_before", "plain_curl", "per_call")
+    pool_series = ("service", "service_steady", "allowance", "service_before", "plain_curl",
+                   "per_call")  # fmt: skip
     panel(by_pool, data.get("pool_sweep") or [], "identities", pool_series,
           ("pool size (identities)", "prompts/s"))  # fmt: skip
-    by_pool.set_title("(a) by pool size")
+    by_pool.set_title("(a) by pool size, cold runs")
     panel(by_concurrency, data.get("concurrency_sweep") or [], "concurrency",
-          (*pool_series, "arq_noop"),
+          ("service", "service_before", "plain_curl", "per_call", "arq_noop"),
           ("concurrency (requests in flight)", "prompts/s (arq no-op: jobs/s)"))  # fmt: skip
     by_concurrency.set_title("(b) by concurrency")
     figure.suptitle(data.get("title") or "prompts/s against the references")

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,20 +87,32 @@ def worker_env(redis_url: str, site_url: str, **settings: object) -> dict[str, s
     return env
 
 
-async def _run_batch(url: str, lines: list[PromptLine], timeout: float) -> tuple[Any, str]:
+Sampler = Callable[[float], None]  # called with the perf_counter the batch began at
+SAMPLE_SECONDS = 0.2
+
+
+async def _run_batch(
+    url: str, lines: list[PromptLine], timeout: float, every: Sampler | None = None
+) -> tuple[Any, str]:
     settings = QueueSettings(redis_url=url, queue_name=QUEUE)
     async with BatchQueue.connect(settings) as queue:
+        began = time.perf_counter()
         batch = await queue.enqueue(lines)
         deadline = time.monotonic() + timeout
+        sampled = 0.0
         while True:
             status = await queue.status(batch.batch_id)
+            if every is not None and time.perf_counter() - sampled >= SAMPLE_SECONDS:
+                sampled = time.perf_counter()
+                every(began)
             if status.done or time.monotonic() > deadline:
                 return status, batch.batch_id
             await asyncio.sleep(POLL_SECONDS)
 
 
-def run_batch(url: str, count: int, tag: str, timeout: float) -> Any:
-    status, _ = asyncio.run(_run_batch(url, prompt_lines(count, tag), timeout))
+def run_batch(url: str, count: int, tag: str, timeout: float, every: Sampler | None = None) -> Any:
+    """Enqueues ``count`` prompts and waits for the batch; ``every`` samples on the way."""
+    status, _ = asyncio.run(_run_batch(url, prompt_lines(count, tag), timeout, every))
     if not status.done:
         raise TimeoutError(f"batch {tag} not done in {timeout}s: {status}")
     return status
@@ -197,15 +209,16 @@ def profile_summary(path: Path, top: int = 12) -> dict[str, Any]:
 
 def measure(
     url: str, fleet: Fleet, stats_url: str, count: int, tag: str, timeout: float, *,
-    redis_pid: int, sim_pid: int, profile: Path | None = None,
+    redis_pid: int, sim_pid: int, profile: Path | None = None, every: Sampler | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """One timed batch: prompts/s, CPU per prompt of each process, Redis calls, site counts."""
+    """One timed batch, from its enqueue to its last result: prompts/s, CPU per prompt of
+    each process, Redis calls, site counts."""
     sim_before = sim_counts(stats_url)
     calls_before = command_calls(url)
     cpu_before = fleet.cpu(), cpu_seconds(sim_pid), cpu_seconds(redis_pid)
     with profiled(fleet.pids[0], profile):
         start = time.perf_counter()
-        status = run_batch(url, count, tag, timeout)
+        status = run_batch(url, count, tag, timeout, every)
         wall = time.perf_counter() - start
     worker_cpu = sum(fleet.cpu()) - sum(cpu_before[0])
     sim_cpu, redis_cpu = (

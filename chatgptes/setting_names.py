@@ -11,6 +11,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "max_prompt_chars",
     "max_input_bytes",
     "default_model",
+    "models",
     "chunk_size",
     "log_format",
     "log_level",

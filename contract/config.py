@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.model_map import ModelMap
 from contract.redaction import redact_url
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -24,7 +26,6 @@ PERCENT_ENCODING_HINT = (
 )
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
-KNOWN_MODELS: tuple[str, ...] = ("gpt-4", "gpt-4o", "gpt-4o-mini")
 DEFAULT_MODEL = "gpt-4o"
 
 
@@ -86,6 +87,11 @@ class QueueSettings(BaseSettings):
         description="Largest prompts file (or stdin) enqueue reads; bigger is refused unread.",
     )
     default_model: str = Field(DEFAULT_MODEL, description="Model used when a line names none.")
+    models: str = Field(
+        "",
+        description="Model names accepted besides the built-in OpenAI ones, comma-separated, "
+        "each 'name=served' (served: gpt-4o, gpt-4o-mini or gpt-4) or 'name' (gpt-4o).",
+    )
     chunk_size: int = Field(
         50, ge=1, le=1000, description="Prompts one arq job carries (smaller for small batches)."
     )
@@ -104,6 +110,16 @@ class QueueSettings(BaseSettings):
             raise ValueError(f"the Redis URL names no host: it must be {REDIS_URL_FORM}")
         return url
 
+    @field_validator("models")
+    @classmethod
+    def _a_model_map(cls, models: str) -> str:
+        ModelMap.parse(models)  # a ValueError naming the bad entry
+        return models
+
+    def model_map(self) -> ModelMap:
+        """The names accepted: OpenAI's (``contract.model_map.BUILT_IN``) and ``models``."""
+        return _model_map(self.models)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, level: object) -> object:
@@ -117,3 +133,8 @@ class QueueSettings(BaseSettings):
             name: json.dumps(value) if isinstance(value, dict | list) else str(value)
             for name, value in values.items()
         }
+
+
+@lru_cache(maxsize=8)
+def _model_map(setting: str) -> ModelMap:
+    return ModelMap.parse(setting)

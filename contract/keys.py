@@ -97,6 +97,12 @@ def file_content(file_id: str) -> str:
     return f"{PREFIX}{{{file_id}}}:content"
 
 
+def file_upload(file_id: str) -> str:
+    """String: an upload's bytes while they arrive (renamed to ``file_content`` once whole;
+    a short TTL ends an upload that never finished)."""
+    return f"{PREFIX}{{{file_id}}}:upload"
+
+
 # arq's own keys.
 def arq_job(job_id: str) -> str:
     return f"{job_key_prefix}{job_id}"
@@ -217,9 +223,19 @@ def batches_created() -> str:
     return f"{FLEET}batches"
 
 
-def files_created() -> str:
-    """Sorted set: file ID → when it was uploaded (ms), for listing files without a scan."""
-    return f"{FLEET}files"
+DEFAULT_PROJECT = "default"
+
+
+def project_batches(project: str) -> str:
+    """Sorted set: batch ID → when it was created (ms), the API batches of one project other
+    than ``default`` (whose batches, the CLI's among them, ``batches_created`` lists)."""
+    return f"{FLEET}batches:{project}"
+
+
+def files_created(project: str = DEFAULT_PROJECT) -> str:
+    """Sorted set: file ID → when it was uploaded (ms), one project's files (its uploads and
+    its API batches' result files), for listing them without a scan."""
+    return f"{FLEET}files" if project == DEFAULT_PROJECT else f"{FLEET}files:{project}"
 
 
 def batch_deadlines() -> str:

@@ -12,12 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from contract.config import KNOWN_MODELS
+from contract.model_map import check_name
 from contract.states import BatchState
 
 Role = Literal["system", "user", "assistant"]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
 JobStatus = Literal["succeeded", "failed", "cancelled"]
+FinishReason = Literal["stop", "length"]
 
 
 def utc_now() -> datetime:
@@ -41,6 +42,12 @@ class Message(BaseModel):
     role: Role
     content: str
 
+    @field_validator("role", mode="before")
+    @classmethod
+    def _developer_is_system(cls, role: object) -> object:
+        # OpenAI's newer SDKs send "developer" where older ones sent "system": one role here.
+        return "system" if role == "developer" else role
+
     @field_validator("content")
     @classmethod
     def _content_not_blank(cls, content: str) -> str:
@@ -50,10 +57,11 @@ class Message(BaseModel):
 
 
 def check_model(model: str) -> str:
-    """The model name if it is one chatgpt.es serves, else a ValueError naming the valid ones."""
-    if model not in KNOWN_MODELS:
-        raise ValueError(f"unknown model {model!r}; valid models: {', '.join(KNOWN_MODELS)}")
-    return model
+    """The model name if it is shaped like one, else a ValueError.
+
+    Which names are accepted is the producer's to say (``contract.model_map``, from its
+    settings): a worker takes the name a prompt was enqueued with as it is."""
+    return check_name(model)
 
 
 MAX_STOP_SEQUENCES = 4
@@ -65,16 +73,38 @@ class RequestParams(BaseModel):
     ``stop``: the answer is cut before the first of these strings, as OpenAI does.
     ``json_object``: OpenAI's ``response_format`` ``{"type": "json_object"}``: the site is
     asked for one JSON object, and an answer that holds none is an ``AnswerNotJson`` error.
+    ``json_schema``: ``{"type": "json_schema"}``'s schema, as JSON text: the site is asked
+    for an object matching it, and an answer that does not is an ``AnswerOffSchema`` error.
+    ``max_tokens``: the answer is cut at this many tokens (OpenAI's ``max_tokens``,
+    ``max_completion_tokens``, ``max_output_tokens``), and then finishes with ``length``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     stop: tuple[NonEmptyText, ...] = Field((), max_length=MAX_STOP_SEQUENCES)
     json_object: bool = False
+    json_schema: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
 
     @property
     def given(self) -> bool:
-        return bool(self.stop) or self.json_object
+        return (
+            bool(self.stop)
+            or self.json_object
+            or self.json_schema is not None
+            or self.max_tokens is not None
+        )
+
+    @property
+    def wants_json(self) -> bool:
+        """Whether the answer must be one JSON object (JSON mode, or a schema)."""
+        return self.json_object or self.json_schema is not None
+
+    def finish_reason(self, usage: Usage | None) -> FinishReason:
+        """``length`` when the answer fills ``max_tokens`` (it was cut there), else ``stop``."""
+        if self.max_tokens is not None and usage is not None:
+            return "length" if usage.completion_tokens >= self.max_tokens else "stop"
+        return "stop"
 
 
 NO_PARAMS = RequestParams()
@@ -198,6 +228,9 @@ class JobResult(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime
     usage: Usage | None = None
+    finish_reason: FinishReason | None = Field(
+        None, description="Why a successful answer ended (OpenAI's): 'length' if cut at max_tokens."
+    )
 
     @classmethod
     def for_request(
@@ -224,6 +257,7 @@ class JobResult(BaseModel):
             started_at=started_at,
             finished_at=utc_now(),
             usage=usage,
+            finish_reason=request.params.finish_reason(usage) if status == "succeeded" else None,
         )
 
 

@@ -37,7 +37,7 @@ T = TypeVar("T")
 # reach the loops below, which wait them out.
 _BLIP_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
 FIRST_DELAY = 0.1
-MAX_DELAY = 5.0
+MAX_DELAY = 2.0  # a loop tries again at least this often, so it resumes soon after an outage
 LOG_EVERY = 60.0
 
 

@@ -15,7 +15,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -135,6 +135,7 @@ class BatchQueue:
             default_model=self.settings.default_model,
             max_prompt_chars=self.settings.max_prompt_chars,
             model_override=model,
+            models=self.settings.model_map(),
         )
         with opened_lines(path, self.settings.max_input_bytes) as lines:
             blocks = prompt_blocks(lines, validator, source=source_name(path))
@@ -173,6 +174,22 @@ class BatchQueue:
         jobs = await self._enqueue_blocks(blocks, batch_id, completion_window, metadata, progress)
         return EnqueuedBatch(batch_id, jobs, tuple(summarize_warnings(lines)))
 
+    async def enqueue_blocks(
+        self,
+        blocks: AsyncIterable[Sequence[PromptLine]],
+        *,
+        batch_id: str | None = None,
+        completion_window: str = DEFAULT_COMPLETION_WINDOW,
+        metadata: Mapping[str, str] | None = None,
+    ) -> int:
+        """Enqueues prompts that arrive a block at a time, as one batch, all or nothing.
+
+        ``blocks`` may raise (a bad line found later, ``InputFileError``): what was
+        staged is then taken back. For a server checking a big file as it reads it (the
+        API's ``batches.create``), so the file is never held whole. See ``enqueue``."""
+        batch_id = self._checked_batch_id(batch_id)
+        return await self._enqueue_blocks(blocks, batch_id, completion_window, metadata, None)
+
     @staticmethod
     def _checked_batch_id(batch_id: str | None) -> str:
         batch_id = batch_id or f"b_{secrets.token_hex(8)}"
@@ -182,7 +199,7 @@ class BatchQueue:
 
     async def _enqueue_blocks(
         self,
-        blocks: Iterable[Sequence[PromptLine]],
+        blocks: Iterable[Sequence[PromptLine]] | AsyncIterable[Sequence[PromptLine]],
         batch_id: str,
         completion_window: str,
         metadata: Mapping[str, str] | None,
@@ -201,7 +218,7 @@ class BatchQueue:
         owner = secrets.token_hex(16)
         staged, claimed = 0, False
         try:
-            for block in blocks:
+            async for block in _each(blocks):
                 if not claimed:
                     await self._claim(batch_id, owner, meta, window)
                     claimed = True
@@ -398,3 +415,14 @@ def _parsed(raw: bytes) -> JobResult | None:
         return JobResult.model_validate_json(raw)
     except ValueError:
         return None
+
+
+async def _each(
+    blocks: Iterable[Sequence[PromptLine]] | AsyncIterable[Sequence[PromptLine]],
+) -> AsyncIterator[Sequence[PromptLine]]:
+    if isinstance(blocks, AsyncIterable):
+        async for block in blocks:
+            yield block
+    else:
+        for block in blocks:
+            yield block

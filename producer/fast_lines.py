@@ -18,7 +18,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from contract.config import KNOWN_MODELS
+from contract.model_map import ModelMap
 from contract.models import Message
 from producer.line_checks import MAX_CUSTOM_ID_CHARS, CheckedLine
 from producer.params import NO_BODY_PARAMS, BodyParams, check_body_params
@@ -68,7 +68,9 @@ class _FastRead(NamedTuple):
     body_params: BodyParams
 
 
-def fast_check_line(text: str, max_prompt_chars: int, check_line_model: bool) -> CheckedLine | None:
+def fast_check_line(
+    text: str, max_prompt_chars: int, models: ModelMap | None
+) -> CheckedLine | None:
     """The line's fields if it is valid (the common case), or None: then ask ``check_line``.
 
     It only ever accepts what ``check_line`` accepts; ``check_line`` words the reasons.
@@ -93,7 +95,7 @@ def fast_check_line(text: str, max_prompt_chars: int, check_line_model: bool) ->
     if (
         (custom_id and not custom_id.strip())
         or messages[-1].role != "user"
-        or (check_line_model and model is not None and model not in KNOWN_MODELS)
+        or (models is not None and model is not None and model not in models)
         or size > max_prompt_chars
     ):
         return None
@@ -105,7 +107,7 @@ def fast_check_line(text: str, max_prompt_chars: int, check_line_model: bool) ->
     return CheckedLine(
         custom_id=custom_id or None,
         messages=messages,
-        model=model if check_line_model else None,  # an override replaces it, unread
+        model=model if models is not None else None,  # an override replaces it, unread
         is_object=True,
         body_params=body_params,
     )

@@ -4,7 +4,8 @@ The OpenAI shapes are those of the Batch API's two files, so code written for th
 reads ours unchanged:
 
 - the **output file** holds the prompts that succeeded: ``response.status_code`` 200
-  and a ``chat.completion`` body, with ``usage`` counted as OpenAI would bill it;
+  and a ``chat.completion`` body (a ``response`` object for a batch of the Responses
+  API's endpoint), with ``usage`` counted as OpenAI would bill it;
 - the **error file** holds the rest. A prompt the site refused, or that failed on the
   way, is an HTTP error ``response`` (its ``status_code`` and an OpenAI error body:
   ``message``, ``type``, ``param``, ``code``) with ``error: null``. A prompt the batch
@@ -22,6 +23,13 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from contract.models import JobResult
+
+CHAT_COMPLETIONS = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
+ENDPOINTS = (CHAT_COMPLETIONS, RESPONSES)
+# What a chat completion says of the system that made it: one fixed configuration here.
+SYSTEM_FINGERPRINT = "fp_chatgptes"
+SERVICE_TIER = "default"
 
 
 class HttpError(NamedTuple):
@@ -48,6 +56,7 @@ ERROR_CODES: dict[str, HttpError] = {
     "NoCapacity": HttpError(503, "server_error", "service_unavailable"),
     "ConsentMissing": HttpError(500, "server_error", "server_misconfigured"),
     "AnswerNotJson": HttpError(500, "server_error", "json_output_invalid"),
+    "AnswerOffSchema": HttpError(500, "server_error", "json_output_invalid"),
     "WorkerError": HttpError(500, "server_error", "server_error"),
     "BadRequestData": HttpError(500, "server_error", "server_error"),
     "BadResultData": HttpError(500, "server_error", "server_error"),
@@ -65,11 +74,14 @@ def native_line(result: JobResult) -> str:
     return result.model_dump_json()
 
 
-def openai_line(result: JobResult) -> str:
-    """The result as a line of OpenAI's output file (succeeded) or error file (the rest)."""
+def openai_line(result: JobResult, endpoint: str = CHAT_COMPLETIONS) -> str:
+    """The result as a line of OpenAI's output file (succeeded) or error file (the rest),
+    for a batch of ``endpoint`` (its output bodies are that endpoint's objects)."""
     if result.status == "succeeded":
-        line = {"id": _id(result), "custom_id": result.custom_id,
-                "response": _completion(result), "error": None}  # fmt: skip
+        body = response_body(result) if endpoint == RESPONSES else completion_body(result)
+        response = {"status_code": 200, "request_id": result.job_id, "body": body}
+        line = {"id": _id(result), "custom_id": result.custom_id, "response": response,
+                "error": None}  # fmt: skip
     else:
         line = _error_line(result)
     return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
@@ -84,26 +96,72 @@ def _id(result: JobResult) -> str:
     return f"batch_req_{result.job_id}"
 
 
-def _completion(result: JobResult) -> dict[str, Any]:
+def completion_body(result: JobResult) -> dict[str, Any]:
+    """A succeeded result as a ``chat.completion`` object."""
     usage = result.usage.model_dump() if result.usage is not None else _no_usage()
+    message = {"role": "assistant", "content": result.content, "refusal": None,
+               "annotations": []}  # fmt: skip
     return {
-        "status_code": 200,
-        "request_id": result.job_id,
-        "body": {
-            "id": f"chatcmpl-{result.job_id}",
-            "object": "chat.completion",
-            "created": int(result.finished_at.timestamp()),
-            "model": result.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": result.content, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": usage,
+        "id": f"chatcmpl-{result.job_id}",
+        "object": "chat.completion",
+        "created": int(result.finished_at.timestamp()),
+        "model": result.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": result.finish_reason or "stop",
+            }
+        ],
+        "usage": usage,
+        "service_tier": SERVICE_TIER,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
+
+
+def response_body(result: JobResult, **request: Any) -> dict[str, Any]:
+    """A succeeded result as the Responses API's ``response`` object; ``request`` holds
+    what the request set that the object echoes (``instructions``, ``text``, ...)."""
+    cut = result.finish_reason == "length"
+    usage = result.usage
+    text = result.content or ""
+    message = {"type": "message", "id": f"msg_{result.job_id}", "status": "completed",
+               "role": "assistant",
+               "content": [{"type": "output_text", "text": text, "annotations": [],
+                            "logprobs": []}]}  # fmt: skip
+    return {
+        "id": f"resp_{result.job_id}",
+        "object": "response",
+        "created_at": int(result.finished_at.timestamp()),
+        "status": "incomplete" if cut else "completed",
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
+        "instructions": None,
+        "max_output_tokens": None,
+        "model": result.model,
+        "output": [message],
+        "parallel_tool_calls": False,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": SERVICE_TIER,
+        "store": False,
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "none",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": {
+            "input_tokens": usage.prompt_tokens if usage else 0,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": usage.completion_tokens if usage else 0,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage.total_tokens if usage else 0,
         },
+        "user": None,
+        "metadata": {},
+        **request,
     }
 
 

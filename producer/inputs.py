@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from contract.models import Message, check_model
+from contract.model_map import DEFAULT_MAP, ModelMap
+from contract.models import Message
 from producer.fast_lines import fast_check_line
 from producer.input_limits import (
     BYTE_ORDER_MARK,
@@ -99,15 +100,17 @@ def validate_lines(
     default_model: str,
     max_prompt_chars: int,
     model_override: str | None = None,
+    models: ModelMap = DEFAULT_MAP,
 ) -> LinesChecked:
     """Every line checked: the prompts (if none is bad), and every problem by line number.
 
     ``lines`` are text lines, numbered from 1, blank ones skipped but counted; a bad
-    override or default model is one ``ValueError``.
+    override or default model is one ``ValueError``. ``models``: the model names accepted
+    (the settings' ``model_map()``).
     """
     validator = PromptValidator(
         default_model=default_model, max_prompt_chars=max_prompt_chars,
-        model_override=model_override,
+        model_override=model_override, models=models,
     )  # fmt: skip
     prompts = validator.check(lines)
     return LinesChecked([] if validator.problems else prompts, validator.problems)
@@ -120,6 +123,7 @@ def parse_prompt_lines(
     default_model: str,
     max_prompt_chars: int,
     model_override: str | None = None,
+    models: ModelMap = DEFAULT_MAP,
 ) -> list[PromptLine]:
     """Every prompt in ``lines``, or ``InputFileError`` listing every bad line.
 
@@ -130,7 +134,7 @@ def parse_prompt_lines(
     """
     checked = validate_lines(
         lines, default_model=default_model, max_prompt_chars=max_prompt_chars,
-        model_override=model_override,
+        model_override=model_override, models=models,
     )  # fmt: skip
     if not checked.ok:
         raise InputFileError(source, checked.problems)
@@ -144,6 +148,7 @@ def read_prompt_file(
     max_prompt_chars: int,
     model_override: str | None = None,
     max_input_bytes: int | None = None,
+    models: ModelMap = DEFAULT_MAP,
 ) -> list[PromptLine]:
     """Every prompt in the file (``-`` reads stdin); see ``parse_prompt_lines``.
 
@@ -155,7 +160,7 @@ def read_prompt_file(
     with opened_lines(path_or_dash, max_input_bytes) as lines:
         return parse_prompt_lines(
             lines, source=source_name(path_or_dash), default_model=default_model,
-            max_prompt_chars=max_prompt_chars, model_override=model_override,
+            max_prompt_chars=max_prompt_chars, model_override=model_override, models=models,
         )  # fmt: skip
 
 
@@ -191,9 +196,14 @@ class PromptValidator:
     """
 
     def __init__(
-        self, *, default_model: str, max_prompt_chars: int, model_override: str | None = None
+        self,
+        *,
+        default_model: str,
+        max_prompt_chars: int,
+        model_override: str | None = None,
+        models: ModelMap = DEFAULT_MAP,
     ) -> None:
-        self.fallback_model = _checked_fallback_model(default_model, model_override)
+        self.fallback_model = _checked_fallback_model(default_model, model_override, models)
         self.model_override = model_override
         self.max_prompt_chars = max_prompt_chars
         self.problems: list[LineProblem] = []
@@ -201,7 +211,7 @@ class PromptValidator:
         self.prompts = 0
         self.lines = 0
         self._ids = _CustomIds()
-        self._check_line_model = model_override is None
+        self._line_models = models if model_override is None else None  # None: not read
         self._quarter_line_limit = max_line_bytes(max_prompt_chars) // 4  # a character: 1-4 B
 
     def check(self, lines: Iterable[str]) -> list[PromptLine]:
@@ -215,7 +225,7 @@ class PromptValidator:
 
     def _check(self, lines: Iterable[str]) -> list[PromptLine]:
         prompts: list[PromptLine] = []
-        max_prompt_chars, check_line_model = self.max_prompt_chars, self._check_line_model
+        max_prompt_chars, line_models = self.max_prompt_chars, self._line_models
         for text in lines:
             self.lines += 1
             line_number = self.lines
@@ -228,8 +238,8 @@ class PromptValidator:
                 if refusal is not None:
                     self.problems.append(LineProblem(line_number, refusal))
                     continue
-            line = fast_check_line(text, max_prompt_chars, check_line_model) or check_line(
-                text, max_prompt_chars, check_line_model=check_line_model
+            line = fast_check_line(text, max_prompt_chars, line_models) or check_line(
+                text, max_prompt_chars, models=line_models
             )
             if not line.is_object or line.custom_id_invalid:
                 taken = None
@@ -325,14 +335,16 @@ def _warning_summary(warning: str, count: int) -> str:
     return f"{name} ({prompts}): {rest}" if is_ else f"{warning} ({prompts})"
 
 
-def _checked_fallback_model(default_model: str, model_override: str | None) -> str:
+def _checked_fallback_model(
+    default_model: str, model_override: str | None, models: ModelMap
+) -> str:
     if model_override is not None:
         try:
-            return check_model(model_override)
+            return models.check(model_override)
         except ValueError as exc:
             raise ValueError(f"model override: {exc}") from None
     try:
-        return check_model(default_model)
+        return models.check(default_model)
     except ValueError as exc:
         raise ValueError(f"default model: {exc}") from None
 

@@ -33,7 +33,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract.models import Message, check_model
+from contract.model_map import ModelMap
+from contract.models import Message
 from producer.params import (
     KNOWN_PARAMETERS,
     MAX_NAMED_UNKNOWN_KEYS,
@@ -45,7 +46,7 @@ from producer.params import (
     suggestion,
 )
 
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
+ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant")  # developer: system
 MAX_CUSTOM_ID_CHARS = 256
 MAX_NESTING = 64  # levels of arrays and objects; a prompt line needs fewer than 10
 OPENAI_METHOD = "POST"
@@ -76,8 +77,11 @@ class CheckedLine:
     body_params: BodyParams = NO_BODY_PARAMS
 
 
-def check_line(text: str, max_prompt_chars: int, *, check_line_model: bool) -> CheckedLine:
-    """Every problem of one line, worded for a user (or its fields, if it has none)."""
+def check_line(text: str, max_prompt_chars: int, *, models: ModelMap | None) -> CheckedLine:
+    """Every problem of one line, worded for a user (or its fields, if it has none).
+
+    ``models``: the names a line's ``model`` may be (None: it is not read, an override
+    replaces it)."""
     line = CheckedLine()
     undecodable = _undecodable(text)
     if undecodable is not None:
@@ -99,8 +103,8 @@ def check_line(text: str, max_prompt_chars: int, *, check_line_model: bool) -> C
     if request is None:
         return line
     line.messages = _check_messages(request.get("messages"), prefix + "messages", line.reasons)
-    if check_line_model:
-        line.model = _check_line_model(request.get("model"), prefix + "model", line.reasons)
+    if models is not None:
+        line.model = _check_line_model(request.get("model"), prefix + "model", line.reasons, models)
     if prefix:
         line.body_params = check_body_params(request, line.reasons)
     size = sum(len(message.content) for message in line.messages)
@@ -286,14 +290,14 @@ def _openai_body(obj: dict[str, Any], reasons: list[str]) -> dict[str, Any] | No
     return body
 
 
-def _check_line_model(model: Any, where: str, reasons: list[str]) -> str | None:
+def _check_line_model(model: Any, where: str, reasons: list[str], models: ModelMap) -> str | None:
     if model is None:
         return None
     if not isinstance(model, str):
         reasons.append(f"{where}: must be a string, got {json_type(model)}")
         return None
     try:
-        return check_model(model)
+        return models.check(model)
     except ValueError as exc:
         reasons.append(f"{where}: {exc}")
         return None

@@ -11,10 +11,14 @@ parameter                              policy
                                        non-empty strings; the worker cuts the answer
                                        at the first one (kept as a list)
 ``response_format``                    honoured: ``{"type": "json_object"}`` (the
-                                       worker asks for JSON and checks it) or
-                                       ``{"type": "text"}`` (the default, not kept);
-                                       refused: ``json_schema`` (a schema cannot be
-                                       enforced)
+                                       worker asks for JSON and checks it),
+                                       ``{"type": "json_schema"}`` (the worker asks
+                                       for JSON matching the schema and checks it:
+                                       the schema is checked here) or ``{"type":
+                                       "text"}`` (the default, not kept)
+``max_tokens``,                        honoured: a positive integer; the worker cuts
+``max_completion_tokens``              the answer at that many tokens (the smaller,
+                                       if both are given)
 ``modalities``                         honoured: ``["text"]`` (the default, not kept);
                                        refused: anything else (text only)
 ``n``                                  accepted with a warning when 1; refused above 1
@@ -29,10 +33,8 @@ parameter                              policy
 ``temperature``, ``top_p``,            accepted with a warning: chatgpt.es has no
 ``presence_penalty``,                  such settings; checked as OpenAI does
 ``frequency_penalty``, ``seed``,       (temperature 0-2, top_p 0-1, penalties -2 to
-``logit_bias``, ``reasoning_effort``,  2, max_tokens a positive integer, ...) and
-``max_tokens``,                        refused if of the wrong type or range
-``max_completion_tokens``, ``user``,
-``metadata``, ``store``,
+``logit_bias``, ``reasoning_effort``,  2, ...) and refused if of the wrong type
+``user``, ``metadata``, ``store``,     or range
 ``service_tier``, ``stream_options``
 anything else                          refused as an unknown key, with a suggestion
                                        for a near miss (``temprature``)
@@ -47,10 +49,16 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from jsonschema.validators import validator_for
 
 from contract.models import MAX_STOP_SEQUENCES, NO_PARAMS, RequestParams
 
@@ -263,7 +271,6 @@ def _metadata(value: Any) -> str | None:
 
 
 _NO_SETTING = "not honoured: chatgpt.es has no such setting"
-_NO_LENGTH_CAP = "not honoured: chatgpt.es does not cap an answer's length"
 
 # Accepted with a warning when OpenAI would take the value; refused otherwise.
 _IGNORED: Mapping[str, tuple[Check, str]] = {
@@ -274,8 +281,6 @@ _IGNORED: Mapping[str, tuple[Check, str]] = {
     "seed": (_integer, _NO_SETTING),
     "logit_bias": (_logit_bias, _NO_SETTING),
     "reasoning_effort": (_string, _NO_SETTING),
-    "max_tokens": (_positive_integer, _NO_LENGTH_CAP),
-    "max_completion_tokens": (_positive_integer, _NO_LENGTH_CAP),
     "user": (_string, "not sent: chatgpt.es has no end-user field"),
     "metadata": (_metadata, "not kept: chatgpt.es stores no completions to tag"),
     "store": (_boolean, "not honoured: chatgpt.es stores no completions"),
@@ -319,17 +324,73 @@ def _modalities(value: Any, verdicts: _Verdicts) -> None:
 def _response_format(value: Any, verdicts: _Verdicts) -> None:
     kind = value.get("type") if isinstance(value, dict) else None
     if kind == "json_schema":
-        verdicts.reasons.append(
-            "body.response_format: type 'json_schema' (structured outputs) is not supported: "
-            'chatgpt.es cannot follow a schema; {"type": "json_object"} is'
-        )
+        extra = set(value) - {"type", "json_schema"}
+        problem = json_schema_problem(value.get("json_schema"), extra)
+        if problem is None:
+            schema = value["json_schema"].get("schema") or {"type": "object"}
+            verdicts.params["response_format"] = {"type": "json_schema", "schema": schema}
+        else:
+            verdicts.reasons.append(f"body.response_format.json_schema: {problem}")
     elif kind not in ("text", "json_object") or len(value) != 1:
         verdicts.reasons.append(
-            'body.response_format: must be {"type": "text"} or {"type": "json_object"}, '
-            f"got {_shown_json(value)}"
+            'body.response_format: must be {"type": "text"}, {"type": "json_object"} or '
+            f'{{"type": "json_schema", "json_schema": {{...}}}}, got {_shown_json(value)}'
         )
     elif kind == "json_object":
         verdicts.params["response_format"] = {"type": "json_object"}
+
+
+SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_JSON_SCHEMA_KEYS = frozenset({"name", "schema", "strict", "description"})
+
+
+def json_schema_problem(spec: Any, extra_keys: Collection[str] = ()) -> str | None:
+    """What is wrong with OpenAI's ``json_schema`` object (``name``, ``schema``, ``strict``,
+    ``description``), if anything: the schema must be a valid JSON Schema of an object."""
+    if extra_keys:
+        return f"unknown key {shown(sorted(extra_keys)[0])} beside 'json_schema'"
+    if not isinstance(spec, dict):
+        return f"must be an object with 'name' and 'schema', got {json_type(spec)}"
+    unknown = sorted(set(spec) - _JSON_SCHEMA_KEYS)
+    if unknown:
+        return f"unknown key {shown(unknown[0])}; expected {', '.join(sorted(_JSON_SCHEMA_KEYS))}"
+    name = spec.get("name")
+    if not isinstance(name, str) or not SCHEMA_NAME.match(name):
+        return f"name must be 1-64 letters, digits, '_' or '-', got {shown(name)}"
+    if spec.get("strict") is not None and not isinstance(spec["strict"], bool):
+        return f"strict must be true or false, got {shown(spec['strict'])}"
+    schema = spec.get("schema")
+    if schema is None:
+        return None
+    if not isinstance(schema, dict):
+        return f"schema must be an object (a JSON Schema), got {json_type(schema)}"
+    if schema.get("type", "object") != "object":
+        return f"schema must describe an object (type 'object'), not {shown(schema['type'])}"
+    return _schema_problem(json.dumps(schema, sort_keys=True))
+
+
+@lru_cache(maxsize=64)
+def _schema_problem(schema_text: str) -> str | None:
+    # A batch repeats one schema on every line: checked once, not per line.
+    schema = json.loads(schema_text)
+    try:
+        validator_for(schema, default=Draft202012Validator).check_schema(schema)
+    except SchemaError as error:
+        where = "/".join(str(part) for part in error.absolute_path) or "its root"
+        return f"schema is not a valid JSON Schema at {where}: {error.message[:200]}"
+    return None
+
+
+def _max_tokens(name: str) -> Callable[[Any, _Verdicts], None]:
+    def judge(value: Any, verdicts: _Verdicts) -> None:
+        problem = _positive_integer(value)
+        if problem is not None:
+            verdicts.reasons.append(f"body.{name}: {problem}")
+        else:
+            given = verdicts.params.get("max_tokens")
+            verdicts.params["max_tokens"] = value if given is None else min(given, value)
+
+    return judge
 
 
 def _stop(value: Any, verdicts: _Verdicts) -> None:
@@ -355,6 +416,8 @@ _CONDITIONAL: Mapping[str, Callable[[Any, _Verdicts], None]] = {
     "modalities": _modalities,
     "response_format": _response_format,
     "stop": _stop,
+    "max_tokens": _max_tokens("max_tokens"),
+    "max_completion_tokens": _max_tokens("max_completion_tokens"),
 }
 
 KNOWN_PARAMETERS = frozenset(REFUSED) | frozenset(_IGNORED) | frozenset(_CONDITIONAL)
@@ -366,7 +429,25 @@ def request_params(params: Mapping[str, Any]) -> RequestParams:
     if not params:
         return NO_PARAMS
     response_format = params.get("response_format") or {}
+    schema = response_format.get("schema")
     return RequestParams(
         stop=tuple(params.get("stop", ())),
         json_object=response_format.get("type") == "json_object",
+        json_schema=None if schema is None else json.dumps(schema, separators=(",", ":")),
+        max_tokens=params.get("max_tokens"),
     )
+
+
+def body_params(params: RequestParams) -> dict[str, Any]:
+    """The body parameters that ask for ``params`` (the inverse of ``request_params``)."""
+    body: dict[str, Any] = {}
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.json_object:
+        body["response_format"] = {"type": "json_object"}
+    if params.json_schema is not None:
+        spec = {"name": "response", "schema": json.loads(params.json_schema)}
+        body["response_format"] = {"type": "json_schema", "json_schema": spec}
+    if params.max_tokens is not None:
+        body["max_completion_tokens"] = params.max_tokens
+    return body

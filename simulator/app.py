@@ -21,9 +21,10 @@ PHP's ``json_encode`` does):
    limit.","status":"error"}``.
 8. success → ``{"status":"success","msg":"Something went wrong","data":"Echo: " + message}``
    (a message that asks for a "JSON object" gets ``Echo: {"echo": message}``, the object
-   behind a word of prose as models do), or with ``stream`` on, ``text/event-stream``
-   of ``data: {"choices":[{"delta":{"content":PIECE}}]}\\n\\n`` events whose pieces
-   join to the answer, then ``data: [DONE]\\n\\n``.
+   behind a word of prose as models do; one that sends a JSON Schema gets an object of
+   that schema's shape instead, see ``schema_answers``), or with ``stream`` on,
+   ``text/event-stream`` of ``data: {"choices":[{"delta":{"content":PIECE}}]}\\n\\n``
+   events whose pieces join to the answer, then ``data: [DONE]\\n\\n``.
 
 Before any of that, for the page and the ajax endpoint alike: a banned
 identity gets HTTP 403 (page: the "Just a moment..." challenge HTML; ajax:
@@ -54,9 +55,11 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from simulator.faults import FAULT_RETRY_AFTER, NON_JSON_BODY, SERVER_ERROR_PAGES, Fault
+from simulator.latency import parse_latency
 from simulator.limits import Admission
 from simulator.nonces import CHAT_ACTION, REST_ACTION
 from simulator.pages import AJAX_PATH, CHALLENGE_PAGE, NOT_ALLOWED_TEXT
+from simulator.schema_answers import instance_of, schema_in
 from simulator.state import SimState
 
 Serve = Callable[[web.Request, SimState, str], Awaitable[web.StreamResponse]]
@@ -234,7 +237,11 @@ async def _serve_ajax(request: web.Request, state: SimState, identity: str) -> w
 
 
 def _echoed(message: str) -> str:
-    """The message, or as a JSON object when it asks for one."""
+    """The message; or an object of the schema it sends; or the message as a JSON object
+    when it asks for one."""
+    schema = schema_in(message)
+    if schema is not None:
+        return json.dumps(instance_of(schema))
     return json.dumps({"echo": message}) if "JSON object" in message else message
 
 
@@ -291,6 +298,16 @@ async def sim_reset(request: web.Request) -> web.Response:
     return _json({"reset": True})
 
 
+async def sim_latency(request: web.Request) -> web.Response:
+    """``POST /__sim/latency?spec=fixed:60000``: the site slows down (or speeds up) now."""
+    try:
+        latency = parse_latency(request.query.get("spec", ""))
+    except ValueError as error:
+        return web.Response(text=str(error), status=400)
+    request.app[STATE_KEY].latency = latency
+    return _json({"latency": request.query["spec"]})
+
+
 @web.middleware
 async def swallow_aborted(request: web.Request, handler: Any) -> web.StreamResponse:
     """Turn a reset fault into a silent end of the handler instead of an error log line."""
@@ -315,4 +332,5 @@ def build_app(
     app.router.add_get(AJAX_PATH, ajax)
     app.router.add_get("/__sim/stats", sim_stats)
     app.router.add_post("/__sim/reset", sim_reset)
+    app.router.add_post("/__sim/latency", sim_latency)
     return app

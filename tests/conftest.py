@@ -133,6 +133,25 @@ class Fleet:
         self.workers += started
         return started
 
+    def start_api(self, **settings: object) -> str:
+        """``chatgptes serve`` on a free port, answering; its base URL (``…/v1``)."""
+        from producer.http.client import answers_health
+
+        port = local.free_port()
+        argv = [sys.executable, "-m", "chatgptes.serve", "--host", "127.0.0.1", "--port",
+                str(port)]  # fmt: skip
+        log = self.tmp / f"api{port}.log"
+        base_url = f"http://127.0.0.1:{port}/v1"
+        process = self._stack.enter_context(local.running(argv, log=log, env=self.env(**settings)))
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"chatgptes serve exited: {log.read_text()}")
+            return answers_health(base_url)
+
+        local.wait_until(answers, timeout=30, what="chatgptes serve to answer")
+        return base_url
+
     def cli(
         self, *args: str, input: str | None = None, **settings: object
     ) -> subprocess.CompletedProcess:

@@ -32,7 +32,7 @@ def test_a_full_redis_is_waited_out_and_nothing_is_lost(fleet, tmp_path) -> None
     used = int(client.info("memory")["used_memory"])
     client.config_set("maxmemory", used + 64 * 1024)  # just above what it holds now
     try:
-        wait_until(lambda: "OutOfMemoryError" in fleet.worker_logs(), timeout=30,
+        wait_until(lambda: "out of memory (maxmemory)" in fleet.worker_logs(), timeout=30,
                    what="the workers to meet a full Redis")  # fmt: skip
         shown = fleet.cli("status", batch_id)
         assert "Redis refuses writes, at maxmemory" in shown.stderr, shown.stderr

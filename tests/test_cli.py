@@ -67,8 +67,8 @@ def test_same_batch_id_twice_is_refused(run, real_redis) -> None:
 
 
 def test_unknown_model_override_is_bad_input(run, real_redis, redis_server) -> None:
-    result = run("enqueue", "-", "--model", "gpt-5", input=LINE)
-    assert result.exit_code == 2 and "gpt-4, gpt-4o, gpt-4o-mini" in result.stderr
+    result = run("enqueue", "-", "--model", "gpt-9", input=LINE)
+    assert result.exit_code == 2 and "CHATGPTES_MODELS" in result.stderr
     assert "nothing was enqueued" in result.stderr
     with redis.Redis.from_url(redis_server) as client:
         assert client.keys("*") == []

@@ -146,11 +146,12 @@ async def test_consent_and_refusal_are_permanent() -> None:
     assert isinstance(outcome, ConsentMissing)
 
 
-async def test_unknown_model_is_refused_naming_the_valid_ones() -> None:
+async def test_a_malformed_model_name_is_refused() -> None:
     async with site() as (_sim, client):
         session = await client.handshake(DIRECT)
-        with pytest.raises(UnknownModel, match="gpt-4, gpt-4o, gpt-4o-mini"):
-            await client.ask(DIRECT, session, HELLO, "gpt-5")
+        with pytest.raises(UnknownModel, match="is not a model name"):
+            await client.ask(DIRECT, session, HELLO, "gpt 5; drop")
+        assert await client.ask(DIRECT, session, HELLO, "a-name-only-the-producer-knows")
 
 
 async def test_site_faults_are_hiccups() -> None:

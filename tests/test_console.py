@@ -316,3 +316,32 @@ async def test_the_live_update_costs_the_same_few_calls_at_any_pool_size(
     (few_trips, few_commands, _), (trips, commands, _) = costs
     assert trips == few_trips <= 20 and commands == few_commands <= 20, costs
     print(f"\nlive update (trips, commands, seconds): {costs}")
+
+
+async def test_a_key_sees_its_projects_batches_only(fake_redis) -> None:
+    from producer.http import records
+
+    await enqueue(fake_redis, "b_cli", ["a"])  # the CLI's: project default
+    await enqueue(fake_redis, "batch_teamb", ["b"])
+    await records.save_extras(fake_redis, "batch_teamb", {"kind": "batch", "project": "team-b"},
+                              3600)  # fmt: skip
+    await records.register(fake_redis, "team-b", "batch_teamb")
+    keys_ = "team-a:sk-a,team-b:sk-b,sk-plain"
+    app = make_app(settings(api_keys=keys_), open_without_keys=False, redis=fake_redis)
+    async with TestClient(TestServer(app)) as test_client:
+        as_b = await (await test_client.get("/batches", headers=bearer("sk-b"))).text()
+        assert "batch_teamb" in as_b and "b_cli" not in as_b
+        as_a = await (await test_client.get("/batches", headers=bearer("sk-a"))).text()
+        assert "batch_teamb" not in as_a and "b_cli" not in as_a
+        plain = await (await test_client.get("/batches", headers=bearer("sk-plain"))).text()
+        assert "b_cli" in plain and "batch_teamb" not in plain
+        other = await test_client.get("/batches/batch_teamb", headers=bearer("sk-a"))
+        assert other.status == 404
+        refused = await test_client.post("/batches/batch_teamb/cancel", headers=bearer("sk-a"))
+        assert refused.status == 404
+        assert await fake_redis.hget(keys.batch_meta("batch_teamb"), "state") == b"in_progress"
+        form = await test_client.get("/sign-in")
+        reply = await test_client.post("/sign-in", allow_redirects=False, data={
+            "key": "sk-b", "csrf": csrf_of(await form.text()), "next": "/batches"})  # fmt: skip
+        assert reply.status == 303
+        assert "batch_teamb" in await (await test_client.get("/batches")).text()

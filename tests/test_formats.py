@@ -5,9 +5,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from openai.types.responses import Response
 
 from contract.models import JobError, JobResult, JobStatus, Usage
-from producer.formats import BATCH_ERRORS, ERROR_CODES, FORMATS, native_line, openai_line
+from producer.formats import BATCH_ERRORS, ERROR_CODES, FORMATS, RESPONSES, native_line, openai_line
 
 FINISHED = datetime(2024, 5, 1, 12, 0, 30, 900_000, tzinfo=UTC)
 
@@ -51,12 +52,19 @@ def test_openai_output_line_for_a_succeeded_result() -> None:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": "¡hola!\nbye", "refusal": None},
+                        "message": {
+                            "role": "assistant",
+                            "content": "¡hola!\nbye",
+                            "refusal": None,
+                            "annotations": [],
+                        },
                         "logprobs": None,
                         "finish_reason": "stop",
                     }
                 ],
                 "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+                "service_tier": "default",
+                "system_fingerprint": "fp_chatgptes",
             },
         },
         "error": None,
@@ -107,3 +115,16 @@ def test_a_result_without_an_error_record_still_gets_an_error_line() -> None:
 def test_formats_by_name(name: str) -> None:
     line = FORMATS[name](result("succeeded", content="x"))
     assert json.loads(line)["custom_id"] == "q1"
+
+
+def test_a_result_cut_at_max_tokens_finishes_with_length() -> None:
+    cut = result("succeeded", content="cut", usage=Usage(completion_tokens=5)).model_copy(
+        update={"finish_reason": "length"}
+    )
+    body = json.loads(openai_line(cut))["response"]["body"]
+    assert body["choices"][0]["finish_reason"] == "length"
+    response = json.loads(openai_line(cut, RESPONSES))["response"]["body"]
+    assert (response["object"], response["status"]) == ("response", "incomplete")
+    assert response["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert response["output"][0]["content"][0]["text"] == "cut"
+    Response.model_validate(response)

@@ -17,11 +17,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from openai.types import Batch, FileObject
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response
 from redis.asyncio import Redis
 
 from contract import keys
 from contract.batches import BatchStore
-from contract.models import JobError, JobResult
+from contract.models import JobError, JobResult, Usage
 from producer.http.app import make_app
 from producer.http.auth import is_loopback
 from producer.http.settings import ApiSettings
@@ -126,9 +127,9 @@ async def answer_chats(redis: Redis, outcome: str = "succeeded", content: str = 
     while True:
         for raw in await redis.zrange(keys.batches_created(), 0, -1):
             batch_id = raw.decode()
-            if not batch_id.startswith("chat_") or await store.created_at(batch_id) is None:
-                continue  # not a chat, or one answered and being forgotten (its keys gone)
-            if (await store.raw_results(batch_id, [0]))[0] is None:
+            if batch_id.startswith("chat_") and (await store.raw_results(batch_id, [0]))[0] is None:
+                if await store.created_at(batch_id) is None:
+                    continue  # answered, and being forgotten
                 if outcome == "succeeded" and content:
                     created = await store.created_at(batch_id)
                     (request,) = await store.requests(batch_id, [0], created)
@@ -294,22 +295,30 @@ async def test_an_upload_needs_purpose_batch_and_a_file(client: TestClient, fake
     assert await fake_redis.keys("chatgptes:*") == []
 
 
-async def test_a_malformed_file_is_refused_naming_its_bad_lines(
+async def test_a_file_with_bad_lines_is_stored_and_its_batch_fails_listing_them(
     client: TestClient, fake_redis
 ) -> None:
+    """OpenAI's order: the upload is kept; the batch made from it fails, line by line."""
     lines = [json.dumps(prompt(0)), "{not json", json.dumps(prompt(2)),
-             json.dumps({"messages": [{"role": "robot", "content": "x"}]})]  # fmt: skip
-    reply = await client.post("/v1/files", data=form("\n".join(lines).encode()))
-    error = await assert_error(reply, 400, param="file", code="invalid_file_format")
-    assert "line 2" in error["message"] and "line 4" in error["message"]
-    assert "robot" in error["message"] and "nothing was stored" in error["message"]
-    reply = await client.post("/v1/files", data=form(b"\n\n"))
-    assert "no prompts" in (await assert_error(reply, 400, param="file"))["message"]
-    many = "\n".join(["{bad"] * 12).encode()
-    error = await assert_error(await client.post("/v1/files", data=form(many)), 400, param="file")
-    assert "line 5" in error["message"] and "line 6:" not in error["message"]
-    assert "and 7 more problems" in error["message"]
-    assert await fake_redis.keys("chatgptes:*") == []
+             json.dumps({"messages": [{"role": "robot", "content": "x"}]}),
+             json.dumps(prompt(2))]  # fmt: skip
+    data = "\n".join(lines).encode()
+    uploaded = await (await client.post("/v1/files", data=form(data))).json()
+    assert uploaded["bytes"] == len(data) and uploaded["purpose"] == "batch"
+    assert await (await client.get(f"/v1/files/{uploaded['id']}/content")).read() == data
+    batch = await create_batch(client, uploaded["id"])
+    Batch.model_validate(batch)
+    assert batch["status"] == "failed" and batch["failed_at"] is not None
+    errors = batch["errors"]["data"]
+    assert [(e["line"], e["code"]) for e in errors] == [
+        (2, "invalid_json_line"), (4, "invalid_request"), (5, "duplicate_custom_id")]  # fmt: skip
+    assert errors[1]["param"] == "messages[0].role" and "robot" in errors[1]["message"]
+    assert batch["output_file_id"] is None and batch["error_file_id"] is None
+    assert await fake_redis.zcard(QUEUE) == 0
+    empty = await (await client.post("/v1/files", data=form(b"\n\n"))).json()
+    failed = await create_batch(client, empty["id"])
+    assert failed["status"] == "failed"
+    assert [e["code"] for e in failed["errors"]["data"]] == ["empty_file"]
 
 
 async def test_an_upload_over_the_limit_is_refused_unread(fake_redis: Redis) -> None:
@@ -332,7 +341,7 @@ async def test_an_upload_over_the_limit_is_refused_unread(fake_redis: Redis) -> 
                 yield small_over
             yield b"\r\n--xyz--\r\n"
 
-        for body in (small_over, None):
+        for body in (small_over, None):  # nothing stays staged either
             if body is not None:
                 reply = await test_client.post("/v1/files", data=form(body))
             else:
@@ -468,9 +477,25 @@ async def test_an_ended_batch_has_output_and_error_files(client: TestClient, fak
     described = await (await client.get(f"/v1/files/{out_id}")).json()
     FileObject.model_validate(described)
     assert (described["bytes"], described["purpose"]) == (len(output), "batch_output")
-    await assert_error(await client.delete(f"/v1/files/{out_id}"), 400, param="file_id")
+    assert done["usage"] == {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0},
+                             "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0},
+                             "total_tokens": 0}  # fmt: skip
+    assert done["model"] == "gpt-4o-mini"
     await assert_error(await client.post(f"/v1/batches/{batch['id']}/cancel"), 400,
                        param="batch_id", code="invalid_state")  # fmt: skip
+
+    listed = await (await client.get("/v1/files", params={"purpose": "batch_output"})).json()
+    assert {f["id"] for f in listed["data"]} == {out_id, err_id}
+    everything = await (await client.get("/v1/files")).json()
+    assert len(everything["data"]) == 3 and not everything["has_more"]
+    reply = await client.delete(f"/v1/files/{out_id}")
+    assert await reply.json() == {"id": out_id, "object": "file", "deleted": True}
+    for path in (f"/v1/files/{out_id}", f"/v1/files/{out_id}/content"):
+        await assert_error(await client.get(path), 404, param="file_id")
+    listed = await (await client.get("/v1/files", params={"purpose": "batch_output"})).json()
+    assert [f["id"] for f in listed["data"]] == [err_id]
+    again = await (await client.get(f"/v1/batches/{batch['id']}")).json()
+    assert again["output_file_id"] == out_id  # the batch still names it, as OpenAI's does
 
 
 async def test_result_files_of_a_running_batch_do_not_exist_yet(client: TestClient) -> None:
@@ -506,7 +531,15 @@ async def test_batches_made_elsewhere_are_shown_too(client: TestClient, fake_red
     await queue.enqueue(lines, batch_id="from-cli")
     shown = await (await client.get("/v1/batches/from-cli")).json()
     Batch.model_validate(shown)
-    assert (shown["input_file_id"], shown["status"]) == ("", "in_progress")
+    assert (shown["input_file_id"], shown["status"]) == ("file-in-from-cli", "in_progress")
+    assert shown["model"] == "gpt-4o-mini"
+    described = await (await client.get("/v1/files/file-in-from-cli")).json()
+    FileObject.model_validate(described)
+    content = await (await client.get("/v1/files/file-in-from-cli/content")).read()
+    (line,) = map(json.loads, content.decode().splitlines())
+    assert line["custom_id"] == "c0" and line["url"] == "/v1/chat/completions"
+    assert line["body"]["messages"] == prompt(0)["body"]["messages"]
+    assert described["bytes"] == len(content) and described["purpose"] == "batch"
 
 
 # --- chat completions ------------------------------------------------------------------
@@ -615,6 +648,256 @@ def test_split_text_keeps_every_character() -> None:
 
 async def test_models_are_listed(client: TestClient) -> None:
     listed = await (await client.get("/v1/models")).json()
-    assert [m["id"] for m in listed["data"]] == ["gpt-4", "gpt-4o", "gpt-4o-mini"]
-    assert (await (await client.get("/v1/models/gpt-4o")).json())["object"] == "model"
-    await assert_error(await client.get("/v1/models/gpt-9"), 404, param="model")
+    names = [m["id"] for m in listed["data"]]
+    assert {"gpt-4", "gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "gpt-3.5-turbo"} <= set(names)
+    snapshot = await (await client.get("/v1/models/gpt-4o-2024-08-06")).json()
+    assert (snapshot["object"], snapshot["root"]) == ("model", "gpt-4o")
+    error = await assert_error(await client.get("/v1/models/gpt-9"), 404, param="model",
+                               code="model_not_found")  # fmt: skip
+    assert "CHATGPTES_MODELS" in error["message"]
+
+
+async def test_model_names_are_answered_and_echoed(fake_redis: Redis, chats_answered) -> None:
+    app = make_app(settings(models="house-model=gpt-4o-mini"), open_without_keys=False,
+                   redis=fake_redis)  # fmt: skip
+    async with TestClient(TestServer(app), headers=AUTH) as test_client:
+        listed = await (await test_client.get("/v1/models")).json()
+        assert {"id": "house-model", "object": "model", "created": 0, "owned_by": "chatgpt.es",
+                "root": "gpt-4o-mini"} in listed["data"]  # fmt: skip
+        for model in ("gpt-4o-2024-08-06", "gpt-4.1-mini", "gpt-3.5-turbo", "house-model"):
+            reply = await test_client.post("/v1/chat/completions", json={**CHAT, "model": model})
+            assert (await reply.json())["model"] == model
+        reply = await test_client.post("/v1/chat/completions", json={**CHAT, "model": "gpt-9"})
+        error = await assert_error(reply, 404, param="model", code="model_not_found")
+        assert "CHATGPTES_MODELS" in error["message"]
+
+
+# --- what every response carries; bodies that are not requests --------------------------
+
+
+async def test_every_response_has_a_request_id(client: TestClient, chats_answered) -> None:
+    replies = [await client.get("/v1/batches"), await client.get("/v1/nothing"),
+               await client.get("/v1/batches", headers={"Authorization": ""}),
+               await client.post("/v1/chat/completions", json={**CHAT, "stream": True})]  # fmt: skip
+    ids = [reply.headers.get("x-request-id", "") for reply in replies]
+    assert all(i.startswith("req_") for i in ids) and len(set(ids)) == len(ids)
+
+
+async def test_a_chat_timeout_tells_the_sdk_not_to_retry(fake_redis: Redis) -> None:
+    app = open_app(fake_redis, chat_timeout_seconds=0.1)
+    async with TestClient(TestServer(app)) as test_client:
+        reply = await test_client.post("/v1/chat/completions", json=CHAT)
+        await assert_error(reply, 504, code="timeout")
+        assert reply.headers["x-should-retry"] == "false"
+
+
+async def test_malformed_multipart_and_deep_json_are_400s_not_tracebacks(
+    client: TestClient, fake_redis: Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = [
+        (b"garbage without a boundary", "multipart/form-data; boundary=xyz"),
+        (b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nabc',
+         "multipart/form-data; boundary=xyz"),
+        (b"--xyz\r\n\r\n\r\n--xyz--\r\n", "multipart/form-data"),
+    ]  # fmt: skip
+    for data, content_type in broken:
+        reply = await client.post("/v1/files", data=data, headers={"Content-Type": content_type})
+        await assert_error(reply, 400)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path in ("/v1/chat/completions", "/v1/batches", "/v1/responses"):
+        reply = await client.post(path, data=deep, headers={"Content-Type": "application/json"})
+        error = await assert_error(reply, 400, code="invalid_json")
+        assert "deep" in error["message"]
+    assert "Traceback" not in capsys.readouterr().err
+    assert await fake_redis.keys("chatgptes:*") == []
+
+
+async def test_a_file_is_checked_a_block_at_a_time_and_a_late_bad_line_fails_it(
+    client: TestClient, fake_redis: Redis
+) -> None:
+    lines = [json.dumps(prompt(n)) for n in range(12_000)]
+    good = await (await client.post("/v1/files", data=form("\n".join(lines).encode()))).json()
+    batch = await create_batch(client, good["id"])
+    assert batch["status"] == "in_progress" and batch["request_counts"]["total"] == 12_000
+    lines[11_000] = "{broken"
+    bad = await (await client.post("/v1/files", data=form("\n".join(lines).encode()))).json()
+    failed = await create_batch(client, bad["id"])
+    assert failed["status"] == "failed"
+    assert [e["line"] for e in failed["errors"]["data"]] == [11_001]
+    assert await fake_redis.hlen(keys.batch_requests(failed["id"])) == 0  # nothing staged stays
+
+
+async def test_a_big_upload_is_stored_piece_by_piece_exactly(client: TestClient) -> None:
+    data = jsonl([prompt(n, "x" * 2000) for n in range(1500)])  # ~3 MB: several pieces
+    created = await (await client.post("/v1/files", data=form(data))).json()
+    assert created["bytes"] == len(data)
+    assert await (await client.get(f"/v1/files/{created['id']}/content")).read() == data
+
+
+# --- projects ----------------------------------------------------------------------------
+
+
+async def test_each_project_sees_only_its_own_files_and_batches(fake_redis: Redis) -> None:
+    keys_setting = f"{KEY},team-b:sk-b-key"
+    app = make_app(settings(api_keys=keys_setting), open_without_keys=False, redis=fake_redis)
+    b_auth = {"Authorization": "Bearer sk-b-key"}
+    async with TestClient(TestServer(app), headers=AUTH) as a:
+        a_file = await upload(a)
+        a_batch = await create_batch(a, a_file["id"])
+        b_file = (await (await a.post("/v1/files", data=form(jsonl([prompt(0)])),
+                                      headers=b_auth)).json())  # fmt: skip
+        reply = await a.post("/v1/batches", headers=b_auth, json={
+            "input_file_id": b_file["id"], "endpoint": "/v1/chat/completions",
+            "completion_window": "24h"})  # fmt: skip
+        b_batch = await reply.json()
+        for path in (f"/v1/files/{a_file['id']}", f"/v1/files/{a_file['id']}/content",
+                     f"/v1/batches/{a_batch['id']}"):  # fmt: skip
+            assert (await a.get(path, headers=b_auth)).status == 404
+            assert (await a.get(path)).status == 200
+        await assert_error(await a.post(f"/v1/batches/{a_batch['id']}/cancel", headers=b_auth),
+                           404, param="batch_id")  # fmt: skip
+        await assert_error(await a.delete(f"/v1/files/{a_file['id']}", headers=b_auth), 404,
+                           param="file_id")  # fmt: skip
+        reply = await a.post("/v1/batches", headers=b_auth, json={
+            "input_file_id": a_file["id"], "endpoint": "/v1/chat/completions",
+            "completion_window": "24h"})  # fmt: skip
+        await assert_error(reply, 404, param="input_file_id")
+        await assert_error(await a.get(f"/v1/batches/{b_batch['id']}"), 404, param="batch_id")
+        b_files = await (await a.get("/v1/files", headers=b_auth)).json()
+        b_batches = await (await a.get("/v1/batches", headers=b_auth)).json()
+        assert [f["id"] for f in b_files["data"]] == [b_file["id"]]
+        assert [b["id"] for b in b_batches["data"]] == [b_batch["id"]]
+        a_batches = await (await a.get("/v1/batches")).json()
+        assert [b["id"] for b in a_batches["data"]] == [a_batch["id"]]
+
+
+def test_a_project_name_is_checked_and_the_key_never_shown() -> None:
+    with pytest.raises(ValueError, match="entry 2") as refused:
+        settings(api_keys="sk-one,bad project:sk-secret-two")
+    assert "sk-secret-two" not in str(refused.value)
+    assert settings(api_keys="a:sk-1,sk-2").describe()["api_keys"] == "*** (2 keys)"
+
+
+# --- chat: roles, structured outputs, length --------------------------------------------
+
+
+async def chat_body_enqueued(redis: Redis) -> dict[str, Any]:
+    (batch_id,) = [raw.decode() for raw in await redis.zrange(keys.batches_created(), 0, -1)]
+    return json.loads(await redis.hget(keys.batch_requests(batch_id), "0"))
+
+
+async def test_developer_messages_are_system_messages(fake_redis: Redis) -> None:
+    app = open_app(fake_redis, chat_timeout_seconds=0.1)
+    async with TestClient(TestServer(app)) as test_client:
+        messages = [{"role": "developer", "content": "Be brief."}, *CHAT["messages"]]
+        reply = await test_client.post("/v1/chat/completions", json={**CHAT, "messages": messages})
+        assert reply.status == 504
+    stored = await chat_body_enqueued(fake_redis)
+    assert [m["role"] for m in stored["messages"]] == ["system", "user"]
+
+
+async def test_json_schema_and_max_tokens_reach_the_worker(fake_redis: Redis) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "A", "schema": schema, "strict": True}}
+    app = open_app(fake_redis, chat_timeout_seconds=0.1)
+    async with TestClient(TestServer(app)) as test_client:
+        body = {**CHAT, "response_format": fmt, "max_completion_tokens": 7}
+        assert (await test_client.post("/v1/chat/completions", json=body)).status == 504
+    params = (await chat_body_enqueued(fake_redis))["params"]
+    assert json.loads(params["json_schema"]) == schema and params["max_tokens"] == 7
+
+
+async def test_an_answer_cut_at_max_tokens_finishes_with_length(
+    client: TestClient, fake_redis: Redis
+) -> None:
+    async def answer_cut() -> None:
+        store = BatchStore(fake_redis, queue_name=QUEUE, ttl_seconds=3600)
+        while True:
+            for raw in await fake_redis.zrange(keys.batches_created(), 0, -1):
+                batch_id = raw.decode()
+                created = await store.created_at(batch_id)
+                if created is not None and (await store.raw_results(batch_id, [0]))[0] is None:
+                    (request,) = await store.requests(batch_id, [0], created)
+                    result = JobResult.for_request(request, status="succeeded", content="a b",
+                                                   usage=Usage(completion_tokens=2))  # fmt: skip
+                    await store.ledger.save_results([result])
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(answer_cut())
+    try:
+        reply = await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 2})
+        completion = ChatCompletion.model_validate(await reply.json())
+        assert completion.choices[0].finish_reason == "length"
+        assert completion.system_fingerprint and completion.service_tier == "default"
+        reply = await client.post("/v1/responses", json={
+            "model": "gpt-4o", "input": "Hi", "max_output_tokens": 2})  # fmt: skip
+        response = Response.model_validate(await reply.json())
+        assert response.status == "incomplete" and response.max_output_tokens == 2
+        assert response.output_text == "a b"
+    finally:
+        task.cancel()
+
+
+# --- the Responses API ---------------------------------------------------------------------
+
+
+async def test_a_response_plain_and_streamed(
+    client: TestClient, fake_redis, chats_answered
+) -> None:
+    body = {"model": "gpt-4o", "instructions": "Be kind.",
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "Hi"}]}]}  # fmt: skip
+    reply = await client.post("/v1/responses", json=body)
+    assert reply.status == 200, await reply.text()
+    response = Response.model_validate(await reply.json())
+    assert response.output_text == "Hello, how are you today?"
+    assert (response.status, response.instructions, response.model) == (
+        "completed", "Be kind.", "gpt-4o")  # fmt: skip
+    reply = await client.post("/v1/responses", json={**body, "stream": True})
+    assert reply.headers["Content-Type"].startswith("text/event-stream")
+    blocks = [b for b in (await reply.text()).split("\n\n") if b]
+    events = [json.loads(b.split("data: ", 1)[1]) for b in blocks]
+    assert all(b.startswith(f"event: {e['type']}\n") for b, e in zip(blocks, events, strict=True))
+    assert events[0]["type"] == "response.created" and events[-1]["type"] == "response.completed"
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert deltas == "Hello, how are you today?"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+
+
+async def test_bad_responses_requests_say_why(client: TestClient, fake_redis: Redis) -> None:
+    cases = [
+        ({"model": "gpt-4o"}, "input"),
+        ({"model": "gpt-4o", "input": "Hi", "previous_response_id": "resp_1"},
+         "previous_response_id"),
+        ({"model": "gpt-4o", "input": [{"type": "function_call_output", "output": "x"}]},
+         "input[0].type"),
+        ({"model": "gpt-4o", "input": "Hi", "tools": [{"type": "web_search"}]}, "tools"),
+        ({"model": "gpt-4o", "input": "Hi", "colour": 1}, "colour"),
+    ]  # fmt: skip
+    for body, param in cases:
+        error = await assert_error(await client.post("/v1/responses", json=body), 400, param=param)
+        assert error["message"]
+    assert await nothing_enqueued(fake_redis)
+
+
+async def test_a_batch_of_the_responses_endpoint(client: TestClient, fake_redis: Redis) -> None:
+    lines = [{"custom_id": f"r{n}", "method": "POST", "url": "/v1/responses",
+              "body": {"model": "gpt-4o", "input": f"question {n}",
+                       "text": {"format": {"type": "json_object"}}}} for n in range(2)]  # fmt: skip
+    lines.append({**lines[0], "custom_id": "bad", "body": {"model": "gpt-4o"}})
+    uploaded = await (await client.post("/v1/files", data=form(jsonl(lines)))).json()
+    reply = await client.post("/v1/batches", json={"input_file_id": uploaded["id"],
+                              "endpoint": "/v1/responses", "completion_window": "24h"})  # fmt: skip
+    failed = await reply.json()
+    assert failed["status"] == "failed"
+    assert [(e["line"], e["param"]) for e in failed["errors"]["data"]] == [(3, "body.input")]
+    uploaded = await (await client.post("/v1/files", data=form(jsonl(lines[:2])))).json()
+    reply = await client.post("/v1/batches", json={"input_file_id": uploaded["id"],
+                              "endpoint": "/v1/responses", "completion_window": "24h"})  # fmt: skip
+    batch = await reply.json()
+    assert batch["status"] == "in_progress" and batch["endpoint"] == "/v1/responses"
+    await settle(fake_redis, batch["id"], {0: "succeeded", 1: "succeeded"})
+    done = await (await client.get(f"/v1/batches/{batch['id']}")).json()
+    output = await (await client.get(f"/v1/files/{done['output_file_id']}/content")).text()
+    bodies = [json.loads(line)["response"]["body"] for line in output.splitlines()]
+    assert [Response.model_validate(b).output_text for b in bodies] == ["answer to r0",
+                                                                       "answer to r1"]  # fmt: skip

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from contract.model_map import DEFAULT_MAP, ModelMap
 from contract.models import Message
 from producer.fast_lines import fast_check_line
 from producer.inputs import (
@@ -29,6 +30,12 @@ from producer.line_checks import check_line
 
 LIMITS: dict[str, Any] = {"default_model": "gpt-4o", "max_prompt_chars": 1000}
 USER_HI = [{"role": "user", "content": "hi"}]
+
+UNKNOWN_HINT = (
+    "add it to CHATGPTES_MODELS (e.g. CHATGPTES_MODELS={m}=gpt-4o), or use a known name "
+    "(gpt-4o, gpt-4o-mini, gpt-4, chatgpt-4o-latest, gpt-4.1, gpt-4.1-mini, ... and their "
+    "dated snapshots)"
+)
 
 
 def jsonl(*objects: Any) -> list[str]:
@@ -131,9 +138,9 @@ def test_model_override_replaces_every_model_without_checking_lines() -> None:
 
 def test_bad_model_override_is_one_value_error() -> None:
     with pytest.raises(
-        ValueError, match=r"model override: unknown model 'gpt-5'.*gpt-4o"
+        ValueError, match=r"model override: unknown model 'gpt-9'.*CHATGPTES_MODELS"
     ) as caught:
-        parse({"messages": USER_HI}, {"messages": USER_HI}, model_override="gpt-5")
+        parse({"messages": USER_HI}, {"messages": USER_HI}, model_override="gpt-9")
     assert not isinstance(caught.value, InputFileError)
 
 
@@ -143,8 +150,37 @@ def test_bad_default_model_is_one_value_error() -> None:
 
 
 def test_unknown_model_names_the_valid_ones() -> None:
-    reason = only_reason({"messages": USER_HI, "model": "gpt-5"})
-    assert reason == "model: unknown model 'gpt-5'; valid models: gpt-4, gpt-4o, gpt-4o-mini"
+    reason = only_reason({"messages": USER_HI, "model": "gpt-9"})
+    assert reason == f"model: unknown model 'gpt-9'; {UNKNOWN_HINT.format(m='gpt-9')}"
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["gpt-4o-2024-08-06", "gpt-4.1-mini", "gpt-3.5-turbo", "chatgpt-4o-latest", "gpt-4-0613",
+     "gpt-4-1106-preview", "gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14", "o4-mini"],
+)  # fmt: skip
+def test_openai_model_names_and_their_snapshots_are_accepted(model: str) -> None:
+    native = {"custom_id": "n", "messages": USER_HI, "model": model}
+    prompts = parse(native, openai_request({"messages": USER_HI, "model": model}, custom_id="o"))
+    assert [p.model for p in prompts] == [model, model]  # echoed as asked
+
+
+def test_a_model_added_by_the_setting_is_accepted() -> None:
+    models = ModelMap.parse("my-model=gpt-4o-mini, other")
+    prompts = parse_prompt_lines([json.dumps({"messages": USER_HI, "model": "my-model"})],
+                                 **LIMITS, models=models)  # fmt: skip
+    assert [p.model for p in prompts] == ["my-model"]
+    assert (models.served("my-model"), models.served("other")) == ("gpt-4o-mini", "gpt-4o")
+    for bad in ("x=gpt-7", "has space", "=gpt-4o"):
+        with pytest.raises(ValueError):
+            ModelMap.parse(bad)
+
+
+def test_developer_messages_are_system_messages() -> None:
+    messages = [{"role": "developer", "content": "Be brief."}, *USER_HI]
+    for line in ({"messages": messages}, openai_request({"messages": messages})):
+        [prompt] = parse(line)
+        assert [m.role for m in prompt.messages] == ["system", "user"]
 
 
 def test_model_must_be_a_string() -> None:
@@ -200,12 +236,12 @@ def test_message_must_be_an_object() -> None:
 def test_role_must_be_known() -> None:
     messages = [*USER_HI, {"role": "assistant", "content": "x"}, {"role": "bot", "content": "y"}]
     reason = only_reason({"messages": messages})
-    assert reason == "messages[2].role: 'bot' is not one of system, user, assistant"
+    assert reason == "messages[2].role: 'bot' is not one of system, developer, user, assistant"
 
 
 def test_role_missing() -> None:
     reason = only_reason({"messages": [{"content": "hi"}]})
-    assert reason == "messages[0].role: missing; expected one of system, user, assistant"
+    assert reason == "messages[0].role: missing; expected one of system, developer, user, assistant"
 
 
 @pytest.mark.parametrize(
@@ -352,10 +388,10 @@ def test_openai_body_missing_or_not_an_object() -> None:
 
 
 def test_openai_body_fields_are_named_by_path() -> None:
-    body = {"model": "gpt-5", "messages": [{"role": "bot", "content": "x"}]}
+    body = {"model": "gpt-9", "messages": [{"role": "bot", "content": "x"}]}
     assert [p.reason for p in problems_of(openai_request(body))] == [
-        "body.messages[0].role: 'bot' is not one of system, user, assistant",
-        "body.model: unknown model 'gpt-5'; valid models: gpt-4, gpt-4o, gpt-4o-mini",
+        "body.messages[0].role: 'bot' is not one of system, developer, user, assistant",
+        f"body.model: unknown model 'gpt-9'; {UNKNOWN_HINT.format(m='gpt-9')}",
     ]
 
 
@@ -459,7 +495,7 @@ def test_dash_reads_a_text_only_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_fast_and_thorough_paths_agree_on_valid_lines(line: dict[str, Any]) -> None:
     text = json.dumps(line)
-    assert fast_check_line(text, 1000, True) == check_line(text, 1000, check_line_model=True)
+    assert fast_check_line(text, 1000, DEFAULT_MAP) == check_line(text, 1000, models=DEFAULT_MAP)
 
 
 # --- a lone surrogate ("\ud800") is not Unicode: refused, by path, on both paths ---
@@ -504,7 +540,7 @@ def test_lone_surrogate_escape_is_refused_naming_the_field(text: str, expected: 
 @pytest.mark.parametrize(("text", "expected"), LONE_SURROGATE_LINES)
 def test_fast_path_declines_a_lone_surrogate(text: str, expected: str) -> None:
     # pydantic's JSON parser refuses lone surrogates today; this pins it down
-    assert fast_check_line(text, 1000, True) is None
+    assert fast_check_line(text, 1000, DEFAULT_MAP) is None
 
 
 def test_lone_surrogate_in_a_key_is_refused() -> None:
@@ -549,7 +585,7 @@ def test_brackets_inside_strings_are_not_nesting() -> None:
     [prompt] = parse({"messages": [{"role": "user", "content": content}]}, max_prompt_chars=10_000)
     assert prompt.messages[0].content == content
     text = json.dumps({"custom_id": "[" * 100, "messages": [{"role": "user", "content": "{"}]})
-    assert check_line(text, 1000, check_line_model=True).reasons == []
+    assert check_line(text, 1000, models=DEFAULT_MAP).reasons == []
 
 
 def test_nesting_at_the_limit_is_judged_on_its_shape() -> None:
@@ -645,7 +681,7 @@ def test_repeated_key_is_refused(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize(("text", "expected"), REPEATED_KEY_LINES)
 def test_fast_path_declines_a_repeated_key(text: str, expected: str) -> None:
-    assert fast_check_line(text, 1000, True) is None
+    assert fast_check_line(text, 1000, DEFAULT_MAP) is None
 
 
 def test_every_repeated_key_of_a_line_is_listed() -> None:
@@ -666,9 +702,9 @@ def test_every_repeated_key_of_a_line_is_listed() -> None:
     ],
 )
 def test_fast_path_takes_valid_lines_with_colons_and_parameters(text: str) -> None:
-    fast = fast_check_line(text, 1000, True)
+    fast = fast_check_line(text, 1000, DEFAULT_MAP)
     assert fast is not None
-    assert fast == check_line(text, 1000, check_line_model=True)
+    assert fast == check_line(text, 1000, models=DEFAULT_MAP)
 
 
 def test_escaped_colon_is_a_colon() -> None:
@@ -751,19 +787,19 @@ def test_parameter_in_a_native_line_points_to_the_body() -> None:
         ),
         (
             {"messages": [{"role": "tool", "content": "x"}]},
-            "messages[0].role: 'tool' is not one of system, user, assistant",
+            "messages[0].role: 'tool' is not one of system, developer, user, assistant",
         ),
         (
             {"messages": [{"role": "User", "content": "x"}]},
-            "messages[0].role: 'User' is not one of system, user, assistant",
+            "messages[0].role: 'User' is not one of system, developer, user, assistant",
         ),
         (
             {"messages": [{"role": None, "content": "x"}]},
-            "messages[0].role: null is not one of system, user, assistant",
+            "messages[0].role: null is not one of system, developer, user, assistant",
         ),
         (
-            {"messages": USER_HI, "model": "gpt-3.5-turbo"},
-            "model: unknown model 'gpt-3.5-turbo'; valid models: gpt-4, gpt-4o, gpt-4o-mini",
+            {"messages": USER_HI, "model": "gpt-9-turbo"},
+            f"model: unknown model 'gpt-9-turbo'; {UNKNOWN_HINT.format(m='gpt-9-turbo')}",
         ),
         ({"messages": USER_HI, "model": ["gpt-4"]}, "model: must be a string, got an array"),
         (
@@ -1018,11 +1054,6 @@ NO_LOGPROBS = "log probabilities are not supported: chatgpt.es gives only the te
             True,
             "a batch is never streamed: each answer is stored whole, to fetch with the results",
         ),
-        (
-            "response_format",
-            {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
-            'type \'json_schema\' (structured outputs) is not supported: chatgpt.es cannot follow a schema; {"type": "json_object"} is',
-        ),
     ],
 )
 def test_refused_parameter(name: str, value: Any, expected: str) -> None:
@@ -1058,7 +1089,6 @@ def test_honoured_parameters_are_kept_for_the_worker(
 
 
 NO_SETTING = "not honoured: chatgpt.es has no such setting"
-NO_CAP = "not honoured: chatgpt.es does not cap an answer's length"
 
 
 @pytest.mark.parametrize(
@@ -1073,8 +1103,6 @@ NO_CAP = "not honoured: chatgpt.es does not cap an answer's length"
         ("seed", -42, NO_SETTING),
         ("logit_bias", {"50256": -100, "13": 2.5}, NO_SETTING),
         ("reasoning_effort", "low", NO_SETTING),
-        ("max_tokens", 1, NO_CAP),
-        ("max_completion_tokens", 4096, NO_CAP),
         ("user", "user-123", "not sent: chatgpt.es has no end-user field"),
         (
             "metadata",
@@ -1148,17 +1176,17 @@ def test_parameter_accepted_with_a_warning(name: str, value: Any, why: str) -> N
         (
             "response_format",
             {"type": "xml"},
-            'must be {"type": "text"} or {"type": "json_object"}, got {"type": "xml"}',
+            'must be {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}, got {"type": "xml"}',
         ),
         (
             "response_format",
             "json_object",
-            'must be {"type": "text"} or {"type": "json_object"}, got \'json_object\'',
+            'must be {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}, got \'json_object\'',
         ),
         (
             "response_format",
             {"type": "json_object", "strict": True},
-            'must be {"type": "text"} or {"type": "json_object"}, got {"type": "json_object", "strict": true}',
+            'must be {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}, got {"type": "json_object", "strict": true}',
         ),
     ],
 )
@@ -1194,7 +1222,6 @@ def test_summarize_warnings_counts_prompts_per_warning() -> None:
     )
     assert summarize_warnings(prompts) == [
         "temperature (2 prompts): accepted but not honoured: chatgpt.es has no such setting",
-        "max_tokens (1 prompt): accepted but not honoured: chatgpt.es does not cap an answer's length",
     ]
     assert summarize_warnings(prompts[2:]) == []
 

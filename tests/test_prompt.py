@@ -1,10 +1,16 @@
-import pytest
+import json
+import re
 
-from contract.models import Message, RequestParams, check_model
-from worker.errors import AnswerNotJson
+import pytest
+from pydantic import BaseModel
+
+from contract.models import Message, RequestParams, Usage, check_model
+from worker import tokens
+from worker.errors import AnswerNotJson, AnswerOffSchema
 from worker.prompt import (
     DEFAULT_LANGUAGE_INSTRUCTION,
     JSON_INSTRUCTION,
+    SCHEMA_INSTRUCTION,
     flatten_messages,
     format_prompt,
     shape_answer,
@@ -40,14 +46,14 @@ def test_language_instruction_can_be_changed_or_turned_off() -> None:
     assert format_prompt(messages, "") == "Hola"
 
 
-@pytest.mark.parametrize("model", ["gpt-4", "gpt-4o", "gpt-4o-mini"])
-def test_known_models_pass(model: str) -> None:
-    assert check_model(model) == model
+@pytest.mark.parametrize("model", ["gpt-4", "gpt-4o-2024-08-06", "ft:gpt-4o:org:x:1", "my-model"])
+def test_a_worker_takes_any_model_name(model: str) -> None:
+    assert check_model(model) == model  # which names are accepted is the producer's to say
 
 
-def test_unknown_model_error_names_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"'gpt-5'.*gpt-4, gpt-4o, gpt-4o-mini"):
-        check_model("gpt-5")
+def test_a_malformed_model_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="is not a model name"):
+        check_model("gpt 4\x1b[2J")
 
 
 def test_blank_message_content_is_refused() -> None:
@@ -103,3 +109,88 @@ def test_json_mode_refuses_an_answer_without_a_json_object(answer: str) -> None:
 def test_stop_applies_before_the_json_check() -> None:
     params = RequestParams(stop=("###",), json_object=True)
     assert shape_answer('{"a": 1}### and {"b": 2}', params) == '{"a": 1}'
+
+
+# --- structured outputs and max_tokens -----------------------------------------------------
+
+PERSON = json.dumps(
+    {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+)
+
+
+def test_a_schema_is_sent_after_the_messages() -> None:
+    prompt = format_prompt(
+        [Message(role="user", content="Who?")], "", RequestParams(json_schema=PERSON)
+    )
+    assert prompt == f"Who?\n\n{SCHEMA_INSTRUCTION}{PERSON}"
+
+
+def test_an_answer_matching_the_schema_is_kept() -> None:
+    params = RequestParams(json_schema=PERSON)
+    answer = 'Here: {"name": "Ada", "age": 36}'
+    assert shape_answer(answer, params) == '{"name": "Ada", "age": 36}'
+
+
+@pytest.mark.parametrize(
+    ("answer", "where"),
+    [
+        ('{"name": "Ada"}', "(the object)"),
+        ('{"name": "Ada", "age": -1}', "age"),
+        ('{"name": "Ada", "age": 1, "x": 2}', "(the object)"),
+        ('{"name": 7, "age": 1}', "name"),
+    ],
+)
+def test_an_answer_off_the_schema_is_an_answer_off_schema(answer: str, where: str) -> None:
+    with pytest.raises(AnswerOffSchema, match=re.escape(f"at {where}:")) as raised:
+        shape_answer(answer, RequestParams(json_schema=PERSON))
+    assert isinstance(raised.value, AnswerNotJson)  # the same branch of the tree
+    with pytest.raises(AnswerNotJson, match="holds no JSON object"):
+        shape_answer("no object", RequestParams(json_schema=PERSON))
+
+
+def test_pydantic_schemas_with_refs_are_followed() -> None:
+    class Step(BaseModel):
+        explanation: str
+
+    class Steps(BaseModel):
+        steps: list[Step]
+
+    params = RequestParams(json_schema=json.dumps(Steps.model_json_schema()))
+    assert shape_answer('{"steps": [{"explanation": "a"}]}', params)
+    with pytest.raises(AnswerOffSchema, match="steps/0"):
+        shape_answer('{"steps": [{"why": "a"}]}', params)
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-4", "gpt-3.5-turbo", "gpt-4.1-mini"])
+@pytest.mark.parametrize("limit", [1, 2, 5, 17])
+def test_max_tokens_cuts_the_answer_at_that_many_tokens(model: str, limit: int) -> None:
+    answer = "Héllo wörld, ünïcödé 😀 — a longer answer than any of the limits asked for here."
+    shaped = shape_answer(answer, RequestParams(max_tokens=limit), model)
+    assert answer.startswith(shaped) and shaped != answer
+    assert 0 < tokens.count(shaped, model) <= limit
+    assert shape_answer("Hi", RequestParams(max_tokens=limit), model) == "Hi"
+
+
+def test_max_tokens_cuts_after_the_json_is_taken() -> None:
+    params = RequestParams(json_object=True, max_tokens=3)
+    shaped = shape_answer('Echo: {"echo": "a long echoed message"}', params)
+    assert shaped.startswith("{") and tokens.count(shaped, "gpt-4o") <= 3
+
+
+def test_finish_reason_is_length_when_the_answer_fills_max_tokens() -> None:
+    assert RequestParams(max_tokens=5).finish_reason(Usage(completion_tokens=5)) == "length"
+    assert RequestParams(max_tokens=5).finish_reason(Usage(completion_tokens=4)) == "stop"
+    assert RequestParams().finish_reason(Usage(completion_tokens=500)) == "stop"
+
+
+def test_tokens_are_counted_with_the_encoding_of_the_models_family() -> None:
+    assert tokens.encoding_name("gpt-4o-2024-08-06") == "o200k_base"
+    assert tokens.encoding_name("gpt-4.1-mini") == "o200k_base"
+    assert tokens.encoding_name("gpt-4-turbo") == "cl100k_base"
+    assert tokens.encoding_name("gpt-3.5-turbo-0125") == "cl100k_base"
+    assert tokens.encoding_name("some-other-model") == "o200k_base"

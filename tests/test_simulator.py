@@ -642,3 +642,24 @@ async def test_requests_already_on_the_wire_are_not_violations(
         statuses = [(await ask(http, sim, chat_form(nonce)))[0] for _ in range(2)]
         assert statuses == [429, 403]
         assert stats(sim)["identities"]["direct"]["violations"] == 2
+
+
+def test_a_message_with_a_json_schema_is_answered_with_an_object_of_its_shape() -> None:
+    from simulator.schema_answers import instance_of, schema_in
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "tags": {"type": "array", "items": {"$ref": "#/$defs/Tag"}},
+            "kind": {"enum": ["a", "b"]},
+            "score": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+        },
+        "$defs": {"Tag": {"type": "object", "properties": {"on": {"type": "boolean"}}}},
+    }
+    message = f"Describe it.\n\nRespond ... JSON Schema: {json.dumps(schema)}"
+    assert schema_in(message) == schema
+    assert instance_of(schema) == {"name": "echo", "tags": [{"on": True}], "kind": "a",
+                                   "score": 1.5}  # fmt: skip
+    assert schema_in("no schema here") is None
+    assert schema_in("JSON Schema: {not json") is None

@@ -41,9 +41,9 @@ from worker.metrics import WorkerMetrics
 log = structlog.get_logger("chatgptes.broker")
 HOUSEKEEPING_SECONDS = 0.5
 # While the fleet (or every identity) is full, a worker blocks on the room marker instead
-# of polling; it looks again at least this often (a dead worker's leases are reaped by a
-# call, and a marker may go to another waiter).
-ROOM_WAIT_SECONDS = 2.0
+# of polling, until a release wakes it or the first lease may expire (a dead worker's are
+# reaped by a call then), and at least this often.
+ROOM_WAIT_SECONDS = 5.0
 WAIT_LOG_SECONDS = 10.0  # one line per interval about waiting prompts, not one per prompt
 OK = Cooldown(verdict="ok")
 NEUTRAL = Cooldown(verdict="none")
@@ -134,6 +134,7 @@ class LeaseBroker:
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._room: asyncio.Task[None] | None = None
+        self._tick: asyncio.TimerHandle | None = None
         self._redis_backoff = RedisBackoff("broker")
         self._wait_logged_at = -WAIT_LOG_SECONDS
         lifecycle.on_drain(self._let_waiters_go)
@@ -153,6 +154,10 @@ class LeaseBroker:
         waiter = Waiter(batch_id, index, asyncio.get_running_loop().create_future())
         self._waiting.setdefault(batch_id, deque()).append(waiter)
         self._wake.set()
+        if self._tick is None:  # the waits are looked at (shown, or ended) on their own timer
+            self._tick = asyncio.get_running_loop().call_later(
+                HOUSEKEEPING_SECONDS, self._look_at_waits
+            )
         try:
             return await waiter.future
         except asyncio.CancelledError:
@@ -201,15 +206,13 @@ class LeaseBroker:
         finally:
             if self._room is not None:
                 self._room.cancel()
+            if self._tick is not None:
+                self._tick.cancel()
 
     async def _turns(self) -> None:
-        housekeeping_at = time.monotonic()
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if time.monotonic() >= housekeeping_at:
-                housekeeping_at = time.monotonic() + HOUSEKEEPING_SECONDS
-                self._housekeeping()
             returns, self._returns = self._returns, []
             strangers, self._strangers = self._strangers, []
             want = min(self.waiting, self.max_inflight - len(self.held))
@@ -233,17 +236,13 @@ class LeaseBroker:
             if grants is not None:
                 self._hand_out(grants)
             if self.waiting and (grants is None or len(grants.leases) < want):
-                if grants is not None and grants.reason == "fleet_full":
-                    self._wait_for_room(ROOM_WAIT_SECONDS)
-                elif grants is not None and grants.reason == "proxy_full":
+                if grants is not None and grants.reason in ("fleet_full", "proxy_full"):
                     self._wait_for_room(min(grants.wait_seconds, ROOM_WAIT_SECONDS))
                 else:
                     wait = self.poll_seconds if grants is None else grants.wait_seconds
                     self._wake_in(min(wait, self.poll_seconds * 4))
             elif self.waiting or self._returns:
                 self._wake.set()
-            if self.waiting:
-                self._wake_in(HOUSEKEEPING_SECONDS)
 
     def _give_back(self, lease: Lease, cooldown: Cooldown) -> None:
         if self.held.pop(lease.token, None) is None:
@@ -285,6 +284,16 @@ class LeaseBroker:
                     return waiter
             del self._waiting[batch_id]
         return None
+
+    def _look_at_waits(self) -> None:
+        """Every ``HOUSEKEEPING_SECONDS`` while prompts wait, off the loop's Redis turns (a
+        worker waiting on a full fleet asks Redis only when room may have been made)."""
+        self._tick = None
+        self._housekeeping()
+        if self.waiting:
+            self._tick = asyncio.get_running_loop().call_later(
+                HOUSEKEEPING_SECONDS, self._look_at_waits
+            )
 
     def _housekeeping(self) -> None:
         """Marks long waits as waiting (status shows them) and ends hopeless ones."""

@@ -127,16 +127,13 @@ class ChunkClaims:
         ]  # fmt: skip
         return Taken(claims, suspect_waiting=bool(int(flat[0])))
 
-    def queue_renewal(self, pipe: object, claims: list[ChunkClaim]) -> None:
-        """Adds the renewal of ``claims`` to the heartbeat's pipeline (its reply: the lost)."""
+    async def renew(self, claims: list[ChunkClaim]) -> list[str]:
+        """Renews ``claims`` alone (the heartbeat renews them with the leases, beat.lua);
+        returns the IDs of the chunks lost."""
         args: list[str | int] = [self.ttl_ms, in_progress_key_prefix]
         for claim in claims:
             args += [claim.key, claim.token]
-        self.scripts.queue(pipe, "renew_chunks", [self.queue_name], args)
-
-    async def renew(self, claims: list[ChunkClaim]) -> list[str]:
-        """Renews ``claims`` alone (the heartbeat sends it with the leases); returns the lost."""
-        (lost,) = await self.scripts.pipelined(lambda pipe: self.queue_renewal(pipe, claims))
+        lost = await self.scripts.run("renew_chunks", [self.queue_name], args)
         return [keys.decoded(chunk_id) for chunk_id in lost]
 
     async def end(self, claim: ChunkClaim, how: str, defer_ms: int = 0) -> bool:

@@ -85,7 +85,7 @@ class ChatGptEsClient:
         params: RequestParams = NO_PARAMS,
     ) -> str:
         """POSTs one prompt and returns the answer text, shaped by ``params`` (stop, JSON
-        mode), or raises the typed UpstreamError."""
+        mode, a schema, max_tokens), or raises the typed UpstreamError."""
         try:
             check_model(model)
         except ValueError as error:
@@ -106,7 +106,7 @@ class ChatGptEsClient:
         )
         outcome = _classify(identity, response)
         if isinstance(outcome, Answer):
-            return shape_answer(outcome.text, params)
+            return shape_answer(outcome.text, params, model)
         raise outcome
 
     def form_fields(self, session: SiteSession, prompt: str) -> dict[str, str]:

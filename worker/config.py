@@ -26,6 +26,7 @@ DEFAULT_RETRY_BUDGETS: dict[str, int] = {
     "UpstreamHiccup": 4,
     "UpstreamTimeout": 3,
     "AnswerNotJson": 2,
+    "AnswerOffSchema": 2,
 }
 
 

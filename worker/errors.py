@@ -14,10 +14,11 @@ The retry policy reads the class, never the message text::
     │                             back off and retry (elsewhere if the exit keeps failing)
     │   │   └── UpstreamTimeout   connect or whole-request timeout
     │   └── AnswerNotJson         JSON mode, and the answer held no JSON object: ask again
+    │       └── AnswerOffSchema   a JSON schema was asked for, the object does not match it
     └── PermanentError            retrying cannot help
         ├── ConsentMissing        the site asked for the consent checkbox: a configuration error
         ├── ContentRefused        the prompt was flagged (prohibited words)
-        ├── UnknownModel          the request named a model the site does not serve
+        ├── UnknownModel          the request's model is not shaped like a model name
         └── UpstreamRejected      any other refusal the site spells out
 
 Each class also says what it tells about the identity (``verdict``) and whether
@@ -121,6 +122,11 @@ class AnswerNotJson(RetryableError):
     """
 
 
+class AnswerOffSchema(AnswerNotJson):
+    """``response_format`` ``json_schema``, and the answer's JSON object does not match the
+    schema (the message says where). Asked again, under its own retry budget."""
+
+
 class PermanentError(UpstreamError):
     """Retrying cannot help; the job fails with this error."""
 
@@ -134,7 +140,8 @@ class ContentRefused(PermanentError):
 
 
 class UnknownModel(PermanentError):
-    """The request named a model chatgpt.es does not serve; the message lists the valid ones."""
+    """The request's model is not shaped like a model name (which names are accepted is the
+    producer's to say, when it enqueues: ``contract.model_map``)."""
 
 
 class UpstreamRejected(PermanentError):

@@ -1,8 +1,8 @@
 """The heartbeat renews what this worker holds, and nothing else, about once a second.
 
-One round trip per beat: the chunk claims (``renew_chunks.lua``), the leases
-(``renew_leases.lua``), and the worker's line in the registry that ``workers`` and
-``top`` read. Each renewal answers with what was lost, and the holders are told:
+One script call per beat (``worker/lua/beat.lua``): the chunk claims, the leases, and
+the worker's line in the registry that ``workers`` and ``top`` read. Each renewal
+answers with what was lost, and the holders are told:
 a lost chunk's unsent prompts are dropped, a lost lease is never sent under. A
 renewal that succeeds moves each claim's ``valid_until`` to when the beat was sent
 plus the TTL, less a margin (``worker.claims``).
@@ -20,14 +20,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
+from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from contract import keys
 from contract.redaction import redact_text
 from contract.retrying import TRANSIENT
+from contract.scripts import ScriptBook
 from worker.claims import ChunkClaim, ChunkClaims, Claim, margin_for
-from worker.leases import Lease, LeaseBook
+from worker.leases import POLICY_TTL_SECONDS, Lease, LeaseBook, renewal_tokens
 
 log = structlog.get_logger("chatgptes.heartbeat")
 QUIET_SECONDS = 60.0  # one line about failing beats per this long, not one per beat
@@ -60,6 +61,7 @@ class Heartbeat:
         self.report = report
         self.lost_chunks = lost_chunks
         self.lost_leases = lost_leases
+        self.scripts = ScriptBook(redis, "worker", ["beat"])
         self.beats = 0
         self.missed = 0
         self._failing_since: float | None = None
@@ -103,8 +105,8 @@ class Heartbeat:
     ) -> list[str]:
         """Applies one renewal's reply (the names of the claims lost): the lost lose, the
         rest are renewed until ``until``. Returns the names lost."""
-        if isinstance(reply, BaseException) or not isinstance(reply, list):
-            return []  # this renewal failed alone: nothing learnt, nothing renewed
+        if not isinstance(reply, list):
+            return []
         lost = {keys.decoded(item) for item in reply}
         found = []
         for claim in claims:
@@ -116,31 +118,22 @@ class Heartbeat:
         return found
 
     async def _send(self, claims: list[ChunkClaim], leases: list[Lease]) -> list[Any]:
-        for attempt in (1, 2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                self.chunks.queue_renewal(pipe, claims)
-                self.book.queue_renewal(pipe, leases)
-                self._queue_report(pipe)
-                replies = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(reply, NoScriptError) for reply in replies[:2]):
-                break
-            if attempt == 1:  # Redis restarted and forgot the scripts
-                await self.chunks.scripts.load()
-                await self.book.scripts.load()
-        for reply in replies[:2]:
-            if isinstance(reply, TRANSIENT):
-                raise reply
-        return replies
-
-    def _queue_report(self, pipe: Any) -> None:
+        """One call (beat.lua); its reply: [the chunk IDs lost, the lease tokens lost]."""
         ttl_ms = int(self.ttl * 1000)
-        now_ms = int(time.time() * 1000)
-        worker = keys.worker_info(self.worker_id)
-        pipe.zadd(keys.workers_seen(), {self.worker_id: now_ms})
-        pipe.hset(worker, mapping=dict(self.report()))
-        pipe.pexpire(worker, ttl_ms * 4)
-        pipe.zremrangebyscore(keys.workers_seen(), "-inf", now_ms - ttl_ms * 4)
-        pipe.pexpire(keys.workers_seen(), ttl_ms * 4)  # the last worker gone, it goes too
+        tokens = renewal_tokens(leases)
+        pairs = [part for claim in claims for part in (claim.key, claim.token)]
+        report = [part for item in self.report().items() for part in item]
+        args = [
+            self.book.ttl_ms, POLICY_TTL_SECONDS * 1000, self.chunks.ttl_ms,
+            in_progress_key_prefix, ttl_ms * 4, self.worker_id,
+            sum(1 for lease in leases if lease.is_probe), len(tokens), len(claims),
+            len(report) // 2, *tokens, *pairs, *report,
+        ]  # fmt: skip
+        keys_ = [
+            *self.book.keys, self.chunks.queue_name, keys.workers_seen(),
+            keys.worker_info(self.worker_id),
+        ]  # fmt: skip
+        return list(await self.scripts.run("beat", keys_, args))
 
     def _missed(self, error: BaseException) -> None:
         self.missed += 1

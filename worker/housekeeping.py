@@ -45,6 +45,7 @@ REREGISTER_AT_MOST_EVERY = 2.0  # when the pool was found empty
 FORGET_AFTER_SECONDS = 3 * REGISTER_EVERY_SECONDS  # an identity nobody announced since
 LOCK_SECONDS = 10.0
 LOCK_TRY_SECONDS = 5.0  # a worker without the lock asks for it this often, not every tick
+FLEET_CHORES_SECONDS = 2.0  # the holder renews the lock and does the fleet's chores
 STEP_BUDGET_SECONDS = 0.2  # stop steps per tick, at most this long
 SWEEP_EVERY_SECONDS = 30.0
 SWEEP_BATCHES = 100
@@ -109,8 +110,8 @@ class Housekeeper:
     async def tick(self) -> None:
         """One turn of this worker's chores, then, if it holds the lock, the fleet's."""
         await self._own_chores()
-        asks = self.holds_fleet_chores or self._due_now("lock", LOCK_TRY_SECONDS)
-        if asks and await self._hold_lock():
+        every = FLEET_CHORES_SECONDS if self.holds_fleet_chores else LOCK_TRY_SECONDS
+        if self._due_now("fleet", every) and await self._hold_lock():
             await self._fleet_chores()
 
     async def let_go(self) -> None:

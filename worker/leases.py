@@ -86,6 +86,11 @@ class Grants:
     strangers: list[str]  # tokens granted on identities this worker does not have
 
 
+def renewal_tokens(leases: Sequence[Lease]) -> list[str]:
+    """The leases' tokens as a renewal takes them: the probes' first."""
+    return [lease.token for lease in sorted(leases, key=lambda lease: not lease.is_probe)]
+
+
 def pool_id(identities: Sequence[Identity]) -> str:
     """A short name for a list of identities: workers with the same list share indexes."""
     names = "\n".join(sorted(identity.name for identity in identities))
@@ -211,9 +216,10 @@ class LeaseBook:
             args += [token, "none", 0, 0, 0, "", 0]
         return args
 
-    def queue_renewal(self, pipe: object, leases: Sequence[Lease]) -> None:
-        """Adds the renewal of ``leases`` to the heartbeat's pipeline (its reply: the lost)."""
-        self.scripts.queue(pipe, "renew_leases", self._keys, self._renewal_args(leases))
+    @property
+    def keys(self) -> list[str]:
+        """The policy keys every lease script names first (see worker/lua/policy.lua)."""
+        return self._keys
 
     async def renew(self, leases: Sequence[Lease]) -> list[str]:
         """Extends the leases still held; returns the tokens of those lost."""
@@ -223,9 +229,9 @@ class LeaseBook:
         return [keys.decoded(token) for token in lost]
 
     def _renewal_args(self, leases: Sequence[Lease]) -> list[str | int]:
-        probes = [lease.token for lease in leases if lease.is_probe]
-        others = [lease.token for lease in leases if not lease.is_probe]
-        return [self.ttl_ms, POLICY_TTL_SECONDS * 1000, len(probes), *probes, *others]
+        tokens = renewal_tokens(leases)
+        probes = sum(1 for lease in leases if lease.is_probe)
+        return [self.ttl_ms, POLICY_TTL_SECONDS * 1000, probes, *tokens]
 
     async def state_counts(self) -> dict[str, int]:
         """This pool's identities by state: ready, proxy_full, rate, cooling, probing.

@@ -1,12 +1,14 @@
-"""Tokens as OpenAI would bill them: the chat messages in, the answer out.
+"""Tokens as OpenAI would bill them: the chat messages in, the answer out; answers cut to
+``max_tokens``.
 
-chatgpt.es reports no usage, so the worker counts it with OpenAI's own encodings
-(``o200k_base`` for the gpt-4o family, ``cl100k_base`` for gpt-4), and the chat
-format's fixed cost per message (OpenAI's cookbook: 3 tokens a message, 3 to prime
-the reply). bpe-openai carries the encodings in the package (tiktoken fetches them
-from the internet on first use, which a worker may not reach). The prompt counted
-is the messages as given, not the text the site receives: it is what an OpenAI bill
-would show for the same request.
+chatgpt.es reports no usage, so the worker counts it with OpenAI's own encodings,
+chosen by the model name as tiktoken chooses them (``o200k_base`` for the gpt-4o,
+gpt-4.1, o-series and later families, ``cl100k_base`` for gpt-4 and gpt-3.5), and the
+chat format's fixed cost per message (OpenAI's cookbook: 3 tokens a message, 3 to
+prime the reply). bpe-openai carries the encodings in the package (tiktoken fetches
+them from the internet on first use, which a worker may not reach). The prompt
+counted is the messages as given, not the text the site receives: it is what an
+OpenAI bill would show for the same request.
 """
 
 from __future__ import annotations
@@ -17,18 +19,51 @@ import bpe_openai
 
 from contract.models import PromptRequest, Usage
 
-ENCODINGS = {"gpt-4": "cl100k_base", "gpt-4o": "o200k_base", "gpt-4o-mini": "o200k_base"}
+O200K, CL100K = "o200k_base", "cl100k_base"
+# The first prefix a model name starts with picks its encoding (tiktoken's table).
+ENCODING_BY_PREFIX: tuple[tuple[str, str], ...] = (
+    ("gpt-4o", O200K),
+    ("chatgpt-4o", O200K),
+    ("gpt-4.1", O200K),
+    ("gpt-4.5", O200K),
+    ("gpt-5", O200K),
+    ("o1", O200K),
+    ("o3", O200K),
+    ("o4", O200K),
+    ("gpt-4", CL100K),
+    ("gpt-3.5", CL100K),
+)
 TOKENS_PER_MESSAGE = 3
 TOKENS_TO_PRIME_THE_REPLY = 3
 
 
+def encoding_name(model: str) -> str:
+    return next((name for prefix, name in ENCODING_BY_PREFIX if model.startswith(prefix)), O200K)
+
+
 @cache
 def _encoding(model: str) -> bpe_openai.Encoding:
-    return bpe_openai.get_encoding(ENCODINGS.get(model, "o200k_base"))
+    return bpe_openai.get_encoding(encoding_name(model))
 
 
 def count(text: str, model: str) -> int:
     return len(_encoding(model).encode(text))
+
+
+def cut(text: str, max_tokens: int, model: str) -> str:
+    """``text`` cut after its first ``max_tokens`` tokens (whole if it is no longer).
+
+    A character split between two tokens is left out, and the cut text counts at most
+    ``max_tokens`` tokens when encoded again.
+    """
+    encoding = _encoding(model)
+    tokens = encoding.encode(text)
+    if len(tokens) <= max_tokens:
+        return text
+    kept = encoding.decode_bytes(tokens[:max_tokens]).decode("utf-8", "ignore")
+    while kept and len(encoding.encode(kept)) > max_tokens:  # BPE may merge differently
+        kept = kept[:-1]
+    return kept
 
 
 def usage_of(request: PromptRequest, answer: str) -> Usage:

@@ -3,19 +3,21 @@
 =======  ====================================  ==========================================
 method   path                                  what
 =======  ====================================  ==========================================
-POST     /v1/files                             upload a batch input file (validated whole)
+POST     /v1/files                             upload a batch input file (stored as sent)
 GET      /v1/files                             list uploaded files (``limit``, ``after``,
                                                ``order``, ``purpose``)
-GET      /v1/files/{id}                        one file, or a batch's output/error file
+GET      /v1/files/{id}                        one file, or a file written from a batch
 GET      /v1/files/{id}/content                its bytes
-DELETE   /v1/files/{id}                        delete an uploaded file
+DELETE   /v1/files/{id}                        delete a file
 POST     /v1/batches                           run an uploaded file as a batch
 GET      /v1/batches                           list batches, newest first (``limit``,
                                                ``after``)
 GET      /v1/batches/{id}                      one batch
 POST     /v1/batches/{id}/cancel               cancel it
 POST     /v1/chat/completions                  one prompt, answered (``stream`` too)
-GET      /v1/models, /v1/models/{id}           the models chatgpt.es answers for
+POST     /v1/responses                         one prompt, answered as the Responses API
+                                               does (``stream`` too)
+GET      /v1/models, /v1/models/{id}           the model names answered for
 GET      /healthz                              200 while Redis answers, else 503; needs no
                                                key (for load balancers, compose)
 GET      /, /batches, ...                      the web console (``producer.http.console``)
@@ -32,11 +34,17 @@ from redis.exceptions import RedisError
 
 from contract.retrying import redis_client
 from producer.api import BatchQueue
-from producer.http import batch_routes, chat, console, file_routes, models
+from producer.http import batch_routes, chat, console, file_routes, models, responses
 from producer.http.auth import Gate
 from producer.http.context import CONTEXT, ApiContext, context_of
 from producer.http.files import FileStore
-from producer.http.middleware import HEALTH_PATH, RedisOutage, auth_middleware, error_middleware
+from producer.http.middleware import (
+    HEALTH_PATH,
+    RedisOutage,
+    auth_middleware,
+    error_middleware,
+    stamp_request_id,
+)
 from producer.http.settings import ApiSettings
 
 
@@ -55,6 +63,7 @@ def make_app(
         files=FileStore(client),
         gate=Gate(settings.api_key_list(), open_without_keys=open_without_keys),
     )
+    app.on_response_prepare.append(stamp_request_id)
     app.cleanup_ctx.append(_redis_lifetime(client, settings, outage, owned=redis is None))
     add_routes(app)
     console.mount(app, settings.api_key_list(), app[CONTEXT].gate,
@@ -73,6 +82,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/batches/{batch_id}", batch_routes.retrieve_batch)
     app.router.add_post("/v1/batches/{batch_id}/cancel", batch_routes.cancel_batch)
     app.router.add_post("/v1/chat/completions", chat.chat_completions)
+    app.router.add_post("/v1/responses", responses.create_response)
     app.router.add_get("/v1/models", models.list_models)
     app.router.add_get("/v1/models/{model}", models.retrieve_model)
     app.router.add_get(HEALTH_PATH, health)

@@ -1,22 +1,48 @@
 """Bearer-token auth: ``Authorization: Bearer <key>`` against ``CHATGPTES_API_KEYS``.
 
-With no key configured, the API is open only on a loopback address (127.0.0.1, ::1,
-localhost), where just this machine can reach it; bound anywhere else it refuses every
-request and says which setting to set. Keys are compared in constant time and never
-logged or echoed back.
+Each key belongs to a project, as OpenAI's keys do: an entry ``team-a:sk-…`` is a key
+of project ``team-a``, a bare key one of project ``default``. A request sees only its
+project's files and batches (``request_project``); any other ID is not found. With no
+key configured, the API is open only on a loopback address (127.0.0.1, ::1,
+localhost), where just this machine can reach it, as project ``default``; bound
+anywhere else it refuses every request and says which setting to set. Keys are
+compared in constant time and never logged or echoed back.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from collections.abc import Sequence
 
 from aiohttp import web
 
+from contract.keys import DEFAULT_PROJECT
 from producer.http.errors import ApiError
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+PROJECT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PROJECT: web.RequestKey[str] = web.RequestKey("chatgptes_project", str)
+
+
+def project_and_key(entry: str) -> tuple[str, str]:
+    """(project, key) of one ``CHATGPTES_API_KEYS`` entry: ``project:key`` or a bare key.
+
+    ``ValueError`` for a project name that is not 1-64 letters, digits, ``-`` or ``_``
+    (the message never quotes the key)."""
+    project, colon, key = entry.partition(":")
+    if not colon:
+        return DEFAULT_PROJECT, entry
+    if not PROJECT_NAME.match(project) or not key:
+        raise ValueError("an entry 'project:key' needs a project name of 1-64 letters, digits, "
+                         "'-' or '_' and a key after the colon")  # fmt: skip
+    return project, key
+
+
+def request_project(request: web.Request) -> str:
+    """The project of the key the request came with (``default`` on an open server)."""
+    return request.get(PROJECT, DEFAULT_PROJECT)
 
 
 def is_loopback(host: str) -> bool:
@@ -31,14 +57,18 @@ def is_loopback(host: str) -> bool:
 
 
 class Gate:
-    """Decides whether a request may go on: a known key, or an open loopback server."""
+    """Decides whether a request may go on (a known key, or an open loopback server), and
+    for which project."""
 
     def __init__(self, keys: Sequence[str], *, open_without_keys: bool) -> None:
-        self._keys = tuple(key.encode() for key in keys)
+        pairs = [project_and_key(entry) for entry in keys]
+        self._keys = tuple((key.encode(), project) for project, key in pairs)
         self._open = not self._keys and open_without_keys
 
     def check(self, request: web.Request) -> None:
+        """Sets the request's project, or raises 401."""
         if self._open:
+            request[PROJECT] = DEFAULT_PROJECT
             return
         if not self._keys:
             raise _refused(
@@ -52,14 +82,18 @@ class Gate:
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' "
                 "(the OpenAI SDK does that with api_key=...)."
             )
-        if not self.accepts(given):
+        project = self.project_of(given)
+        if project is None:
             raise _refused("Incorrect API key provided.")
+        request[PROJECT] = project
 
-    def accepts(self, given: str) -> bool:
+    def project_of(self, given: str) -> str | None:
+        """The project of key ``given``, or None if it is no key of ours."""
         candidate = given.encode()
-        found = False
-        for key in self._keys:  # every key compared: the time says nothing about which
-            found |= hmac.compare_digest(candidate, key)
+        found = None
+        for key, project in self._keys:  # every key compared: the time says nothing of which
+            if hmac.compare_digest(candidate, key):
+                found = project
         return found
 
 

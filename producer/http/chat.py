@@ -23,12 +23,11 @@ from aiohttp import web
 
 from contract import keys
 from contract.models import JobResult
-from producer.formats import openai_line
+from producer.formats import CHAT_COMPLETIONS, completion_body, openai_line
 from producer.http import records
 from producer.http.bodies import json_object, required_string
 from producer.http.context import ApiContext, context_of
-from producer.http.errors import SERVER_ERROR, ApiError, invalid
-from producer.http.objects import CHAT_COMPLETIONS
+from producer.http.errors import SERVER_ERROR, ApiError, invalid, timed_out
 from producer.http.sse import completion_chunks, send_events
 from producer.inputs import InputFileError, PromptLine, parse_prompt_lines
 
@@ -47,25 +46,10 @@ _UNKNOWN_KEY = re.compile(r"unknown key '([^']+)'")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     ctx = context_of(request)
     body = await json_object(request, ctx.settings.json_body_limit())
-    stream, include_usage = _streaming(body)
+    stream, include_usage = streaming(body)
     required_string(body, "model")
-    line = _prompt_line(body, ctx)
-    batch_id = f"{records.CHAT_ID_PREFIX}{secrets.token_hex(12)}"
-    timeout = ctx.settings.chat_timeout_seconds
-    window = f"{min(max(60, math.ceil(timeout)), LONGEST_WINDOW_SECONDS)}s"
-    await ctx.queue.enqueue([line], batch_id=batch_id, completion_window=window)
-    await records.save_extras(ctx.redis, batch_id, {"kind": "chat", "endpoint": CHAT_COMPLETIONS},
-                              ctx.settings.result_ttl_seconds)  # fmt: skip
-    try:
-        result = await _wait_for_result(ctx, batch_id, timeout)
-    except BaseException:  # timed out, or the client went away: nothing more is sent
-        await asyncio.shield(_cancel_quietly(ctx, batch_id))
-        raise
-    await _forget(ctx, batch_id)
-    answer = json.loads(openai_line(result))
-    if result.status != "succeeded":
-        return _error_response(answer)
-    completion = answer["response"]["body"]
+    result = await answer(ctx, prompt_line(body, ctx), CHAT_COMPLETIONS)
+    completion = completion_body(result)
     if stream:
         return await send_events(
             request, completion_chunks(completion, include_usage=include_usage)
@@ -73,7 +57,27 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return web.json_response(completion)
 
 
-def _streaming(body: dict[str, Any]) -> tuple[bool, bool]:
+async def answer(ctx: ApiContext, line: PromptLine, endpoint: str) -> JobResult:
+    """The prompt's succeeded result, run as a batch of one through the workers; its
+    failure raised as the OpenAI error its error line carries, with its HTTP status."""
+    batch_id = f"{records.CHAT_ID_PREFIX}{secrets.token_hex(12)}"
+    timeout = ctx.settings.chat_timeout_seconds
+    window = f"{min(max(60, math.ceil(timeout)), LONGEST_WINDOW_SECONDS)}s"
+    await ctx.queue.enqueue([line], batch_id=batch_id, completion_window=window)
+    await records.save_extras(ctx.redis, batch_id, {"kind": "chat", "endpoint": endpoint},
+                              ctx.settings.result_ttl_seconds)  # fmt: skip
+    try:
+        result = await _wait_for_result(ctx, batch_id, timeout)
+    except BaseException:  # timed out, or the client went away: nothing more is sent
+        await asyncio.shield(_cancel_quietly(ctx, batch_id))
+        raise
+    await _forget(ctx, batch_id)
+    if result.status != "succeeded":
+        raise _failure(json.loads(openai_line(result)))
+    return result
+
+
+def streaming(body: dict[str, Any]) -> tuple[bool, bool]:
     """(stream?, include usage?) taken out of the body: a batch line may not stream."""
     stream = body.pop("stream", None)
     stream_options = body.pop("stream_options", None)
@@ -89,20 +93,22 @@ def _streaming(body: dict[str, Any]) -> tuple[bool, bool]:
     return bool(stream), bool((stream_options or {}).get("include_usage"))
 
 
-def _prompt_line(body: dict[str, Any], ctx: ApiContext) -> PromptLine:
+def prompt_line(body: dict[str, Any], ctx: ApiContext) -> PromptLine:
     """The request checked as a batch line; 400 (404 for an unknown model) if it is not one."""
     text = json.dumps({"custom_id": "chat", "method": "POST", "url": CHAT_COMPLETIONS,
                        "body": body})  # fmt: skip
     try:
         (line,) = parse_prompt_lines([text], source="the request",
                                      default_model=ctx.settings.default_model,
+                                     models=ctx.settings.model_map(),
                                      max_prompt_chars=ctx.settings.max_prompt_chars)  # fmt: skip
     except InputFileError as error:
-        raise _refusal([problem.reason for problem in error.problems]) from None
+        raise refusal([problem.reason for problem in error.problems]) from None
     return line
 
 
-def _refusal(reasons: list[str]) -> ApiError:
+def refusal(reasons: list[str]) -> ApiError:
+    """A request's problems as one OpenAI error: 404 for an unknown model, else 400."""
     first = reasons[0] if reasons else "the request holds no prompt"
     where, _, _ = first.partition(":")
     param = where.removeprefix("body.") if where.startswith("body.") else None
@@ -129,9 +135,8 @@ async def _wait_for_result(ctx: ApiContext, batch_id: str, timeout: float) -> Jo
                                code="server_error") from None  # fmt: skip
         left = deadline - loop.time()
         if left <= 0:
-            raise ApiError(504, f"No answer within {timeout:g} s (CHATGPTES_CHAT_TIMEOUT_SECONDS); "
-                           "the request was cancelled.", type=SERVER_ERROR,
-                           code="timeout")  # fmt: skip
+            raise timed_out(f"No answer within {timeout:g} s (CHATGPTES_CHAT_TIMEOUT_SECONDS); "
+                            "the request was cancelled.")  # fmt: skip
         await asyncio.sleep(min(delay, left))
         delay = min(delay * 1.5, MAX_POLL_SECONDS)
 
@@ -153,11 +158,13 @@ async def _forget(ctx: ApiContext, batch_id: str) -> None:
         await pipe.execute()
 
 
-def _error_response(answer: dict[str, Any]) -> web.Response:
-    """The error line's OpenAI error with its HTTP status."""
-    response = answer.get("response")
+def _failure(line: dict[str, Any]) -> ApiError:
+    """The error line's OpenAI error, with its HTTP status."""
+    response = line.get("response")
     if response is not None:
-        return web.json_response(response["body"], status=response["status_code"])
-    error = answer["error"]
+        error = response["body"]["error"]
+        return ApiError(response["status_code"], error["message"], type=error["type"],
+                        param=error.get("param"), code=error.get("code"))  # fmt: skip
+    error = line["error"]
     status, kind = BATCH_ERROR_STATUS.get(error["code"], (500, SERVER_ERROR))
-    return ApiError(status, error["message"], type=kind, code=error["code"]).response()
+    return ApiError(status, error["message"], type=kind, code=error["code"])

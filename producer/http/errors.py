@@ -27,6 +27,7 @@ class ApiError(Exception):
         type: str = INVALID_REQUEST,
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -34,6 +35,7 @@ class ApiError(Exception):
         self.type = type
         self.param = param
         self.code = code
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return {
@@ -46,7 +48,8 @@ class ApiError(Exception):
         }
 
     def response(self) -> web.Response:
-        return web.json_response(self.body(), status=self.status, dumps=_dumps)
+        return web.json_response(self.body(), status=self.status, dumps=_dumps,
+                                 headers=self.headers)  # fmt: skip
 
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> ApiError:
@@ -57,6 +60,13 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
 def not_found(message: str, param: str | None = None) -> ApiError:
     """404: an unknown file, batch or route."""
     return ApiError(404, message, param=param, code="not_found" if param is None else None)
+
+
+def timed_out(message: str) -> ApiError:
+    """504, which the SDKs would retry (twice, by default): told not to, as the wait was
+    already as long as the server allows (``x-should-retry`` is read by OpenAI's SDKs)."""
+    return ApiError(504, message, type=SERVER_ERROR, code="timeout",
+                    headers={"x-should-retry": "false"})  # fmt: skip
 
 
 def too_large(message: str) -> ApiError:

@@ -3,10 +3,13 @@
 A refusal (``ApiError``, or aiohttp's own 404/405/413) keeps its status. Redis out of
 reach is a 503 and is logged once, not per request, until Redis answers again. Any
 other failure is a 500 with a fixed message (the traceback goes to the log, never
-into the response).
+into the response). Every response carries an ``x-request-id`` header, as OpenAI's do
+(the SDKs show it as ``_request_id``); a logged failure names it.
 """
 
 from __future__ import annotations
+
+import secrets
 
 import structlog
 from aiohttp import web
@@ -24,6 +27,20 @@ from producer.http.settings import ApiSettings
 log = structlog.get_logger("chatgptes.api")
 
 HEALTH_PATH = "/healthz"  # the one route that needs no key: it tells only up or down
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("chatgptes_request_id", str)
+
+
+def request_id(request: web.Request) -> str:
+    """This request's ID (``req_…``), made on first use."""
+    found = request.get(REQUEST_ID)
+    if found is None:
+        found = request[REQUEST_ID] = f"req_{secrets.token_hex(16)}"
+    return found
+
+
+async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Sets ``x-request-id`` on every response, streamed ones too, before it is sent."""
+    response.headers["x-request-id"] = request_id(request)
 
 
 class RedisOutage:
@@ -70,7 +87,8 @@ def error_middleware(outage: RedisOutage) -> Middleware:
             meaning = explain(error).meaning
             return unavailable(f"The service's Redis {meaning}; try again shortly.").response()
         except Exception:
-            log.exception("api.request_failed", method=request.method, path=request.path)
+            log.exception("api.request_failed", method=request.method, path=request.path,
+                          request_id=request_id(request))  # fmt: skip
             if request.get(STREAMING):
                 raise
             return internal().response()

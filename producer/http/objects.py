@@ -2,7 +2,9 @@
 
 A batch that has ended names two files that are never stored: ``file-out-<batch>``
 (its output file: the prompts that succeeded) and ``file-err-<batch>`` (its error
-file: the rest). Their content is written from the batch's results when asked for.
+file: the rest). Their content is written from the batch's results when asked for
+(``producer.http.result_files``). So is ``file-in-<batch>``, the input file of a batch
+enqueued without one (by the CLI): its requests as OpenAI batch lines.
 """
 
 from __future__ import annotations
@@ -13,25 +15,27 @@ from typing import Any, Literal
 
 from contract.models import BatchStatus
 from contract.states import ENDED_BATCH_STATES
+from producer.formats import CHAT_COMPLETIONS
 from producer.http.files import StoredFile
 
-CHAT_COMPLETIONS = "/v1/chat/completions"
-OUTPUT_PREFIX, ERROR_PREFIX = "file-out-", "file-err-"
+INPUT_PREFIX, OUTPUT_PREFIX, ERROR_PREFIX = "file-in-", "file-out-", "file-err-"
 Half = Literal["output", "error"]
+Part = Literal["input", "output", "error"]
+_PREFIXES: dict[Part, str] = {"input": INPUT_PREFIX, "output": OUTPUT_PREFIX,
+                              "error": ERROR_PREFIX}  # fmt: skip
 # Our batch states in OpenAI's words: ours says "expiring" where OpenAI says "finalizing".
 OPENAI_STATUS = {"expiring": "finalizing"}
 
 
-def result_file_id(batch_id: str, half: Half) -> str:
-    return f"{OUTPUT_PREFIX if half == 'output' else ERROR_PREFIX}{batch_id}"
+def result_file_id(batch_id: str, part: Part) -> str:
+    return f"{_PREFIXES[part]}{batch_id}"
 
 
-def result_file_of(file_id: str) -> tuple[str, Half] | None:
-    """(batch ID, which half) of a virtual result file ID, or None for any other ID."""
-    if file_id.startswith(OUTPUT_PREFIX):
-        return file_id.removeprefix(OUTPUT_PREFIX), "output"
-    if file_id.startswith(ERROR_PREFIX):
-        return file_id.removeprefix(ERROR_PREFIX), "error"
+def batch_file_of(file_id: str) -> tuple[str, Part] | None:
+    """(batch ID, which part) of a file written from a batch, or None for any other ID."""
+    for part, prefix in _PREFIXES.items():
+        if file_id.startswith(prefix):
+            return file_id.removeprefix(prefix), part
     return None
 
 
@@ -58,16 +62,17 @@ def file_object(stored: StoredFile) -> dict[str, Any]:
     }
 
 
-def result_file_object(status: BatchStatus, half: Half, size: int) -> dict[str, Any]:
+def batch_file_object(status: BatchStatus, part: Part, size: int) -> dict[str, Any]:
+    """A file written from a batch: its input (``purpose: batch``), output or errors."""
     ended = status.completed_at or status.cancelled_at or status.expired_at or status.created_at
     return {
-        "id": result_file_id(status.batch_id, half),
+        "id": result_file_id(status.batch_id, part),
         "object": "file",
         "bytes": size,
-        "created_at": epoch(ended) or 0,
+        "created_at": epoch(status.created_at if part == "input" else ended) or 0,
         "expires_at": None,  # it goes when the batch's results do
-        "filename": f"{status.batch_id}_{half}.jsonl",
-        "purpose": "batch_output",
+        "filename": f"{status.batch_id}_{part}.jsonl",
+        "purpose": "batch" if part == "input" else "batch_output",
         "status": "processed",
         "status_details": None,
     }
@@ -79,9 +84,23 @@ def request_counts(status: BatchStatus) -> dict[str, int]:
             "failed": status.failed + status.cancelled}  # fmt: skip
 
 
-def batch_object(status: BatchStatus, extras: Mapping[str, str]) -> dict[str, Any]:
+def usage_object(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    """A batch's ``usage``: what its succeeded prompts would have cost at OpenAI."""
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+def batch_object(
+    status: BatchStatus, extras: Mapping[str, str], usage: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``Batch`` object; ``extras`` is what the API kept beside the batch (its input
-    file, endpoint), empty for a batch enqueued another way."""
+    file, endpoint, model), empty for a batch enqueued another way; ``usage`` its token
+    counts once it has ended."""
     ended = has_result_files(status)
     output = result_file_id(status.batch_id, "output") if ended and status.succeeded else None
     errors = status.failed + status.cancelled
@@ -94,7 +113,7 @@ def batch_object(status: BatchStatus, extras: Mapping[str, str]) -> dict[str, An
         "object": "batch",
         "endpoint": extras.get("endpoint", CHAT_COMPLETIONS),
         "errors": _errors(status.errors),
-        "input_file_id": extras.get("input_file_id", ""),
+        "input_file_id": extras.get("input_file_id") or result_file_id(status.batch_id, "input"),
         "completion_window": status.completion_window,
         "status": OPENAI_STATUS.get(status.state, status.state),
         "output_file_id": output,
@@ -110,6 +129,8 @@ def batch_object(status: BatchStatus, extras: Mapping[str, str]) -> dict[str, An
         "cancelled_at": epoch(status.cancelled_at),
         "request_counts": request_counts(status),
         "metadata": dict(status.metadata),
+        "model": extras.get("model"),
+        "usage": dict(usage) if usage is not None else None,
     }
 
 

@@ -6,9 +6,10 @@ the shared queue settings (the server enqueues into the same Redis and queue).
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from contract.config import QueueSettings
+from producer.http.auth import project_and_key
 
 MIB = 1024 * 1024
 
@@ -25,8 +26,9 @@ class ApiSettings(QueueSettings):
 
     api_keys: SecretStr = Field(
         SecretStr(""),
-        description="Comma-separated keys clients send as 'Authorization: Bearer <key>'; "
-        "with none, serve runs only on a loopback address.",
+        description="Comma-separated keys clients send as 'Authorization: Bearer <key>', each "
+        "'project:key' or a bare key (project 'default'); with none, serve runs only on a "
+        "loopback address.",
     )
     file_ttl_seconds: int = Field(
         7 * 24 * 3600,
@@ -39,10 +41,19 @@ class ApiSettings(QueueSettings):
         description="How long POST /v1/chat/completions waits for its answer (504 after).",
     )
 
+    @field_validator("api_keys")
+    @classmethod
+    def _entries_with_projects(cls, keys: SecretStr) -> SecretStr:
+        for number, entry in enumerate(_entries(keys), start=1):
+            try:
+                project_and_key(entry)
+            except ValueError as error:
+                raise ValueError(f"entry {number}: {error}") from None  # never the key itself
+        return keys
+
     def api_key_list(self) -> tuple[str, ...]:
-        """The configured keys, blanks dropped."""
-        keys = (key.strip() for key in self.api_keys.get_secret_value().split(","))
-        return tuple(key for key in keys if key)
+        """The configured entries (``project:key`` or a bare key), blanks dropped."""
+        return _entries(self.api_keys)
 
     def describe(self) -> dict[str, str]:
         """Every setting with its value; the API keys are never shown, only counted."""
@@ -55,3 +66,8 @@ class ApiSettings(QueueSettings):
         """Largest JSON request body read: one prompt of ``max_prompt_chars`` characters, each
         as long as its longest JSON escape (12 bytes), plus 1 MiB for the rest."""
         return 12 * self.max_prompt_chars + MIB
+
+
+def _entries(keys: SecretStr) -> tuple[str, ...]:
+    stripped = (entry.strip() for entry in keys.get_secret_value().split(","))
+    return tuple(entry for entry in stripped if entry)

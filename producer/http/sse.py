@@ -1,10 +1,15 @@
-"""A chat completion sent as server-sent events of ``chat.completion.chunk`` objects.
+"""An answer sent as server-sent events: a chat completion's chunks, a response's events.
 
 The worker stores each answer whole, so nothing arrives early to stream: once the
 answer is in, it is cut into a few pieces at word boundaries and sent as OpenAI
-streams one (a role chunk, the content chunks, a ``finish_reason`` chunk, a usage
-chunk if ``stream_options.include_usage`` asked for it, then ``data: [DONE]``), which
-is what the SDK's stream reader expects.
+streams one, which is what the SDKs' stream readers expect:
+
+- a chat completion: ``chat.completion.chunk`` objects (a role chunk, the content
+  chunks, a ``finish_reason`` chunk, a usage chunk if ``stream_options.include_usage``
+  asked for it), then ``data: [DONE]``;
+- a response (``/v1/responses``): named events, ``response.created`` …
+  ``response.output_text.delta`` … ``response.completed`` (or ``response.incomplete``),
+  each with its ``sequence_number``.
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ def _chunk(
         "object": "chat.completion.chunk",
         "created": completion["created"],
         "model": completion["model"],
-        "system_fingerprint": None,
+        "system_fingerprint": completion.get("system_fingerprint"),
+        "service_tier": completion.get("service_tier"),
         "choices": choices,
     }
     if usage:
@@ -71,7 +77,35 @@ def _choice(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
     return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
 
-async def send_events(request: web.Request, chunks: list[dict[str, Any]]) -> web.StreamResponse:
+def response_events(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The events that add up to ``response`` (a ``response`` object with one message)."""
+    message = response["output"][0]
+    text = message["content"][0]["text"]
+    ids = {"item_id": message["id"], "output_index": 0, "content_index": 0}
+    running = {**response, "status": "in_progress", "output": [], "usage": None,
+               "incomplete_details": None}  # fmt: skip
+    empty_part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": running},
+        {"type": "response.in_progress", "response": running},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**message, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.added", **ids, "part": empty_part},
+        *({"type": "response.output_text.delta", **ids, "delta": piece, "logprobs": []}
+          for piece in split_text(text)),
+        {"type": "response.output_text.done", **ids, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **ids, "part": message["content"][0]},
+        {"type": "response.output_item.done", "output_index": 0, "item": message},
+        {"type": f"response.{response['status']}", "response": response},
+    ]  # fmt: skip
+    return [{**event, "sequence_number": n} for n, event in enumerate(events)]
+
+
+async def send_events(
+    request: web.Request, chunks: list[dict[str, Any]], *, named: bool = False
+) -> web.StreamResponse:
+    """Sends ``chunks`` as events: ``named`` ones (``event: <type>``, the Responses API's
+    way), else data only and a closing ``data: [DONE]`` (chat completions')."""
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
@@ -79,7 +113,9 @@ async def send_events(request: web.Request, chunks: list[dict[str, Any]]) -> web
     request[STREAMING] = True
     for chunk in chunks:
         data = json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
-        await response.write(f"data: {data}\n\n".encode())
-    await response.write(b"data: [DONE]\n\n")
+        event = f"event: {chunk['type']}\n" if named else ""
+        await response.write(f"{event}data: {data}\n\n".encode())
+    if not named:
+        await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response

@@ -1,28 +1,27 @@
-"""An upload to ``POST /v1/files``: its multipart form read within limits, its lines validated.
+"""An upload to ``POST /v1/files``: its multipart form read within limits, into Redis.
 
-The size limit is enforced before and while reading: a ``Content-Length`` over it is
-refused unread, and reading stops as soon as the file part passes it, so an upload
-never costs more memory than the limit. A file is accepted only if every line is a
-valid prompt (``producer.inputs.parse_prompt_lines``); otherwise the refusal names
-the first few bad lines and nothing is stored.
+The file part is written to Redis as it arrives (``producer.http.files.StagedFile``),
+so an upload costs the server a megabyte or so whatever its size. The size limit is
+enforced before and while reading: a ``Content-Length`` over it is refused unread, and
+reading stops as soon as the file part passes it. The file's lines are not checked
+here: as at OpenAI, an upload is stored as it is, and a batch made from it fails
+listing its bad lines (``producer.http.batch_routes`` checks them then). A body that is not a
+readable multipart form is a 400 naming what is wrong, never a 500.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, web
 
 from producer.http.errors import ApiError, invalid, too_large
+from producer.http.files import StagedFile
 from producer.http.settings import ApiSettings
-from producer.inputs import InputFileError, PromptLine, parse_prompt_lines
 
 MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and the small fields beside the file
 FIELD_LIMIT = 1024
-SHOWN_PROBLEMS = 5
+READ_BYTES = 64 * 1024
 PURPOSE = "batch"
 ANCHOR, SECONDS = "expires_after[anchor]", "expires_after[seconds]"
 SMALL_FIELDS = frozenset({"purpose", ANCHOR, SECONDS})
@@ -32,26 +31,46 @@ EXPIRES_AFTER_RANGE = (3600, 30 * 24 * 3600)  # OpenAI's: one hour to 30 days
 @dataclass(frozen=True)
 class Upload:
     filename: str
-    data: bytes
+    purpose: str
     ttl_seconds: int
 
 
-async def read_upload(request: web.Request, settings: ApiSettings) -> Upload:
-    """The file and its fields; 413 over ``max_input_bytes``, 400 for a bad form."""
+async def read_upload(request: web.Request, settings: ApiSettings, staged: StagedFile) -> Upload:
+    """The form's fields, its file written to ``staged``; 413 over ``max_input_bytes``, 400
+    for a bad form."""
     limit = settings.max_input_bytes
     if request.content_length is not None and request.content_length > limit + MULTIPART_SLACK:
         raise _too_large(limit, request.content_length)
     if request.content_type != "multipart/form-data":
         raise invalid("Upload a file as multipart/form-data with the fields 'file' and "
                       "'purpose'.", param="file")  # fmt: skip
+    try:
+        fields, filename = await _read_form(request, limit, staged)
+    except (ValueError, AssertionError, LookupError) as error:  # aiohttp's words for a bad form
+        raise invalid(f"The multipart form could not be read: {str(error)[:200]}.",
+                      code="invalid_multipart") from None  # fmt: skip
+    if "purpose" not in fields:
+        raise invalid("Missing required parameter: 'purpose'.", param="purpose",
+                      code="missing_required_parameter")  # fmt: skip
+    _check_purpose(fields["purpose"])
+    if filename is None:
+        raise invalid("Missing required parameter: 'file'.", param="file",
+                      code="missing_required_parameter")  # fmt: skip
+    return Upload(filename, fields["purpose"], _ttl(fields, settings.file_ttl_seconds))
+
+
+async def _read_form(
+    request: web.Request, limit: int, staged: StagedFile
+) -> tuple[dict[str, str], str | None]:
     reader = await request.multipart()
     fields: dict[str, str] = {}
-    file: tuple[str, bytes] | None = None
+    filename: str | None = None
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader) or part.name is None:
             raise invalid("a nested or unnamed multipart part is not a form field")
-        if part.name == "file" and file is None:
-            file = (part.filename or "upload.jsonl")[:255], await _read(part, limit)
+        if part.name == "file" and filename is None:
+            filename = (part.filename or "upload.jsonl")[:255]
+            await _write(part, limit, staged)
         elif part.name in SMALL_FIELDS and part.name not in fields:
             fields[part.name] = (await _read(part, FIELD_LIMIT)).decode(errors="replace")
             if part.name == "purpose":
@@ -59,24 +78,24 @@ async def read_upload(request: web.Request, settings: ApiSettings) -> Upload:
         else:
             raise invalid(f"Unrecognized request argument supplied: {part.name}",
                           param=part.name, code="unknown_parameter")  # fmt: skip
-    if "purpose" not in fields:
-        raise invalid("Missing required parameter: 'purpose'.", param="purpose",
-                      code="missing_required_parameter")  # fmt: skip
-    if file is None:
-        raise invalid("Missing required parameter: 'file'.", param="file",
-                      code="missing_required_parameter")  # fmt: skip
-    return Upload(file[0], file[1], _ttl(fields, settings.file_ttl_seconds))
+    return fields, filename
+
+
+async def _write(part: BodyPartReader, limit: int, staged: StagedFile) -> None:
+    """The file part into ``staged``, refused (413) as soon as it passes ``limit``."""
+    while piece := await part.read_chunk(READ_BYTES):
+        if staged.size + len(piece) > limit:
+            raise _too_large(limit, None)
+        await staged.write(piece)
 
 
 async def _read(part: BodyPartReader, limit: int) -> bytes:
-    """The part's bytes, refused (413) as soon as they pass ``limit``: never more is read."""
+    """A small field's bytes, refused as soon as they pass ``limit``: never more is read."""
     pieces: list[bytes] = []
     size = 0
-    while piece := await part.read_chunk(64 * 1024):
+    while piece := await part.read_chunk(READ_BYTES):
         size += len(piece)
         if size > limit:
-            if part.name == "file":
-                raise _too_large(limit, None)
             raise invalid(f"the field {part.name!r} is longer than {limit} bytes", param=part.name)
         pieces.append(piece)
     return b"".join(pieces)
@@ -110,45 +129,3 @@ def _too_large(limit: int, size: int | None) -> ApiError:
         f"{what}; the limit is {limit:,} bytes (CHATGPTES_MAX_INPUT_BYTES). "
         "Split the file into smaller batches."
     )
-
-
-async def prompt_lines(data: bytes, source: str, settings: ApiSettings) -> list[PromptLine]:
-    """Every prompt of a JSONL file, or ``InputFileError`` listing every bad line.
-
-    Parsed in a thread: a big file does not stop the server answering meanwhile.
-    """
-    return await asyncio.to_thread(
-        parse_prompt_lines, _decoded_lines(data), source=source,
-        default_model=settings.default_model, max_prompt_chars=settings.max_prompt_chars,
-    )  # fmt: skip
-
-
-async def count_prompts(upload: Upload, settings: ApiSettings) -> int:
-    """How many prompts the file holds; 400 naming the first bad lines if any line is bad."""
-    try:
-        lines = await prompt_lines(upload.data, upload.filename, settings)
-    except InputFileError as error:
-        raise invalid(refusal(upload.filename, error), param="file",
-                      code="invalid_file_format") from None  # fmt: skip
-    return len(lines)
-
-
-def refusal(filename: str, error: InputFileError) -> str:
-    """The first few problems of a refused file, for an error message."""
-    if not error.problems:
-        return f"{error}; nothing was stored"
-    bad_lines = len({problem.line_number for problem in error.problems})
-    shown = "; ".join(f"line {p.line_number}: {p.reason}"
-                      for p in error.problems[:SHOWN_PROBLEMS])  # fmt: skip
-    more = len(error.problems) - SHOWN_PROBLEMS
-    return (
-        f"{filename} is not a valid batch input file ({bad_lines} bad "
-        f"line{'' if bad_lines == 1 else 's'}; nothing was stored): {shown}"
-        + (f"; and {more} more problem{'' if more == 1 else 's'}" if more > 0 else "")
-    )
-
-
-def _decoded_lines(data: bytes) -> Iterator[str]:
-    # As producer.inputs reads a file: split at \n, a bad byte kept for its line's refusal.
-    for raw in io.BytesIO(data):
-        yield raw.decode("utf-8", "surrogateescape")

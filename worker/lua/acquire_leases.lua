@@ -8,7 +8,8 @@
   leases are for
 
   Returns {n, then n times (identity, token, is_probe), then why not more, how long
-  until that may change (ms), then (batch ID, why) for each batch asked about that
+  until that may change (ms; for a full fleet: until its first lease expires, unless a
+  release frees a slot before), then (batch ID, why) for each batch asked about that
   was stopped}. Why not more: ready, fleet_full, cooling, probing, proxy_full, rate,
   or no_identity (the pool is empty: its registration vanished).
 ]]
@@ -64,7 +65,9 @@ out[1] = granted
 local reason, wait = 'ready', 0
 if granted < want then
   if room <= granted then
-    reason, wait = 'fleet_full', 25
+    -- Until the first lease of the fleet expires: if its holder died, a call then reaps it.
+    local first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')[2]
+    reason, wait = 'fleet_full', math.max((tonumber(first) or now) - now + 5, 1)
   else
     local nxt = redis.call('ZRANGE', LATER, 0, 0, 'WITHSCORES')
     if nxt[1] then

@@ -1,11 +1,13 @@
 """Who may see the console: a signed sign-in cookie or a Bearer key, and the cross-site checks.
 
-The console takes the API's keys (``CHATGPTES_API_KEYS``). Signing in with one sets a
-cookie (``HttpOnly``, ``SameSite=Strict``, ``Secure`` over HTTPS) that holds no key,
-only a fingerprint of it, signed and dated by ``itsdangerous`` under a secret derived
-from the configured keys: a key removed from the settings ends its sessions, and so
-does a restart with other keys. Scripts may send ``Authorization: Bearer <key>``
-instead. With no key configured (a loopback server), the console is open, as the API.
+The console takes the API's keys (``CHATGPTES_API_KEYS``) and, as the API, shows a
+visitor their key's project only (``team-a:sk-…``; a bare key is project ``default``).
+Signing in with a key sets a cookie (``HttpOnly``, ``SameSite=Strict``, ``Secure`` over
+HTTPS) that holds no key, only a fingerprint of it, signed and dated by
+``itsdangerous`` under a secret derived from the configured keys: a key removed from
+the settings ends its sessions, and so does a restart with other keys. Scripts may
+send ``Authorization: Bearer <key>`` instead. With no key configured (a loopback
+server), the console is open, as the API, on project ``default``.
 
 A form that changes something (sign-out, cancel, retry) carries a token tied to the
 session and is refused from another origin (``Origin``, ``Sec-Fetch-Site``): a page
@@ -25,7 +27,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from producer.http.auth import Gate, bearer_token
+from contract.keys import DEFAULT_PROJECT
+from producer.http.auth import Gate, bearer_token, project_and_key
 
 COOKIE = "chatgptes_console"
 SESSION_SECONDS = 12 * 3600
@@ -41,7 +44,7 @@ def fingerprint(key: str) -> str:
 class Visitor:
     """Who is asking: signed in (by cookie or Bearer key), or the open console's guest."""
 
-    key_fingerprint: str  # "" on an open console
+    project: str  # whose batches it sees
     session: str  # the cookie's value ("" by Bearer key or on an open console)
 
     @property
@@ -50,22 +53,25 @@ class Visitor:
 
 
 class ConsoleAccess:
-    def __init__(self, keys: Sequence[str], gate: Gate, *, open_without_keys: bool) -> None:
+    def __init__(self, entries: Sequence[str], gate: Gate, *, open_without_keys: bool) -> None:
+        """``entries``: ``CHATGPTES_API_KEYS``'s, ``project:key`` or a bare key."""
         self.gate = gate
-        self.open = not keys and open_without_keys
-        self._fingerprints = {fingerprint(key) for key in keys}
+        self.open = not entries and open_without_keys
+        pairs = [project_and_key(entry) for entry in entries]
+        self._projects = {fingerprint(key): project for project, key in pairs}
         # Derived from every key: nothing to configure, and the same in every replica.
-        material = "\n".join(sorted(keys)).encode() if keys else secrets.token_bytes(32)
+        material = "\n".join(sorted(entries)).encode() if entries else secrets.token_bytes(32)
         self._secret = hmac.new(b"chatgptes console", material, hashlib.sha256).digest()
         self._cookies = URLSafeTimedSerializer(self._secret, salt="console-session")
 
     def visitor(self, request: web.Request) -> Visitor | None:
         """The visitor if signed in (or the console is open), else None."""
         if self.open:
-            return Visitor("", "")
+            return Visitor(DEFAULT_PROJECT, "")
         token = bearer_token(request)
         if token is not None:
-            return Visitor(fingerprint(token), "") if self.gate.accepts(token) else None
+            project = self.gate.project_of(token)
+            return Visitor(project, "") if project is not None else None
         session = request.cookies.get(COOKIE, "")
         if not session:
             return None
@@ -73,13 +79,13 @@ class ConsoleAccess:
             found = self._cookies.loads(session, max_age=SESSION_SECONDS)
         except BadSignature:  # forged, altered or expired
             return None
-        if not isinstance(found, str) or found not in self._fingerprints:
+        if not isinstance(found, str) or found not in self._projects:
             return None  # its key is no longer configured
-        return Visitor(found, session)
+        return Visitor(self._projects[found], session)
 
     def sign_in(self, response: web.StreamResponse, key: str, *, secure: bool) -> bool:
         """Sets the session cookie if ``key`` is one of the keys; False if not."""
-        if not self.gate.accepts(key):
+        if self.gate.project_of(key) is None:
             return False
         response.set_cookie(
             COOKIE, self._cookies.dumps(fingerprint(key)), max_age=SESSION_SECONDS,

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from contract.models import BatchStatus
 from contract.retrying import TRANSIENT
-from producer.http import records
+from producer.http import records, result_files
 from producer.http.console.access import CSRF_FIELD, Visitor
 from producer.http.console.charts import throughput_chart
 from producer.http.console.reads import (
@@ -32,8 +32,7 @@ from producer.http.console.reads import (
 )
 from producer.http.console.state import CONSOLE, ConsoleState
 from producer.http.context import context_of
-from producer.http.objects import has_result_files
-from producer.http.outputs import result_pieces
+from producer.http.objects import Part
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -43,6 +42,7 @@ LIST_LOOKS_AT = 200  # the newest batches the list looks at
 STATES = ("", "in_progress", "completed", "failed", "cancelled", "expired")
 CANCELLABLE = ("validating", "in_progress")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+PARTS: dict[str, Part] = {"output": "output", "errors": "error"}  # the path's name → the file
 
 Handler = Callable[[web.Request, Visitor], Awaitable[web.StreamResponse]]
 
@@ -99,9 +99,9 @@ def signed_in(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamR
 # -- the fleet -------------------------------------------------------------------------
 
 
-async def _fleet_context(request: web.Request) -> dict[str, Any]:
+async def _fleet_context(request: web.Request, visitor: Visitor) -> dict[str, Any]:
     started = time.perf_counter()
-    view = await read_fleet(context_of(request).redis)
+    view = await read_fleet(context_of(request).redis, visitor.project)
     return {"view": view, "chart": throughput_chart(view.throughput),
             "read_ms": (time.perf_counter() - started) * 1000}  # fmt: skip
 
@@ -109,26 +109,25 @@ async def _fleet_context(request: web.Request) -> dict[str, Any]:
 @signed_in
 async def fleet(request: web.Request, visitor: Visitor) -> web.StreamResponse:
     return render(request, "fleet.html", title="Fleet", section="fleet", visitor=visitor,
-                  **await _fleet_context(request))  # fmt: skip
+                  **await _fleet_context(request, visitor))  # fmt: skip
 
 
 @signed_in
 async def fleet_live(request: web.Request, visitor: Visitor) -> web.StreamResponse:
-    return render(request, "fleet_live.html", visitor=visitor, **await _fleet_context(request))
+    return render(request, "fleet_live.html", visitor=visitor,
+                  **await _fleet_context(request, visitor))  # fmt: skip
 
 
 # -- the batches -----------------------------------------------------------------------
 
 
-async def _batches_context(request: web.Request) -> dict[str, Any]:
+async def _batches_context(request: web.Request, visitor: Visitor) -> dict[str, Any]:
     ctx = context_of(request)
     state = request.query.get("state", "")
-    recent = await ctx.queue.batches(LIST_LOOKS_AT)
-    extras = await records.extras_of(ctx.redis, [b.batch_id for b in recent])
-    shown = [
-        b for b, extra in zip(recent, extras, strict=True)
-        if records.shown(b.batch_id, extra) and (not state or b.state == state)
-    ]  # fmt: skip
+    found = await records.batch_page(ctx.redis, ctx.queue.store, visitor.project,
+                                     limit=LIST_LOOKS_AT, after=None)  # fmt: skip
+    recent = found[0] if found is not None else []
+    shown = [status for status, _ in recent if not state or status.state == state]
     return {"batches": shown, "state": state if state in STATES else "", "states": STATES,
             "looked_at": LIST_LOOKS_AT}  # fmt: skip
 
@@ -136,21 +135,31 @@ async def _batches_context(request: web.Request) -> dict[str, Any]:
 @signed_in
 async def batches(request: web.Request, visitor: Visitor) -> web.StreamResponse:
     return render(request, "batches.html", title="Batches", section="batches", visitor=visitor,
-                  **await _batches_context(request))  # fmt: skip
+                  **await _batches_context(request, visitor))  # fmt: skip
 
 
 @signed_in
 async def batches_live(request: web.Request, visitor: Visitor) -> web.StreamResponse:
     return render(request, "batches_live.html", visitor=visitor,
-                  **await _batches_context(request))  # fmt: skip
+                  **await _batches_context(request, visitor))  # fmt: skip
 
 
-async def _batch(request: web.Request) -> BatchStatus | None:
+async def _batch(request: web.Request, visitor: Visitor) -> BatchStatus | None:
+    """The batch the path names, if the visitor's project may see it."""
+    found = await _batch_and_extras(request, visitor)
+    return found[0] if found is not None else None
+
+
+async def _batch_and_extras(
+    request: web.Request, visitor: Visitor
+) -> tuple[BatchStatus, records.Extras] | None:
     ctx = context_of(request)
     batch_id = request.match_info["batch_id"]
     status = await ctx.queue.store.status(batch_id)
     (extras,) = await records.extras_of(ctx.redis, [batch_id])
-    return status if status is not None and records.shown(batch_id, extras) else None
+    if status is None or not records.shown(batch_id, extras, visitor.project):
+        return None
+    return status, extras
 
 
 def _no_batch(request: web.Request, visitor: Visitor) -> web.Response:
@@ -159,12 +168,13 @@ def _no_batch(request: web.Request, visitor: Visitor) -> web.Response:
                   "or its records expired).")  # fmt: skip
 
 
-async def _batch_context(request: web.Request, status: BatchStatus) -> dict[str, Any]:
+async def _batch_context(
+    request: web.Request, status: BatchStatus, extras: records.Extras
+) -> dict[str, Any]:
     queue = context_of(request).queue
-    ended = has_result_files(status)
-    files = [("output", "Download output file")] if ended and status.succeeded else []
-    if ended and status.failed + status.cancelled:
-        files.append(("errors", "Download error file"))
+    labels = {"output": "Download output file", "errors": "Download error file"}
+    files = [(name, label) for name, label in labels.items()
+             if result_files.has_part(status, extras, PARTS[name])]  # fmt: skip
     moments = [(name.removesuffix("_at").replace("_", " "), getattr(status, name))
                for name in ("created_at", "in_progress_at", "expires_at", "cancelling_at",
                             "expiring_at", "completed_at", "failed_at", "expired_at",
@@ -177,9 +187,10 @@ async def _batch_context(request: web.Request, status: BatchStatus) -> dict[str,
 
 @signed_in
 async def batch(request: web.Request, visitor: Visitor) -> web.StreamResponse:
-    status = await _batch(request)
-    if status is None:
+    found = await _batch_and_extras(request, visitor)
+    if found is None:
         return _no_batch(request, visitor)
+    status, extras = found
     queue = context_of(request).queue
     query = request.query.get("q", "").strip()
     if query:
@@ -189,16 +200,16 @@ async def batch(request: web.Request, visitor: Visitor) -> web.StreamResponse:
         page = await results_page(queue, status, start)
     return render(request, "batch.html", title=f"Batch {status.batch_id}", section="batches",
                   visitor=visitor, page=page, page_size=RESULTS_PAGE,
-                  **await _batch_context(request, status))  # fmt: skip
+                  **await _batch_context(request, status, extras))  # fmt: skip
 
 
 @signed_in
 async def batch_live(request: web.Request, visitor: Visitor) -> web.StreamResponse:
-    status = await _batch(request)
-    if status is None:
+    found = await _batch_and_extras(request, visitor)
+    if found is None:
         return _no_batch(request, visitor)
     return render(request, "batch_live.html", visitor=visitor,
-                  **await _batch_context(request, status))  # fmt: skip
+                  **await _batch_context(request, *found))  # fmt: skip
 
 
 async def _form_checked(request: web.Request, visitor: Visitor) -> None:
@@ -210,7 +221,7 @@ async def _form_checked(request: web.Request, visitor: Visitor) -> None:
 @signed_in
 async def cancel(request: web.Request, visitor: Visitor) -> web.StreamResponse:
     await _form_checked(request, visitor)
-    status = await _batch(request)
+    status = await _batch(request, visitor)
     if status is None:
         return _no_batch(request, visitor)
     if status.state in CANCELLABLE:
@@ -221,7 +232,7 @@ async def cancel(request: web.Request, visitor: Visitor) -> web.StreamResponse:
 @signed_in
 async def retry(request: web.Request, visitor: Visitor) -> web.StreamResponse:
     await _form_checked(request, visitor)
-    status = await _batch(request)
+    status = await _batch(request, visitor)
     if status is None:
         return _no_batch(request, visitor)
     if status.done and status.state != "failed":
@@ -231,19 +242,20 @@ async def retry(request: web.Request, visitor: Visitor) -> web.StreamResponse:
 
 @signed_in
 async def download(request: web.Request, visitor: Visitor) -> web.StreamResponse:
-    """The batch's output (succeeded prompts) or error file, as OpenAI's result lines."""
-    status = await _batch(request)
-    if status is None or not has_result_files(status):
+    """The batch's output (succeeded prompts) or error file, as the API writes them."""
+    found = await _batch_and_extras(request, visitor)
+    part = PARTS[request.match_info["half"]]
+    if found is None or not result_files.has_part(*found, part):
         return _no_batch(request, visitor)
-    half = "output" if request.match_info["half"] == "output" else "error"
-    name = SAFE_NAME.sub("_", f"{status.batch_id}_{half}.jsonl")
+    status, extras = found
+    name = SAFE_NAME.sub("_", f"{status.batch_id}_{part}.jsonl")
     response = web.StreamResponse(headers={
         "Content-Type": "application/jsonl",
         "Content-Disposition": f'attachment; filename="{name}"',
     })  # fmt: skip
     secured(response)
     await response.prepare(request)
-    async for piece in result_pieces(context_of(request).queue, status.batch_id, half):
+    async for piece in result_files.pieces(context_of(request), status, extras, part):
         await response.write(piece)
     await response.write_eof()
     return response

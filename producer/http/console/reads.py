@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
 
@@ -34,6 +34,7 @@ from producer.fleet import (
     workers,
     worst_first,
 )
+from producer.http import records
 
 SHOWN_IDENTITIES = 15
 GRID_LETTERS = {"ready": "r", "full": "f", "probing": "p", "cooling": "c"}
@@ -65,7 +66,8 @@ class FleetView:
         return sum(1 for w in self.workers if w.alive)
 
 
-async def read_fleet(redis: Redis) -> FleetView:
+async def read_fleet(redis: Redis, project: str) -> FleetView:
+    """The fleet (shared by every project), and the webhook events of ``project``'s batches."""
     at = time.time()
     now_ms = await redis_now_ms(redis)  # one clock reading for the identities and the workers
     names = [keys.decoded(raw) for raw in await redis.zrange(keys.identities_known(), 0, -1)]
@@ -80,8 +82,25 @@ async def read_fleet(redis: Redis) -> FleetView:
         worst=[i for i in worst_first(found)[:SHOWN_IDENTITIES] if i.state != "ready"],
         workers=await workers(redis, now_ms=now_ms),
         throughput=await read_throughput(redis, at),
-        outbox=await read_outbox(redis, int(at * 1000)),
+        outbox=await _projects_events(redis, await read_outbox(redis, int(at * 1000)), project),
     )
+
+
+async def _projects_events(redis: Redis, outbox: OutboxState, project: str) -> OutboxState:
+    """The outbox with only the events of ``project``'s batches listed (all are counted)."""
+    listed = [*outbox.next_pending, *outbox.last_failed]
+    if not listed:
+        return outbox
+    extras = dict(
+        zip(
+            [e.batch_id for e in listed],
+            await records.extras_of(redis, [e.batch_id for e in listed]),
+            strict=True,
+        )
+    )
+    mine = [e for e in listed if records.project_of(extras[e.batch_id]) == project]
+    return replace(outbox, next_pending=[e for e in outbox.next_pending if e in mine],
+                   last_failed=[e for e in outbox.last_failed if e in mine])  # fmt: skip
 
 
 @dataclass(frozen=True)

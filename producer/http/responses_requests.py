@@ -1,0 +1,163 @@
+"""A Responses API request (``/v1/responses``) as the chat completions request it comes to.
+
+The queue runs chat prompts, so a Responses request is translated once, on the way
+in, and then checked exactly as a chat request or batch line (``producer.inputs``,
+``producer.params``):
+
+- ``input``: a string is one user message; a list holds messages (``{"role",
+  "content"}``, with or without ``"type": "message"``) whose content is a string or
+  ``input_text`` / ``output_text`` parts;
+  ``instructions`` comes first, as a system message;
+- ``max_output_tokens`` is ``max_completion_tokens``; ``text.format`` is
+  ``response_format`` (``text``, ``json_object``, or ``json_schema`` with its ``name``,
+  ``schema``, ``strict`` beside ``type``, as the Responses API spells it);
+  ``reasoning.effort`` is ``reasoning_effort``; ``temperature``, ``top_p``, ``user``,
+  ``metadata``, ``store``, ``service_tier``, ``tools``, ``tool_choice``,
+  ``parallel_tool_calls``, ``top_logprobs`` pass as they are, to the same policy;
+- refused, saying why: ``previous_response_id`` and ``conversation`` (nothing is kept
+  between requests), ``background``, ``prompt``, input items that are not messages
+  (tool calls and their outputs, reasoning items, references), images and files.
+
+``ResponsesRequest`` keeps what the response object echoes (``instructions``,
+``max_output_tokens``, ``text``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from producer.params import json_type, shown
+
+_STATELESS = "not supported: chatgpt.es keeps no conversation between requests; send the " \
+    "whole conversation in 'input'"  # fmt: skip
+REFUSED: dict[str, str] = {
+    "previous_response_id": _STATELESS,
+    "conversation": _STATELESS,
+    "background": "not supported: a response is answered while the request waits",
+    "prompt": "not supported: there are no stored prompt templates here",
+    "max_tool_calls": "not supported: chatgpt.es cannot call tools",
+}
+PASSED = frozenset({"temperature", "top_p", "user", "metadata", "store", "service_tier",
+                    "tools", "tool_choice", "parallel_tool_calls", "top_logprobs"})  # fmt: skip
+IGNORED = frozenset({"include", "truncation", "prompt_cache_key", "safety_identifier",
+                     "stream_options"})  # fmt: skip
+KNOWN = frozenset({"model", "input", "instructions", "max_output_tokens", "text", "reasoning",
+                   "stream"}) | PASSED | IGNORED | frozenset(REFUSED)  # fmt: skip
+_ROLES = frozenset({"system", "developer", "user", "assistant"})
+_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
+
+
+@dataclass
+class ResponsesRequest:
+    """A Responses request translated: the chat body, or why it cannot be one."""
+
+    chat_body: dict[str, Any] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+    echoed: dict[str, Any] = field(default_factory=dict)  # what the response object repeats
+
+
+def translate(body: dict[str, Any]) -> ResponsesRequest:
+    """The chat completions body a Responses ``body`` comes to (``stream`` left out)."""
+    request = ResponsesRequest()
+    chat = request.chat_body
+    reasons = request.reasons
+    for name, value in body.items():
+        if value is None or name in ("input", "instructions", "stream") or name in IGNORED:
+            continue
+        if name not in KNOWN:
+            reasons.append(f"{name}: Unrecognized request argument supplied: {name}")
+        elif name in REFUSED:
+            reasons.append(f"{name}: {REFUSED[name]}")
+        elif name == "model":
+            chat["model"] = value
+        elif name == "max_output_tokens":
+            chat["max_completion_tokens"] = value
+        elif name == "text":
+            _text(value, request)
+        elif name == "reasoning":
+            effort = value.get("effort") if isinstance(value, dict) else None
+            if effort is not None:
+                chat["reasoning_effort"] = effort
+        elif name == "tools" and value == []:
+            continue  # no tools is no tools
+        else:
+            chat[name] = value
+    chat["messages"] = _messages(body.get("instructions"), body.get("input"), reasons)
+    request.echoed = {
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "metadata": body.get("metadata") or {},
+        "temperature": body.get("temperature", 1.0),
+        "top_p": body.get("top_p", 1.0),
+        "text": {"format": (body.get("text") or {}).get("format") or {"type": "text"}},
+        "user": body.get("user"),
+    }
+    return request
+
+
+def _text(value: Any, request: ResponsesRequest) -> None:
+    fmt = value.get("format") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or (fmt is not None and not isinstance(fmt, dict)):
+        request.reasons.append(f"text: must be an object with a 'format' object, got "
+                               f"{json_type(value)}")  # fmt: skip
+        return
+    if fmt is None or fmt.get("type") == "text":
+        return
+    if fmt.get("type") == "json_schema":  # the Responses API keeps name and schema beside type
+        spec = {key: fmt[key] for key in ("name", "schema", "strict", "description") if key in fmt}
+        extra = {key: fmt[key] for key in fmt if key not in spec and key != "type"}
+        request.chat_body["response_format"] = {"type": "json_schema", "json_schema": spec,
+                                                **extra}  # fmt: skip
+    else:
+        request.chat_body["response_format"] = dict(fmt)
+
+
+def _messages(instructions: Any, given: Any, reasons: list[str]) -> Any:
+    messages: list[Any] = []
+    if instructions is not None:
+        if isinstance(instructions, str) and instructions.strip():
+            messages.append({"role": "system", "content": instructions})
+        else:
+            reasons.append(f"instructions: must be a non-empty string, got {shown(instructions)}")
+    if isinstance(given, str):
+        messages.append({"role": "user", "content": given})
+    elif isinstance(given, list) and given:
+        for index, item in enumerate(given):
+            message = _message(item, f"input[{index}]", reasons)
+            if message is not None:
+                messages.append(message)
+    else:
+        got = "missing" if given is None else f"got {json_type(given)}"
+        reasons.append(f"input: must be a string or a non-empty list of messages; {got}")
+    return messages
+
+
+def _message(item: Any, where: str, reasons: list[str]) -> dict[str, Any] | None:
+    if not isinstance(item, dict):
+        reasons.append(f"{where}: must be a message object, got {json_type(item)}")
+        return None
+    kind = item.get("type", "message")
+    if kind != "message":
+        reasons.append(f"{where}.type: {shown(kind)} items are not supported: only messages "
+                       "are (chatgpt.es cannot call tools or keep reasoning)")  # fmt: skip
+        return None
+    role = item.get("role")
+    if role not in _ROLES:
+        reasons.append(f"{where}.role: {shown(role)} is not one of "
+                       f"{', '.join(sorted(_ROLES))}")  # fmt: skip
+        return None
+    content = item.get("content")
+    if isinstance(content, list):
+        content = [_part(part) for part in content]
+    return {"role": role, "content": content}
+
+
+def _part(part: Any) -> Any:
+    """A Responses content part as a chat one (text stays text; others are named so the
+    chat checks refuse them in their words)."""
+    if isinstance(part, dict) and part.get("type") in _TEXT_PARTS:
+        return {"type": "text", "text": part.get("text")}
+    if isinstance(part, dict) and part.get("type") in ("input_image", "input_file"):
+        return {"type": "image_url" if part["type"] == "input_image" else part["type"]}
+    return part

@@ -1,0 +1,34 @@
+--[[
+  One heartbeat of a worker, in one call: its leases and its chunk claims renewed (each
+  renewal saying what was lost, see renewals.lua), and its line in the registry of
+  workers that ``workers`` and ``top`` read. Nothing else.
+
+  KEYS: see policy.lua (1-20), then KEYS[21] the queue, KEYS[22] the registry of workers,
+  KEYS[23] this worker's report
+  ARGV[1] lease ttl (ms), ARGV[2] policy keys' ttl (ms), ARGV[3] chunk claim ttl (ms),
+  ARGV[4] arq's in-progress key prefix, ARGV[5] how long a report lives (ms), ARGV[6]
+  this worker's ID, ARGV[7] how many lease tokens are probes', ARGV[8] how many lease
+  tokens, ARGV[9] how many chunk claims, ARGV[10] how many report fields; then the
+  lease tokens (the probes' first), the (chunk ID, token) pairs, the (field, value)
+  pairs of the report
+
+  Returns {the chunk IDs lost, the lease tokens lost}.
+]]
+--- @include "policy"
+--- @include "renewals"
+local QUEUE, WORKERS, REPORT = KEYS[21], KEYS[22], KEYS[23]
+redis.call('PEXPIRE', LEASES, ARGV[2])  -- the first write grows no memory: see renewals.lua
+local leases, chunks, fields = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local first_lease, first_chunk = 11, 11 + leases
+local first_field = first_chunk + 2 * chunks
+local lost_leases = renew_lease_tokens(tonumber(ARGV[1]), first_lease, tonumber(ARGV[7]), leases)
+local lost_chunks = renew_chunk_claims(QUEUE, ARGV[3], ARGV[4], first_chunk, chunks)
+local report_ttl = tonumber(ARGV[5])
+if fields > 0 then
+  redis.call('HSET', REPORT, unpack(ARGV, first_field, first_field + 2 * fields - 1))
+end
+redis.call('PEXPIRE', REPORT, report_ttl)
+redis.call('ZADD', WORKERS, now, ARGV[6])
+redis.call('ZREMRANGEBYSCORE', WORKERS, '-inf', now - report_ttl)
+redis.call('PEXPIRE', WORKERS, report_ttl)  -- the last worker gone, the registry goes too
+return {lost_chunks, lost_leases}
