@@ -236,6 +236,8 @@ def expire(tmp: Path, big: int, small: int) -> dict[str, Any]:
         simulator_process(tmp, "--latency", "fixed:200") as (sim, _),
         workers(2, worker_env(url, sim["url"], **SETTINGS), tmp) as fleet,
     ):
+        client.config_set("slowlog-log-slower-than", 50_000)  # µs: what stalled Redis
+        client.slowlog_reset()
         began = time.monotonic()
         big_id = enqueue(url, big, "big")
         enqueued = time.monotonic() - began
@@ -243,6 +245,7 @@ def expire(tmp: Path, big: int, small: int) -> dict[str, Any]:
         now_ms = int(time.time() * 1000)
         client.hset(keys.batch_meta(big_id), "expires_ms", now_ms)
         client.zadd(keys.batch_deadlines(), {big_id: now_ms})
+        window_ended_at = time.strftime("%H:%M:%S", time.gmtime(now_ms / 1000))
         started = time.monotonic()
         small_id = enqueue(url, small, "small")
         wait_until(lambda: status(url, small_id).done, timeout=900, what="the small batch")
@@ -254,6 +257,10 @@ def expire(tmp: Path, big: int, small: int) -> dict[str, Any]:
         site = http_json(sim["stats_url"])
         logs = "".join(path.read_text() for path in tmp.glob("worker-*.log"))
         alive = sum(process.poll() is None for process in fleet.processes)
+        slow = [(round(entry["duration"] / 1000), entry["command"].split(b" ")[0].decode())
+                for entry in client.slowlog_get(10)]  # fmt: skip
+        lapses_at = [line[:400] for line in logs.splitlines()
+                     if '"heartbeat.missed"' in line or '"chunks.lost"' in line]  # fmt: skip
     lapses = {name: logs.count(f'"{name}"') for name in
               ("chunks.lost", "leases.lost", "heartbeat.missed")}  # fmt: skip
     return {"big_prompts": big, "small_prompts": small,
@@ -264,7 +271,9 @@ def expire(tmp: Path, big: int, small: int) -> dict[str, Any]:
             "big_answered": big_final.succeeded, "small_succeeded": small_final.succeeded,
             "claims_lost_or_beats_missed": lapses,
             "answered_twice_at_the_site": site["answered_duplicates"],
-            "workers_alive_after": alive}  # fmt: skip
+            "workers_alive_after": alive, "redis_slowest_ms": slow,
+            "window_ended_at_utc": window_ended_at,
+            "lapse_lines": lapses_at}  # fmt: skip
 
 
 def main() -> None:

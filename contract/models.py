@@ -100,12 +100,6 @@ class RequestParams(BaseModel):
         """Whether the answer must be one JSON object (JSON mode, or a schema)."""
         return self.json_object or self.json_schema is not None
 
-    def finish_reason(self, usage: Usage | None) -> FinishReason:
-        """``length`` when the answer fills ``max_tokens`` (it was cut there), else ``stop``."""
-        if self.max_tokens is not None and usage is not None:
-            return "length" if usage.completion_tokens >= self.max_tokens else "stop"
-        return "stop"
-
 
 NO_PARAMS = RequestParams()
 
@@ -243,7 +237,9 @@ class JobResult(BaseModel):
         attempts: int = 0,
         started_at: datetime | None = None,
         usage: Usage | None = None,
+        cut: bool = False,
     ) -> JobResult:
+        """``cut``: the answer was cut at ``max_tokens`` (finish_reason ``length``)."""
         return cls(
             job_id=request.job_id,
             batch_id=request.batch_id,
@@ -257,7 +253,7 @@ class JobResult(BaseModel):
             started_at=started_at,
             finished_at=utc_now(),
             usage=usage,
-            finish_reason=request.params.finish_reason(usage) if status == "succeeded" else None,
+            finish_reason=("length" if cut else "stop") if status == "succeeded" else None,
         )
 
 

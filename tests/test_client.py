@@ -51,7 +51,7 @@ async def site(**options: object) -> AsyncIterator[tuple[object, ChatGptEsClient
 
 async def exchange(client: ChatGptEsClient, identity: Identity = DIRECT, messages=HELLO) -> str:
     session = await client.handshake(identity)
-    return await client.ask(identity, session, messages, "gpt-4o")
+    return (await client.ask(identity, session, messages, "gpt-4o")).text
 
 
 @pytest.mark.parametrize("markup", ["data-attrs", "hidden-inputs", "script-var", "json-blob"])
@@ -179,7 +179,7 @@ async def test_fifty_concurrent_exchanges_overlap() -> None:
         prompts = [(Message(role="user", content=f"prompt {n}"),) for n in range(50)]
         answers = await asyncio.gather(*(client.ask(DIRECT, session, p, "gpt-4o") for p in prompts))
         stats = sim.stats.snapshot()
-    assert [a.rsplit(" ", 1)[-1] for a in answers] == [str(n) for n in range(50)]
+    assert [a.text.rsplit(" ", 1)[-1] for a in answers] == [str(n) for n in range(50)]
     assert stats["inflight_max"] > 1
     assert stats["requests"]["ajax"] == 50
 
@@ -205,7 +205,7 @@ async def test_one_connection_pool_serves_many_identities_through_a_gateway() ->
 async def test_the_site_is_asked_for_json_and_the_object_is_kept() -> None:
     async with site() as (_sim, client):
         session = await client.handshake(DIRECT)
-        answer = await client.ask(
+        answer, _ = await client.ask(
             DIRECT, session, HELLO, "gpt-4o", RequestParams(json_object=True, stop=("zzz",))
         )
     # The simulator answers 'Echo: {"echo": <message>}' when asked for a JSON object.
@@ -216,5 +216,7 @@ async def test_the_site_is_asked_for_json_and_the_object_is_kept() -> None:
 async def test_a_stop_sequence_cuts_the_answer() -> None:
     async with site() as (_sim, client):
         session = await client.handshake(DIRECT)
-        answer = await client.ask(DIRECT, session, HELLO, "gpt-4o", RequestParams(stop=("Hello",)))
+        answer, _ = await client.ask(
+            DIRECT, session, HELLO, "gpt-4o", RequestParams(stop=("Hello",))
+        )
     assert answer.startswith("Echo: Your default language") and answer.endswith("User input: ")

@@ -818,7 +818,7 @@ async def test_an_answer_cut_at_max_tokens_finishes_with_length(
                 created = await store.created_at(batch_id)
                 if created is not None and (await store.raw_results(batch_id, [0]))[0] is None:
                     (request,) = await store.requests(batch_id, [0], created)
-                    result = JobResult.for_request(request, status="succeeded", content="a b",
+                    result = JobResult.for_request(request, status="succeeded", content="a b", cut=True,
                                                    usage=Usage(completion_tokens=2))  # fmt: skip
                     await store.ledger.save_results([result])
             await asyncio.sleep(0.01)

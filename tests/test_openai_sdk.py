@@ -210,6 +210,8 @@ def test_structured_outputs_and_length_as_sdk_code_asks_them(sdk_with_workers: O
         client.chat.completions.create(model="gpt-4o", messages=ask, response_format=fmt)
     assert off_schema.value.code == "json_output_invalid"
     assert "does not match" in off_schema.value.message
+    # Final: the worker spent the prompt's budget already, so the SDK sends it no more.
+    assert off_schema.value.response.headers["x-should-retry"] == "false"
 
 
 def test_the_responses_api_as_sdk_code_calls_it(sdk_with_workers: OpenAI) -> None:

@@ -4,7 +4,7 @@ import re
 import pytest
 from pydantic import BaseModel
 
-from contract.models import Message, RequestParams, Usage, check_model
+from contract.models import JobResult, Message, PromptRequest, RequestParams, check_model, utc_now
 from worker import tokens
 from worker.errors import AnswerNotJson, AnswerOffSchema
 from worker.prompt import (
@@ -84,7 +84,7 @@ def test_json_mode_asks_for_one_json_object_after_the_messages() -> None:
 def test_stop_cuts_the_answer_before_the_first_stop_sequence(
     answer: str, stop: tuple[str, ...], shaped: str
 ) -> None:
-    assert shape_answer(answer, RequestParams(stop=stop)) == shaped
+    assert shape_answer(answer, RequestParams(stop=stop)).text == shaped
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,7 @@ def test_stop_cuts_the_answer_before_the_first_stop_sequence(
     ],
 )
 def test_json_mode_keeps_the_json_object_the_answer_holds(answer: str, kept: str) -> None:
-    assert shape_answer(answer, RequestParams(json_object=True)) == kept
+    assert shape_answer(answer, RequestParams(json_object=True)).text == kept
 
 
 @pytest.mark.parametrize("answer", ["I cannot do that", "[1, 2]", '"a string"', "{not: json}", ""])
@@ -108,7 +108,7 @@ def test_json_mode_refuses_an_answer_without_a_json_object(answer: str) -> None:
 
 def test_stop_applies_before_the_json_check() -> None:
     params = RequestParams(stop=("###",), json_object=True)
-    assert shape_answer('{"a": 1}### and {"b": 2}', params) == '{"a": 1}'
+    assert shape_answer('{"a": 1}### and {"b": 2}', params).text == '{"a": 1}'
 
 
 # --- structured outputs and max_tokens -----------------------------------------------------
@@ -133,7 +133,7 @@ def test_a_schema_is_sent_after_the_messages() -> None:
 def test_an_answer_matching_the_schema_is_kept() -> None:
     params = RequestParams(json_schema=PERSON)
     answer = 'Here: {"name": "Ada", "age": 36}'
-    assert shape_answer(answer, params) == '{"name": "Ada", "age": 36}'
+    assert shape_answer(answer, params).text == '{"name": "Ada", "age": 36}'
 
 
 @pytest.mark.parametrize(
@@ -170,22 +170,32 @@ def test_pydantic_schemas_with_refs_are_followed() -> None:
 @pytest.mark.parametrize("limit", [1, 2, 5, 17])
 def test_max_tokens_cuts_the_answer_at_that_many_tokens(model: str, limit: int) -> None:
     answer = "Héllo wörld, ünïcödé 😀 — a longer answer than any of the limits asked for here."
-    shaped = shape_answer(answer, RequestParams(max_tokens=limit), model)
-    assert answer.startswith(shaped) and shaped != answer
+    shaped, cut = shape_answer(answer, RequestParams(max_tokens=limit), model)
+    assert answer.startswith(shaped) and shaped != answer and cut
     assert 0 < tokens.count(shaped, model) <= limit
-    assert shape_answer("Hi", RequestParams(max_tokens=limit), model) == "Hi"
+    assert shape_answer("Hi", RequestParams(max_tokens=limit), model) == ("Hi", False)
 
 
 def test_max_tokens_cuts_after_the_json_is_taken() -> None:
     params = RequestParams(json_object=True, max_tokens=3)
-    shaped = shape_answer('Echo: {"echo": "a long echoed message"}', params)
-    assert shaped.startswith("{") and tokens.count(shaped, "gpt-4o") <= 3
+    shaped, cut = shape_answer('Echo: {"echo": "a long echoed message"}', params)
+    assert shaped.startswith("{") and tokens.count(shaped, "gpt-4o") <= 3 and cut
 
 
-def test_finish_reason_is_length_when_the_answer_fills_max_tokens() -> None:
-    assert RequestParams(max_tokens=5).finish_reason(Usage(completion_tokens=5)) == "length"
-    assert RequestParams(max_tokens=5).finish_reason(Usage(completion_tokens=4)) == "stop"
-    assert RequestParams().finish_reason(Usage(completion_tokens=500)) == "stop"
+def test_finish_reason_is_length_when_max_tokens_cut_the_answer() -> None:
+    request = PromptRequest(
+        job_id="b.0", batch_id="b", custom_id="c", index=0, model="gpt-4o",
+        messages=(Message(role="user", content="x"),), enqueued_at=utc_now(),
+        params=RequestParams(max_tokens=5),
+    )  # fmt: skip
+    cut = JobResult.for_request(request, status="succeeded", content="a b", cut=True)
+    whole = JobResult.for_request(request, status="succeeded", content="a b")
+    failed = JobResult.for_request(request, status="failed")
+    assert (cut.finish_reason, whole.finish_reason, failed.finish_reason) == (
+        "length",
+        "stop",
+        None,
+    )
 
 
 def test_tokens_are_counted_with_the_encoding_of_the_models_family() -> None:

@@ -23,7 +23,7 @@ from contract.models import NO_PARAMS, Message, RequestParams, check_model
 from contract.redaction import redact_text
 from worker.errors import ProxyFault, UnknownModel, UpstreamError, UpstreamHiccup, UpstreamTimeout
 from worker.page import parse_page
-from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, format_prompt, shape_answer
+from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, Shaped, format_prompt, shape_answer
 from worker.proxies import Identity
 from worker.replies import Answer, Outcome, classify_reply
 from worker.sessions import SiteSession
@@ -83,7 +83,7 @@ class ChatGptEsClient:
         messages: Sequence[Message],
         model: str,
         params: RequestParams = NO_PARAMS,
-    ) -> str:
+    ) -> Shaped:
         """POSTs one prompt and returns the answer text, shaped by ``params`` (stop, JSON
         mode, a schema, max_tokens), or raises the typed UpstreamError."""
         try:

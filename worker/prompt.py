@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
@@ -63,9 +63,16 @@ def format_prompt(
     return f"{text}\n\n{JSON_INSTRUCTION}" if params.json_object else text
 
 
+class Shaped(NamedTuple):
+    """An answer as the request asked for it, and whether ``max_tokens`` cut it."""
+
+    text: str
+    cut: bool = False  # OpenAI's finish_reason "length"
+
+
 def shape_answer(
     answer: str, params: RequestParams = NO_PARAMS, model: str = DEFAULT_MODEL_FOR_TOKENS
-) -> str:
+) -> Shaped:
     """The answer cut before the first stop sequence; in JSON mode, its JSON object; then
     at most ``max_tokens`` tokens of it (counted with ``model``'s encoding).
 
@@ -82,8 +89,8 @@ def shape_answer(
         if params.json_schema is not None:
             check_schema(value, params.json_schema)
     if params.max_tokens is not None:
-        answer = tokens.cut(answer, params.max_tokens, model)
-    return answer
+        return Shaped(*tokens.cut(answer, params.max_tokens, model))
+    return Shaped(answer)
 
 
 def json_object_in(answer: str) -> tuple[str, dict[str, Any]]:

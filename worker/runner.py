@@ -40,6 +40,7 @@ from worker.errors import SessionStale, UpstreamError, Verdict
 from worker.leases import Lease
 from worker.lifecycle import Lifecycle
 from worker.metrics import WorkerMetrics
+from worker.prompt import Shaped
 from worker.sessions import SessionCache, SiteSession
 from worker.tokens import usage_of
 
@@ -176,13 +177,14 @@ class PromptRunner:
             return JobResult.for_request(
                 request,
                 status="succeeded",
-                content=answer,
+                content=answer.text,
                 attempts=attempts.total + 1,
                 started_at=started,
-                usage=usage_of(request, answer),
+                usage=usage_of(request, answer.text),
+                cut=answer.cut,
             )
 
-    async def _exchange(self, lease: Lease, request: PromptRequest, chunk: ChunkHold) -> str:
+    async def _exchange(self, lease: Lease, request: PromptRequest, chunk: ChunkHold) -> Shaped:
         identity = lease.identity
         session = await self.sessions.get(identity.name, lambda: self._handshake(lease, chunk))
         if not (chunk.claim.valid() and lease.claim.valid()):

@@ -50,8 +50,9 @@ def count(text: str, model: str) -> int:
     return len(_encoding(model).encode(text))
 
 
-def cut(text: str, max_tokens: int, model: str) -> str:
-    """``text`` cut after its first ``max_tokens`` tokens (whole if it is no longer).
+def cut(text: str, max_tokens: int, model: str) -> tuple[str, bool]:
+    """``text`` cut after its first ``max_tokens`` tokens (whole if it is no longer), and
+    whether it was cut.
 
     A character split between two tokens is left out, and the cut text counts at most
     ``max_tokens`` tokens when encoded again.
@@ -59,11 +60,11 @@ def cut(text: str, max_tokens: int, model: str) -> str:
     encoding = _encoding(model)
     tokens = encoding.encode(text)
     if len(tokens) <= max_tokens:
-        return text
+        return text, False
     kept = encoding.decode_bytes(tokens[:max_tokens]).decode("utf-8", "ignore")
     while kept and len(encoding.encode(kept)) > max_tokens:  # BPE may merge differently
         kept = kept[:-1]
-    return kept
+    return kept, True
 
 
 def usage_of(request: PromptRequest, answer: str) -> Usage:

@@ -159,12 +159,19 @@ async def _forget(ctx: ApiContext, batch_id: str) -> None:
 
 
 def _failure(line: dict[str, Any]) -> ApiError:
-    """The error line's OpenAI error, with its HTTP status."""
+    """The error line's OpenAI error, with its HTTP status. A 5xx is final here (the worker
+    spent the prompt's retry budget already): the SDKs are told not to send it again."""
     response = line.get("response")
     if response is not None:
         error = response["body"]["error"]
-        return ApiError(response["status_code"], error["message"], type=error["type"],
-                        param=error.get("param"), code=error.get("code"))  # fmt: skip
+        status = response["status_code"]
+        return ApiError(status, error["message"], type=error["type"], param=error.get("param"),
+                        code=error.get("code"), headers=_no_retry(status))  # fmt: skip
     error = line["error"]
     status, kind = BATCH_ERROR_STATUS.get(error["code"], (500, SERVER_ERROR))
-    return ApiError(status, error["message"], type=kind, code=error["code"])
+    return ApiError(status, error["message"], type=kind, code=error["code"],
+                    headers=_no_retry(status))  # fmt: skip
+
+
+def _no_retry(status: int) -> dict[str, str] | None:
+    return {"x-should-retry": "false"} if status >= 500 else None
