@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/chatgptes demo
 
-# A redis-server of the tests' own on a free port (see .ci/with-redis), never the shared 6379.
+# A redis-server of the tests' own on a free port (see .ci/with-redis), never the shared 6379;
+# Debian's chromium for the console's browser tests (see .ci/need-chromium).
 test: venv
+	.ci/need-chromium
 	.ci/with-redis $(BIN)/pytest -q -m "not chaos"
 
 # What the queue survives: killed workers, a Redis restart, the site's faults (a few minutes).
@@ -36,6 +38,7 @@ bench: venv
 	$(BIN)/python bench/bench_recovery.py --prompts 300 --scenarios kill,freeze,renewal --frozen 5
 	$(BIN)/python bench/bench_waiting.py --seconds 5
 	$(BIN)/python bench/bench_api.py --runs 2 --upload-mb 5 --uploads 2
+	$(BIN)/python bench/bench_console.py --identities 2000 --batches 40 --runs 5
 
 lint: venv
 	$(BIN)/ruff check .

@@ -51,8 +51,8 @@ LAZY_COMMANDS = {
                            "queue, in flight, jobs done, last seen."),
     "top": LazyCommand("chatgptes.top:top", "Watch the fleet live: batches (rates, ETAs), "
                        "workers, identities, errors."),
-    "serve": LazyCommand("chatgptes.serve:serve", "Serve the OpenAI-compatible API: /v1/files, "
-                         "/v1/batches, /v1/chat/completions."),
+    "serve": LazyCommand("chatgptes.serve:serve", "Serve the OpenAI-compatible API (/v1/files, "
+                         "/v1/batches, /v1/chat/completions) and the web console (/)."),
     "sim": LazyCommand("simulator.cli:sim",
                        "Run the offline stand-in for chatgpt.es (and proxies in front of it)."),
 }  # fmt: skip

@@ -15,21 +15,7 @@ import click
 
 from chatgptes.running import EXIT_ERROR, echo_json, fail, printable, run_with_queue
 from contract.models import BatchStatus
-
-
-def duration(seconds: float) -> str:
-    """A short human duration: 45s, 2m 13s, 1h 05m, 3d 04h."""
-    whole = max(0, round(seconds))
-    minutes, secs = divmod(whole, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours:02d}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
+from producer.fleet import duration
 
 
 def age(status: BatchStatus, now: datetime) -> str:

@@ -4,8 +4,9 @@ A frame is one ``FleetSnapshot``, read by ``read_snapshot`` from the registries 
 workers and producers keep, never a keyspace scan, in a fixed number of round trips
 whatever the fleet's size: the newest batches (registry, one pipeline), their count,
 the workers (registry, clock, one pipeline), every identity's state (registry, clock,
-one pipeline of one HMGET per attribute), the fleet's counters (one HGETALL) and
-whether Redis refuses writes (INFO).
+one pipeline of one HMGET per attribute), the fleet's counters (one HGETALL),
+whether Redis refuses writes (INFO) and the webhook outbox (one pipeline, and one more
+when it holds events).
 ``render`` turns the snapshots read so far into a rich renderable and reads nothing
 else, so it is tested with plain data.
 
@@ -37,6 +38,7 @@ from rich.text import Text
 from chatgptes.fleet_view import duration
 from chatgptes.running import printable, run_with_queue
 from contract.models import BatchStatus
+from contract.outbox import OutboxState, read_outbox
 from contract.redis_errors import explain
 from contract.retrying import TRANSIENT
 from producer.api import BatchQueue
@@ -72,6 +74,7 @@ class FleetSnapshot:
     pool: PoolCensus
     events: dict[str, int]  # the fleet's counters: error:<Type>, waited_for_capacity[:<why>]
     read_seconds: float = 0.0
+    outbox: OutboxState | None = None  # the webhook events not delivered yet, and given up
     refusing: str | None = None  # why Redis refuses writes now, if it does
 
 
@@ -90,6 +93,7 @@ async def read_snapshot(queue: BatchQueue, *, limit: int = 20) -> FleetSnapshot:
     found = await workers(queue.redis)
     pool = await pool_census(queue.redis, shown=SHOWN_IDENTITIES)
     events = await policy_events(queue.redis)
+    outbox = await read_outbox(queue.redis, int(at * 1000), shown=1)
     refusing = await writes_refused(queue.redis)
     return FleetSnapshot(
         at=at,
@@ -99,6 +103,7 @@ async def read_snapshot(queue: BatchQueue, *, limit: int = 20) -> FleetSnapshot:
         pool=pool,
         events=events,
         read_seconds=time.perf_counter() - started,
+        outbox=outbox,
         refusing=refusing,
     )
 
@@ -227,6 +232,7 @@ def render(frames: Sequence[FleetSnapshot], *, interval: float | None = None) ->
     return Group(
         _header(now, interval),
         pool_summary(now.pool),  # near the top: a short terminal still shows it
+        *webhooks_summary(now.outbox, now.at),
         Text(""),
         _batches(now, base(frames, RATE_WINDOW)),
         # Side by side where the terminal is wide enough, one under the other elsewhere.
@@ -359,6 +365,28 @@ def pool_summary(pool: PoolCensus) -> Text:
         summary.append(f"{count:,} {state}", style=STATE_STYLES.get(state, ""))
     summary.append(f"; {pool.in_flight:,}/{pool.capacity:,} in flight")
     return summary
+
+
+def webhooks_summary(outbox: OutboxState | None, now: float) -> list[Text]:
+    """``webhooks: 2 pending (the next in 4s, attempt 3: HTTP 503), 1 given up``; nothing
+    when there is nothing to tell."""
+    if outbox is None or not (outbox.pending or outbox.failed):
+        return []
+    line = _bold_label(Text("webhooks: "))
+    line.append(f"{outbox.pending:,} pending", style="yellow" if outbox.pending else "")
+    if outbox.next_pending:
+        event = outbox.next_pending[0]
+        due = max(0.0, event.at_ms / 1000 - now)
+        line.append(f" (the next {'now' if due < 1 else 'in ' + duration(due)}")
+        if event.attempts:
+            line.append(f", {event.attempts} failed: {printable(event.last_error)}")
+        line.append(")")
+    if outbox.failed:
+        line.append(", ")
+        line.append(f"{outbox.failed:,} given up", style="red")
+    if outbox.pending and not outbox.deliverers:
+        line.append("; no worker delivers them (CHATGPTES_WEBHOOK_URLS unset?)", style="dim")
+    return [line]
 
 
 def _identities(pool: PoolCensus) -> RenderableType:

@@ -26,6 +26,7 @@ from contract import keys
 from contract.chunks import ChunkQueue, arq_job, chunk_size_for, chunked
 from contract.ledger import PromptLedger, state_keys
 from contract.models import BatchStatus, ChunkPayload, PromptRequest, iso_now, parse_timestamp
+from contract.outbox import EVENT_KEEP_SECONDS, event_keys, new_event_id
 from contract.scripts import ScriptBook
 from contract.states import CODE, FINAL_STATES, PROMPT_STATES
 from contract.stopping import BatchStopper
@@ -92,13 +93,6 @@ def _status(batch_id: str, meta: list[Any], raw_counts: list[Any]) -> BatchStatu
     )
 
 
-def _register(pipe: Any, batch_id: str, now_ms: int, ttl: int) -> None:
-    """Lists the batch in the registry that ``batches`` and ``top`` read (kept as long)."""
-    pipe.zadd(keys.batches_created(), {batch_id: now_ms})
-    pipe.zremrangebyscore(keys.batches_created(), "-inf", now_ms - ttl * 1000)
-    pipe.expire(keys.batches_created(), ttl)
-
-
 class BatchStore:
     def __init__(self, redis: Redis, *, queue_name: str, ttl_seconds: int) -> None:
         self.redis = redis
@@ -111,7 +105,7 @@ class BatchStore:
             redis,
             "contract",
             ["claim_batch", "stage_requests", "stage_chunks", "publish_batch", "release_batch",
-             "requeue_failed"],
+             "requeue_failed", "record_failed"],
         )  # fmt: skip
 
     async def state(self, batch_id: str) -> str | None:
@@ -196,19 +190,19 @@ class BatchStore:
 
     async def record_failed(
         self, batch_id: str, meta: dict[str, str], errors: Sequence[dict[str, object]]
-    ) -> None:
-        """A batch whose input was refused: nothing to run, its errors kept (``failed``)."""
-        now = iso_now()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*keys.batch_keys(batch_id))
-            pipe.hset(
-                keys.batch_meta(batch_id),
-                mapping={**meta, "total": "0", "state": "failed", "failed_at": now,
-                         "errors": json.dumps(list(errors))},
-            )  # fmt: skip
-            pipe.expire(keys.batch_meta(batch_id), self.ttl)
-            _register(pipe, batch_id, int(time.time() * 1000), self.ttl)
-            await pipe.execute()
+    ) -> bool:
+        """A batch whose input was refused: nothing to run, its errors kept (``failed``), and
+        its ``batch.failed`` event written in the same step. False if it was already."""
+        record = {**meta, "errors": json.dumps(list(errors))}
+        event_id = new_event_id(batch_id)
+        others = [key for key in keys.batch_keys(batch_id) if key != keys.batch_meta(batch_id)]
+        recorded = await self.scripts.run(
+            "record_failed",
+            [keys.batch_meta(batch_id), keys.batches_created(), *event_keys(event_id), *others],
+            [batch_id, self.ttl, iso_now(), int(time.time() * 1000), event_id,
+             EVENT_KEEP_SECONDS, *(item for pair in record.items() for item in pair)],
+        )  # fmt: skip
+        return bool(recorded)
 
     async def status(self, batch_id: str) -> BatchStatus | None:
         (found,) = await self.statuses([batch_id])

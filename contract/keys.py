@@ -5,7 +5,11 @@ hash tag, so that every script touches keys of one slot and declares them all:
 
 - ``{<batch_id>}``: one batch's record, requests, results, job states and counts;
 - ``{policy}``: the fleet's shared policy (leases, identities, sessions, cancels);
-- ``{fleet}``: the registries of workers and batches that ``top`` reads.
+- ``{fleet}``: the registries of workers and batches that ``top`` reads;
+- ``{webhooks}``: the outbox of batch-end events and their deliveries.
+
+The scripts that end a batch also write its event to the outbox, in the same step
+(keys of two slots, all declared; Redis Cluster is not supported: see the README).
 
 arq keeps its queue, job and in-progress keys under its own ``arq:`` names; they
 are built here too, so that nothing else spells them out.
@@ -237,3 +241,35 @@ def files_created(project: str = DEFAULT_PROJECT) -> str:
 def batch_deadlines() -> str:
     """Sorted set: batch ID → when its completion window ends (ms), for the expiry sweep."""
     return f"{FLEET}deadlines"
+
+
+# Webhooks: the events that tell a batch ended, until a worker delivered them.
+WEBHOOKS = f"{PREFIX}{{webhooks}}:"
+
+
+def webhook_outbox() -> str:
+    """Sorted set: event ID → when (ms) its next delivery attempt is due (while a worker
+    delivers it: when that worker's claim lapses)."""
+    return f"{WEBHOOKS}outbox"
+
+
+def webhook_event(event_id: str) -> str:
+    """Hash: one event: its body as sent, batch, type, attempts, the URLs done, the
+    claim's token, the last error; expires (deleted once delivered everywhere)."""
+    return f"{WEBHOOKS}event:{event_id}"
+
+
+def webhook_failed() -> str:
+    """Sorted set: event ID → when (ms) its delivery was given up (the newest kept)."""
+    return f"{WEBHOOKS}failed"
+
+
+def webhook_deliverers() -> str:
+    """Sorted set: worker ID → when (ms) it last looked for events to deliver."""
+    return f"{WEBHOOKS}deliverers"
+
+
+def throughput() -> str:
+    """Hash: ``<interval start (s)>|<what>`` → prompts the fleet finished in that interval
+    (succeeded, failed, cancelled, error:<Type>); intervals older than an hour are dropped."""
+    return f"{FLEET}throughput"

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from contract import keys
 from contract.models import JobResult, PromptRequest, iso_now, parse_timestamp
+from contract.outbox import EVENT_KEEP_SECONDS, event_keys, new_event_id
 from contract.scripts import ScriptBook
 from contract.states import CODE, PROMPT_STATES
 
@@ -99,19 +100,22 @@ class PromptLedger:
             by_batch.setdefault(result.batch_id, []).append(result)
         if not by_batch:
             return 0
-        now = iso_now()
+        now, now_ms = iso_now(), int(time.time() * 1000)
 
         def build(pipe: object) -> None:
             for batch_id, batch_results in by_batch.items():
-                args: list[str | int] = [self.ttl, now, SETTLE_FROM[only_queued]]
+                # Used only if this call ends the batch: its end and its event, one step.
+                event_id = new_event_id(batch_id)
+                args: list[str | int] = [self.ttl, now, SETTLE_FROM[only_queued], batch_id,
+                                         event_id, now_ms, EVENT_KEEP_SECONDS]  # fmt: skip
                 for result in batch_results:
                     index = int(result.job_id.rpartition(".")[2])
                     args += [index, CODE[result.status], result.model_dump_json()]
-                keys_ = [*state_keys(batch_id), *keys.batch_keys(batch_id)]
+                keys_ = [*state_keys(batch_id), *event_keys(event_id), *keys.batch_keys(batch_id)]
                 self.scripts.queue(pipe, "save_results", keys_, args)
 
         replies = await self.scripts.pipelined(build)
-        return sum(int(saved) for saved, _ in replies)
+        return sum(int(saved) for saved, *_ in replies)
 
     async def mark(self, batch_id: str, indices: Iterable[int], state: str) -> int:
         """Moves unsettled prompts between queued, running and waiting."""

@@ -18,6 +18,23 @@ from redis.asyncio import Redis
 from contract import keys
 
 IDENTITY_STATES = ("ready", "full", "probing", "cooling")
+
+
+def duration(seconds: float) -> str:
+    """A short human duration: 45s, 2m 13s, 1h 05m, 3d 04h."""
+    whole = max(0, round(seconds))
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
 _FIELDS = ("cap", "inflight", "penalty", "cooldown", "reason", "probe", "latency", "ok", "failed")
 
 
@@ -118,10 +135,14 @@ async def redis_now_ms(redis: Redis) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-async def identities(redis: Redis, names: list[str]) -> list[IdentityHealth]:
+async def identities(
+    redis: Redis, names: list[str], *, now_ms: int | None = None
+) -> list[IdentityHealth]:
+    """The state of each identity named; ``now_ms``: Redis's clock, if the caller read it."""
     if not names:
         return []
-    now_ms = await redis_now_ms(redis)
+    if now_ms is None:
+        now_ms = await redis_now_ms(redis)
     async with redis.pipeline(transaction=False) as pipe:
         for field in _FIELDS:
             pipe.hmget(keys.identity_field(field), names)
@@ -193,12 +214,14 @@ class WorkerInfo:
         return not self.went_down and self.seen_ago <= 3 * self.heartbeat_seconds
 
 
-async def workers(redis: Redis) -> list[WorkerInfo]:
-    """The workers that reported lately, from the registry (never a keyspace scan)."""
+async def workers(redis: Redis, *, now_ms: int | None = None) -> list[WorkerInfo]:
+    """The workers that reported lately, from the registry (never a keyspace scan);
+    ``now_ms``: Redis's clock, if the caller read it."""
     ids = [keys.decoded(raw) for raw in await redis.zrange(keys.workers_seen(), 0, -1)]
     if not ids:
         return []
-    now_ms = await redis_now_ms(redis)
+    if now_ms is None:
+        now_ms = await redis_now_ms(redis)
     async with redis.pipeline(transaction=False) as pipe:
         for worker_id in ids:
             pipe.hgetall(keys.worker_info(worker_id))

@@ -466,7 +466,7 @@ async def test_a_frame_costs_the_same_round_trips_with_1000_identities(
         started = time.perf_counter()
         big = await read_snapshot(queue)
         timings.append(time.perf_counter() - started)
-    assert trips.count / 5 == few <= 11
+    assert trips.count / 5 == few <= 12  # 11, and the webhook outbox
     assert (small.pool.total, big.pool.total, len(big.batches)) == (10, 1000, 20)
     assert big.pool.states == {"ready": 980, "full": 5, "probing": 3, "cooling": 12}
     assert big.batches_known == 100 and big.batches[0].batch_id == "b99"
@@ -499,3 +499,21 @@ async def test_a_frame_says_when_redis_refuses_writes(real_redis, redis_server) 
     shown = Console(width=120, record=True, file=io.StringIO())
     shown.print(render([frame]))
     assert "Redis refuses writes, at maxmemory" in shown.export_text()
+
+
+def test_webhook_deliveries_pending_and_given_up_are_shown() -> None:
+    from dataclasses import replace
+
+    from contract.outbox import OutboxEvent, OutboxState
+
+    waiting = OutboxEvent("evt_1", "batch.completed", "b1", 3, "http://hooks:8080: HTTP 503",
+                          int((T0 + 40) * 1000))  # fmt: skip
+    outbox = OutboxState(pending=2, failed=1, deliverers=1, next_pending=[waiting],
+                         last_failed=[])  # fmt: skip
+    shown = text_of(render([replace(snapshot(), outbox=outbox)]))
+    assert "webhooks: 2 pending (the next in 40s, 3 failed: http://hooks:8080: HTTP 503), " \
+           "1 given up" in shown  # fmt: skip
+    nobody = replace(outbox, deliverers=0, failed=0, next_pending=[])
+    assert "no worker delivers them" in text_of(render([replace(snapshot(), outbox=nobody)]))
+    quiet = replace(outbox, pending=0, failed=0, next_pending=[])
+    assert "webhooks" not in text_of(render([replace(snapshot(), outbox=quiet)]))

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contract.config import QueueSettings
 from contract.redaction import redact_text
 from worker.metrics import parse_port_spec
 from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION
+from worker.standard_webhooks import decode_secret, endpoint_label, parse_urls
 
 DEFAULT_RETRY_BUDGETS: dict[str, int] = {
     "SessionStale": 3,
@@ -123,6 +124,26 @@ class WorkerConfig(QueueSettings):
         "takes a free one); empty = off.",
     )
 
+    webhook_urls: SecretStr = Field(
+        SecretStr(""),
+        description="Comma-separated URLs told when a batch ends (OpenAI's batch.* events, "
+        "signed); may carry credentials, never logged; empty = no webhooks.",
+    )
+    webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Signing secret of the webhooks, in OpenAI's form: whsec_ then base64 "
+        "(at least 16 bytes).",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long one webhook delivery may take (no answer: retried)."
+    )
+    webhook_retry_base_seconds: float = Field(
+        5.0, gt=0, description="First wait before a failed webhook delivery is tried again."
+    )
+    webhook_retry_cap_seconds: float = Field(
+        3600.0, gt=0, description="Longest wait between webhook attempts (tried for 72 hours)."
+    )
+
     @field_validator("retry_budgets")
     @classmethod
     def _known_error_classes(cls, budgets: dict[str, int]) -> dict[str, int]:
@@ -143,6 +164,28 @@ class WorkerConfig(QueueSettings):
         parse_port_spec(spec)  # raises a ValueError that names the setting
         return spec
 
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls(cls, urls: SecretStr) -> SecretStr:
+        parse_urls(urls.get_secret_value())  # raises naming the URL by place, never whole
+        return urls
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, secret: SecretStr) -> SecretStr:
+        if secret.get_secret_value():
+            decode_secret(secret.get_secret_value())  # raises without quoting it
+        return secret
+
+    @model_validator(mode="after")
+    def _webhooks_signed(self) -> WorkerConfig:
+        if self.webhook_urls.get_secret_value() and not self.webhook_secret.get_secret_value():
+            raise ValueError(
+                "CHATGPTES_WEBHOOK_URLS needs CHATGPTES_WEBHOOK_SECRET (whsec_ then base64) to "
+                "sign the deliveries"
+            )
+        return self
+
     @model_validator(mode="after")
     def _renewed_in_time(self) -> WorkerConfig:
         if self.heartbeat_seconds * 2 > self.lease_ttl_seconds:
@@ -159,4 +202,7 @@ class WorkerConfig(QueueSettings):
     def describe(self) -> dict[str, str]:
         described = super().describe()
         described["proxies"] = redact_text(self.proxies)
+        urls = parse_urls(self.webhook_urls.get_secret_value())
+        described["webhook_urls"] = ", ".join(endpoint_label(url) + "/***" for url in urls)
+        described["webhook_secret"] = "***" if self.webhook_secret.get_secret_value() else ""
         return described

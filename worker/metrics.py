@@ -24,7 +24,14 @@ several workers on one host share one setting. The metrics, all of this worker o
 - ``chatgptes_identities{state}``: identities (proxy exits) by state (ready, full,
   cooling, probing), as this worker last saw them;
 - ``chatgptes_queue_depth``: chunks waiting in the arq queue. The queue is shared: every
-  worker reports the same number, so aggregate it with ``max``, not ``sum``.
+  worker reports the same number, so aggregate it with ``max``, not ``sum``;
+- ``chatgptes_webhook_deliveries_total{outcome}``: webhook deliveries by outcome:
+  ``delivered`` and ``failed`` per endpoint and attempt, ``given_up`` per event (72 hours
+  of attempts are over).
+
+The prompts finished are also tallied by interval for the console's throughput chart
+(``throughput``, a ``contract.throughput.ThroughputTally``, written to Redis by its own
+loop).
 
 The gauges are set at every heartbeat, the counters as things happen.
 """
@@ -39,6 +46,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
 from prometheus_client import Counter as PromCounter
+
+from contract.throughput import ThroughputTally
 
 PREFIX = "chatgptes"
 PORT_SETTING = "CHATGPTES_METRICS_PORT"
@@ -84,6 +93,8 @@ class WorkerMetrics:
         self.prompts: Counter[str] = Counter()
         self.chunks_done = 0
         self._fleet: Counter[str] = Counter()
+        self.webhooks: Counter[str] = Counter()
+        self.throughput = ThroughputTally()
         self.registry = CollectorRegistry()
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -148,11 +159,19 @@ class WorkerMetrics:
             "Chunks waiting in the arq queue (shared: the same for every worker).",
             registry=registry,
         )
+        self._webhook_deliveries = PromCounter(
+            f"{PREFIX}_webhook_deliveries",
+            "Webhook deliveries by outcome: delivered or failed (per endpoint and attempt), "
+            "given_up (per event).",
+            ["outcome"],
+            registry=registry,
+        )
 
     def prompt_finished(self, status: str, error_type: str | None) -> None:
         """A prompt got its one result (succeeded, failed or cancelled)."""
         self.prompts[status] += 1
         self._prompts_total.labels(outcome=status, error_type=error_type or "").inc()
+        self.throughput.count(status, error_type)
 
     def chunk_finished(self, outcome: str) -> None:
         """A chunk ended: ``done``, or ``handed back`` to the queue."""
@@ -193,6 +212,11 @@ class WorkerMetrics:
     def queue_depth(self, chunks: int) -> None:
         """Chunks waiting in the arq queue now."""
         self._queue_depth.set(chunks)
+
+    def webhook_delivery(self, outcome: str) -> None:
+        """A webhook attempt went ``delivered`` or ``failed``, or an event was ``given_up``."""
+        self.webhooks[outcome] += 1
+        self._webhook_deliveries.labels(outcome=outcome).inc()
 
     def fleet_deltas(self) -> dict[str, int]:
         """The fleet-wide counters since the last call, for the heartbeat to add up in Redis."""

@@ -54,6 +54,7 @@ from worker.results import ResultWriter
 from worker.runner import Attempts, ChunkHold, ChunkLost, PromptRunner
 from worker.sessions import SessionCache
 from worker.supervision import Supervisor
+from worker.webhooks import WebhookDeliverer, WebhookOptions
 
 log = structlog.get_logger("chatgptes.worker")
 
@@ -159,6 +160,12 @@ class WorkerRuntime:
             held_leases=lambda: list(self.broker.held.values()),
             report=self.report, lost_chunks=self._chunks_lost, lost_leases=self.broker.lost,
         )  # fmt: skip
+        self.webhooks = WebhookDeliverer(
+            redis,
+            WebhookOptions.from_config(config),
+            worker_id=self.worker_id,
+            metrics=self.metrics,
+        )
         self.supervisor = Supervisor(self._loop_died)
         self.on_failure: Callable[[], None] = lambda: None  # the worker's way down (arq's)
         self.held: dict[str, HeldChunk] = {}
@@ -178,6 +185,8 @@ class WorkerRuntime:
         self.supervisor.start("broker", self.broker.run)
         self.supervisor.start("results", self.writer.run)
         self.supervisor.start("housekeeping", self.housekeeper.run)
+        self.supervisor.start("webhooks", self.webhooks.run)
+        self.supervisor.start("throughput", lambda: self.metrics.throughput.run(self.redis))
         for name, loop in loops.items():
             self.supervisor.start(name, loop)
 

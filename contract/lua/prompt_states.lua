@@ -27,15 +27,17 @@ local function settled(counts)
   return (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) + (tonumber(c[3]) or 0)
 end
 -- Ends the batch when its last prompt settles: cancelled (or expired) if it was stopping.
+-- Returns the batch's state, and whether this call ended it.
 local function finish_if_done(meta, counts, now, ttl, keys_to_keep)
   local state, total = unpack(redis.call('HMGET', meta, 'state', 'total'))
-  if state == false or settled(counts) < tonumber(total) then return state end
+  if state == false or settled(counts) < tonumber(total) then return state, false end
   local ended = 'completed'
   if state == 'cancelling' or state == 'cancelled' then ended = 'cancelled' end
   if state == 'expiring' or state == 'expired' then ended = 'expired' end
   if state ~= ended then
     redis.call('HSET', meta, 'state', ended, ended .. '_at', now)
     for _, key in ipairs(keys_to_keep) do redis.call('EXPIRE', key, ttl) end
+    return ended, true
   end
-  return ended
+  return ended, false
 end

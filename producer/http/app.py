@@ -20,6 +20,7 @@ POST     /v1/responses                         one prompt, answered as the Respo
 GET      /v1/models, /v1/models/{id}           the model names answered for
 GET      /healthz                              200 while Redis answers, else 503; needs no
                                                key (for load balancers, compose)
+GET      /, /batches, ...                      the web console (``producer.http.console``)
 =======  ====================================  ==========================================
 """
 
@@ -33,7 +34,7 @@ from redis.exceptions import RedisError
 
 from contract.retrying import redis_client
 from producer.api import BatchQueue
-from producer.http import batch_routes, chat, file_routes, models, responses
+from producer.http import batch_routes, chat, console, file_routes, models, responses
 from producer.http.auth import Gate
 from producer.http.context import CONTEXT, ApiContext, context_of
 from producer.http.files import FileStore
@@ -65,6 +66,8 @@ def make_app(
     app.on_response_prepare.append(stamp_request_id)
     app.cleanup_ctx.append(_redis_lifetime(client, settings, outage, owned=redis is None))
     add_routes(app)
+    console.mount(app, settings.api_key_list(), app[CONTEXT].gate,
+                  open_without_keys=open_without_keys)  # fmt: skip
     return app
 
 

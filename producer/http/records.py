@@ -23,9 +23,10 @@ from redis.asyncio import Redis
 from contract import keys
 from contract.batches import BatchStore
 from contract.models import BatchStatus
+from contract.outbox import CHAT_BATCH_PREFIX
 
 Extras = dict[str, str]
-CHAT_ID_PREFIX = "chat_"
+CHAT_ID_PREFIX = CHAT_BATCH_PREFIX  # its end is told to no webhook either
 REGISTRY_TTL_SECONDS = 30 * 24 * 3600
 
 
