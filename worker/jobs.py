@@ -197,6 +197,17 @@ class ChunkWorker(Worker):
         self.handle_sig(signal.SIGTERM)
 
 
+def use_uvloop() -> None:
+    """The worker's event loop is uvloop's where it is installed (Linux, macOS): curl_cffi
+    drives its sockets through the loop's readers, writers and timers, and uvloop does
+    those in C (bench_throughput.py zero: docs/benchmarks.md)."""
+    try:
+        import uvloop
+    except ImportError:  # e.g. Windows: asyncio's own loop, the same worker, a little slower
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def run_worker(config: WorkerConfig, *, burst: bool = False, max_jobs: int | None = None) -> int:
     """Runs a worker until it is stopped; returns its exit code."""
     configure_logging(config.log_format, config.log_level)
@@ -204,6 +215,7 @@ def run_worker(config: WorkerConfig, *, burst: bool = False, max_jobs: int | Non
     ProxyPool(config.proxies, config.proxies_file, ProxyDefaults(1, 0, 1))
     if max_jobs is not None:
         config = config.model_copy(update={"max_jobs": max_jobs})
+    use_uvloop()
     worker = ChunkWorker(config, burst=burst)
     worker.run()
     return worker.exit_code
