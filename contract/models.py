@@ -132,8 +132,8 @@ class PromptRequest(BaseModel):
         cls, raw: str | bytes, *, batch_id: str, index: int, enqueued_at: datetime
     ) -> PromptRequest:
         """The request back from the batch's record; ``ValidationError`` if it is not one."""
-        stored = StoredRequest.model_validate_json(raw)
-        return cls(
+        stored = StoredRequest.model_validate_json(raw)  # checked here, once: no second pass
+        return cls.model_construct(
             job_id=job_id_for(batch_id, index),
             batch_id=batch_id,
             custom_id=stored.custom_id,

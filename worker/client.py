@@ -129,9 +129,16 @@ class ChatGptEsClient:
 
 
 def _classify(identity: Identity, response: Response) -> Outcome:
-    headers = dict(response.headers)
+    headers = dict(response.headers) if response.status_code != 200 else _content_type(response)
     via_proxy = identity.proxy_url is not None
     return classify_reply(response.status_code, headers, response.text, via_proxy=via_proxy)
+
+
+def _content_type(response: Response) -> dict[str, str]:
+    """All classify_reply reads of a 200's headers (the others matter for refusals only):
+    one lookup instead of copying every header per prompt."""
+    content_type = response.headers.get("content-type")
+    return {"content-type": content_type} if content_type else {}
 
 
 def _describe(error: Exception) -> str:

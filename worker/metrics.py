@@ -42,6 +42,7 @@ import errno
 import threading
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
@@ -102,6 +103,9 @@ class WorkerMetrics:
         self._define_metrics()
 
     def _define_metrics(self) -> None:
+        # Children of labelled metrics, once per label value (labels() costs a lookup).
+        self._prompts_by_outcome: dict[tuple[str, str], Any] = {}
+        self._seconds_by_kind: dict[str, Any] = {}
         registry = self.registry
         self._prompts_total = PromCounter(
             f"{PREFIX}_prompts",
@@ -170,7 +174,11 @@ class WorkerMetrics:
     def prompt_finished(self, status: str, error_type: str | None) -> None:
         """A prompt got its one result (succeeded, failed or cancelled)."""
         self.prompts[status] += 1
-        self._prompts_total.labels(outcome=status, error_type=error_type or "").inc()
+        key = (status, error_type or "")
+        counter = self._prompts_by_outcome.get(key)
+        if counter is None:  # labels() costs a lookup and a check: once per label pair
+            counter = self._prompts_by_outcome[key] = self._prompts_total.labels(*key)
+        counter.inc()
         self.throughput.count(status, error_type)
 
     def chunk_finished(self, outcome: str) -> None:
@@ -185,7 +193,10 @@ class WorkerMetrics:
 
     def request_finished(self, kind: str, seconds: float) -> None:
         """One request to the site ended (``page`` or ``ajax``), whatever its outcome."""
-        self._request_seconds.labels(kind=kind).observe(seconds)
+        histogram = self._seconds_by_kind.get(kind)
+        if histogram is None:
+            histogram = self._seconds_by_kind[kind] = self._request_seconds.labels(kind)
+        histogram.observe(seconds)
 
     def capacity_wait(self, reason: str) -> None:
         """A prompt has waited long for capacity, because of ``reason``."""

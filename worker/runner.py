@@ -128,9 +128,6 @@ class PromptRunner:
             if active > self.config.job_timeout_seconds:
                 raise TimeoutError
             lease = await self.broker.lease(request.batch_id, request.index)
-            structlog.contextvars.bind_contextvars(
-                attempt=attempts.total + 1, identity=lease.identity.name
-            )
             began = time.monotonic()
             try:
                 async with asyncio.timeout(self.config.job_timeout_seconds - active):
@@ -150,7 +147,10 @@ class PromptRunner:
                         request.batch_id, request.index, kind, started
                     ),
                 )
-                log.warning("upstream.error", error=error.kind, detail=error.message, spent=spent)
+                log.warning(
+                    "upstream.error", error=error.kind, detail=error.message, spent=spent,
+                    attempt=attempts.total, identity=lease.identity.name,
+                )  # fmt: skip
                 if not error.retryable or spent > self.config.budget_for(error.kind):
                     return _failed(request, started, _job_error(error), attempts.total)
                 active += time.monotonic() - began
