@@ -10,7 +10,8 @@ import pytest
 from contract import keys
 from tests.conftest import eventually
 from worker.broker import OK, BatchStopped, Draining, LeaseBroker, NoCapacityError
-from worker.leases import LeaseBook
+from worker.claims import Claim
+from worker.leases import Lease, LeaseBook
 from worker.lifecycle import Lifecycle
 from worker.proxies import Identity
 
@@ -144,3 +145,22 @@ async def test_a_broker_on_a_full_fleet_sleeps_until_a_slot_is_freed(book: Lease
     lease = await asyncio.wait_for(waiting, 1.5)
     assert lease.identity.name == "p1"
     task.cancel()
+
+
+async def test_a_grant_sent_late_waits_its_turn_at_sending(book: LeaseBook, monkeypatch) -> None:
+    """Grants bunched by a busy event loop leave at the identity's rate, not in one burst."""
+    waits: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        waits.append(round(seconds, 2))
+
+    broker = make_broker(book, burst=2)
+    monkeypatch.setattr(asyncio, "sleep", recorded)
+    identity = Identity("p1", "http://p1:1", max_inflight=5, rate_per_second=10)
+    lease = Lease(identity, Claim("p1", "p1|t", valid_until=10**9), False, 0.0)
+    for _ in range(4):
+        await broker.on_time(lease)
+    assert waits == [0.1, 0.2]  # two at once (its burst), then one every 0.1 s
+    unlimited = Lease(Identity("p2", None, 5, rate_per_second=0), lease.claim, False, 0.0)
+    await broker.on_time(unlimited)
+    assert waits == [0.1, 0.2]

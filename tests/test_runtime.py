@@ -431,3 +431,24 @@ async def test_a_chunk_whose_worker_died_is_split_one_prompt_a_chunk(fake_redis)
         outcomes = await h.run_all()
     assert outcomes == [ChunkOutcome.DONE] * 9  # the 7 others and the 2 halves
     assert (await h.queue.status(batch_id)).succeeded == 16
+
+
+async def test_a_lease_that_waited_for_anothers_handshake_is_taken_again(fake_redis) -> None:
+    async with harness(fake_redis, {"latency": "fixed:200"}) as h:
+        await h.enqueue(*(f"p{n}" for n in range(16)))  # 8 chunks of 2
+        await fake_redis.hset(keys.identity_field("probe"), "direct", 0)  # past its probe
+        granted = []
+        real = h.runtime.book.exchange
+
+        async def counted(*args: object, **kwargs: object):
+            grants = await real(*args, **kwargs)  # type: ignore[arg-type]
+            granted.extend(grants.leases if grants is not None else [])
+            return grants
+
+        h.runtime.book.exchange = counted  # type: ignore[method-assign]
+        [claim] = await h.runtime.take_chunks(1)
+        [(_, payload)] = await _payloads(h, claim)
+        assert await h.run(claim, payload) is ChunkOutcome.DONE
+    # The second prompt's first lease waited out the first one's page GET: it was given
+    # back and a fresh one taken, so that the two did not leave on the old one's time.
+    assert len(granted) == 3

@@ -113,6 +113,7 @@ class LeaseBroker:
         holding_back: Callable[[], bool] = lambda: False,
         metrics: WorkerMetrics | None = None,
         poll_seconds: float = 0.025,
+        burst: int = 2,
     ) -> None:
         self.book = book
         self.lifecycle = lifecycle
@@ -125,6 +126,7 @@ class LeaseBroker:
         self.holding_back = holding_back
         self.metrics = metrics or WorkerMetrics()
         self.poll_seconds = poll_seconds
+        self.burst = burst
         self.held: dict[str, Lease] = {}
         self.stopped: dict[str, str] = {}  # batch ID → why
         self.last_refusal = "ready"
@@ -135,6 +137,7 @@ class LeaseBroker:
         self._timer: asyncio.TimerHandle | None = None
         self._room: asyncio.Task[None] | None = None
         self._tick: asyncio.TimerHandle | None = None
+        self._sent_at: dict[str, float] = {}  # identity → its next request's moment (GCRA)
         self._redis_backoff = RedisBackoff("broker")
         self._wait_logged_at = -WAIT_LOG_SECONDS
         lifecycle.on_drain(self._let_waiters_go)
@@ -166,6 +169,23 @@ class LeaseBroker:
             if future.done() and not future.cancelled() and future.exception() is None:
                 self.unused(future.result())  # handed out just as the prompt was cancelled
             raise
+
+    async def on_time(self, lease: Lease) -> None:
+        """Waits, if need be, so that this worker's requests through ``lease``'s identity
+        leave no closer together than its rate allows (the same GCRA as the lease book,
+        kept here at the moment of sending). The book paces the grants; but a grant sent
+        late (the event loop was busy, a handshake was awaited) would reach the site
+        beside the grants made after it, a burst the site answers with a 429."""
+        identity = lease.identity
+        if identity.rate_per_second <= 0:
+            return
+        interval = 1.0 / identity.rate_per_second
+        now = time.monotonic()
+        due = max(self._sent_at.get(identity.name, now), now)
+        self._sent_at[identity.name] = due + interval
+        wait = due - interval * (self.burst - 1) - now
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def charge(self, lease: Lease) -> None:
         """One more request under ``lease`` than the lease itself (the handshake's page GET)."""

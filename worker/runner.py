@@ -57,6 +57,12 @@ class _NotHeld(Exception):
     """The chunk's claim or the lease is not known good right now: nothing may be sent."""
 
 
+class _Late(Exception):
+    """The lease waited for another prompt's handshake: its moment in the identity's rate
+    has passed, and every prompt that waited would reach the site at once. It is given
+    back and a new one taken, paced like any other."""
+
+
 @dataclass
 class Attempts:
     """Failed attempts so far (kept in Redis across re-runs of the chunk) and when it began."""
@@ -137,6 +143,9 @@ class PromptRunner:
                 if not await chunk.claim.settle():
                     raise ChunkLost from None
                 continue
+            except _Late:
+                self.broker.unused(lease)
+                continue
             except UpstreamError as error:
                 self.broker.failed(lease, error)
                 self.metrics.upstream_error(error.kind)
@@ -186,7 +195,17 @@ class PromptRunner:
 
     async def _exchange(self, lease: Lease, request: PromptRequest, chunk: ChunkHold) -> Shaped:
         identity = lease.identity
-        session = await self.sessions.get(identity.name, lambda: self._handshake(lease, chunk))
+        ready = self.sessions.ready(identity.name)
+        handshook = []
+
+        async def handshake() -> SiteSession:
+            handshook.append(True)
+            return await self._handshake(lease, chunk)
+
+        session = await self.sessions.get(identity.name, handshake)
+        if not ready and not handshook:
+            raise _Late  # waited for another prompt's page GET (see _Late)
+        await self.broker.on_time(lease)
         if not (chunk.claim.valid() and lease.claim.valid()):
             raise _NotHeld
         chunk.sending.add(request.index)  # from here on the request may reach the site
@@ -204,6 +223,7 @@ class PromptRunner:
             self.metrics.request_finished("ajax", time.monotonic() - began)
 
     async def _handshake(self, lease: Lease, chunk: ChunkHold) -> SiteSession:
+        await self.broker.on_time(lease)
         if not (chunk.claim.valid() and lease.claim.valid()):
             raise _NotHeld
         began = time.monotonic()

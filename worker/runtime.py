@@ -138,6 +138,7 @@ class WorkerRuntime:
             on_no_identity=self.housekeeper.pool_looks_empty,
             holding_back=lambda: self.writer.holding,
             metrics=self.metrics,
+            burst=config.proxy_burst,
         )
         self.client = ChatGptEsClient(
             ClientOptions(

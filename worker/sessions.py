@@ -86,6 +86,11 @@ class SessionCache:
         self._uses: Counter[str] = Counter()
         self.scripts = ScriptBook(redis, "worker", ["drop_session", "unlock"])
 
+    def ready(self, identity: str) -> bool:
+        """Whether a ``get`` for ``identity`` would answer at once, from memory."""
+        session = self._local.get(identity)
+        return session is not None and session.age() < self.ttl_seconds
+
     async def get(self, identity: str, handshake: Handshake) -> SiteSession:
         """The identity's session: from memory, from Redis, or made by ``handshake``."""
         session = self._local.get(identity)
