@@ -144,8 +144,12 @@ def cold_run(
         ctx["url"], fleet, sim["stats_url"], count, f"cold{size}", ctx["timeout"],
         redis_pid=ctx["redis_pid"], sim_pid=sim_pid, profile=profile, every=sample,
     )  # fmt: skip
-    figures["steady_prompts_per_s"] = steady_rate(samples, size, count - POOL_FLEET_CAP)
-    figures["steady_window_seconds"] = steady_window(samples, size, count - POOL_FLEET_CAP)
+    # The window opens once every identity the run used has made a request (a slow one
+    # may not have made any by the end: it then counts as not used).
+    used = max((s[2] for s in samples), default=size)
+    figures["steady_prompts_per_s"] = steady_rate(samples, used, count - POOL_FLEET_CAP)
+    figures["steady_window_seconds"] = steady_window(samples, used, count - POOL_FLEET_CAP)
+    figures["timeline"] = [(round(t, 1), done, used) for t, done, used in samples[::5]]
     return figures
 
 

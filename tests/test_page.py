@@ -1,7 +1,7 @@
 import pytest
 
 from worker.errors import HandshakeFailed, RetryableError
-from worker.page import parse_page
+from worker.page import PageTokens, parse_page
 
 FILLER = "<p>" + "Lorem ipsum dolor sit amet. " * 400 + "</p>"
 
@@ -63,3 +63,10 @@ def test_challenge_page_has_neither() -> None:
 def test_empty_nonce_attribute_is_not_a_nonce() -> None:
     with pytest.raises(HandshakeFailed, match="no nonce"):
         parse_page('<input type="hidden" name="_wpnonce" value=""><div data-post-id="106">')
+
+
+def test_a_script_variable_is_a_whole_name() -> None:
+    page = "var my_wpaicg_nonce = 'decoy0001'; var wpaicg_nonce = 'real0002'; wpaicg_post_id = 7"
+    assert parse_page(page) == PageTokens(nonce="real0002", post_id="7")
+    blob = '{"my_wpnonce":"decoy0003","_wpnonce":"real0004","xpost_id":1,"post_id":"8"}'
+    assert parse_page(blob) == PageTokens(nonce="real0004", post_id="8")
