@@ -26,9 +26,9 @@ from matplotlib.axes import Axes
 # name → (legend label, colour, marker, line style, label offset in points); the order is
 # the legend's. per_call's values go below its points so they do not sit on the service's.
 SERIES: dict[str, tuple[str, str, str, str, int]] = {
-    "service": ("service (arq workers)", "tab:blue", "o", "-", 7),
-    "service_steady": ("service, steady rate", "tab:cyan", "v", "-.", -13),
-    "allowance": ("the pool's total allowance", "black", "", ":", 7),
+    "service": ("service (arq workers)", "tab:blue", "o", "-", -13),
+    "service_steady": ("service, steady rate", "tab:cyan", "v", "-.", 7),
+    "allowance": ("the pool's total allowance (1,000/s)", "black", "", ":", 0),
     "service_before": ("service before: one arq job per prompt", "tab:red", "x", ":", -13),
     "plain_curl": ("plain curl_cffi: 1 handshake, POSTs only", "tab:green", "s", "--", 7),
     "per_call": ("per-call provider: GET + POST per prompt", "tab:orange", "^", "--", -13),
@@ -67,7 +67,8 @@ def panel(
             continue
         label, colour, marker, style, offset = SERIES[name]
         ax.plot(xs, ys, marker=marker, linestyle=style, color=colour, label=label)
-        annotate(ax, xs, ys, colour, offset)
+        if offset:  # a flat reference line is named in the legend, not at each point
+            annotate(ax, xs, ys, colour, offset)
         drawn += 1
     ax.set_xscale("log")
     ax.set_xlabel(labels[0])
