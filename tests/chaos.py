@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from simulator.local import wait_until
 from tests.conftest import Fleet
 
 
@@ -27,6 +28,20 @@ def enqueue(fleet: Fleet, tmp_path: Path, count: int, **options: object) -> str:
     enqueued = fleet.cli("enqueue", write_prompts(tmp_path / "p.jsonl", count, **options), "--json")
     assert enqueued.returncode == 0, enqueued.stderr
     return json.loads(enqueued.stdout)["batch_id"]
+
+
+def batch_under_way(
+    fleet: Fleet, tmp_path: Path, *, prompts: int, latency_ms: int, inflight: int, first: int
+) -> str:
+    """Two workers sharing ``inflight`` slots on one unthrottled identity, a batch of
+    ``prompts`` at a site answering in ``latency_ms``; returns once ``first`` are done."""
+    fleet.start_simulator("--latency", f"fixed:{latency_ms}")
+    fleet.start_workers(
+        2, proxy_rate_per_second=0, proxy_max_inflight=inflight, fleet_max_inflight=inflight
+    )
+    batch_id = enqueue(fleet, tmp_path, prompts)
+    wait_until(finished_at_least(fleet, batch_id, first), timeout=60, what=f"{first} prompts done")
+    return batch_id
 
 
 def status(fleet: Fleet, batch_id: str) -> dict:

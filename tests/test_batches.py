@@ -8,19 +8,10 @@ import pytest
 
 from contract import keys
 from contract.batches import STAGING_IDLE_SECONDS, BatchStore, ClaimLost, RetryRefused
-from contract.config import QueueSettings
-from contract.models import JobError, JobResult, Message, PromptRequest, RequestParams, utc_now
+from contract.models import JobError, JobResult, PromptRequest, RequestParams, utc_now
 from producer.api import BatchExists, BatchNotFound, BatchQueue, JobState
-from producer.inputs import InputFileError, LineProblem, PromptLine, parse_prompt_lines
-
-SETTINGS = QueueSettings(redis_url="redis://unused", queue_name="test:queue", chunk_size=2)
-
-
-def lines(count: int) -> list[PromptLine]:
-    return [
-        PromptLine(n + 1, f"q{n}", (Message(role="user", content=f"prompt {n}"),), "gpt-4o")
-        for n in range(count)
-    ]
+from producer.inputs import InputFileError, LineProblem, parse_prompt_lines
+from tests.batching import SETTINGS, lines
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import redis
 from simulator.local import free_port, running, start_redis, stop_process, wait_until
 from tests.chaos import (
     assert_one_result_per_prompt,
+    batch_under_way,
     done,
     enqueue,
     finished_at_least,
@@ -32,10 +33,7 @@ pytestmark = pytest.mark.chaos
 
 
 def test_a_killed_workers_prompts_run_again_within_its_lease_ttl(fleet, tmp_path) -> None:
-    fleet.start_simulator("--latency", "fixed:200")
-    fleet.start_workers(2, proxy_rate_per_second=0, proxy_max_inflight=40, fleet_max_inflight=40)
-    batch_id = enqueue(fleet, tmp_path, 600)
-    wait_until(finished_at_least(fleet, batch_id, 100), timeout=60, what="100 prompts done")
+    batch_id = batch_under_way(fleet, tmp_path, prompts=600, latency_ms=200, inflight=40, first=100)
     victim = fleet.workers[0]
     victim.kill()  # SIGKILL: no goodbye, no hand-back
     killed_at = time.monotonic()
@@ -54,10 +52,7 @@ def test_a_killed_workers_prompts_run_again_within_its_lease_ttl(fleet, tmp_path
 
 
 def test_sigterm_hands_back_what_was_not_sent_and_exits_zero(fleet, tmp_path) -> None:
-    fleet.start_simulator("--latency", "fixed:500")
-    fleet.start_workers(2, proxy_rate_per_second=0, proxy_max_inflight=10, fleet_max_inflight=10)
-    batch_id = enqueue(fleet, tmp_path, 200)
-    wait_until(finished_at_least(fleet, batch_id, 20), timeout=60, what="20 prompts done")
+    batch_id = batch_under_way(fleet, tmp_path, prompts=200, latency_ms=500, inflight=10, first=20)
     victim = fleet.workers[0]
     stopping = time.monotonic()
     victim.terminate()
@@ -206,10 +201,7 @@ def test_liveness_checks_turn_unhealthy_soon_after_a_kill(fleet) -> None:
 
 
 def test_nothing_more_of_a_cancelled_batch_reaches_the_site(fleet, tmp_path) -> None:
-    fleet.start_simulator("--latency", "fixed:300")
-    fleet.start_workers(2, proxy_rate_per_second=0, proxy_max_inflight=10, fleet_max_inflight=10)
-    batch_id = enqueue(fleet, tmp_path, 300)
-    wait_until(finished_at_least(fleet, batch_id, 30), timeout=60, what="30 prompts done")
+    batch_id = batch_under_way(fleet, tmp_path, prompts=300, latency_ms=300, inflight=10, first=30)
     cancelled = fleet.cli("cancel", batch_id)
     assert cancelled.returncode == 0, cancelled.stderr
     sent_at_cancel = fleet.sim_stats()["requests"]["ajax"]

@@ -19,6 +19,7 @@ from contract import keys
 from simulator.local import running, wait_until
 from tests.chaos import (
     assert_one_result_per_prompt,
+    batch_under_way,
     done,
     enqueue,
     finished_at_least,
@@ -32,10 +33,7 @@ pytestmark = pytest.mark.chaos
 
 
 def test_a_frozen_worker_sends_nothing_it_lost_once_resumed(fleet, tmp_path) -> None:
-    fleet.start_simulator("--latency", "fixed:400")
-    fleet.start_workers(2, proxy_rate_per_second=0, proxy_max_inflight=40, fleet_max_inflight=40)
-    batch_id = enqueue(fleet, tmp_path, 800)
-    wait_until(finished_at_least(fleet, batch_id, 100), timeout=60, what="100 prompts done")
+    batch_id = batch_under_way(fleet, tmp_path, prompts=800, latency_ms=400, inflight=40, first=100)
     frozen = fleet.workers[0]
     on_the_wire = fleet.sim_stats()["inflight"]  # the frozen worker's share is at most this
     frozen.send_signal(signal.SIGSTOP)  # a GC pause, a swapped-out VM, a partition

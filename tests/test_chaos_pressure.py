@@ -13,6 +13,7 @@ import redis
 from simulator.local import free_port, start_redis, stop_process, wait_until
 from tests.chaos import (
     assert_one_result_per_prompt,
+    batch_under_way,
     done,
     enqueue,
     finished_at_least,
@@ -24,10 +25,9 @@ pytestmark = pytest.mark.chaos
 
 
 def test_a_full_redis_is_waited_out_and_nothing_is_lost(fleet, tmp_path) -> None:
-    fleet.start_simulator("--latency", "fixed:100")
-    fleet.start_workers(2, proxy_rate_per_second=0, proxy_max_inflight=40, fleet_max_inflight=40)
-    batch_id = enqueue(fleet, tmp_path, 2000)
-    wait_until(finished_at_least(fleet, batch_id, 300), timeout=60, what="300 prompts done")
+    batch_id = batch_under_way(
+        fleet, tmp_path, prompts=2000, latency_ms=100, inflight=40, first=300
+    )
     client = redis.Redis.from_url(fleet.redis_url)
     used = int(client.info("memory")["used_memory"])
     client.config_set("maxmemory", used + 64 * 1024)  # just above what it holds now

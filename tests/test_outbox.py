@@ -8,20 +8,10 @@ import json
 import pytest
 
 from contract import keys
-from contract.config import QueueSettings
-from contract.models import JobError, JobResult, Message
+from contract.models import JobError, JobResult
 from contract.outbox import EVENT_KEEP_SECONDS, read_outbox
 from producer.api import BatchQueue
-from producer.inputs import PromptLine
-
-SETTINGS = QueueSettings(redis_url="redis://unused", queue_name="test:queue", chunk_size=2)
-
-
-def lines(count: int) -> list[PromptLine]:
-    return [
-        PromptLine(n + 1, f"q{n}", (Message(role="user", content=f"prompt {n}"),), "gpt-4o")
-        for n in range(count)
-    ]
+from tests.batching import SETTINGS, lines
 
 
 @pytest.fixture
