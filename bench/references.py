@@ -315,7 +315,7 @@ async def handshake(http: AsyncSession, site: Site, proxy: str | None) -> Handsh
 
 
 def form_fields(session: Handshake, page_url: str, prompt: str) -> dict[str, str]:
-    """A copy of worker.client.ChatGptEsClient.form_fields, kept here so that the reference
+    """A copy of worker.form.form_fields, kept here so that the reference
     sends the same form whichever version of the service is on PYTHONPATH (before/after)."""
     return {
         "_wpnonce": session.nonce,

@@ -28,13 +28,13 @@ whole file (``producer.inputs``); the size of a line is ``producer.input_limits`
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from contract.model_map import ModelMap
 from contract.models import Message
+from producer.nesting import nests_deeper
 from producer.params import (
     KNOWN_PARAMETERS,
     MAX_NAMED_UNKNOWN_KEYS,
@@ -59,9 +59,6 @@ _MESSAGE_KEYS = frozenset({"role", "content", "name"})
 _IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
 _PART_JOINER = "\n"
 _TOO_DEEP = f"nested too deeply: more than {MAX_NESTING} levels of arrays and objects"
-# a JSON string (possessive, so linear even unterminated) or a bracket
-_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
-_NESTING_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 @dataclass
@@ -157,7 +154,7 @@ class _NotJSON:
 
 def _decode_line(text: str, reasons: list[str]) -> Any:
     """The line's JSON value, or a ``_NotJSON`` and a reason."""
-    if _nested_too_deeply(text):
+    if nests_deeper(text, MAX_NESTING):
         reasons.append(_TOO_DEEP)
         return _NotJSON()
     try:
@@ -167,18 +164,6 @@ def _decode_line(text: str, reasons: list[str]) -> Any:
     except json.JSONDecodeError as exc:
         reasons.append(_json_error_reason(exc))
     return _NotJSON()
-
-
-def _nested_too_deeply(text: str) -> bool:
-    """Whether arrays and objects nest more than ``MAX_NESTING`` deep (strings skipped)."""
-    if text.count("[") + text.count("{") <= MAX_NESTING:
-        return False
-    depth = 0
-    for token in _STRING_OR_BRACKET.findall(text):
-        depth += _NESTING_STEP.get(token, 0)
-        if depth > MAX_NESTING:
-            return True
-    return False
 
 
 def _json_error_reason(exc: json.JSONDecodeError) -> str:

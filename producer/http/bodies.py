@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from producer.http.errors import invalid, too_large
+from producer.nesting import nests_deeper
 
 MAX_BODY_NESTING = 128  # a request needs fewer than 20 levels; json.loads recurses per level
-# a JSON string (possessive, so linear even unterminated) or a bracket
-_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
-_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-
-
-def too_deep(raw: bytes | bytearray, limit: int = MAX_BODY_NESTING) -> bool:
-    """Whether arrays and objects in ``raw`` nest more than ``limit`` deep (strings skipped)."""
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False
-    depth = 0
-    for token in _STRING_OR_BRACKET.findall(raw):
-        depth += _STEP.get(token[0], 0)  # a string's first byte is '"': no step
-        if depth > limit:
-            return True
-    return False
 
 
 async def json_object(request: web.Request, limit: int) -> dict[str, Any]:
@@ -39,7 +24,7 @@ async def json_object(request: web.Request, limit: int) -> dict[str, Any]:
         raw += chunk
         if len(raw) > limit:
             raise too_large(f"the request body is over the limit of {limit:,} bytes")
-    if too_deep(raw):
+    if nests_deeper(raw, MAX_BODY_NESTING):
         raise invalid(f"The JSON body of your request nests arrays and objects more than "
                       f"{MAX_BODY_NESTING} deep.", code="invalid_json")  # fmt: skip
     try:
