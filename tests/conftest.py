@@ -127,7 +127,8 @@ class Fleet:
             command = [sys.executable, "-m", "tests.faulty_worker", fault]
         started = []
         for _ in range(count):
-            log = self.tmp / f"worker{len(self.workers)}.log"
+            # a file each: two processes writing one file overwrite each other's lines
+            log = self.tmp / f"worker{len(self.workers) + len(started)}.log"
             worker = local.running(command, log=log, env=self.env(**settings))
             started.append(self._stack.enter_context(worker))
         self.workers += started

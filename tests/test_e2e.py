@@ -52,6 +52,10 @@ def test_batch_end_to_end_with_two_workers(fleet, tmp_path) -> None:
 
     waited = fleet.cli("wait", batch["batch_id"], "--timeout", "120")
     assert waited.returncode == 0, waited.stderr + fleet.worker_logs()[-3000:]
+    # each worker its own log, each log whole: both say they started
+    logs = sorted(tmp_path.glob("worker*.log"))
+    assert [p.name for p in logs] == ["worker0.log", "worker1.log"]
+    assert all(p.read_text().count('"worker.started"') == 1 for p in logs)
 
     out = tmp_path / "results.jsonl"
     written = fleet.cli("results", batch["batch_id"], "-o", str(out))
