@@ -154,7 +154,10 @@ def test_the_fault_mix_ends_with_every_prompt_answered(fleet, tmp_path) -> None:
     answered = [r for r in found if r["custom_id"].startswith("q")]
     assert [r["status"] for r in answered] == ["succeeded"] * 1000, final
     flagged = [r for r in found if r["custom_id"].startswith("x")]
-    assert [(r["error"]["type"], r["attempts"]) for r in flagged] == [("ContentRefused", 1)] * 2
+    assert [r["error"]["type"] for r in flagged] == ["ContentRefused"] * 2
+    # each refused once and never asked again; a fault of the mix may come before the refusal,
+    # so the attempts are not always 1
+    assert fleet.sim_stats()["replies"]["prohibited"] == 2
     identities = fleet.sim_stats()["identities"]
     assert identities["plain502_1"]["plain_502"] <= 30  # charged to that exit, then left
     faults = fleet.sim_stats()["faults"]
