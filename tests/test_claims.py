@@ -8,6 +8,7 @@ import time
 import pytest
 
 from contract import keys
+from tests.beats import heartbeat, no_book
 from worker.claims import ChunkClaims, Claim, margin_for
 
 QUEUE = "test:queue"
@@ -46,7 +47,10 @@ async def test_renewal_extends_what_is_held_and_names_what_was_lost(claims, redi
     await redis.set(keys.arq_in_progress(taken_over.key), "another-worker")  # after a freeze
     await redis.delete(keys.arq_in_progress(lapsed.key))  # expired, nobody took it
     await redis.pexpire(keys.arq_in_progress(held.key), 100)
-    assert await claims.renew([held, taken_over, lapsed]) == [taken_over.key]
+    beat, lost = heartbeat(redis, claims=claims, book=await no_book(redis),
+                           chunks=[held, taken_over, lapsed])  # fmt: skip
+    assert await beat.beat()
+    assert lost == {"chunks": [taken_over.key]}
     assert await redis.pttl(keys.arq_in_progress(held.key)) > 4000
     # Nobody held the lapsed one: it is taken back under the same token.
     assert await redis.get(keys.arq_in_progress(lapsed.key)) == lapsed.token.encode()
@@ -56,7 +60,9 @@ async def test_a_chunk_that_left_the_queue_is_lost(claims, redis) -> None:
     [claim] = (await claims.take(1, hands_free=True)).claims
     await redis.delete(keys.arq_in_progress(claim.key))
     await redis.zrem(QUEUE, claim.key)
-    assert await claims.renew([claim]) == [claim.key]
+    beat, lost = heartbeat(redis, claims=claims, book=await no_book(redis), chunks=[claim])
+    assert await beat.beat()
+    assert lost == {"chunks": [claim.key]}
 
 
 async def test_only_the_holder_ends_a_chunk(claims, redis) -> None:

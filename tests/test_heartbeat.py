@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 from contract import keys
+from tests.beats import heartbeat
 from worker.claims import ChunkClaims
-from worker.heartbeat import Heartbeat
 from worker.leases import LeaseBook
 from worker.proxies import Identity
 
 QUEUE = "test:queue"
 
 
-async def setup(redis, lost: dict[str, list[str]]):
+async def setup(redis):
     for n in range(2):
         await redis.zadd(QUEUE, {f"b:{n}": 1 + n})
     claims = ChunkClaims(redis, queue_name=QUEUE, ttl_seconds=5, keep_seconds=60)
@@ -23,19 +21,12 @@ async def setup(redis, lost: dict[str, list[str]]):
     await redis.hset(keys.identity_field("probe"), "p1", 0)
     chunks = (await claims.take(2, hands_free=True)).claims
     leases = (await book.acquire(2)).leases
-    beat = Heartbeat(
-        redis, chunks=claims, book=book, worker_id="host:1", interval=1, ttl=5,
-        held_chunks=lambda: chunks, held_leases=lambda: leases,
-        report=lambda: {"host": "host", "pid": "1", "last_seen": int(time.time() * 1000)},
-        lost_chunks=lambda ids: lost.setdefault("chunks", []).extend(ids),
-        lost_leases=lambda tokens: lost.setdefault("leases", []).extend(tokens),
-    )  # fmt: skip
-    return beat, chunks, leases
+    beat, lost = heartbeat(redis, claims=claims, book=book, chunks=chunks, leases=leases)
+    return beat, chunks, leases, lost
 
 
 async def test_a_beat_renews_everything_held_and_reports_the_worker(redis) -> None:
-    lost: dict[str, list[str]] = {}
-    beat, chunks, leases = await setup(redis, lost)
+    beat, chunks, leases, lost = await setup(redis)
     for claim in [*chunks, *(lease.claim for lease in leases)]:
         claim.valid_until = 0  # as if the last renewal was long ago
     assert await beat.beat()
@@ -46,8 +37,7 @@ async def test_a_beat_renews_everything_held_and_reports_the_worker(redis) -> No
 
 
 async def test_a_beat_tells_which_chunks_and_leases_were_lost(redis) -> None:
-    lost: dict[str, list[str]] = {}
-    beat, chunks, leases = await setup(redis, lost)
+    beat, chunks, leases, lost = await setup(redis)
     await redis.set(keys.arq_in_progress(chunks[0].key), "another-worker")
     await redis.zrem(keys.lease_tokens(), leases[1].token)  # reaped while it looked dead
     assert await beat.beat()
@@ -57,7 +47,7 @@ async def test_a_beat_tells_which_chunks_and_leases_were_lost(redis) -> None:
 
 
 async def test_a_beat_after_redis_forgot_its_scripts_loads_them_again(redis) -> None:
-    beat, chunks, _ = await setup(redis, {})
+    beat, chunks, _, _ = await setup(redis)
     await redis.script_flush()
     assert await beat.beat()
     assert all(claim.valid() for claim in chunks)
@@ -66,7 +56,7 @@ async def test_a_beat_after_redis_forgot_its_scripts_loads_them_again(redis) -> 
 async def test_a_beat_without_redis_renews_nothing(redis, monkeypatch) -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    beat, chunks, _ = await setup(redis, {})
+    beat, chunks, _, _ = await setup(redis)
     chunks[0].valid_until = 0
 
     async def refused(*_: object) -> list:

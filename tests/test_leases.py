@@ -6,6 +6,7 @@ import pytest
 from redis.exceptions import OutOfMemoryError
 
 from contract import keys
+from tests.beats import heartbeat, no_claims
 from worker.leases import Cooldown, Grants, Lease, LeaseBook
 from worker.proxies import Identity
 
@@ -119,7 +120,9 @@ async def test_renewal_keeps_a_lease_and_an_expired_one_stays_gone(redis) -> Non
     held, lost = await take(leases), await take(leases)
     await redis.zadd(keys.lease_tokens(), {lost.token: 1})  # expired meanwhile
     await take(leases)  # the next acquire reaps it
-    assert await leases.renew([held, lost]) == [lost.token]
+    beat, told = heartbeat(redis, claims=no_claims(redis), book=leases, leases=[held, lost])
+    assert await beat.beat()
+    assert told == {"leases": [lost.token]}
     expiry = await redis.zscore(keys.lease_tokens(), held.token)
     assert expiry is not None and expiry > 1
 
@@ -345,7 +348,10 @@ async def test_renewal_works_while_redis_refuses_writes(real_redis) -> None:
     try:
         with pytest.raises(OutOfMemoryError):
             await real_redis.set("grow", "x" * 100_000)
-        assert await leases.renew([held]) == []
+        beat, told = heartbeat(real_redis, claims=no_claims(real_redis), book=leases,
+                               leases=[held])  # fmt: skip
+        assert await beat.beat()
+        assert told == {}
     finally:
         await real_redis.config_set("maxmemory", 0)
 

@@ -10,8 +10,8 @@ frozen, swapped out or cut off. When the claim's time is up, the holder waits fo
 the next renewal to say whether it is still its own (``Claim.settle``).
 
 A chunk claim is the value of arq's in-progress key of the chunk; ``ChunkClaims``
-takes, renews and ends them (``worker/lua/*_chunk*.lua``). Leases are claims too,
-kept by the lease book.
+takes and ends them (``worker/lua/*_chunk*.lua``), the heartbeat renews them
+(``worker/lua/beat.lua``). Leases are claims too, kept by the lease book.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Taken:
 
 
 class ChunkClaims:
-    """Takes, renews and ends the chunk claims of one worker."""
+    """Takes and ends the chunk claims of one worker (the heartbeat renews them)."""
 
     def __init__(self, redis: Redis, *, queue_name: str, ttl_seconds: float, keep_seconds: int):
         self.redis = redis
@@ -102,9 +102,7 @@ class ChunkClaims:
         self.ttl_seconds = ttl_seconds
         self.ttl_ms = int(ttl_seconds * 1000)
         self.keep_seconds = keep_seconds
-        self.scripts = ScriptBook(
-            redis, "worker", ["claim_chunks", "renew_chunks", "end_chunk", "split_chunk"]
-        )
+        self.scripts = ScriptBook(redis, "worker", ["claim_chunks", "end_chunk", "split_chunk"])
 
     async def take(self, want: int, *, hands_free: bool) -> Taken:
         """Claims up to ``want`` due chunks no worker holds (the queue's head first).
@@ -126,15 +124,6 @@ class ChunkClaims:
             for i in range(1, len(flat), 3)
         ]  # fmt: skip
         return Taken(claims, suspect_waiting=bool(int(flat[0])))
-
-    async def renew(self, claims: list[ChunkClaim]) -> list[str]:
-        """Renews ``claims`` alone (the heartbeat renews them with the leases, beat.lua);
-        returns the IDs of the chunks lost."""
-        args: list[str | int] = [self.ttl_ms, in_progress_key_prefix]
-        for claim in claims:
-            args += [claim.key, claim.token]
-        lost = await self.scripts.run("renew_chunks", [self.queue_name], args)
-        return [keys.decoded(chunk_id) for chunk_id in lost]
 
     async def end(self, claim: ChunkClaim, how: str, defer_ms: int = 0) -> bool:
         """``done``, ``hand_back`` or ``lapse``; False if the chunk was no longer this one's."""

@@ -49,7 +49,7 @@ ATTRIBUTES = (
 )  # fmt: skip
 POLICY_TTL_SECONDS = 7 * 24 * 3600
 SCRIPTS = (
-    "acquire_leases", "release_leases", "renew_leases", "register_identities",
+    "acquire_leases", "release_leases", "register_identities",
     "forget_identities", "identity_states", "charge_identity",
 )  # fmt: skip
 
@@ -220,18 +220,6 @@ class LeaseBook:
     def keys(self) -> list[str]:
         """The policy keys every lease script names first (see worker/lua/policy.lua)."""
         return self._keys
-
-    async def renew(self, leases: Sequence[Lease]) -> list[str]:
-        """Extends the leases still held; returns the tokens of those lost."""
-        if not leases:
-            return []
-        lost = await self.scripts.run("renew_leases", self._keys, self._renewal_args(leases))
-        return [keys.decoded(token) for token in lost]
-
-    def _renewal_args(self, leases: Sequence[Lease]) -> list[str | int]:
-        tokens = renewal_tokens(leases)
-        probes = sum(1 for lease in leases if lease.is_probe)
-        return [self.ttl_ms, POLICY_TTL_SECONDS * 1000, probes, *tokens]
 
     async def state_counts(self) -> dict[str, int]:
         """This pool's identities by state: ready, proxy_full, rate, cooling, probing.

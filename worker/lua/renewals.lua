@@ -1,5 +1,5 @@
 --[[
-  Renewing claims, shared by the renewal scripts (included, not run alone; after
+  Renewing claims, for beat.lua (included, not run alone; after
   policy.lua where leases are renewed).
 
   Renewals run when Redis is at maxmemory too: Redis refuses a script under OOM only at
