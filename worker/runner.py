@@ -205,9 +205,7 @@ class PromptRunner:
         session = await self.sessions.get(identity.name, handshake)
         if not ready and not handshook:
             raise _Late  # waited for another prompt's page GET (see _Late)
-        await self.broker.on_time(lease)
-        if not (chunk.claim.valid() and lease.claim.valid()):
-            raise _NotHeld
+        await self._may_send(lease, chunk)
         chunk.sending.add(request.index)  # from here on the request may reach the site
         began = time.monotonic()
         try:
@@ -223,9 +221,7 @@ class PromptRunner:
             self.metrics.request_finished("ajax", time.monotonic() - began)
 
     async def _handshake(self, lease: Lease, chunk: ChunkHold) -> SiteSession:
-        await self.broker.on_time(lease)
-        if not (chunk.claim.valid() and lease.claim.valid()):
-            raise _NotHeld
+        await self._may_send(lease, chunk)
         began = time.monotonic()
         try:
             session = await self.client.handshake(lease.identity)
@@ -233,6 +229,13 @@ class PromptRunner:
             self.metrics.request_finished("page", time.monotonic() - began)
         await self.broker.charge(lease)  # the page GET was one more request from this exit
         return session
+
+    async def _may_send(self, lease: Lease, chunk: ChunkHold) -> None:
+        """Right before a request leaves: at its identity's pace, and only while the chunk's
+        claim and the lease are both known good (else ``_NotHeld``)."""
+        await self.broker.on_time(lease)
+        if not (chunk.claim.valid() and lease.claim.valid()):
+            raise _NotHeld
 
     def _backoff(self, spent: int) -> float:
         ceiling = min(self.config.backoff_cap_seconds, self.config.backoff_base_seconds * 2**spent)

@@ -336,12 +336,11 @@ class WorkerRuntime:
             await until_redis_answers("expire", lambda: self.stopper.begin(batch_id, "expired"))
             why = "expired"
         if why is not None:
-            await self._save_all([stopped_result(request, why) for request, _ in requests])
-            await self._save_all(unreadable)
+            await self._save_all([*(stopped_result(r, why) for r, _ in requests), *unreadable])
             return ChunkOutcome.DONE
         if held.claim.lapses >= self.config.chunk_crash_limit:
-            await self._save_all([_crashed(request, held.claim.lapses) for request, _ in requests])
-            await self._save_all(unreadable)
+            lapses = held.claim.lapses
+            await self._save_all([*(_crashed(r, lapses) for r, _ in requests), *unreadable])
             return ChunkOutcome.DONE
         if held.claim.lapses and len(requests) > 1:
             # Its holders died with it: one prompt a chunk from now on, so that a prompt that
