@@ -18,6 +18,13 @@ from worker.proxies import (
 DEFAULTS = ProxyDefaults(max_inflight=4, rate_per_second=1.0, burst=2)
 
 
+def edit(file, text: str) -> None:
+    """Rewrites the proxies file as an operator would, seen as changed (a later mtime)."""
+    file.write_text(text)
+    stat = file.stat()
+    os.utime(file, (stat.st_atime, stat.st_mtime + 5))
+
+
 def test_proxy_line_with_options_and_comment() -> None:
     identity = parse_proxy_line(
         "socks5h://u:secret@10.0.0.7:1080 max_inflight=2 rate=0.5 weight=3  # EU", DEFAULTS, "f:1"
@@ -145,9 +152,7 @@ def test_file_is_reloaded_when_it_changes(tmp_path) -> None:
     file.write_text("http://a:1\n")
     pool = ProxyPool("", file, DEFAULTS)
     assert not pool.reload()
-    file.write_text("http://a:1\nhttp://b:2\n")
-    stat = file.stat()
-    os.utime(file, (stat.st_atime, stat.st_mtime + 5))
+    edit(file, "http://a:1\nhttp://b:2\n")
     assert pool.reload()
     assert [i.name for i in pool.identities] == ["a:1", "b:2"]
 
@@ -161,9 +166,7 @@ def test_bad_edit_later_keeps_the_old_pool(tmp_path) -> None:
     file = tmp_path / "proxies.txt"
     file.write_text("http://a:1\n")
     pool = ProxyPool("", file, DEFAULTS)
-    file.write_text("http://a:1\nnot a proxy\n")
-    stat = file.stat()
-    os.utime(file, (stat.st_atime, stat.st_mtime + 5))
+    edit(file, "http://a:1\nnot a proxy\n")
     assert not pool.reload()
     assert [i.name for i in pool.identities] == ["a:1"]
 
@@ -187,9 +190,7 @@ def test_a_bad_edit_is_logged_by_line_without_the_secret(tmp_path) -> None:
     file = tmp_path / "proxies.txt"
     file.write_text("http://a:1\n")
     pool = ProxyPool("", file, DEFAULTS)
-    file.write_text("http://a:1\nhttp://u:hunter2#more@b:2\n")
-    stat = file.stat()
-    os.utime(file, (stat.st_atime, stat.st_mtime + 5))
+    edit(file, "http://a:1\nhttp://u:hunter2#more@b:2\n")
     with structlog.testing.capture_logs() as logged:
         assert not pool.reload()
     [failed] = [entry for entry in logged if entry["event"] == "proxies.reload_failed"]
