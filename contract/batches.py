@@ -23,7 +23,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from contract import keys
-from contract.chunks import ChunkQueue, arq_job, chunk_size_for, chunked
+from contract.chunks import arq_job, chunk_size_for, chunked, code_at
 from contract.ledger import PromptLedger, state_keys
 from contract.models import BatchStatus, ChunkPayload, PromptRequest, iso_now, parse_timestamp
 from contract.outbox import EVENT_KEEP_SECONDS, event_keys, new_event_id
@@ -98,9 +98,10 @@ class BatchStore:
         self.redis = redis
         self.queue_name = queue_name
         self.ttl = ttl_seconds
-        self.queue = ChunkQueue(redis, queue_name=queue_name, ttl_seconds=ttl_seconds)
         self.ledger = PromptLedger(redis, ttl_seconds=ttl_seconds)
-        self.stopper = BatchStopper(redis, queue_name=queue_name, ttl_seconds=ttl_seconds)
+        self.stopper = BatchStopper(
+            redis, queue_name=queue_name, ttl_seconds=ttl_seconds, ledger=self.ledger
+        )
         self.scripts = ScriptBook(
             redis,
             "contract",
@@ -261,12 +262,7 @@ class BatchStore:
         """Every index in ``state``, read from the bit field in one GET."""
         raw = await self.redis.get(keys.batch_states(batch_id)) or b""
         code = CODE[state]
-        found = []
-        for index in range(total):
-            byte = raw[index // 2] if index // 2 < len(raw) else 0
-            if (byte >> 4 if index % 2 == 0 else byte & 0x0F) == code:
-                found.append(index)
-        return found
+        return [index for index in range(total) if code_at(raw, index) == code]
 
     async def cancel(self, batch_id: str) -> int:
         """Stops the batch (``contract.stopping``); returns how many were cancelled here."""

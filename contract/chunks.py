@@ -54,19 +54,6 @@ class ChunkQueue:
         self.ttl = ttl_seconds
         self.scripts = ScriptBook(redis, "contract", ["stranded_count", "requeue_stranded"])
 
-    async def add(
-        self, pipe: Any, batch_id: str, ids: Sequence[str], chunks: Sequence[Sequence[int]]
-    ) -> None:
-        """Queues the chunks in ``pipe`` (the caller's MULTI), beside those already waiting."""
-        head = await self.redis.zrange(self.queue_name, 0, 0, withscores=True)
-        first = max(head[0][1], 1.0) if head else 1.0  # arq never starts a job scored 0
-        enqueue_ms = int(time.time() * 1000)
-        for chunk_id, indices in zip(ids, chunks, strict=True):
-            job = arq_job(ChunkPayload(batch_id=batch_id, indices=tuple(indices)), enqueue_ms)
-            pipe.set(keys.arq_job(chunk_id), job, px=self.ttl * 1000)
-        pipe.zadd(self.queue_name, {chunk_id: first + n for n, chunk_id in enumerate(ids)})
-        pipe.sadd(keys.batch_chunks(batch_id), *ids)
-
     async def requeue_stranded(self, batch_id: str, chunk_size: int) -> int:
         """Queues again the batch's unsettled prompts if no queued chunk carries them (the
         housekeeper's sweep: a safety net, so that ``wait``, ``retry`` and ``cancel`` end

@@ -17,6 +17,7 @@ from datetime import datetime
 from redis.asyncio import Redis
 
 from contract import keys
+from contract.chunks import chunked
 from contract.models import JobResult, PromptRequest, iso_now, parse_timestamp
 from contract.outbox import EVENT_KEEP_SECONDS, event_keys, new_event_id
 from contract.scripts import ScriptBook
@@ -151,8 +152,7 @@ class PromptLedger:
     ) -> list[PromptRequest]:
         """The requests at these indices (those still there), in their order."""
         found: list[PromptRequest] = []
-        for start in range(0, len(indices), READ_BATCH):
-            part = list(indices[start : start + READ_BATCH])
+        for part in chunked(indices, READ_BATCH):
             raws = await self.redis.hmget(keys.batch_requests(batch_id), part)
             found += [
                 PromptRequest.from_stored(raw, batch_id=batch_id, index=i, enqueued_at=enqueued_at)

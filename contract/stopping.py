@@ -66,11 +66,18 @@ class Stopping:
 
 
 class BatchStopper:
-    def __init__(self, redis: Redis, *, queue_name: str, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        queue_name: str,
+        ttl_seconds: int,
+        ledger: PromptLedger,
+    ) -> None:
         self.redis = redis
         self.queue_name = queue_name
         self.ttl = ttl_seconds
-        self.ledger = PromptLedger(redis, ttl_seconds=ttl_seconds)
+        self.ledger = ledger  # the store's own: one set of its scripts per process
         self.scripts = ScriptBook(redis, "contract", ["begin_stop", "take_queued_chunks"])
 
     async def cancel(self, batch_id: str) -> int:

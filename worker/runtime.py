@@ -91,7 +91,9 @@ class WorkerRuntime:
         self.lifecycle = Lifecycle()
         ttl = config.result_ttl_seconds
         self.ledger = PromptLedger(redis, ttl_seconds=ttl)
-        self.stopper = BatchStopper(redis, queue_name=config.queue_name, ttl_seconds=ttl)
+        self.stopper = BatchStopper(
+            redis, queue_name=config.queue_name, ttl_seconds=ttl, ledger=self.ledger
+        )
         self.queue = ChunkQueue(redis, queue_name=config.queue_name, ttl_seconds=ttl)
         self.claims = ChunkClaims(
             redis, queue_name=config.queue_name, ttl_seconds=config.lease_ttl_seconds,
