@@ -74,10 +74,8 @@ class ChunkQueue:
         sweep = await self.redis.hincrby(keys.batch_meta(batch_id), "sweeps", 1)
         chunks = chunked(unsettled, chunk_size_for(len(unsettled), chunk_size))
         ids = [f"{batch_id}:s{sweep}:{n}" for n in range(len(chunks))]
-        head = await self.redis.zrange(self.queue_name, 0, 0, withscores=True)
-        first = max(head[0][1], 1.0) if head else 1.0
         enqueue_ms = int(time.time() * 1000)
-        args: list[str | int | float | bytes] = [self.ttl * 1000, first, len(chunks)]
+        args: list[str | int | float | bytes] = [self.ttl * 1000, len(chunks)]
         for chunk_id, indices in zip(ids, chunks, strict=True):
             payload = ChunkPayload(batch_id=batch_id, indices=tuple(indices))
             args += [chunk_id, arq_job(payload, enqueue_ms)]

@@ -15,14 +15,13 @@
 ]]
 --- @include "prompt_states"
 --- @include "staging"
+--- @include "queue"
 local state, owner = unpack(redis.call('HMGET', KEYS[1], 'state', 'owner'))
 if state ~= 'validating' or owner ~= ARGV[1] then return {0, state or false} end
 local ttl, batch_keys = tonumber(ARGV[5]), tonumber(ARGV[4])
 local first_job = 6 + batch_keys
 local chunks = #KEYS - first_job + 1
-local head = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-local first = 1  -- arq never starts a job scored 0
-if head[2] then first = math.max(tonumber(head[2]), 1) end
+local first = queue_front(KEYS[3])
 local members = {}
 for n = 0, chunks - 1 do
   redis.call('EXPIRE', KEYS[first_job + n], ttl)
@@ -39,10 +38,7 @@ redis.call('HSET', KEYS[1], 'state', 'in_progress', 'in_progress_at', ARGV[6],
 for code = 0, #NAMES do redis.call('HSET', KEYS[2], NAMES[code], 0) end
 redis.call('HSET', KEYS[2], 'queued', ARGV[3])
 for i = 6, 5 + batch_keys do redis.call('EXPIRE', KEYS[i], ttl) end
-local now = now_ms()
-redis.call('ZADD', KEYS[4], now, ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - ttl * 1000)
-redis.call('EXPIRE', KEYS[4], ttl)
+register_batch(KEYS[4], ARGV[2], now_ms(), ttl)
 local expires = redis.call('HGET', KEYS[1], 'expires_ms')
 if expires then
   redis.call('ZADD', KEYS[5], tonumber(expires), ARGV[2])

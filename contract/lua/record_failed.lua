@@ -13,15 +13,13 @@
   Returns 1 if the batch was recorded failed now, 0 if it was already.
 ]]
 --- @include "batch_events"
+--- @include "queue"
 if redis.call('HGET', KEYS[1], 'state') == 'failed' then return 0 end
 redis.call('DEL', KEYS[1])
 for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
 for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[1], 'total', 0, 'state', 'failed', 'failed_at', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-local now_ms = tonumber(ARGV[4])
-redis.call('ZADD', KEYS[2], now_ms, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - tonumber(ARGV[2]) * 1000)
-redis.call('EXPIRE', KEYS[2], ARGV[2])
+register_batch(KEYS[2], ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[2]))
 announce_end(KEYS[3], KEYS[4], ARGV[5], ARGV[1], 'failed', ARGV[4], tonumber(ARGV[6]))
 return 1

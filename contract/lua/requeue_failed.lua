@@ -14,12 +14,11 @@
   whose prompts is still failed (another retry took them) is not queued.
 ]]
 --- @include "prompt_states"
+--- @include "queue"
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'in_progress' and state ~= 'completed' then return {state or false, 0} end
 local ttl = tonumber(ARGV[2])
-local head = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
-local first = 1  -- arq never starts a job scored 0
-if head[2] then first = math.max(tonumber(head[2]), 1) end
+local first = queue_front(KEYS[7])
 local moved, queued, a = 0, 0, 3
 for i = 9, #KEYS do
   local id, job, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
