@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from contract.errors import ServiceError
+
 MAX_LISTED_PROBLEMS = 100
 
 
@@ -16,7 +18,7 @@ class LineProblem:
     reason: str
 
 
-class InputFileError(ValueError):
+class InputFileError(ServiceError, ValueError):
     """Raised when a prompts file has any bad line, or no prompts at all; carries every problem.
 
     ``message`` replaces the usual report, for an input refused whole.

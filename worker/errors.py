@@ -33,6 +33,8 @@ from __future__ import annotations
 import enum
 from typing import ClassVar
 
+from contract.errors import ServiceError
+
 
 class Verdict(enum.StrEnum):
     """What an outcome says about the identity (proxy, or the worker's own address)."""
@@ -44,7 +46,7 @@ class Verdict(enum.StrEnum):
     DOWN = "down"  # the proxy itself failed
 
 
-class UpstreamError(Exception):
+class UpstreamError(ServiceError):
     """Base of every failure of the exchange."""
 
     retryable: ClassVar[bool] = False

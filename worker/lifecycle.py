@@ -10,6 +10,8 @@ import asyncio
 import enum
 from collections.abc import Callable
 
+from contract.errors import ServiceError
+
 
 class State(enum.Enum):
     NEW = "new"
@@ -18,7 +20,7 @@ class State(enum.Enum):
     STOPPED = "stopped"
 
 
-class LifecycleError(RuntimeError):
+class LifecycleError(ServiceError, RuntimeError):
     """A transition the lifecycle does not allow (starting twice, say)."""
 
 

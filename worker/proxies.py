@@ -21,6 +21,7 @@ from urllib.parse import SplitResult
 import structlog
 
 from contract.config import PERCENT_ENCODING_HINT, check_url
+from contract.errors import ServiceError
 from contract.redaction import redact_url
 
 log = structlog.get_logger("chatgptes.proxies")
@@ -33,7 +34,7 @@ _OPTIONS = {"max_inflight": int, "rate": float, "weight": float}
 _COMMENT = re.compile(r"(?:^|(?<=\s))#.*", re.DOTALL)
 
 
-class ProxyConfigError(ValueError):
+class ProxyConfigError(ServiceError, ValueError):
     """A proxy line that cannot be used; the message names the source and line."""
 
 

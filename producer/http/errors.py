@@ -12,11 +12,13 @@ from typing import Any
 
 from aiohttp import web
 
+from contract.errors import ServiceError
+
 INVALID_REQUEST = "invalid_request_error"
 SERVER_ERROR = "server_error"
 
 
-class ApiError(Exception):
+class ApiError(ServiceError):
     """A request refused (or failed) with an OpenAI error body."""
 
     def __init__(
