@@ -186,7 +186,7 @@ def test_missing_consent_fails_fast_without_retries(fleet, tmp_path) -> None:
 def test_an_exchange_slower_than_the_lease_ttl_keeps_its_lease(fleet, tmp_path) -> None:
     fleet.start_simulator("--latency", "fixed:2500")
     fleet.start_workers(2, proxy_rate_per_second=0, fleet_max_inflight=1, proxy_max_inflight=1,
-                        lease_ttl_seconds=1, heartbeat_seconds=0.3,
+                        claim_ttl_seconds=1, heartbeat_seconds=0.3,
                         request_timeout_seconds=10)  # fmt: skip
     batch_id = enqueue(fleet, tmp_path, 4)
     final = wait_until(done(fleet, batch_id), timeout=90, what="the batch done", every=0.5)

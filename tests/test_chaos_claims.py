@@ -130,7 +130,7 @@ def test_a_proxy_dropped_from_the_file_gets_no_more_requests(fleet, tmp_path) ->
 
 def test_a_prompt_that_kills_workers_ends_alone_as_worker_crashed(fleet, tmp_path) -> None:
     fleet.start_simulator("--latency", "fixed:100")
-    settings = {"proxy_rate_per_second": 0, "chunk_crash_limit": 3}
+    settings = {"proxy_rate_per_second": 0, "chunk_lapse_limit": 3}
     fleet.start_workers(2, fault="poison", **settings)
     path = write_prompts(tmp_path / "p.jsonl", 40, extra=("this one is POISON",))
     enqueued = fleet.cli("enqueue", path, "--json")

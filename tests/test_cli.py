@@ -184,7 +184,8 @@ def test_config_lists_every_setting_with_secrets_masked(monkeypatch) -> None:
         ("CHATGPTES_REDIS_URL", "redis://127.0.0.1:99999/0", "port is not a number"),
         ("CHATGPTES_RETRY_BUDGETS", "{bad", "not valid JSON"),
         ("CHATGPTES_PROXY_MAX_INFLIGHT", "many", "valid integer"),
-        ("CHATGPTES_HEARTBEAT_SECONDS", "60", "at most half of lease_ttl_seconds"),
+        ("CHATGPTES_HEARTBEAT_SECONDS", "60", "CHATGPTES_CLAIM_TTL_SECONDS (3) leaves a worker"),
+        ("CHATGPTES_SHUTDOWN_GRACE_SECONDS", "30", "shorter than CHATGPTES_REQUEST_TIMEOUT"),
     ],
 )
 def test_a_bad_setting_is_one_line_and_exit_2(monkeypatch, variable, value, says) -> None:
@@ -248,6 +249,11 @@ def test_workers_lists_live_ones_and_check_says_if_this_host_has_one(run, real_r
     assert "alive" in listed.stdout and "silent" in listed.stdout
     assert run("workers", "--check").exit_code == 0
     assert run("workers", "--check", "--host", "elsewhere").exit_code == 1
+    client.hset("chatgptes:{fleet}:worker:w1", "chores_failing", "stops: ValueError (3 times)")
+    checked = run("workers", "--check")
+    assert checked.exit_code == 0  # it still runs prompts: a restart would not mend a chore
+    assert "chores failing: stops: ValueError (3 times)" in checked.stderr
+    assert "chores failing: stops" in run("workers").stdout
     client.close()
 
 

@@ -123,7 +123,8 @@ def test_stdin_and_follow(fleet) -> None:
 
 def test_sigterm_lets_running_jobs_finish(fleet, tmp_path) -> None:
     fleet.start_simulator("--latency", "fixed:800")
-    fleet.start_workers(1, proxy_rate_per_second=0, shutdown_grace_seconds=20)
+    fleet.start_workers(1, proxy_rate_per_second=0, shutdown_grace_seconds=20,
+                        request_timeout_seconds=20)  # fmt: skip
     [worker] = fleet.workers
     # One prompt first: the identity proves itself (slow start), then three run at once.
     warm_up = fleet.cli(
@@ -173,7 +174,7 @@ def test_a_workers_metrics_move_with_its_work(fleet, tmp_path) -> None:
     fleet.start_simulator("--latency", "fixed:5")
     port = free_port()
     fleet.start_workers(1, proxy_rate_per_second=0, metrics_port=f"{port}-{port + 3}",
-                        heartbeat_seconds=0.5, lease_ttl_seconds=2)  # fmt: skip
+                        heartbeat_seconds=0.5, claim_ttl_seconds=2)  # fmt: skip
 
     def scrape() -> str:
         try:

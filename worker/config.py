@@ -6,6 +6,7 @@ passed in to whatever needs them, never read from globals deep inside.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -28,6 +29,22 @@ DEFAULT_RETRY_BUDGETS: dict[str, int] = {
     "AnswerNotJson": 2,
     "AnswerOffSchema": 2,
 }
+
+
+# Settings renamed: the old name is still read (when the new one is unset), and warned of.
+DEPRECATED = {"lease_ttl_seconds": "claim_ttl_seconds", "chunk_crash_limit": "chunk_lapse_limit"}
+
+
+def claim_margin(ttl_seconds: float) -> float:
+    """How much sooner than Redis a holder stops trusting its claim: clocks and the wire."""
+    return max(0.25, ttl_seconds * 0.1)
+
+
+def shortest_claim_ttl(heartbeat_seconds: float) -> float:
+    """The shortest claim TTL that stays trusted for two heartbeats (see claim_margin)."""
+    small = 2 * heartbeat_seconds + 0.25  # while the margin is its floor, 0.25 s
+    shortest = small if small <= 2.5 else 2 * heartbeat_seconds / 0.9
+    return math.ceil(shortest * 100 - 1e-6) / 100  # rounded up to what a person types
 
 
 class WorkerConfig(QueueSettings):
@@ -69,17 +86,27 @@ class WorkerConfig(QueueSettings):
         "as keep its requests flowing.",
     )
 
-    lease_ttl_seconds: float = Field(
+    claim_ttl_seconds: float = Field(
         3.0,
         gt=0,
         description="A claim (a chunk, a lease) its worker renews expires this long after the "
         "worker died or stalled: its prompts run again on another worker this soon.",
     )
-    chunk_crash_limit: int = Field(
+    lease_ttl_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Deprecated: the old name of claim_ttl_seconds, read when that is unset.",
+    )
+    chunk_lapse_limit: int = Field(
         3,
         ge=1,
-        description="A chunk whose worker died this many times while running it ends its "
-        "unsettled prompts failed (WorkerCrashed) instead of running them again.",
+        description="A chunk whose holders lapsed (died or were cut off) this many times ends "
+        "its unsettled prompts failed (WorkerCrashed) instead of running them again.",
+    )
+    chunk_crash_limit: int | None = Field(
+        None,
+        ge=1,
+        description="Deprecated: the old name of chunk_lapse_limit, read when that is unset.",
     )
     lease_wait_seconds: float = Field(
         2.0, ge=0, description="A prompt waiting this long for capacity shows as waiting."
@@ -90,8 +117,8 @@ class WorkerConfig(QueueSettings):
     heartbeat_seconds: float = Field(
         1.0,
         gt=0,
-        description="How often a worker renews its claims (chunks, leases) and reports in; "
-        "at most half of lease_ttl_seconds.",
+        description="How often a worker renews its claims (chunks, leases) and reports in; a "
+        "claim must stay trusted for two of these (see claim_ttl_seconds).",
     )
     session_ttl_seconds: float = Field(
         6 * 3600, gt=0, description="Site session lifetime; keep it below the nonce's 12-24 h."
@@ -115,7 +142,10 @@ class WorkerConfig(QueueSettings):
         300.0, gt=0, description="Longest one prompt may spend sending and backing off."
     )
     shutdown_grace_seconds: int = Field(
-        30, ge=0, description="On SIGTERM running jobs get this long to finish."
+        75,
+        ge=0,
+        description="On SIGTERM the requests on the wire get this long to finish and be "
+        "stored; at least request_timeout_seconds.",
     )
     poll_delay_seconds: float = Field(0.02, gt=0, description="arq poll delay when idle.")
     metrics_port: str = Field(
@@ -186,15 +216,43 @@ class WorkerConfig(QueueSettings):
             )
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: object) -> object:
+        """A deprecated setting still counts, when its new name is not set."""
+        if isinstance(data, dict):
+            for old, new in DEPRECATED.items():
+                if data.get(old) is not None and data.get(new) is None:
+                    data = {**data, new: data[old]}
+        return data
+
     @model_validator(mode="after")
-    def _renewed_in_time(self) -> WorkerConfig:
-        if self.heartbeat_seconds * 2 > self.lease_ttl_seconds:
+    def _claims_leave_time_to_send(self) -> WorkerConfig:
+        ttl, beat = self.claim_ttl_seconds, self.heartbeat_seconds
+        if ttl - claim_margin(ttl) < 2 * beat - 1e-9:
             raise ValueError(
-                f"heartbeat_seconds ({self.heartbeat_seconds}) must be at most half of "
-                f"lease_ttl_seconds ({self.lease_ttl_seconds}): a lease is renewed every "
-                "heartbeat and must not expire between two"
+                f"CHATGPTES_CLAIM_TTL_SECONDS ({ttl:g}) leaves a worker no time to send: it "
+                f"stops trusting a claim {claim_margin(ttl):g}s before Redis may expire it, "
+                f"and renews it every CHATGPTES_HEARTBEAT_SECONDS ({beat:g}); a claim must "
+                f"stay trusted for two heartbeats: raise the claim TTL to at least "
+                f"{shortest_claim_ttl(beat):g}s, or beat more often"
             )
         return self
+
+    @model_validator(mode="after")
+    def _grace_covers_a_request(self) -> WorkerConfig:
+        if self.shutdown_grace_seconds < self.request_timeout_seconds:
+            raise ValueError(
+                f"CHATGPTES_SHUTDOWN_GRACE_SECONDS ({self.shutdown_grace_seconds}) is shorter "
+                f"than CHATGPTES_REQUEST_TIMEOUT_SECONDS ({self.request_timeout_seconds:g}): a "
+                "stopping worker would abandon requests still on the wire, and another worker "
+                "would send them again; give the grace at least the request timeout"
+            )
+        return self
+
+    def deprecated_in_use(self) -> list[tuple[str, str]]:
+        """(old, new) names of the deprecated settings this configuration sets."""
+        return [(old, new) for old, new in DEPRECATED.items() if getattr(self, old) is not None]
 
     def budget_for(self, error_kind: str) -> int:
         return {**DEFAULT_RETRY_BUDGETS, **self.retry_budgets}.get(error_kind, 0)
