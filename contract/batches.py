@@ -15,6 +15,7 @@ stopping a batch early ``contract.stopping``.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -24,8 +25,16 @@ from redis.asyncio import Redis
 
 from contract import keys
 from contract.chunks import arq_job, chunk_size_for, chunked, code_at
+from contract.errors import ServiceError
 from contract.ledger import PromptLedger, state_keys
-from contract.models import BatchStatus, ChunkPayload, PromptRequest, iso_now, parse_timestamp
+from contract.models import (
+    BatchStatus,
+    ChunkPayload,
+    JobResult,
+    PromptRequest,
+    iso_now,
+    parse_timestamp,
+)
 from contract.outbox import EVENT_KEEP_SECONDS, event_keys, new_event_id
 from contract.scripts import ScriptBook
 from contract.states import CODE, FINAL_STATES, PROMPT_STATES
@@ -39,7 +48,7 @@ STAGING_IDLE_SECONDS = 60
 RETRYABLE_STATES = ("in_progress", "completed")
 
 
-class ClaimLost(RuntimeError):
+class ClaimLost(ServiceError, RuntimeError):
     """The enqueue no longer owns the batch it was staging: nothing more was written."""
 
     def __init__(self, batch_id: str) -> None:
@@ -49,7 +58,7 @@ class ClaimLost(RuntimeError):
         )
 
 
-class RetryRefused(ValueError):
+class RetryRefused(ServiceError, ValueError):
     """``retry`` of a batch that was stopped (cancelled or expired): its history stays."""
 
     def __init__(self, batch_id: str, state: str) -> None:
@@ -122,7 +131,8 @@ class BatchStore:
         Returns None when claimed, or the state of the batch that holds the ID. A
         staging nobody has written for ``STAGING_IDLE_SECONDS`` may be claimed again.
         """
-        fields = [item for pair in meta.items() for item in pair]
+        # The queue it runs in: sweeps of other queues on the same Redis leave it alone.
+        fields = [item for pair in {**meta, "queue": self.queue_name}.items() for item in pair]
         claimed, *state = await self.scripts.run(
             "claim_batch",
             keys.batch_keys(batch_id),
@@ -176,7 +186,8 @@ class BatchStore:
         published, chunks = await self.scripts.run(
             "publish_batch",
             [keys.batch_meta(batch_id), keys.batch_counts(batch_id), self.queue_name,
-             keys.batches_created(), keys.batch_deadlines(), *batch_keys,
+             keys.batches_created(), keys.batch_deadlines(), keys.work_marker(self.queue_name),
+             keys.active_batches(self.queue_name), *batch_keys,
              *(keys.arq_job(f"{batch_id}:{n}") for n in range(count))],
             [owner, batch_id, total, len(batch_keys), self.ttl, iso_now()],
         )  # fmt: skip
@@ -238,8 +249,9 @@ class BatchStore:
 
     async def requests(
         self, batch_id: str, indices: Sequence[int], enqueued_at: datetime
-    ) -> list[PromptRequest]:
-        """The requests at these indices (those still there), in their order."""
+    ) -> list[PromptRequest | JobResult]:
+        """The requests at these indices (those still there), in their order; an unreadable
+        one is its failed ``BadRequestData`` result instead."""
         return await self.ledger.requests(batch_id, indices, enqueued_at)
 
     async def raw_results(self, batch_id: str, indices: Sequence[int]) -> list[bytes | None]:
@@ -281,21 +293,22 @@ class BatchStore:
             raise RetryRefused(batch_id, state or "gone")
         if not failed:
             return 0
-        round_ = await self.redis.hincrby(keys.batch_meta(batch_id), "retries", 1)
+        round_ = secrets.token_hex(3)  # the new chunks' IDs (no write before the script)
         chunks = chunked(failed, chunk_size_for(len(failed), chunk_size))
         enqueue_ms = int(time.time() * 1000)
         moved = 0
         for first in range(0, len(chunks), CHUNKS_PER_CALL):
             part = chunks[first : first + CHUNKS_PER_CALL]
             ids = [f"{batch_id}:r{round_}:{n}" for n in range(first, first + len(part))]
-            args: list[str | bytes | int] = [iso_now(), self.ttl]
+            args: list[str | bytes | int] = [iso_now(), self.ttl, batch_id]
             for chunk_id, indices in zip(ids, part, strict=True):
                 job = arq_job(ChunkPayload(batch_id=batch_id, indices=tuple(indices)), enqueue_ms)
                 args += (chunk_id, job, len(indices), *indices)
             state_then, count = await self.scripts.run(
                 "requeue_failed",
                 [*state_keys(batch_id), keys.batch_chunks(batch_id), self.queue_name,
-                 keys.batch_requests(batch_id), *(keys.arq_job(c) for c in ids)],
+                 keys.batch_requests(batch_id), keys.work_marker(self.queue_name),
+                 keys.active_batches(self.queue_name), *(keys.arq_job(c) for c in ids)],
                 args,
             )  # fmt: skip
             if keys.decoded(state_then or b"gone") not in RETRYABLE_STATES:

@@ -170,6 +170,18 @@ def policy_events() -> str:
     return f"{POLICY}events"
 
 
+def unfinished_stops() -> str:
+    """Sorted set: batch ID → when (ms) its stop began, the stops not taken to their end
+    yet (the housekeeper resumes these, never reading every stop mark)."""
+    return f"{POLICY}stopping"
+
+
+def stop_marks_by_age() -> str:
+    """Sorted set: batch ID → when (ms) its stopped mark was written, to drop the old ones
+    a few at a time."""
+    return f"{POLICY}stopped-at"
+
+
 def stopped_batches() -> str:
     """Hash: batch ID → why it stopped (``cancelled`` or ``expired``) and when (``why ms``).
 
@@ -207,10 +219,50 @@ def worker_info(worker_id: str) -> str:
     return f"{FLEET}worker:{worker_id}"
 
 
-def chunk_runs() -> str:
-    """Hash: chunk ID → claims of it that did not end cleanly yet (its holders that died,
-    plus the one holding it now): a poison chunk is recognised by it."""
-    return f"{FLEET}chunk-runs"
+def chunk_lapses() -> str:
+    """Hash: chunk ID → its lapses: claims of it that did not end cleanly (holders that
+    died or were cut off with it), plus the one holding it now. A chunk that keeps taking
+    its holders down is recognised by it (``CHATGPTES_CHUNK_LAPSE_LIMIT``)."""
+    return f"{FLEET}chunk-lapses"
+
+
+def fleet_beat() -> str:
+    """String: when (ms, Redis's clock) the last heartbeat of any worker was processed."""
+    return f"{FLEET}beat"
+
+
+def fleet_quiet_end() -> str:
+    """String: when (ms) the fleet's heartbeats came back after a silence long enough to
+    lapse claims (Redis stalled, or every worker paused): lapsed chunks wait a claim TTL
+    from then before another worker may take them, so their live holders speak first."""
+    return f"{FLEET}quiet-end"
+
+
+# A queue's chunks: waiting (arq's queue), held (claimed), and where the held ones stood.
+def held_chunks(queue_name: str) -> str:
+    """Sorted set: chunk ID → when (ms) its claim lapses unless renewed; the chunks of one
+    queue a worker holds (they leave the queue while held: a claim finds the next free
+    chunk at the queue's head, wherever the held ones were)."""
+    return f"{queue_name}:held"
+
+
+def chunk_places(queue_name: str) -> str:
+    """Hash: chunk ID → its place in the queue (score) when it was claimed, where it goes
+    back if it is handed back or lapses."""
+    return f"{queue_name}:places"
+
+
+def work_marker(queue_name: str) -> str:
+    """List: an item per chunk made claimable (published, handed back, lapsed, split); an
+    idle worker blocks on it instead of polling the queue."""
+    return f"{queue_name}:work"
+
+
+def active_batches(queue_name: str) -> str:
+    """Sorted set: batch ID → when (ms) it was published or queued again, the batches of
+    one queue that may still have prompts to run (the stranded sweep walks these only;
+    it drops those that ended)."""
+    return f"{queue_name}:active"
 
 
 def housekeeper() -> str:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from contract import keys
 from worker.claims import ChunkClaim, ChunkClaims
 from worker.heartbeat import Heartbeat
 from worker.leases import Lease, LeaseBook
@@ -46,3 +47,15 @@ async def no_book(redis: Redis) -> LeaseBook:
 def no_claims(redis: Redis, ttl_seconds: float = 5) -> ChunkClaims:
     """Chunk claims for a heartbeat that holds no chunks."""
     return ChunkClaims(redis, queue_name="test:queue", ttl_seconds=ttl_seconds, keep_seconds=60)
+
+
+async def redis_ms(redis: Redis) -> int:
+    """Redis's own clock, in ms (what the scripts compare times with)."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def fleet_heard(redis: Redis) -> None:
+    """As in a fleet whose heartbeats are coming in: lapsed chunks may be taken back."""
+    await redis.set(keys.fleet_beat(), await redis_ms(redis) + 3_600_000)
+    await redis.delete(keys.fleet_quiet_end())

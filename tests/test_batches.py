@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -264,7 +265,9 @@ async def test_retry_requeues_only_failed_prompts(queue, redis) -> None:
     await finish(queue, "b1", 2, "failed")
     assert (await queue.status("b1")).state == "completed"
     assert await queue.retry("b1") == 2
-    assert await queued_chunks(redis) == [("b1:r1:0", [1]), ("b1:r1:1", [2])]
+    [(first, one), (second, two)] = await queued_chunks(redis)
+    assert (one, two) == ([1], [2])
+    assert re.fullmatch(r"b1:r[0-9a-f]{6}:0", first) and second == first[:-1] + "1"
     status = await queue.status("b1")
     assert (status.state, status.succeeded, status.failed, status.queued) == (
         "in_progress", 1, 0, 2,

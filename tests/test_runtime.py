@@ -19,9 +19,10 @@ from simulator import SimConfig, run_simulator
 from simulator.server import Simulator
 from tests.conftest import eventually
 from worker.broker import OK
+from worker.chunks import ChunkState
 from worker.claims import ChunkClaim
 from worker.config import WorkerConfig
-from worker.runtime import ChunkOutcome, WorkerRuntime
+from worker.runtime import WorkerRuntime
 
 
 @dataclass
@@ -47,13 +48,13 @@ class Harness:
                 found.append((claim, ChunkPayload.model_validate(job["a"][0])))
         return found
 
-    async def run(self, claim: ChunkClaim, payload: ChunkPayload) -> ChunkOutcome:
+    async def run(self, claim: ChunkClaim, payload: ChunkPayload) -> ChunkState:
         """One chunk as arq runs it: the job, then the end of the worker's hold."""
         outcome = await self.runtime.run_chunk(payload, claim)
-        await self.runtime.end_chunk(claim.key, finished=outcome is not ChunkOutcome.HANDED_BACK)
+        await self.runtime.end_chunk(claim.key)
         return outcome
 
-    async def run_all(self) -> list[ChunkOutcome]:
+    async def run_all(self) -> list[ChunkState]:
         """Runs every queued chunk concurrently; returns each one's outcome."""
         chunks = await self.chunks()
         return await asyncio.gather(*(self.run(claim, payload) for claim, payload in chunks))
@@ -79,7 +80,7 @@ async def harness(
             "backoff_base_seconds": 0.01,
             "cooldown_base_seconds": 0.05,
             "heartbeat_seconds": 0.2,
-            "lease_ttl_seconds": 2,
+            "claim_ttl_seconds": 2,
         }
         settings = WorkerConfig(**{**defaults, **config})
         runtime = WorkerRuntime(settings, redis)
@@ -96,7 +97,7 @@ async def test_a_chunk_runs_its_prompts_concurrently_to_one_result_each(fake_red
         batch_id = await h.enqueue(*(f"prompt {n}" for n in range(40)))
         outcomes = await h.run_all()
         stats = h.stats()
-    assert outcomes == [ChunkOutcome.DONE] * len(outcomes), outcomes
+    assert outcomes == [ChunkState.DONE] * len(outcomes), outcomes
     results = await h.queue.results(batch_id)
     assert [r.content.rsplit(" ", 1)[-1] for r in results] == [str(n) for n in range(40)]
     assert all(r.status == "succeeded" and r.attempts == 1 for r in results)
@@ -112,6 +113,7 @@ async def test_a_rerun_of_a_finished_chunk_sends_nothing(fake_redis) -> None:
         batch_id = await h.enqueue("once", "twice")
         [(claim, payload), *_] = await h.chunks()
         await h.runtime.run_chunk(payload, claim)
+        h.runtime.held.pop(claim.key)  # as a worker that crashed before it ended the chunk
         await h.runtime.run_chunk(payload, claim)  # run again after a crash
         assert h.stats()["requests"]["ajax"] == 1
     assert (await h.queue.status(batch_id)).succeeded == 1
@@ -248,7 +250,7 @@ async def test_draining_hands_unsent_prompts_back_and_lets_sent_ones_finish(fake
     sent = stats["requests"]["ajax"]
     assert 2 <= sent < 6  # what was on the wire finished; nothing more went out
     # Each chunk with an unsent prompt goes back where it was.
-    assert outcomes.count(ChunkOutcome.HANDED_BACK) == 6 - sent
+    assert outcomes.count(ChunkState.HANDED_BACK) == 6 - sent
     status = await h.queue.status(batch_id)
     assert (status.succeeded, status.queued, status.in_progress) == (sent, 6 - sent, 0)
 
@@ -334,11 +336,11 @@ async def test_a_lost_chunks_unsent_prompts_are_dropped_and_the_sent_one_kept(fa
         job = json.loads(await fake_redis.get(keys.arq_job(claim.key)))
         running = asyncio.create_task(h.run(claim, ChunkPayload.model_validate(job["a"][0])))
         held = h.runtime.held[claim.key]
-        await eventually(lambda: held.hold.sending, what="one prompt on the wire")
+        await eventually(lambda: held.sending, what="one prompt on the wire")
         # Another worker took the chunk (this one looked dead): the next beat says so.
         await fake_redis.set(keys.arq_in_progress(claim.key), "another-worker")
         await h.runtime.heartbeat.beat()
-        assert await running is ChunkOutcome.LOST
+        assert await running is ChunkState.LOST
         sent = h.stats()["requests"]["ajax"]
     assert sent == 1  # the one on the wire; the four waiting were never sent
     status = await h.queue.status(batch_id)
@@ -361,7 +363,7 @@ async def test_a_frozen_worker_sends_nothing_under_a_claim_it_lost(fake_redis) -
         await fake_redis.set(keys.arq_in_progress(claim.key), "another-worker")
         await h.runtime.book.release([(blocker.leases[0], OK)])  # capacity is back
         await h.runtime.heartbeat.beat()  # it wakes up, and learns it lost the chunk
-        assert await running is ChunkOutcome.LOST
+        assert await running is ChunkState.LOST
         assert h.stats()["requests"]["ajax"] == 0
 
 
@@ -371,7 +373,7 @@ async def test_a_frozen_worker_that_still_holds_its_chunk_goes_on(fake_redis) ->
         [claim, other] = await h.runtime.take_chunks(2)
         claim.valid_until = other.valid_until = 0  # frozen; nobody took its chunks meanwhile
         outcomes = await asyncio.gather(*(h.run(c, p) for c, p in await _payloads(h, claim, other)))
-    assert outcomes == [ChunkOutcome.DONE] * 2
+    assert outcomes == [ChunkState.DONE] * 2
     assert (await h.queue.status(batch_id)).succeeded == 2
 
 
@@ -384,16 +386,16 @@ async def _payloads(h: Harness, *claims: ChunkClaim) -> list[tuple[ChunkClaim, C
 
 
 async def test_a_chunk_whose_workers_keep_dying_ends_as_worker_crashed(fake_redis) -> None:
-    async with harness(fake_redis, chunk_crash_limit=3) as h:
+    async with harness(fake_redis, chunk_lapse_limit=3) as h:
         batch_id = await h.enqueue("poison")
-        await fake_redis.hset(keys.chunk_runs(), f"{batch_id}:0", 3)  # three holders died
+        await fake_redis.hset(keys.chunk_lapses(), f"{batch_id}:0", 3)  # three holders died
         outcomes = await h.run_all()
         sent = h.stats()["requests"]["ajax"]
-    assert outcomes == [ChunkOutcome.DONE] and sent == 0
+    assert outcomes == [ChunkState.DONE] and sent == 0
     [result] = await h.queue.results(batch_id)
     assert (result.status, result.error.type) == ("failed", "WorkerCrashed")
-    assert "died 3 times" in result.error.message
-    assert await fake_redis.hget(keys.chunk_runs(), f"{batch_id}:0") is None
+    assert "died or was cut off 3 times" in result.error.message
+    assert await fake_redis.hget(keys.chunk_lapses(), f"{batch_id}:0") is None
 
 
 async def test_a_loop_that_dies_takes_the_worker_down(fake_redis, monkeypatch) -> None:
@@ -417,19 +419,19 @@ async def test_a_loop_that_dies_takes_the_worker_down(fake_redis, monkeypatch) -
 async def test_a_chunk_whose_worker_died_is_split_one_prompt_a_chunk(fake_redis) -> None:
     async with harness(fake_redis) as h:
         batch_id = await h.enqueue(*(f"p{n}" for n in range(16)))  # 8 chunks of 2
-        await fake_redis.hset(keys.chunk_runs(), f"{batch_id}:0", 1)  # its worker died once
+        await fake_redis.hset(keys.chunk_lapses(), f"{batch_id}:0", 1)  # its worker died once
         [claim] = await h.runtime.take_chunks(1)
         assert (claim.key, claim.lapses) == (f"{batch_id}:0", 1)
         [(_, payload)] = await _payloads(h, claim)
-        assert await h.run(claim, payload) is ChunkOutcome.SPLIT
+        assert await h.run(claim, payload) is ChunkState.SPLIT
         assert h.stats()["requests"]["ajax"] == 0
         runs = {
-            k.decode(): int(v) for k, v in (await fake_redis.hgetall(keys.chunk_runs())).items()
+            k.decode(): int(v) for k, v in (await fake_redis.hgetall(keys.chunk_lapses())).items()
         }
         assert runs == {f"{batch_id}:0/0": 1, f"{batch_id}:0/1": 1}  # each inherits the death
         assert await fake_redis.zscore("test:queue", f"{batch_id}:0") is None
         outcomes = await h.run_all()
-    assert outcomes == [ChunkOutcome.DONE] * 9  # the 7 others and the 2 halves
+    assert outcomes == [ChunkState.DONE] * 9  # the 7 others and the 2 halves
     assert (await h.queue.status(batch_id)).succeeded == 16
 
 
@@ -448,7 +450,72 @@ async def test_a_lease_that_waited_for_anothers_handshake_is_taken_again(fake_re
         h.runtime.book.exchange = counted  # type: ignore[method-assign]
         [claim] = await h.runtime.take_chunks(1)
         [(_, payload)] = await _payloads(h, claim)
-        assert await h.run(claim, payload) is ChunkOutcome.DONE
+        assert await h.run(claim, payload) is ChunkState.DONE
     # The second prompt's first lease waited out the first one's page GET: it was given
     # back and a fresh one taken, so that the two did not leave on the old one's time.
     assert len(granted) == 3
+
+
+async def test_an_unreadable_request_keeps_its_custom_id_and_model(fake_redis) -> None:
+    """Regression: such a result had ``custom_id: ""`` and ``model: ""``: its line in the
+    output could not be joined back to its input."""
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue("fine", "newer")
+        raw = json.loads(await fake_redis.hget(keys.batch_requests(batch_id), 1))
+        raw["params"] = {"tool_choice": "auto"}  # a field a newer producer writes
+        await fake_redis.hset(keys.batch_requests(batch_id), 1, json.dumps(raw))
+        await h.run_all()
+    fine, bad = await h.queue.results(batch_id)
+    assert fine.status == "succeeded"
+    assert (bad.custom_id, bad.model, bad.status, bad.error.type) == (
+        "q1", "gpt-4o", "failed", "BadRequestData",
+    )  # fmt: skip
+
+
+async def test_a_chunk_cut_short_goes_back_to_the_queue(fake_redis) -> None:
+    """Regression (issue 20, 2): arq's job timeout cancels the chunk and calls its end with
+    ``finish=True``; the chunk was ended done with its prompts unsettled."""
+    async with harness(fake_redis, {"latency": "fixed:5000"}) as h:
+        batch_id = await h.enqueue(*(f"p{n}" for n in range(16)))
+        [claim] = await h.runtime.take_chunks(1)
+        [(_, payload)] = await _payloads(h, claim)
+        running = asyncio.create_task(h.runtime.run_chunk(payload, claim))
+        await eventually(lambda: h.stats()["inflight"] >= 1, what="a prompt on the wire")
+        running.cancel()  # as arq's job_timeout does
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await h.runtime.end_chunk(claim.key)
+        assert await fake_redis.zscore("test:queue", claim.key) is not None  # back in line
+        assert await fake_redis.hget(keys.chunk_lapses(), claim.key) == b"1"  # a lapse
+    status = await h.queue.status(batch_id)
+    assert status.succeeded + status.failed == 0
+
+
+async def test_a_split_refused_loses_the_chunk_and_ends_nothing(fake_redis) -> None:
+    """Regression (issue 20, 2): a split refused after the claim lapsed returned LOST
+    without losing the claim, and the chunk was then ended done."""
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue(*(f"p{n}" for n in range(16)))
+        await fake_redis.hset(keys.chunk_lapses(), f"{batch_id}:0", 1)
+        [claim] = await h.runtime.take_chunks(1)
+        [(_, payload)] = await _payloads(h, claim)
+        await fake_redis.set(keys.arq_in_progress(claim.key), "another-worker")
+        assert await h.run(claim, payload) is ChunkState.LOST
+        assert claim.lost
+        assert await fake_redis.get(keys.arq_in_progress(claim.key)) == b"another-worker"
+        assert await fake_redis.zscore(keys.held_chunks("test:queue"), claim.key) is not None
+        assert h.stats()["requests"]["ajax"] == 0
+
+
+async def test_a_split_shows_its_prompts_queued_in_the_same_step(fake_redis) -> None:
+    """Regression: the queued marks came in a second call, and a cancel in between ended
+    as "cancelled before sent" a prompt that was on the wire."""
+    async with harness(fake_redis) as h:
+        batch_id = await h.enqueue(*(f"p{n}" for n in range(16)))
+        await fake_redis.hset(keys.chunk_lapses(), f"{batch_id}:0", 1)
+        [claim] = await h.runtime.take_chunks(1)
+        [(_, payload)] = await _payloads(h, claim)
+        await h.runtime.ledger.start_chunk(batch_id, payload.indices)  # shown running
+        assert await h.runtime.claims.split(claim, batch_id, list(payload.indices)) == 2
+        status = await h.queue.status(batch_id)
+        assert (status.queued, status.in_progress) == (16, 0)

@@ -27,7 +27,7 @@ from contract import keys
 from contract.redaction import redact_text
 from contract.retrying import TRANSIENT
 from contract.scripts import ScriptBook
-from worker.claims import ChunkClaim, ChunkClaims, Claim, margin_for
+from worker.claims import ChunkClaim, ChunkClaims, Claim, claim_margin
 from worker.leases import POLICY_TTL_SECONDS, Lease, LeaseBook, renewal_tokens
 
 log = structlog.get_logger("chatgptes.heartbeat")
@@ -62,6 +62,7 @@ class Heartbeat:
         self.lost_chunks = lost_chunks
         self.lost_leases = lost_leases
         self.scripts = ScriptBook(redis, "worker", ["beat"])
+        self.report_ttl_ms = int(ttl * 4000)  # a report outlives a few missed beats
         self.beats = 0
         self.missed = 0
         self._failing_since: float | None = None
@@ -84,7 +85,7 @@ class Heartbeat:
         except (TimeoutError, *TRANSIENT) as error:
             self._missed(error)
             return False
-        until = sent_at + self.ttl - margin_for(self.ttl)
+        until = sent_at + self.ttl - claim_margin(self.ttl)
         lost_chunks = self._told(replies[0], claims, lambda claim: claim.key, until)
         lease_claims = [lease.claim for lease in leases]
         lost_leases = self._told(replies[1], lease_claims, lambda claim: claim.token, until)
@@ -119,19 +120,19 @@ class Heartbeat:
 
     async def _send(self, claims: list[ChunkClaim], leases: list[Lease]) -> list[Any]:
         """One call (beat.lua); its reply: [the chunk IDs lost, the lease tokens lost]."""
-        ttl_ms = int(self.ttl * 1000)
         tokens = renewal_tokens(leases)
         pairs = [part for claim in claims for part in (claim.key, claim.token)]
         report = [part for item in self.report().items() for part in item]
         args = [
             self.book.ttl_ms, POLICY_TTL_SECONDS * 1000, self.chunks.ttl_ms,
-            in_progress_key_prefix, ttl_ms * 4, self.worker_id,
+            in_progress_key_prefix, self.report_ttl_ms, self.worker_id,
             sum(1 for lease in leases if lease.is_probe), len(tokens), len(claims),
             len(report) // 2, *tokens, *pairs, *report,
         ]  # fmt: skip
         keys_ = [
-            *self.book.keys, self.chunks.queue_name, keys.workers_seen(),
-            keys.worker_info(self.worker_id),
+            *self.book.keys, keys.workers_seen(), keys.worker_info(self.worker_id),
+            keys.held_chunks(self.chunks.queue_name), keys.chunk_lapses(), keys.fleet_beat(),
+            keys.fleet_quiet_end(),
         ]  # fmt: skip
         return list(await self.scripts.run("beat", keys_, args))
 

@@ -35,13 +35,14 @@ from contract.chunks import JOB_FUNCTION, json_dumps
 from contract.logs import configure_logging
 from contract.models import ChunkPayload
 from contract.retrying import TRANSIENT, RedisBackoff, arq_pool
+from worker.chunks import ChunkState
 from worker.config import WorkerConfig
 from worker.proxies import ProxyDefaults, ProxyPool
-from worker.runtime import ChunkOutcome, WorkerRuntime
+from worker.runtime import WorkerRuntime
 
 log = structlog.get_logger("chatgptes.worker")
 # A chunk handed back (the worker drains) runs again through arq's Retry, however often;
-# a chunk whose holders die is stopped by its run counter (``chunk_crash_limit``).
+# a chunk whose holders lapse with it is stopped by its lapses (``chunk_lapse_limit``).
 HAND_BACKS_ALLOWED = 1_000_000
 EXIT_LOOP_DIED = 70  # EX_SOFTWARE: a loop of the worker died; its log line says which
 
@@ -56,15 +57,14 @@ async def run_chunk(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, i
     try:
         chunk = ChunkPayload.model_validate(payload)
     except ValidationError as error:
-        # No batch or index to store a result under: all that can be done is say so.
+        # No batch or index to store a result under: it is discarded, and the stranded
+        # sweep queues again whatever prompts of its batch no chunk carries.
         log.error("chunk.unreadable", chunk=ctx["job_id"], error=str(error)[:500])
+        runtime.unreadable_chunk(ctx["job_id"])
         return {"prompts": 0}
-    outcome = await runtime.run_chunk(chunk, claim)
-    if outcome is ChunkOutcome.HANDED_BACK:
-        raise Retry()  # back in the queue where it was; settled prompts are skipped
-    if outcome is ChunkOutcome.CRASHED:
-        raise Retry()  # counted as a death: the crash limit ends a chunk that keeps crashing
-    return {"prompts": len(chunk.indices)}
+    state = await runtime.run_chunk(chunk, claim)
+    # How it ended is the chunk's own state (``end_chunk`` reads it), not arq's verdict.
+    return {"prompts": len(chunk.indices), "ended": state.value}
 
 
 class ChunkWorker(Worker):
@@ -112,22 +112,31 @@ class ChunkWorker(Worker):
             shown=[identity.shown for identity in self.runtime.pool.identities[:5]],
             worker_max_inflight=self.config.worker_max_inflight,
             fleet_max_inflight=self.config.fleet_max_inflight,
-            claim_ttl_seconds=self.config.lease_ttl_seconds,
+            claim_ttl_seconds=self.config.claim_ttl_seconds,
         )
+        for old, new in self.config.deprecated_in_use():
+            log.warning(
+                "settings.deprecated", setting=f"CHATGPTES_{old.upper()}",
+                use=f"CHATGPTES_{new.upper()}",
+            )  # fmt: skip
 
     async def _stop(self, ctx: dict[str, Any]) -> None:
         await self.runtime.stop()
         log.info("worker.stopped", exit_code=self.exit_code)
 
     async def _intake(self) -> None:
-        """Claims a chunk whenever the worker's requests would otherwise run dry."""
+        """Claims a chunk whenever the worker's requests would otherwise run dry; with
+        nothing to claim, sleeps on the queue's work marker until a chunk is made
+        claimable or a held one may lapse (no polling of the queue)."""
         idle = self.config.poll_delay_seconds
         while True:
             if not self.runtime.wants_chunks():
-                await asyncio.sleep(idle)
+                await asyncio.sleep(idle)  # a look at this worker's own state, not Redis
                 continue
             try:
                 claims = await self.runtime.take_chunks(1)
+                if not claims:
+                    await self.runtime.wait_for_work()
             except TRANSIENT as error:
                 await self._intake_backoff.wait(error)
                 continue
@@ -136,10 +145,7 @@ class ChunkWorker(Worker):
                 self.tasks[claim.key] = self.loop.create_task(
                     self.run_job(claim.key, timestamp_ms())
                 )
-            if not claims:
-                await asyncio.sleep(idle)
-            else:
-                await asyncio.sleep(0)  # let the chunk start before looking again
+            await asyncio.sleep(0)  # let the chunk start before looking again
 
     async def run_job(self, job_id: str, score: int) -> None:
         """arq's run_job; a Redis that refuses its own bookkeeping (reading the job,
@@ -148,7 +154,7 @@ class ChunkWorker(Worker):
             await super().run_job(job_id, score)
         except TRANSIENT as error:
             log.warning("chunk.bookkeeping_refused", chunk=job_id, error=type(error).__name__)
-            await self.runtime.end_chunk(job_id, finished=False)
+            await self.runtime.end_chunk(job_id, unfinished=ChunkState.HANDED_BACK)
 
     async def close(self) -> None:
         try:
@@ -169,12 +175,15 @@ class ChunkWorker(Worker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        await self.runtime.end_chunk(job_id, finished=finish, defer_ms=incr_score or 0)
+        # ``finish`` is arq's word (a job timeout counts as finished): the chunk's own state
+        # says how it ended, and a chunk cut short is a lapse (worker.chunks).
+        await self.runtime.end_chunk(job_id, defer_ms=incr_score or 0)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         # arq could not run it (its job is gone or unreadable): it leaves the queue.
         log.warning("chunk.refused_by_arq", chunk=job_id)
-        await self.runtime.end_chunk(job_id, finished=True)
+        self.runtime.unreadable_chunk(job_id)
+        await self.runtime.end_chunk(job_id)
 
     def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
         if not self.runtime.drain():
@@ -217,7 +226,12 @@ def run_worker(config: WorkerConfig, *, burst: bool = False, max_jobs: int | Non
         config = config.model_copy(update={"max_jobs": max_jobs})
     use_uvloop()
     worker = ChunkWorker(config, burst=burst)
-    worker.run()
+    try:
+        worker.run()
+    except asyncio.CancelledError:
+        # arq's close can end in a cancellation while a worker whose loop died goes down:
+        # the exit code still says why it went (70), not a traceback's 1.
+        log.warning("worker.close_cancelled", exit_code=worker.exit_code)
     return worker.exit_code
 
 

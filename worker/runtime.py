@@ -1,9 +1,10 @@
 """One worker process: the chunks it holds, the prompts in them, and the loops that serve them.
 
-``run_chunk`` is the whole life of a chunk in the worker: start it (one Redis call),
-run every prompt of it concurrently through the shared policy, and return once each
-has its durable result (DONE), once the unsent ones are to go back to the queue
-(HANDED_BACK: the worker drains), or once the chunk is no longer this worker's (LOST).
+``run_chunk`` runs a chunk (``worker.chunks.HeldChunk`` holds its life): start it
+(one Redis call), run every prompt of it concurrently through the shared policy, and
+return once each has its durable result (done), once the unsent ones are to go back to
+the queue (handed back: the worker drains), or once the chunk is no longer this
+worker's (lost). ``end_chunk`` then ends it as its state says, and only so.
 The loops beside it, each watched by the supervisor, are what make the cost per
 prompt small and the claims safe:
 
@@ -21,27 +22,33 @@ those on the wire finish and their results are stored (the first result wins).
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from contract import keys
 from contract.chunks import ChunkQueue
-from contract.ledger import PromptLedger, StartedPrompt
-from contract.models import ChunkPayload, JobError, JobResult, PromptRequest, job_id_for, utc_now
+from contract.ledger import PromptLedger
+from contract.models import (
+    ChunkPayload,
+    JobError,
+    JobResult,
+    PromptRequest,
+    stored_prompt,
+    utc_now,
+)
 from contract.retrying import until_redis_answers
+from contract.states import FINAL_STATES
 from contract.stopping import BatchStopper, stopped_result
 from worker.broker import Draining, LeaseBroker, Rests
-from worker.claims import ChunkClaim, ChunkClaims
+from worker.chunks import ChunkState, HeldChunk
+from worker.claims import IDLE_WAIT_SECONDS, ChunkClaim, ChunkClaims
 from worker.client import ChatGptEsClient, ClientOptions
 from worker.config import WorkerConfig
 from worker.heartbeat import Heartbeat
@@ -51,36 +58,12 @@ from worker.lifecycle import Lifecycle
 from worker.metrics import WorkerMetrics
 from worker.proxies import ProxyDefaults, ProxyPool
 from worker.results import ResultWriter
-from worker.runner import Attempts, ChunkHold, ChunkLost, PromptRunner
+from worker.runner import Attempts, ChunkLost, PromptRunner
 from worker.sessions import SessionCache
 from worker.supervision import Supervisor
 from worker.webhooks import WebhookDeliverer, WebhookOptions
 
 log = structlog.get_logger("chatgptes.worker")
-
-
-class ChunkOutcome(enum.Enum):
-    DONE = "done"  # every prompt has its result
-    HANDED_BACK = "handed back"  # the worker drains: the unsent prompts go back to the queue
-    LOST = "lost"  # another worker holds it now; this one sent nothing more of it
-    CRASHED = "crashed"  # this worker could not run it (a bug): it counts as a death
-    SPLIT = "split"  # its holders died with it: its prompts went back one to a chunk
-
-
-@dataclass(eq=False)
-class HeldChunk:
-    hold: ChunkHold
-    batch_id: str = ""
-    prompts: int = 0
-    unsettled: int = 0
-    starting: bool = True
-    started: float = field(default_factory=time.monotonic)
-    tasks: dict[int, asyncio.Task[bool | None]] = field(default_factory=dict)
-    outcome: ChunkOutcome | None = None
-
-    @property
-    def claim(self) -> ChunkClaim:
-        return self.hold.claim
 
 
 class WorkerRuntime:
@@ -96,7 +79,7 @@ class WorkerRuntime:
         )
         self.queue = ChunkQueue(redis, queue_name=config.queue_name, ttl_seconds=ttl)
         self.claims = ChunkClaims(
-            redis, queue_name=config.queue_name, ttl_seconds=config.lease_ttl_seconds,
+            redis, queue_name=config.queue_name, ttl_seconds=config.claim_ttl_seconds,
             keep_seconds=ttl,
         )  # fmt: skip
         self.pool = ProxyPool(
@@ -110,7 +93,7 @@ class WorkerRuntime:
             redis,
             fleet_cap=config.fleet_max_inflight,
             burst=config.proxy_burst,
-            ttl_seconds=config.lease_ttl_seconds,
+            ttl_seconds=config.claim_ttl_seconds,
             backoff_base_seconds=config.cooldown_base_seconds,
             backoff_cap_seconds=config.cooldown_cap_seconds,
         )
@@ -158,7 +141,7 @@ class WorkerRuntime:
         )  # fmt: skip
         self.heartbeat = Heartbeat(
             redis, chunks=self.claims, book=self.book, worker_id=self.worker_id,
-            interval=config.heartbeat_seconds, ttl=config.lease_ttl_seconds,
+            interval=config.heartbeat_seconds, ttl=config.claim_ttl_seconds,
             held_chunks=lambda: [held.claim for held in self.held.values()],
             held_leases=lambda: list(self.broker.held.values()),
             report=self.report, lost_chunks=self._chunks_lost, lost_leases=self.broker.lost,
@@ -173,6 +156,7 @@ class WorkerRuntime:
         self.on_failure: Callable[[], None] = lambda: None  # the worker's way down (arq's)
         self.held: dict[str, HeldChunk] = {}
         self.suspect_waiting = False
+        self.next_lapse_seconds: float | None = None  # when a held claim may lapse (claims)
         self.metrics_port: int | None = None
 
     # -- the worker's life ------------------------------------------------------------------
@@ -211,6 +195,7 @@ class WorkerRuntime:
                     pipe.delete(keys.worker_info(self.worker_id))
                 else:  # `workers --check` shows why it went, until its entry expires
                     pipe.hset(keys.worker_info(self.worker_id), "went_down", failed)
+                    pipe.pexpire(keys.worker_info(self.worker_id), self.heartbeat.report_ttl_ms)
                 await pipe.execute()
         except Exception:  # a worker that cannot say goodbye still stops; its entry expires
             log.info("worker.goodbye_skipped")
@@ -246,122 +231,150 @@ class WorkerRuntime:
         return self.broker.waiting < max(16, len(self.broker.held))
 
     async def take_chunks(self, want: int) -> list[ChunkClaim]:
-        """Claims up to ``want`` due chunks no worker holds; they are held from now on.
+        """Claims up to ``want`` chunks from the queue's head; they are held from now on.
 
-        A suspect chunk (its holders kept dying) is taken only with empty hands, and
+        A suspect chunk (its holders kept lapsing) is taken only with empty hands, and
         alone: when one waits, this worker takes nothing more until its hands are empty.
         """
         taken = await self.claims.take(want, hands_free=not self.held)
         self.suspect_waiting = taken.suspect_waiting
-        claims = taken.claims
-        for claim in claims:
+        self.next_lapse_seconds = taken.next_lapse_seconds
+        claims = []
+        for claim in taken.claims:
             if claim.key in self.held:  # a lost hold of it is still winding down here
                 await self.claims.end(claim, "hand_back")
                 continue
-            self.held[claim.key] = HeldChunk(ChunkHold(claim))
-        return [claim for claim in claims if self.held.get(claim.key, None) is not None]
+            self.held[claim.key] = HeldChunk(claim)
+            claims.append(claim)
+        return claims
 
-    async def run_chunk(self, payload: ChunkPayload, claim: ChunkClaim) -> ChunkOutcome:
-        """Runs every prompt of the chunk to its result, unless it is handed back or lost."""
-        held = self.held.setdefault(claim.key, HeldChunk(ChunkHold(claim)))
-        held.batch_id, held.prompts = payload.batch_id, len(payload.indices)
+    async def wait_for_work(self) -> None:
+        """Sleeps until a chunk is made claimable, or a held one may lapse (then a claim
+        takes it back to the queue), or ``IDLE_WAIT_SECONDS``: an idle worker's wait."""
+        wait = IDLE_WAIT_SECONDS
+        if self.next_lapse_seconds is not None:
+            wait = min(wait, self.next_lapse_seconds + 0.05)
+        await self.claims.wait_for_work(max(wait, 0.05))
+
+    async def run_chunk(self, payload: ChunkPayload, claim: ChunkClaim) -> ChunkState:
+        """Runs every prompt of the chunk to its result, unless it is handed back or lost;
+        returns how it ended (``end_chunk`` then ends it so)."""
+        chunk = self.held.setdefault(claim.key, HeldChunk(claim))
+        chunk.batch_id, chunk.indices = payload.batch_id, payload.indices
+        chunk.move(ChunkState.RUNNING)
         try:
-            held.outcome = await self._run_chunk(payload, held)
+            chunk.move(await self._run_chunk(payload, chunk))
         except Exception:
             log.exception("chunk.crashed", chunk=claim.key, batch_id=payload.batch_id)
-            held.outcome = ChunkOutcome.CRASHED
+            chunk.move(ChunkState.LAPSED)
         finally:
-            held.starting = False
-        self.metrics.chunk_finished(held.outcome.value)
+            chunk.starting = False
+        if chunk.claim.lost and chunk.state is not ChunkState.SPLIT:
+            chunk.state = ChunkState.LOST  # whatever it found, another worker holds it now
+        self.metrics.chunk_finished(chunk.state.value)
         log.info(
             "chunk.finished", chunk=claim.key, batch_id=payload.batch_id,
-            outcome=held.outcome.value, prompts=held.prompts,
-            seconds=round(time.monotonic() - held.started, 3),
+            outcome=chunk.state.value, prompts=len(payload.indices),
+            seconds=round(time.monotonic() - chunk.began, 3),
         )  # fmt: skip
-        return held.outcome
+        return chunk.state
 
-    async def end_chunk(self, chunk_id: str, *, finished: bool, defer_ms: int = 0) -> None:
-        """Records the end of this worker's hold on a chunk (only if it still holds it)."""
-        held = self.held.pop(chunk_id, None)
-        if held is None or held.claim.lost or held.outcome is ChunkOutcome.SPLIT:
-            return  # no longer this worker's, or no longer there
-        how = "done" if finished else "hand_back"
-        if held.outcome is ChunkOutcome.CRASHED:
-            how = "lapse"
-        elif held.outcome is None and finished:
-            how = "done"  # arq refused the chunk before it ran (a job it cannot read)
-        claim = held.claim
+    def unreadable_chunk(self, chunk_id: str) -> None:
+        """arq, or the payload's check, could not read the chunk: it is discarded."""
+        chunk = self.held.get(chunk_id)
+        if chunk is not None and chunk.state is ChunkState.CLAIMED:
+            chunk.move(ChunkState.DISCARDED)
+
+    async def end_chunk(
+        self, chunk_id: str, *, defer_ms: int = 0, unfinished: ChunkState = ChunkState.LAPSED
+    ) -> None:
+        """Ends this worker's hold on a chunk as its state says (``worker.chunks.END``):
+        nothing if it is no longer this worker's; one that has not ended is ``unfinished``."""
+        chunk = self.held.pop(chunk_id, None)
+        if chunk is None:
+            return
+        how = chunk.end_how(unfinished)
+        if how is None:
+            return
         try:
-            await asyncio.wait_for(
-                until_redis_answers("chunk end", lambda: self.claims.end(claim, how, defer_ms)),
-                self.config.lease_ttl_seconds,
-            )
+            ended = await asyncio.wait_for(
+                until_redis_answers(
+                    "chunk end",
+                    lambda: self.claims.end(
+                        chunk.claim, how, batch_id=chunk.batch_id, indices=chunk.indices,
+                        defer_ms=defer_ms,
+                    ),
+                ),
+                self.config.claim_ttl_seconds,
+            )  # fmt: skip
         except TimeoutError:  # its claim lapses instead; the next holder finds it settled
             log.warning("chunk.end_skipped", chunk=chunk_id, how=how)
+            return
+        if ended == 2:
+            log.error("chunk.done_refused", chunk=chunk_id, batch_id=chunk.batch_id)
 
     def claim_of(self, chunk_id: str) -> ChunkClaim | None:
-        held = self.held.get(chunk_id)
-        return held.claim if held is not None else None
+        chunk = self.held.get(chunk_id)
+        return chunk.claim if chunk is not None else None
 
     def _chunks_lost(self, chunk_ids: list[str]) -> None:
         for chunk_id in chunk_ids:
-            held = self.held.get(chunk_id)
-            if held is None:
+            chunk = self.held.get(chunk_id)
+            if chunk is None:
                 continue
-            for index, task in held.tasks.items():
-                if index not in held.hold.sending:
+            for index, task in chunk.tasks.items():
+                if index not in chunk.sending:
                     task.cancel()  # not sent: the chunk's new holder runs it
 
-    async def _run_chunk(self, payload: ChunkPayload, held: HeldChunk) -> ChunkOutcome:
+    async def _run_chunk(self, payload: ChunkPayload, chunk: HeldChunk) -> ChunkState:
         batch_id = payload.batch_id
         start = await until_redis_answers(
             "chunk start", lambda: self.ledger.start_chunk(batch_id, payload.indices)
         )
         if start.batch_state is None:
             log.warning("chunk.batch_gone", batch_id=batch_id, prompts=len(payload.indices))
-            return ChunkOutcome.DONE
-        enqueued_at = start.created_at
+            return ChunkState.DONE
+        enqueued_at = start.created_at or utc_now()
         requests: list[tuple[PromptRequest, Attempts]] = []
         unreadable: list[JobResult] = []
         for prompt in start.prompts:
-            if prompt.state_before in ("succeeded", "failed", "cancelled"):
+            if prompt.state_before in FINAL_STATES:
                 continue
-            found = _request_of(batch_id, prompt, enqueued_at)
+            found = stored_prompt(prompt.request_json or b"", batch_id=batch_id,
+                                  index=prompt.index, enqueued_at=enqueued_at)  # fmt: skip
             if isinstance(found, JobResult):
                 unreadable.append(found)
             else:
-                requests.append(found)
-        held.unsettled = len(requests) + len(unreadable)
-        held.starting = False
+                requests.append((found, _attempts_of(prompt.attempts_json)))
+        chunk.unsettled = len(requests) + len(unreadable)
+        chunk.starting = False
         why = _stopped_why(start.batch_state)
         if why is None and start.past_its_window:
             await until_redis_answers("expire", lambda: self.stopper.begin(batch_id, "expired"))
             why = "expired"
         if why is not None:
             await self._save_all([*(stopped_result(r, why) for r, _ in requests), *unreadable])
-            return ChunkOutcome.DONE
-        if held.claim.lapses >= self.config.chunk_crash_limit:
-            lapses = held.claim.lapses
+            return ChunkState.DONE
+        lapses = chunk.claim.lapses
+        if lapses >= self.config.chunk_lapse_limit:
             await self._save_all([*(_crashed(r, lapses) for r, _ in requests), *unreadable])
-            return ChunkOutcome.DONE
-        if held.claim.lapses and len(requests) > 1:
-            # Its holders died with it: one prompt a chunk from now on, so that a prompt that
-            # kills workers is found alone and the others are not failed with it.
+            return ChunkState.DONE
+        if lapses and len(requests) > 1:
+            # Its holders lapsed with it: one prompt a chunk from now on, so that a prompt
+            # that kills workers is found alone and the others are not failed with it.
             await self._save_all(unreadable)
             indices = [request.index for request, _ in requests]
-            if await self.claims.split(held.claim, batch_id, indices):
-                log.warning("chunk.split", chunk=held.claim.key, deaths=held.claim.lapses,
-                            prompts=len(indices))  # fmt: skip
-                for index in indices:
-                    self.writer.mark(batch_id, index, "queued")
-                return ChunkOutcome.SPLIT
-            return ChunkOutcome.LOST
+            if await self.claims.split(chunk.claim, batch_id, indices):
+                log.warning("chunk.split", chunk=chunk.key, lapses=lapses, prompts=len(indices))
+                return ChunkState.SPLIT
+            chunk.claim.lose()  # refused: the chunk is no longer this worker's
+            return ChunkState.LOST
         for request, attempts in requests:
-            held.tasks[request.index] = asyncio.create_task(
-                self._run_prompt(request, attempts, held)
+            chunk.tasks[request.index] = asyncio.create_task(
+                self._run_prompt(request, attempts, chunk)
             )
         outcomes = await asyncio.gather(
-            *held.tasks.values(),
+            *chunk.tasks.values(),
             *(self._save(result) for result in unreadable),
             return_exceptions=True,
         )
@@ -370,19 +383,19 @@ class WorkerRuntime:
                 outcome, asyncio.CancelledError
             ):
                 raise outcome
-        if held.claim.lost:
-            return ChunkOutcome.LOST
+        if chunk.claim.lost:
+            return ChunkState.LOST
         handed_back = [r for r, done in zip(requests, outcomes, strict=False) if done is None]
         if handed_back:
             for request, _ in handed_back:
                 self.writer.mark(batch_id, request.index, "queued")
             await self.writer.flush_marks()
             log.info("chunk.handed_back", batch_id=batch_id, prompts=len(handed_back))
-            return ChunkOutcome.HANDED_BACK
-        return ChunkOutcome.DONE
+            return ChunkState.HANDED_BACK
+        return ChunkState.DONE
 
     async def _run_prompt(
-        self, request: PromptRequest, attempts: Attempts, held: HeldChunk
+        self, request: PromptRequest, attempts: Attempts, chunk: HeldChunk
     ) -> bool | None:
         """True once the prompt has its durable result; None if it was handed back unsent."""
         # Each prompt runs in a task of its own, so these stay with this prompt's lines.
@@ -391,7 +404,7 @@ class WorkerRuntime:
         )
         try:
             try:
-                result = await self.runner.run(request, attempts, held.hold)
+                result = await self.runner.run(request, attempts, chunk)
             except (Draining, ChunkLost):
                 return None
             if result is None:
@@ -399,8 +412,8 @@ class WorkerRuntime:
             await self._save(result)
             return True
         finally:
-            held.hold.sending.discard(request.index)
-            held.unsettled -= 1
+            chunk.sending.discard(request.index)
+            chunk.unsettled -= 1
 
     async def _save(self, result: JobResult) -> bool:
         await self.writer.save(result)
@@ -438,6 +451,7 @@ class WorkerRuntime:
             "metrics_port": self.metrics_port or "",
             "stopping": int(not self.lifecycle.running),
             "results_held": self.writer.pending,
+            "chores_failing": self.housekeeper.failing_summary(),
         }
 
 
@@ -452,26 +466,12 @@ def _stopped_why(batch_state: str | None) -> str | None:
 
 def _crashed(request: PromptRequest, lapses: int) -> JobResult:
     message = (
-        f"the worker running this prompt's chunk died {lapses} times; "
+        f"the worker running this prompt's chunk died or was cut off {lapses} times; "
         "it is not run again (a prompt that kills workers would take the fleet down)"
     )
     return JobResult.for_request(
         request, status="failed", error=JobError(type="WorkerCrashed", message=message)
     )
-
-
-def _request_of(
-    batch_id: str, prompt: StartedPrompt, enqueued_at: datetime | None
-) -> tuple[PromptRequest, Attempts] | JobResult:
-    """The prompt's request and attempts, or a failed result if its record is unreadable."""
-    try:
-        request = PromptRequest.from_stored(
-            prompt.request_json or b"", batch_id=batch_id, index=prompt.index,
-            enqueued_at=enqueued_at or utc_now(),
-        )  # fmt: skip
-    except (ValidationError, ValueError):
-        return _unreadable(batch_id, prompt.index, enqueued_at)
-    return request, _attempts_of(prompt.attempts_json)
 
 
 def _attempts_of(raw: bytes | None) -> Attempts:
@@ -488,19 +488,4 @@ def _attempts_of(raw: bytes | None) -> Attempts:
         return Attempts()
 
 
-def _unreadable(batch_id: str, index: int, enqueued_at: datetime | None) -> JobResult:
-    return JobResult(
-        job_id=job_id_for(batch_id, index),
-        batch_id=batch_id,
-        custom_id="",
-        status="failed",
-        error=JobError(
-            type="BadRequestData", message="the stored request is not one this worker can read"
-        ),
-        model="",
-        enqueued_at=enqueued_at or utc_now(),
-        finished_at=utc_now(),
-    )
-
-
-__all__ = ["ChunkOutcome", "WorkerRuntime"]
+__all__ = ["WorkerRuntime"]

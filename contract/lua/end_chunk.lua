@@ -2,31 +2,44 @@
   Ends a worker's hold on a chunk, only if it still holds it (its token is the
   in-progress key's value): a worker that lost a chunk changes nothing of it.
 
-  done:      every prompt of the chunk has its result; it leaves the queue.
-  hand_back: it goes back to the queue for any worker (drain); a clean end.
-  lapse:     the worker could not run it (its job function crashed); it goes back to
-             the queue and counts as a holder that died with it.
+  done:      every prompt of the chunk has its result; it leaves the queue. Checked here:
+             if the batch is still there and a prompt of the chunk is unsettled, the
+             chunk is handed back instead (a chunk never ends with a prompt unsettled).
+  hand_back: it goes back to the queue where it stood, for any worker; a clean end.
+  lapse:     the worker could not run it (its job function crashed, or ran out of
+             time); it goes back to the queue and counts as a holder lapsed with it.
+  discard:   arq could not read it (its job is gone or not a chunk): it leaves the
+             queue; the stranded sweep queues again whatever prompts it carried.
 
-  KEYS[1] queue, KEYS[2] its in-progress key, KEYS[3] its arq job key, KEYS[4] its arq
-  retry key, KEYS[5] chunk run counters
-  ARGV[1] chunk ID, ARGV[2] token, ARGV[3] done, hand_back or lapse, ARGV[4] how far to
-  move it back in the queue (arq's Retry defer; the queue's scores are places in the
-  round-robin, not times)
+  KEYS[1] queue, KEYS[2] held chunks, KEYS[3] their places, KEYS[4] its in-progress key,
+  KEYS[5] its arq job key, KEYS[6] its arq retry key, KEYS[7] chunk lapses, KEYS[8] the
+  work marker, KEYS[9] its batch's meta, KEYS[10] its batch's states
+  ARGV[1] chunk ID, ARGV[2] token, ARGV[3] done, hand_back, lapse or discard, ARGV[4] how
+  far to move it back in the queue (arq's Retry defer; scores are places in the
+  round-robin, not times), ARGV[5] keys' ttl (s), ARGV[6..] its prompt indices
 
-  Returns 1 if the worker held it (and the end was recorded), else 0.
+  Returns 1 if the worker held it and it ended as asked, 2 if ``done`` was refused (a
+  prompt unsettled: it was handed back), 0 if the worker no longer held it.
 ]]
-if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
-redis.call('DEL', KEYS[2])
-if ARGV[3] == 'done' then
-  redis.call('DEL', KEYS[3], KEYS[4])
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[5], ARGV[1])
+--- @include "prompt_states"
+--- @include "queue"
+if redis.call('GET', KEYS[4]) ~= ARGV[2] then return 0 end
+local how, id = ARGV[3], ARGV[1]
+if how == 'done' and redis.call('EXISTS', KEYS[9]) == 1 then
+  for i = 6, #ARGV do
+    if state_of(KEYS[10], ARGV[i]) < FINAL then how = 'hand_back'; break end
+  end
+end
+redis.call('DEL', KEYS[4])
+if how == 'done' or how == 'discard' then
+  redis.call('DEL', KEYS[5], KEYS[6])
+  forget_chunk(KEYS[1], KEYS[2], KEYS[3], KEYS[7], id)
   return 1
 end
-if ARGV[3] == 'hand_back' and redis.call('HINCRBY', KEYS[5], ARGV[1], -1) <= 0 then
-  redis.call('HDEL', KEYS[5], ARGV[1])
+if how == 'hand_back' and redis.call('HINCRBY', KEYS[7], id, -1) <= 0 then
+  redis.call('HDEL', KEYS[7], id)
 end
-if tonumber(ARGV[4]) > 0 and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZINCRBY', KEYS[1], ARGV[4], ARGV[1])
-end
+unhold(KEYS[1], KEYS[2], KEYS[3], id, tonumber(ARGV[4]), tonumber(ARGV[5]))
+work_added(KEYS[8], 1, tonumber(ARGV[5]))
+if how ~= ARGV[3] then return 2 end
 return 1

@@ -6,8 +6,9 @@
   of it.
 
   KEYS[1] meta, KEYS[2] counts, KEYS[3] the arq queue, KEYS[4] the batch registry,
-  KEYS[5] the deadlines, then the ARGV[4] keys of the batch, then the arq job
-  key of each chunk, in chunk order
+  KEYS[5] the deadlines, KEYS[6] the queue's work marker, KEYS[7] the queue's active
+  batches, then the ARGV[4] keys of the batch, then the arq job key of each chunk, in
+  chunk order
   ARGV[1] owner token, ARGV[2] batch ID, ARGV[3] prompts, ARGV[4] how many batch keys,
   ARGV[5] ttl (s), ARGV[6] now (ISO)
 
@@ -19,7 +20,7 @@
 local state, owner = unpack(redis.call('HMGET', KEYS[1], 'state', 'owner'))
 if state ~= 'validating' or owner ~= ARGV[1] then return {0, state or false} end
 local ttl, batch_keys = tonumber(ARGV[5]), tonumber(ARGV[4])
-local first_job = 6 + batch_keys
+local first_job = 8 + batch_keys
 local chunks = #KEYS - first_job + 1
 local first = queue_front(KEYS[3])
 local members = {}
@@ -32,13 +33,17 @@ for n = 0, chunks - 1 do
     members = {}
   end
 end
+redis.call('EXPIRE', KEYS[3], ttl)
 redis.call('HDEL', KEYS[1], 'owner', 'touched_ms')
 redis.call('HSET', KEYS[1], 'state', 'in_progress', 'in_progress_at', ARGV[6],
            'chunks', chunks, 'total', ARGV[3])
 for code = 0, #NAMES do redis.call('HSET', KEYS[2], NAMES[code], 0) end
 redis.call('HSET', KEYS[2], 'queued', ARGV[3])
-for i = 6, 5 + batch_keys do redis.call('EXPIRE', KEYS[i], ttl) end
-register_batch(KEYS[4], ARGV[2], now_ms(), ttl)
+for i = 8, 7 + batch_keys do redis.call('EXPIRE', KEYS[i], ttl) end
+local now = now_ms()
+register_batch(KEYS[4], ARGV[2], now, ttl)
+mark_active(KEYS[7], ARGV[2], now, ttl)
+work_added(KEYS[6], chunks, ttl)
 local expires = redis.call('HGET', KEYS[1], 'expires_ms')
 if expires then
   redis.call('ZADD', KEYS[5], tonumber(expires), ARGV[2])

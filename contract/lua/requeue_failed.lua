@@ -5,10 +5,11 @@
   expired (or is being stopped) keeps its history: nothing is moved.
 
   KEYS[1] meta, KEYS[2] states, KEYS[3] counts, KEYS[4] results, KEYS[5] attempts,
-  KEYS[6] the batch's chunks set, KEYS[7] the arq queue, KEYS[8] requests,
-  KEYS[9..] the arq job key of each chunk
-  ARGV[1] now (ISO), ARGV[2] ttl (s), then per chunk: its ID, its arq job, how many
-  indices it carries, those indices
+  KEYS[6] the batch's chunks set, KEYS[7] the arq queue, KEYS[8] requests, KEYS[9] the
+  queue's work marker, KEYS[10] the queue's active batches, KEYS[11..] the arq job key
+  of each chunk
+  ARGV[1] now (ISO), ARGV[2] ttl (s), ARGV[3] batch ID, then per chunk: its ID, its arq
+  job, how many indices it carries, those indices
 
   Returns {the batch's state before, how many prompts were moved}. A chunk none of
   whose prompts is still failed (another retry took them) is not queued.
@@ -19,8 +20,8 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'in_progress' and state ~= 'completed' then return {state or false, 0} end
 local ttl = tonumber(ARGV[2])
 local first = queue_front(KEYS[7])
-local moved, queued, a = 0, 0, 3
-for i = 9, #KEYS do
+local moved, queued, a = 0, 0, 4
+for i = 11, #KEYS do
   local id, job, count = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   local any = false
   for j = a + 3, a + 2 + count do
@@ -36,7 +37,7 @@ for i = 9, #KEYS do
   a = a + 3 + count
   if any then
     redis.call('SET', KEYS[i], job, 'EX', ttl)
-    redis.call('ZADD', KEYS[7], first + queued, id)
+    enqueue_chunk(KEYS[7], first + queued, id, ttl)
     redis.call('SADD', KEYS[6], id)
     queued = queued + 1
   end
@@ -47,5 +48,7 @@ if moved > 0 then
   for _, key in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8]}) do
     redis.call('EXPIRE', key, ttl)
   end
+  mark_active(KEYS[10], ARGV[3], now_ms(), ttl)
+  work_added(KEYS[9], queued, ttl)
 end
 return {state, moved}

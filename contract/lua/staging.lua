@@ -5,10 +5,7 @@
   when that one last wrote (``touched_ms``, Redis's clock, so producers on hosts
   with different clocks agree on how long a staging has been idle).
 ]]
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+--- @include "clock"
 -- Whether ``owner`` still holds the staged batch; if so, notes that it wrote now.
 local function still_owns(meta, owner)
   local state, held = unpack(redis.call('HMGET', meta, 'state', 'owner'))

@@ -8,25 +8,27 @@
   Losing every claim to a full Redis would only make workers send again what another
   worker would then send too.
 ]]
--- Extends the chunk claims still held (arq's in-progress key holds the token); a claim
--- that lapsed while nobody took the chunk (a Redis outage, a pause) is taken back under
--- the same token: the chunk is still queued and no other worker holds it. Returns the
--- IDs of the chunks lost (another worker holds them, or they left the queue).
-local function renew_chunk_claims(queue, ttl, prefix, first, count)
-  local lapsed, lost = {}, {}
+-- Extends the chunk claims still held (arq's in-progress key holds the token, the held
+-- set when it lapses). A claim that is not there any more is lost, never taken back
+-- (BullMQ's extendLock never re-creates a lock): another worker may have taken the chunk
+-- and sent its prompts meanwhile. When it lapsed and nobody took it yet, the holder is
+-- alive all the same (it beats): its lapse is no death, and the chunk's lapses forget it.
+-- Returns the IDs of the chunks lost.
+local function renew_chunk_claims(held, lapses, ttl, prefix, first, count)
+  local lost = {}
   for i = first, first + 2 * count - 1, 2 do
     local id, token = ARGV[i], ARGV[i + 1]
     local holder = redis.call('GET', prefix .. id)
     if holder == token then
       redis.call('PEXPIRE', prefix .. id, ttl)
-    elseif holder == false and redis.call('ZSCORE', queue, id) then
-      lapsed[#lapsed + 1] = i
+      redis.call('ZADD', held, 'XX', now + ttl, id)
     else
       lost[#lost + 1] = id
+      if holder == false and redis.call('ZSCORE', held, id)
+          and redis.call('HINCRBY', lapses, id, -1) <= 0 then
+        redis.call('HDEL', lapses, id)
+      end
     end
-  end
-  for _, i in ipairs(lapsed) do
-    redis.call('SET', prefix .. ARGV[i], ARGV[i + 1], 'PX', ttl)
   end
   return lost
 end
