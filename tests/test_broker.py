@@ -164,3 +164,52 @@ async def test_a_grant_sent_late_waits_its_turn_at_sending(book: LeaseBook, monk
     unlimited = Lease(Identity("p2", None, 5, rate_per_second=0), lease.claim, False, 0.0)
     await broker.on_time(unlimited)
     assert waits == [0.1, 0.2]
+
+
+async def test_a_cancelled_batch_past_the_64th_waiting_gets_no_lease(
+    book: LeaseBook, fake_redis
+) -> None:
+    """Regression (issue 20, 4): stop marks were read for the first 64 waiting batches only;
+    a cancelled batch behind them got leases. Every lease is checked in the granting step."""
+    await book.register([Identity("p1", "http://p1:1", max_inflight=500, rate_per_second=0)])
+    broker = make_broker(book, max_inflight=500)
+    waiting = {f"b{n}": asyncio.create_task(broker.lease(f"b{n}", 0)) for n in range(100)}
+    await fake_redis.hset(keys.stopped_batches(), "b80", "cancelled 1")
+    task = asyncio.create_task(broker.run())
+    with pytest.raises(BatchStopped):
+        await asyncio.wait_for(waiting.pop("b80"), 5)
+    leases = await asyncio.wait_for(asyncio.gather(*waiting.values()), 5)
+    assert len(leases) == 99 and len(broker.held) == 99
+    task.cancel()
+
+
+async def test_a_lease_used_late_reads_its_batchs_mark_again(book: LeaseBook, fake_redis) -> None:
+    broker = make_broker(book)
+    task = asyncio.create_task(broker.run())
+    lease = await asyncio.wait_for(broker.lease("b1", 0), 5)
+    await broker.confirm_running(lease, "b1")  # fresh: no read
+    await fake_redis.hset(keys.stopped_batches(), "b1", "cancelled 1")
+    lease.checked_at -= 10  # a handshake took long: the grant's word is too old now
+    with pytest.raises(BatchStopped):
+        await broker.confirm_running(lease, "b1")
+    assert "b1" in broker.stopped
+    task.cancel()
+
+
+async def test_a_wait_for_room_that_fails_takes_the_broker_down(book: LeaseBook) -> None:
+    """Regression: the wait for room ran in a task nobody watched: its error was lost."""
+    other = LeaseBook(book.redis, fleet_cap=1, burst=1, ttl_seconds=30, backoff_base_seconds=1,
+                      backoff_cap_seconds=60)  # fmt: skip
+    await other.register([Identity("p1", "http://p1:1", max_inflight=2, rate_per_second=0)])
+    await other.acquire(1)  # the fleet is full
+
+    async def broken(seconds: float) -> bool:
+        raise ValueError("not a Redis outage")
+
+    broker = make_broker(other)
+    other.wait_for_room = broken  # type: ignore[method-assign]
+    task = asyncio.create_task(broker.run())
+    waiter = asyncio.create_task(broker.lease("b1", 0))
+    with pytest.raises(ValueError, match="not a Redis outage"):
+        await asyncio.wait_for(task, 5)
+    waiter.cancel()

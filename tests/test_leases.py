@@ -256,8 +256,9 @@ async def test_caps_hold_across_workers_with_different_pools(redis) -> None:
 async def test_a_stopped_batch_is_reported_with_the_grants(redis) -> None:
     leases = await book(redis, [identity("p1")])
     await redis.hset(keys.stopped_batches(), mapping={"gone": "cancelled 1", "late": "expired 2"})
-    grants = await leases.acquire(1, ["kept", "gone", "late"])
-    assert grants.stopped == {"gone": "cancelled", "late": "expired"}
+    grants = await leases.exchange((), ["kept", "gone", "late"])
+    assert grants is not None and grants.stopped == {"gone": "cancelled", "late": "expired"}
+    assert list(grants.by_slot) == [0]  # one lease, for the one prompt whose batch runs
 
 
 async def test_an_identity_removed_from_the_pool_leaves_the_index(redis) -> None:
@@ -311,7 +312,7 @@ async def test_identities_nobody_announces_are_forgotten(redis) -> None:
     busy = await take(await book(redis, [identity("busy")]))  # a request of it is out
     await redis.zadd(keys.identities_known(), {"gone": 1, "busy": 1})
     await leases.register([identity("p1")])  # "gone" was dropped from the proxies file
-    assert await leases.forget_unannounced(before_ms=1000) == 1
+    assert await leases.forget_unannounced(age_seconds=60) == 1
     assert await redis.hget(keys.identity_field("cap"), "gone") is None
     assert await redis.hget(keys.identity_field("cap"), "busy") is not None  # kept: in flight
     assert busy.identity.name == "busy"
@@ -322,7 +323,7 @@ async def test_identities_nobody_announces_are_forgotten(redis) -> None:
 async def test_a_pool_nobody_announces_is_forgotten(redis) -> None:
     old = await book(redis, [identity("p1"), identity("p2")])
     await redis.zadd(keys.identity_pools(), {_pool(old): 1})
-    await old.forget_unannounced(before_ms=1000)
+    await old.forget_unannounced(age_seconds=60)
     assert await redis.exists(keys.identities_ready(_pool(old))) == 0
     assert await redis.zscore(keys.identity_pools(), _pool(old)) is None
 
@@ -377,3 +378,36 @@ async def test_state_counts_follow_the_identities_without_walking_the_pool(redis
     assert counts.get("proxy_full", 0) + counts.get("ready", 0) == 3 and counts["ready"] >= 1
     await leases.release([(held[0], Cooldown("down", floor_seconds=60, reason="ProxyFault"))])
     assert (await leases.state_counts()).get("cooling") == 1
+
+
+async def test_failures_that_share_one_cause_count_once(redis) -> None:
+    """Regression (issue 20, 6): a site restart under 100 requests in flight raised the one
+    proxy's penalty to 50 and parked it for half an hour. All 100 were out when the first
+    failure came back: one incident, one step of penalty, seconds of cooling."""
+    leases = await book(redis, [identity("direct", cap=100)], fleet_cap=100)
+    await proven(redis, "direct")
+    out = (await leases.acquire(100)).leases
+    assert len(out) == 100
+    hiccup = Cooldown("suspect", reason="UpstreamHiccup")
+    await leases.release([(lease, hiccup) for lease in out])
+    assert await field(redis, "penalty", "direct") == 0.5
+    assert await field(redis, "failed", "direct") == 100  # each failure still counted
+    # A request sent after the incident began is new evidence: it counts again.
+    again = await take(leases)
+    await leases.release([(again, hiccup)])
+    assert await field(redis, "penalty", "direct") == 1.0
+    cooling_ms = await field(redis, "cooldown", "direct") - await _redis_ms(redis)
+    assert cooling_ms <= 4100  # base 1 s x 2^1, with jitter: seconds, not half an hour
+
+
+async def test_a_bad_exit_still_cools_failure_after_failure(redis) -> None:
+    leases = await book(redis, [identity("bad", cap=5)])
+    await proven(redis, "bad")
+    down = Cooldown("down", reason="ProxyFault")
+    await leases.release([(await take(leases), down)])
+    assert (await refused(leases)).reason == "cooling"
+
+
+async def _redis_ms(redis) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000

@@ -8,7 +8,8 @@ that becomes one Redis call at a time (the returns since the last call, then an
 acquire for every prompt waiting), so the policy's cost is paid per call, not per
 prompt. Leases go to the waiting prompts round-robin across batches, in arrival
 order within a batch, so a small batch that arrives behind a big one is served from
-its first lease.
+its first lease: the prompts a call asks for are picked before it is made, and each
+lease granted goes to the prompt it was asked for (its slot).
 
 What an outcome says about the identity that carried it (its cooldown) is decided
 here, from the error's class: a bad exit cools and the prompt moves on to another.
@@ -16,10 +17,15 @@ here, from the error's class: a bad exit cools and the prompt moves on to anothe
 Waiting for capacity is not failing: a prompt waits here without spending any
 budget, however long, until ``capacity_wait_limit`` (then ``NoCapacityError``).
 A stopped batch's waiting prompts (cancelled, or past its completion window) are
-let go (``BatchStopped``) by the same call that would have given them a lease, so
-nothing of it leaves after the cancel. No lease is taken while ``holding_back()``
-says the worker could not store what new requests would bring (Redis refusing
-writes), nor once the worker drains.
+let go (``BatchStopped``) by the same call that would have given them a lease: the
+lease script reads the stop mark of every lease's batch as it grants it. A lease is
+sent under within ``SEND_WINDOW_SECONDS`` of that call, or its batch's mark is read
+again first (``confirm_running``), so nothing of a batch leaves once ``cancel`` has
+returned. No lease is taken while ``holding_back()`` says the worker could not store
+what new requests would bring (Redis refusing writes), nor once the worker drains.
+
+The broker's loops (its turns, the look at long waits, the wait for room) run under the
+worker's supervisor: one that dies takes the worker down, never silently.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from contract.errors import ServiceError
 from contract.retrying import TRANSIENT, RedisBackoff
+from contract.stopping import SEND_WINDOW_SECONDS
 from worker.errors import QuotaExceeded, UpstreamError, Verdict
 from worker.leases import Cooldown, Grants, Lease, LeaseBook
 from worker.lifecycle import Lifecycle
@@ -49,7 +57,7 @@ OK = Cooldown(verdict="ok")
 NEUTRAL = Cooldown(verdict="none")
 
 
-class BatchStopped(Exception):
+class BatchStopped(ServiceError):
     """The prompt's batch was cancelled or expired while it waited; it must not be sent."""
 
     def __init__(self, why: str) -> None:
@@ -57,11 +65,11 @@ class BatchStopped(Exception):
         self.why = why  # "cancelled" or "expired"
 
 
-class Draining(Exception):
+class Draining(ServiceError):
     """The worker is shutting down: the prompt goes back to the queue unsent."""
 
 
-class NoCapacityError(Exception):
+class NoCapacityError(ServiceError):
     """No identity had room for longer than the capacity wait limit."""
 
 
@@ -136,7 +144,6 @@ class LeaseBroker:
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._room: asyncio.Task[None] | None = None
-        self._tick: asyncio.TimerHandle | None = None
         self._sent_at: dict[str, float] = {}  # identity → its next request's moment (GCRA)
         self._redis_backoff = RedisBackoff("broker")
         self._wait_logged_at = -WAIT_LOG_SECONDS
@@ -157,10 +164,6 @@ class LeaseBroker:
         waiter = Waiter(batch_id, index, asyncio.get_running_loop().create_future())
         self._waiting.setdefault(batch_id, deque()).append(waiter)
         self._wake.set()
-        if self._tick is None:  # the waits are looked at (shown, or ended) on their own timer
-            self._tick = asyncio.get_running_loop().call_later(
-                HOUSEKEEPING_SECONDS, self._look_at_waits
-            )
         try:
             return await waiter.future
         except asyncio.CancelledError:
@@ -191,6 +194,19 @@ class LeaseBroker:
         """One more request under ``lease`` than the lease itself (the handshake's page GET)."""
         await self.book.charge(lease.identity)
 
+    async def confirm_running(self, lease: Lease, batch_id: str) -> None:
+        """Right before sending: if the lease last learnt its batch was running more than
+        ``SEND_WINDOW_SECONDS`` ago (a handshake, a pace), reads the batch's stop mark
+        again; ``BatchStopped`` if it was stopped meanwhile."""
+        if time.monotonic() - lease.checked_at <= SEND_WINDOW_SECONDS:
+            return
+        asked_at = time.monotonic()
+        why = await self.book.stopped(batch_id)
+        if why is not None:
+            self.stop_batch(batch_id, why)
+            raise BatchStopped(why)
+        lease.checked_at = asked_at
+
     def succeeded(self, lease: Lease) -> None:
         self._give_back(lease, OK)
 
@@ -220,19 +236,33 @@ class LeaseBroker:
     # -- the loop: one Redis call per turn ------------------------------------------------
 
     async def run(self) -> None:
-        """The broker's loop: one Redis call per turn, for every return and every waiter."""
+        """The broker's loops: its turns (one Redis call per turn, for every return and
+        every waiter) and its look at long waits. Either failing fails both (the worker's
+        supervisor sees it), and so does a wait for room that failed (not a Redis outage:
+        a bug)."""
         try:
-            await self._turns()
+            async with asyncio.TaskGroup() as loops:
+                loops.create_task(self._turns(), name="broker-turns")
+                loops.create_task(self._watch_waits(), name="broker-waits")
+        except BaseExceptionGroup as failed:  # the first loop's error is the broker's
+            raise failed.exceptions[0] from None
         finally:
             if self._room is not None:
                 self._room.cancel()
-            if self._tick is not None:
-                self._tick.cancel()
+
+    async def _watch_waits(self) -> None:
+        """Every ``HOUSEKEEPING_SECONDS``: long waits are shown as waiting, hopeless ones
+        end (off the loop's Redis turns: a worker waiting on a full fleet asks Redis only
+        when room may have been made)."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            self._housekeeping()
 
     async def _turns(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            self._room_failed()
             returns, self._returns = self._returns, []
             strangers, self._strangers = self._strangers, []
             want = min(self.waiting, self.max_inflight - len(self.held))
@@ -242,20 +272,22 @@ class LeaseBroker:
                 if self.waiting and self.holding_back():
                     self._wake_in(self.poll_seconds * 4)
                 continue
+            slots = self._reserve(want)
             try:
                 grants = await self.book.exchange(
-                    returns, want, list(self._waiting)[:64], strangers=strangers
+                    returns, [waiter.batch_id for waiter in slots], strangers=strangers
                 )
             except TRANSIENT as error:
                 self._returns[:0] = returns
                 self._strangers[:0] = strangers
+                self._unreserve(slots)
                 await self._redis_backoff.wait(error)
                 self._wake.set()
                 continue
             self._redis_backoff.reset()
             if grants is not None:
-                self._hand_out(grants)
-            if self.waiting and (grants is None or len(grants.leases) < want):
+                self._hand_out(grants, slots)
+            if self.waiting and (grants is None or len(grants.by_slot) < want):
                 if grants is not None and grants.reason in ("fleet_full", "proxy_full"):
                     self._wait_for_room(min(grants.wait_seconds, ROOM_WAIT_SECONDS))
                 else:
@@ -264,29 +296,67 @@ class LeaseBroker:
             elif self.waiting or self._returns:
                 self._wake.set()
 
+    def _reserve(self, want: int) -> list[Waiter]:
+        """The next ``want`` waiters, batches taking turns: the prompts this call asks for."""
+        slots = []
+        while len(slots) < want:
+            waiter = self._next_waiter()
+            if waiter is None:
+                break
+            slots.append(waiter)
+        return slots
+
+    def _unreserve(self, slots: Sequence[Waiter]) -> None:
+        """Waiters asked for but not served go back first in line, in their order (those
+        of a batch that stopped meanwhile are let go, and all of them once the worker
+        drains)."""
+        for waiter in reversed(slots):
+            if waiter.future.done():
+                continue
+            if not self.lifecycle.running:  # the worker drains: back to the queue unsent
+                waiter.future.set_exception(Draining())
+                continue
+            if waiter.batch_id in self.stopped:
+                waiter.future.set_exception(BatchStopped(self.stopped[waiter.batch_id]))
+                continue
+            queue = self._waiting.get(waiter.batch_id)
+            if queue is None:
+                queue = self._waiting[waiter.batch_id] = deque()
+            queue.appendleft(waiter)
+            self._waiting.move_to_end(waiter.batch_id, last=False)
+
     def _give_back(self, lease: Lease, cooldown: Cooldown) -> None:
         if self.held.pop(lease.token, None) is None:
             return  # given back already, or lost
         self._returns.append((lease, cooldown))
         self._wake.set()
 
-    def _hand_out(self, grants: Grants) -> None:
+    def _hand_out(self, grants: Grants, slots: Sequence[Waiter]) -> None:
         for batch_id, why in grants.stopped.items():
             self.stop_batch(batch_id, why)
         if grants.strangers:  # never this worker's to use: back at the next call
             self._strangers += grants.strangers
             log.warning("leases.not_ours", leases=len(grants.strangers))
             self._wake.set()
-        for lease in grants.leases:
-            waiter = self._next_waiter()
+        unserved = []
+        for slot, waiter in enumerate(slots):
+            lease = grants.by_slot.get(slot)
+            if lease is None:
+                unserved.append(waiter)
+                continue
             self.held[lease.token] = lease
-            if waiter is None:  # its prompt went away meanwhile: back at once, unused
-                self.unused(lease)
+            if (
+                waiter.future.done() or waiter.batch_id in self.stopped
+                or not self.lifecycle.running
+            ):  # fmt: skip
+                self.unused(lease)  # its prompt went away, its batch stopped, or we drain
+                unserved.append(waiter)
                 continue
             waiter.future.set_result(lease)
             if waiter.shown_waiting and self.on_waiting is not None:
                 self.on_waiting(waiter.batch_id, waiter.index, False)
-        if len(grants.leases) == 0 and self.waiting:
+        self._unreserve(unserved)
+        if not grants.by_slot and self.waiting:
             self.last_refusal = grants.reason
             if grants.reason == "no_identity" and self.on_no_identity is not None:
                 self.on_no_identity()
@@ -304,16 +374,6 @@ class LeaseBroker:
                     return waiter
             del self._waiting[batch_id]
         return None
-
-    def _look_at_waits(self) -> None:
-        """Every ``HOUSEKEEPING_SECONDS`` while prompts wait, off the loop's Redis turns (a
-        worker waiting on a full fleet asks Redis only when room may have been made)."""
-        self._tick = None
-        self._housekeeping()
-        if self.waiting:
-            self._tick = asyncio.get_running_loop().call_later(
-                HOUSEKEEPING_SECONDS, self._look_at_waits
-            )
 
     def _housekeeping(self) -> None:
         """Marks long waits as waiting (status shows them) and ends hopeless ones."""
@@ -367,9 +427,20 @@ class LeaseBroker:
                 await self.book.wait_for_room(seconds)
             except TRANSIENT as error:
                 await self._redis_backoff.wait(error)
-            self._wake.set()
+            finally:
+                self._wake.set()  # a failure is raised by the turns loop (_room_failed)
 
         self._room = asyncio.create_task(wait(), name="broker-room")
+
+    def _room_failed(self) -> None:
+        """Raises the error a wait for room ended with (the turns loop dies of it, and the
+        supervisor sees it): a wait that failed is never dropped on the floor."""
+        room = self._room
+        if room is not None and room.done() and not room.cancelled():
+            self._room = None
+            error = room.exception()
+            if error is not None:
+                raise error
 
     def _wake_in(self, seconds: float) -> None:
         if self._timer is not None and not self._timer.cancelled():

@@ -20,11 +20,11 @@ so workers with the same proxies share everything and caps hold across pools. An
 identity is only ever filed in the pools that list it.
 
 A lease is a member of the fleet's lease set scored by its expiry, under a token
-(``identity|random``); its holder renews it while the request runs (and learns
-which it lost), and a lease whose holder died is reaped within its TTL and gives
-its slot back. A new identity, or one back from a cooldown, takes one request at a
-time until one succeeds (a probe), so a dead proxy costs one request, not a whole
-in-flight cap of them.
+(``identity|random.n``, n numbering the grants of the identity); its holder renews it
+while the request runs (and learns which it lost), and a lease whose holder died is
+reaped within its TTL and gives its slot back. A new identity, or one back from a
+cooldown, takes one request at a time until one succeeds (a probe), so a dead proxy
+costs one request, not a whole in-flight cap of them.
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ from redis.asyncio import Redis
 
 from contract import keys
 from contract.scripts import ScriptBook
-from worker.claims import Claim, margin_for
+from worker.claims import Claim, claim_margin
 from worker.proxies import Identity
 
 ATTRIBUTES = (
     "cap", "interval", "weight", "inflight", "tat", "penalty",
-    "cooldown", "reason", "probe", "latency", "ok", "failed",
+    "cooldown", "reason", "probe", "latency", "ok", "failed", "incident", "granted",
 )  # fmt: skip
 POLICY_TTL_SECONDS = 7 * 24 * 3600
 SCRIPTS = (
@@ -54,12 +54,16 @@ SCRIPTS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Lease:
     identity: Identity
     claim: Claim
     is_probe: bool
     taken_at: float
+    # When (this process's clock) the last word that its batch was not stopped was asked
+    # for: the grant's call, or a check of the mark since. A request leaves within
+    # ``SEND_WINDOW_SECONDS`` of it (``contract.stopping``).
+    checked_at: float = 0.0
 
     @property
     def token(self) -> str:
@@ -77,13 +81,18 @@ class Cooldown:
 
 @dataclass(frozen=True)
 class Grants:
-    """What one acquire call gave: leases, why not more (and for how long), stopped batches."""
+    """What one acquire call gave: leases, why not more (and for how long), the stopped
+    batches."""
 
-    leases: list[Lease]
+    by_slot: dict[int, Lease]  # slot: the place in the list asked with of the prompt it is for
     reason: str
     wait_seconds: float
     stopped: dict[str, str]  # batch ID → "cancelled" or "expired"
     strangers: list[str]  # tokens granted on identities this worker does not have
+
+    @property
+    def leases(self) -> list[Lease]:
+        return list(self.by_slot.values())
 
 
 def renewal_tokens(leases: Sequence[Lease]) -> list[str]:
@@ -144,17 +153,16 @@ class LeaseBook:
     async def exchange(
         self,
         returned: Sequence[tuple[Lease, Cooldown]],
-        want: int,
-        batches: Sequence[str] = (),
+        slots: Sequence[str] = (),
         *,
         strangers: Sequence[str] = (),
     ) -> Grants | None:
-        """Returns leases and takes up to ``want`` new ones, in one round trip.
+        """Returns leases and takes new ones, in one round trip.
 
-        ``batches`` are the batches the leases are for: those stopped (cancelled or
-        expired) come back in ``Grants.stopped``. ``strangers`` are tokens granted on
-        identities this worker does not have, given back unused. Returns None when
-        ``want`` is 0.
+        ``slots`` holds the batch ID of each prompt a lease is asked for, in the order the
+        leases go to them: a stopped batch's prompt gets none, and the stopped batches
+        come back in ``Grants.stopped``. ``strangers`` are tokens granted on identities
+        this worker does not have, given back unused. Returns None when no lease is asked.
         """
         sent_at = time.monotonic()
 
@@ -162,16 +170,17 @@ class LeaseBook:
             if returned or strangers:
                 args = self._release_args(returned, strangers)
                 self.scripts.queue(pipe, "release_leases", self._keys, args)
-            if want > 0:
-                args = [self.burst, self.ttl_ms, self.fleet_cap, want, secrets.token_hex(6),
-                        POLICY_TTL_SECONDS, *batches]  # fmt: skip
+            if slots:
+                args = [self.burst, self.ttl_ms, self.fleet_cap, secrets.token_hex(6),
+                        POLICY_TTL_SECONDS, *slots]  # fmt: skip
                 self.scripts.queue(pipe, "acquire_leases", self._keys, args)
 
         replies = await self.scripts.pipelined(build)
-        return self._grants(replies[-1], sent_at) if want > 0 else None
+        return self._grants(replies[-1], sent_at) if slots else None
 
-    async def acquire(self, want: int, batches: Sequence[str] = ()) -> Grants:
-        grants = await self.exchange((), want, batches)
+    async def acquire(self, want: int, batch_id: str = "-") -> Grants:
+        """Up to ``want`` leases for prompts of one batch (a test's and a tool's way in)."""
+        grants = await self.exchange((), [batch_id] * want)
         assert grants is not None
         return grants
 
@@ -180,19 +189,22 @@ class LeaseBook:
 
     def _grants(self, reply: list[bytes | int], sent_at: float) -> Grants:
         granted = int(reply[0])
-        until = sent_at + self.ttl_seconds - margin_for(self.ttl_seconds)
-        leases, strangers = [], []
+        until = sent_at + self.ttl_seconds - claim_margin(self.ttl_seconds)
+        leases: dict[int, Lease] = {}
+        strangers = []
         for n in range(granted):
-            name, token, probe = reply[1 + 3 * n : 4 + 3 * n]
+            slot, name, token, probe = reply[1 + 4 * n : 5 + 4 * n]
             identity = self._identities.get(keys.decoded(name))
             if identity is None:
                 strangers.append(keys.decoded(token))
                 continue
             claim = Claim(keys.decoded(name), keys.decoded(token), until)
-            leases.append(Lease(identity, claim, bool(int(probe)), time.monotonic()))
-        rest = reply[1 + 3 * granted :]
+            leases[int(slot) - 1] = Lease(
+                identity, claim, bool(int(probe)), time.monotonic(), checked_at=sent_at
+            )
+        rest = reply[1 + 4 * granted :]
         return Grants(
-            leases=leases,
+            by_slot=leases,
             reason=keys.decoded(rest[0]),
             wait_seconds=max(float(rest[1]), 1.0) / 1000,
             stopped={
@@ -233,26 +245,25 @@ class LeaseBook:
         pass (False): a worker waiting on a full fleet sleeps here instead of polling."""
         return await self.redis.blpop([keys.room_marker()], timeout=seconds) is not None
 
+    async def stopped(self, batch_id: str) -> str | None:
+        """Why the batch was stopped (``cancelled`` or ``expired``), or None if it was not."""
+        mark = await self.redis.hget(keys.stopped_batches(), batch_id)
+        return keys.decoded(mark).split()[0] if mark else None
+
     async def charge(self, identity: Identity) -> None:
         """Spends one rate token of ``identity`` for a request that took no lease of its own."""
         args = [self.burst, identity.name, POLICY_TTL_SECONDS]
         await self.scripts.run("charge_identity", self._keys, args)
 
-    async def forget_unannounced(self, before_ms: int, limit: int = 500) -> int:
-        """Deregisters identities and pools no worker announced since ``before_ms``."""
-        forgotten = int(
-            await self.scripts.run(
-                "forget_identities",
-                [*self._keys, keys.site_sessions(), keys.site_session_uses()],
-                [before_ms, limit],
-            )
+    async def forget_unannounced(self, age_seconds: float, limit: int = 500) -> int:
+        """Deregisters identities and pools no worker announced for ``age_seconds`` (on
+        Redis's clock, which dated the announcements); returns how many identities."""
+        forgotten, *found = await self.scripts.run(
+            "forget_identities",
+            [*self._keys, keys.site_sessions(), keys.site_session_uses(), keys.identity_pools()],
+            [int(age_seconds * 1000), limit],
         )
-        pools = [
-            keys.decoded(raw)
-            for raw in await self.redis.zrangebyscore(
-                keys.identity_pools(), "-inf", before_ms, start=0, num=limit
-            )
-        ]
+        pools = [keys.decoded(raw) for raw in found]
         if pools:
             async with self.redis.pipeline(transaction=True) as pipe:
                 for pool in pools:
@@ -262,4 +273,4 @@ class LeaseBook:
                 )  # fmt: skip
                 pipe.zrem(keys.identity_pools(), *pools)
                 await pipe.execute()
-        return forgotten
+        return int(forgotten)

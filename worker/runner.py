@@ -8,9 +8,12 @@ fails only when that budget is gone.
 
 Nothing is sent under a claim the worker may have lost: right before the page GET
 and the POST, the chunk's claim and the lease must both still be known good
-(``Claim.valid``). If one's time is up, the runner gives the lease back and waits
-for the next renewal to say whether the chunk is still this worker's; a chunk that
-was lost ends its prompts here, unsent (``ChunkLost``), for its new holder to run.
+(``Claim.valid``), and right before the POST the batch must be known running within
+``SEND_WINDOW_SECONDS`` (``LeaseBroker.confirm_running``: nothing of a cancelled batch
+reaches the site once ``cancel`` returned). If a claim's time is up, the runner gives
+the lease back and waits for the next renewal to say whether the chunk is still this
+worker's; a chunk that was lost ends its prompts here, unsent (``ChunkLost``), for its
+new holder to run.
 
 ``run`` returns the prompt's one result, or None when the worker drains and the
 prompt goes back to the queue unsent. While the POST is on the wire the prompt's
@@ -22,18 +25,19 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
 
+from contract.errors import ServiceError
 from contract.ledger import PromptLedger
 from contract.models import JobError, JobResult, PromptRequest
 from contract.redaction import redact_text
 from contract.retrying import TRANSIENT, RedisBackoff, until_redis_answers
 from contract.stopping import stopped_result
 from worker.broker import BatchStopped, Draining, LeaseBroker, NoCapacityError
-from worker.claims import ChunkClaim
+from worker.chunks import HeldChunk
 from worker.client import ChatGptEsClient
 from worker.config import WorkerConfig
 from worker.errors import SessionStale, UpstreamError, Verdict
@@ -49,7 +53,7 @@ log = structlog.get_logger("chatgptes.worker")
 _MOVE_ON = (Verdict.COOL, Verdict.QUARANTINE, Verdict.DOWN)
 
 
-class ChunkLost(Exception):
+class ChunkLost(ServiceError):
     """The worker no longer holds the prompt's chunk: its new holder runs the prompt."""
 
 
@@ -69,14 +73,6 @@ class Attempts:
 
     total: int = 0
     started_at: datetime | None = None
-
-
-@dataclass(eq=False)
-class ChunkHold:
-    """What the prompts of one held chunk share: its claim and who is on the wire."""
-
-    claim: ChunkClaim
-    sending: set[int] = field(default_factory=set)
 
 
 class PromptRunner:
@@ -99,7 +95,7 @@ class PromptRunner:
         self.metrics = metrics
 
     async def run(
-        self, request: PromptRequest, attempts: Attempts, chunk: ChunkHold
+        self, request: PromptRequest, attempts: Attempts, chunk: HeldChunk
     ) -> JobResult | None:
         """The prompt's one result, or None if it goes back to the queue unsent.
 
@@ -125,7 +121,7 @@ class PromptRunner:
         return _failed(request, started, error_, attempts.total)
 
     async def _until_settled(
-        self, request: PromptRequest, started: datetime, attempts: Attempts, chunk: ChunkHold
+        self, request: PromptRequest, started: datetime, attempts: Attempts, chunk: HeldChunk
     ) -> JobResult:
         stale_retried = False
         redis_backoff = RedisBackoff(f"prompt {request.job_id}")
@@ -193,7 +189,7 @@ class PromptRunner:
                 cut=answer.cut,
             )
 
-    async def _exchange(self, lease: Lease, request: PromptRequest, chunk: ChunkHold) -> Shaped:
+    async def _exchange(self, lease: Lease, request: PromptRequest, chunk: HeldChunk) -> Shaped:
         identity = lease.identity
         ready = self.sessions.ready(identity.name)
         handshook = []
@@ -206,6 +202,7 @@ class PromptRunner:
         if not ready and not handshook:
             raise _Late  # waited for another prompt's page GET (see _Late)
         await self._may_send(lease, chunk)
+        await self.broker.confirm_running(lease, request.batch_id)
         chunk.sending.add(request.index)  # from here on the request may reach the site
         began = time.monotonic()
         try:
@@ -220,7 +217,7 @@ class PromptRunner:
         finally:
             self.metrics.request_finished("ajax", time.monotonic() - began)
 
-    async def _handshake(self, lease: Lease, chunk: ChunkHold) -> SiteSession:
+    async def _handshake(self, lease: Lease, chunk: HeldChunk) -> SiteSession:
         await self._may_send(lease, chunk)
         began = time.monotonic()
         try:
@@ -230,7 +227,7 @@ class PromptRunner:
         await self.broker.charge(lease)  # the page GET was one more request from this exit
         return session
 
-    async def _may_send(self, lease: Lease, chunk: ChunkHold) -> None:
+    async def _may_send(self, lease: Lease, chunk: HeldChunk) -> None:
         """Right before a request leaves: at its identity's pace, and only while the chunk's
         claim and the lease are both known good (else ``_NotHeld``)."""
         await self.broker.on_time(lease)

@@ -1,22 +1,24 @@
 --[[
-  Takes up to ``want`` leases from this pool's identities with room, the best first,
-  within the fleet's cap; first reaps the fleet's leases whose holders died.
+  Takes leases for prompts waiting, one per prompt at most, from this pool's identities
+  with room, the best first, within the fleet's cap; first reaps the fleet's leases whose
+  holders died. Every lease is checked against its prompt's batch here, in the step that
+  grants it: a stopped batch (cancelled, or past its completion window) gets none.
 
   KEYS: see policy.lua
-  ARGV[1] burst, ARGV[2] lease ttl (ms), ARGV[3] fleet cap, ARGV[4] want,
-  ARGV[5] token prefix, ARGV[6] policy keys' ttl (s), ARGV[7..] batch IDs the
-  leases are for
+  ARGV[1] burst, ARGV[2] lease ttl (ms), ARGV[3] fleet cap, ARGV[4] token prefix,
+  ARGV[5] policy keys' ttl (s), ARGV[6..] the batch ID of each prompt waiting, in the
+  order the leases go to them (its slot: 1 for ARGV[6], ...)
 
-  Returns {n, then n times (identity, token, is_probe), then why not more, how long
+  Returns {n, then n times (slot, identity, token, is_probe), then why not more, how long
   until that may change (ms; for a full fleet: until its first lease expires, unless a
   release frees a slot before), then (batch ID, why) for each batch asked about that
   was stopped}. Why not more: ready, fleet_full, cooling, probing, proxy_full, rate,
   or no_identity (the pool is empty: its registration vanished).
 ]]
 --- @include "policy"
-local REAP_PER_CALL, PROMOTE_PER_CALL = 200, 200
-local burst, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local fleet_cap, want = tonumber(ARGV[3]), tonumber(ARGV[4])
+local REAP_PER_CALL, PROMOTE_PER_CALL, FIRST_SLOT = 200, 200, 6
+local burst, ttl, fleet_cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local want = #ARGV - FIRST_SLOT + 1
 local reaped = 0
 for _, token in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, REAP_PER_CALL)) do
   redis.call('ZREM', LEASES, token)
@@ -27,23 +29,33 @@ local due = redis.call('ZRANGEBYSCORE', LATER, '-inf', now, 'LIMIT', 0, PROMOTE_
 for _, name in ipairs(due) do
   file(name, burst)
 end
-local stopped = {}
-for i = 7, #ARGV do
-  local why = redis.call('HGET', STOPPED, ARGV[i])
-  if why then
-    stopped[#stopped + 1] = ARGV[i]
-    stopped[#stopped + 1] = string.match(why, '^(%S+)')
+-- Why a batch may send nothing more (false: it may), read once per batch per call.
+local stops = {}
+local function stopped(batch_id)
+  if stops[batch_id] == nil then
+    local why = redis.call('HGET', STOPPED, batch_id)
+    stops[batch_id] = why and string.match(why, '^(%S+)') or false
   end
+  return stops[batch_id]
+end
+-- The best identity with room now, or nil; those found without room are filed later.
+local function best_identity(budget)
+  for _ = 1, budget do
+    local best = redis.call('ZRANGE', READY, 0, 0)[1]
+    if not best then return nil end
+    if file(best, burst) == 'ready' then return best end
+  end
+  return nil
 end
 local room = fleet_cap - redis.call('ZCARD', LEASES)
-local out, granted, guard = {0}, 0, 0
-while granted < math.min(want, room) and guard < want * 4 + 16 do
-  guard = guard + 1
-  local best = redis.call('ZRANGE', READY, 0, 0)[1]
-  if not best then break end
-  if file(best, burst) == 'ready' then
+local out, granted = {0}, 0
+for slot = FIRST_SLOT, #ARGV do
+  if granted >= room then break end
+  if not stopped(ARGV[slot]) then
+    local best = best_identity(16)
+    if not best then break end
     granted = granted + 1
-    local token = best .. '|' .. ARGV[5] .. granted
+    local token = best .. '|' .. ARGV[4] .. granted .. '.' .. redis.call('HINCRBY', GRANTED, best, 1)
     redis.call('ZADD', LEASES, now + ttl, token)
     redis.call('HINCRBY', INFLIGHT, best, 1)
     local interval = num(INTERVAL, best)
@@ -54,16 +66,21 @@ while granted < math.min(want, room) and guard < want * 4 + 16 do
       redis.call('HSET', PROBE, best, now + ttl)
       is_probe = 1
     end
-    out[#out + 1], out[#out + 2], out[#out + 3] = best, token, is_probe
+    out[#out + 1], out[#out + 2] = slot - FIRST_SLOT + 1, best
+    out[#out + 1], out[#out + 2] = token, is_probe
     file(best, burst)
   end
 end
-if granted > 0 then redis.call('EXPIRE', LEASES, ARGV[6]) end  -- never without a TTL
+if granted > 0 then redis.call('EXPIRE', LEASES, ARGV[5]) end  -- never without a TTL
 room_freed(reaped - granted)  -- a dead worker's slots: the others waiting hear of them
-keep_policy_keys(ARGV[6])
+keep_policy_keys(ARGV[5])
 out[1] = granted
 local reason, wait = 'ready', 0
-if granted < want then
+local asked = 0
+for slot = FIRST_SLOT, #ARGV do
+  if not stopped(ARGV[slot]) then asked = asked + 1 end
+end
+if granted < asked then
   if room <= granted then
     -- Until the first lease of the fleet expires: if its holder died, a call then reaps it.
     local first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')[2]
@@ -80,5 +97,7 @@ if granted < want then
   end
 end
 out[#out + 1], out[#out + 2] = reason, wait
-for _, item in ipairs(stopped) do out[#out + 1] = item end
+for batch_id, why in pairs(stops) do
+  if why then out[#out + 1], out[#out + 2] = batch_id, why end
+end
 return out

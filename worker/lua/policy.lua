@@ -4,9 +4,10 @@
 
   KEYS (every lease script, in this order): leases, ready, later, known, stopped,
   then one hash per identity attribute: cap, interval, weight, inflight, tat,
-  penalty, cooldown, reason, probe, latency, ok, failed; then the pool's filed states
-  (identity -> the state it was filed in), its state counts, and the room marker (a
-  list a waiting worker blocks on: one item a slot freed).
+  penalty, cooldown, reason, probe, latency, ok, failed, incident, granted; then the pool's
+  filed states (identity -> the state it was filed in), its state counts, and the room
+  marker (a list a waiting worker blocks on: one item a slot freed). A script's own keys
+  follow these: ``extra_key(1)``, ``extra_key(2)``, ...
 
   ``ready`` and ``later`` belong to the caller's pool (a worker's list of identities);
   the attributes to the fleet. An identity is a member of a pool when it is in one of
@@ -17,9 +18,10 @@
 local LEASES, READY, LATER, KNOWN, STOPPED = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local CAP, INTERVAL, WEIGHT, INFLIGHT, TAT = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local PENALTY, COOLDOWN, REASON, PROBE = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
-local LATENCY, OK, FAILED = KEYS[15], KEYS[16], KEYS[17]
-local FILED, COUNTS, ROOM = KEYS[18], KEYS[19], KEYS[20]
-local POLICY_KEYS = 20
+local LATENCY, OK, FAILED, INCIDENT = KEYS[15], KEYS[16], KEYS[17], KEYS[18]
+local GRANTED, FILED, COUNTS, ROOM = KEYS[19], KEYS[20], KEYS[21], KEYS[22]
+local FIRST_ATTRIBUTE, LAST_ATTRIBUTE, POLICY_KEYS = 6, 19, 22
+local function extra_key(n) return KEYS[POLICY_KEYS + n] end
 local FULL_RECHECK_MS = 1000  -- a full identity is looked at again then, or when a lease returns
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -95,7 +97,9 @@ local function keep_policy_keys(ttl)
     if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIRE', KEYS[i], ttl) end
   end
 end
+-- A lease token: ``identity|random.n``, n counting the leases granted on the identity.
 local function identity_of(token) return string.match(token, '^(.*)|') end
+local function grant_number(token) return tonumber(string.match(token, '%.(%d+)$')) or 0 end
 local function free_slot(name)
   if redis.call('HINCRBY', INFLIGHT, name, -1) < 0 then redis.call('HSET', INFLIGHT, name, 0) end
 end

@@ -3,7 +3,7 @@
   files them in the pool's indexes. A new identity starts with a probe (slow start).
   Every policy key gets its TTL back.
 
-  KEYS: see policy.lua, then KEYS[21] the registry of pools
+  KEYS: see policy.lua, then its extra key 1: the registry of pools
   ARGV[1] burst, ARGV[2] policy keys' ttl (s), ARGV[3] this pool's ID, then per
   identity: name, cap, interval (ms), weight
 
@@ -24,6 +24,6 @@ for i = 4, #ARGV, 4 do
   file(name, burst)
   count = count + 1
 end
-redis.call('ZADD', KEYS[21], now, ARGV[3])
+redis.call('ZADD', extra_key(1), now, ARGV[3])
 for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[2]) end
 return count

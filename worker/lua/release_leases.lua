@@ -5,6 +5,14 @@
   probe asks for another. A lease already reaped (its holder looked dead) frees no
   second slot.
 
+  Failures of one identity that share a cause are one incident, and count once: a site
+  that restarts under 100 requests in flight fails all 100 at once, and that is one
+  failure, not 100. A failure shares the incident's cause when it is the same error and
+  its lease was granted before the incident began (its request was already out when the
+  first failure came back; lease tokens number the grants of their identity); a request
+  sent after that is new evidence (a bad exit fails each request it is given, one after
+  the other, and cools as before). Each failure is still counted in ``failed``.
+
   KEYS: see policy.lua
   ARGV[1] burst, ARGV[2] backoff base (ms), ARGV[3] backoff cap (ms), ARGV[4] policy
   keys' ttl (s), then per lease: token, verdict (ok, none, suspect, cool, quarantine,
@@ -15,6 +23,18 @@
 --- @include "policy"
 local burst, base, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local held = 0
+-- Whether this failure belongs to the identity's last incident (the same cause, and its
+-- lease granted before the incident began); if not, it opens a new one, which every lease
+-- granted so far belongs to.
+local function same_incident(name, cause, token)
+  local open = redis.call('HGET', INCIDENT, name)
+  if open then
+    local kind, last_grant = string.match(open, '^(.*)|(%d+)$')
+    if kind == cause and grant_number(token) <= tonumber(last_grant) then return true end
+  end
+  redis.call('HSET', INCIDENT, name, cause .. '|' .. num(GRANTED, name))
+  return false
+end
 for i = 5, #ARGV, 7 do
   local token, verdict = ARGV[i], ARGV[i + 1]
   local name = identity_of(token)
@@ -34,6 +54,14 @@ for i = 5, #ARGV, 7 do
       redis.call('HSET', PROBE, name, 0)
       redis.call('HINCRBY', OK, name, 1)
     elseif verdict == 'none' then
+      if ARGV[i + 6] == '1' then redis.call('HSET', PROBE, name, 1) end
+    elseif same_incident(name, ARGV[i + 5], token) then
+      -- Counted with the failure that opened the incident; what the site asked still holds.
+      redis.call('HINCRBY', FAILED, name, 1)
+      local floor = tonumber(ARGV[i + 2])
+      if floor > 0 then
+        redis.call('HSET', COOLDOWN, name, math.max(num(COOLDOWN, name), now + floor))
+      end
       if ARGV[i + 6] == '1' then redis.call('HSET', PROBE, name, 1) end
     else
       -- A suspect (an ambiguous failure) weighs half; the successes between failures halve
