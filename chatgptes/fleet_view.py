@@ -80,6 +80,12 @@ def workers(as_json: bool, check: bool, host: str | None) -> None:
                 EXIT_ERROR,
             )
         click.echo(f"ok: {len(alive)} live worker(s) on {host}")
+        for w in alive:
+            if w.chores_failing:  # it serves prompts; a chore of it keeps failing
+                click.echo(
+                    f"warning: worker {w.pid}: chores failing: {printable(w.chores_failing)}",
+                    err=True,
+                )
         return
     if as_json:
         echo_json([{**asdict(w), "alive": w.alive} for w in found])
@@ -94,6 +100,8 @@ def workers(as_json: bool, check: bool, host: str | None) -> None:
     for w in found:
         state = "stopping" if w.stopping else "alive" if w.alive else "silent"
         state = "down" if w.went_down else state
+        if w.chores_failing and w.alive:
+            state = f"chores failing: {printable(w.chores_failing)}"
         click.echo(
             f"{printable(w.host)[:20]:<20} {w.pid:>7} {printable(w.queue)[:18]:<18} "
             f"{w.in_flight:>9} {w.waiting:>7} {w.prompts_held:>5} {w.succeeded:>8} "

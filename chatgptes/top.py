@@ -320,6 +320,8 @@ def _batches(now: FleetSnapshot, before: FleetSnapshot | None) -> RenderableType
 def _worker_state(w: WorkerInfo) -> Text:
     if w.stopping:
         return Text("stopping", style="yellow")
+    if w.alive and w.chores_failing:
+        return Text(f"chores failing: {printable(w.chores_failing)}", style="yellow")
     return Text("alive", style="green") if w.alive else Text("silent", style="red")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -47,44 +48,68 @@ def arq_job(payload: ChunkPayload, enqueue_ms: int) -> bytes:
     )
 
 
+SWEEP_STEP = 100  # active batches looked at per call of the stranded sweep
+
+
 class ChunkQueue:
     def __init__(self, redis: Redis, *, queue_name: str, ttl_seconds: int) -> None:
         self.redis = redis
         self.queue_name = queue_name
         self.ttl = ttl_seconds
-        self.scripts = ScriptBook(redis, "contract", ["stranded_count", "requeue_stranded"])
+        self.scripts = ScriptBook(redis, "contract", ["find_stranded", "requeue_stranded"])
+
+    async def active(self, after: float, limit: int = SWEEP_STEP) -> list[tuple[str, float]]:
+        """The queue's active batches published or queued again after ``after`` (ms), the
+        oldest first: (batch ID, when), for a sweep that resumes where it stopped."""
+        found = await self.redis.zrangebyscore(
+            keys.active_batches(self.queue_name), f"({after}", "+inf", start=0, num=limit,
+            withscores=True,
+        )  # fmt: skip
+        return [(keys.decoded(batch_id), float(score)) for batch_id, score in found]
+
+    async def stranded(self, batch_ids: Sequence[str]) -> list[str]:
+        """Which of these batches of the queue have unsettled prompts that no chunk of the
+        queue carries; those that ended leave the active set (one call)."""
+        if not batch_ids:
+            return []
+        name = self.queue_name
+        per_batch = [
+            key for batch_id in batch_ids
+            for key in (keys.batch_meta(batch_id), keys.batch_counts(batch_id),
+                        keys.batch_chunks(batch_id))
+        ]  # fmt: skip
+        found = await self.scripts.run(
+            "find_stranded",
+            [keys.active_batches(name), name, keys.held_chunks(name), *per_batch],
+            list(batch_ids),
+        )
+        return [keys.decoded(batch_id) for batch_id in found]
 
     async def requeue_stranded(self, batch_id: str, chunk_size: int) -> int:
-        """Queues again the batch's unsettled prompts if no queued chunk carries them (the
-        housekeeper's sweep: a safety net, so that ``wait``, ``retry`` and ``cancel`` end
-        even after a chunk was lost). Returns how many prompts were queued again."""
-        batch_keys = [
-            self.queue_name,
-            keys.batch_chunks(batch_id),
-            keys.batch_meta(batch_id),
-            keys.batch_counts(batch_id),
-        ]
-        if not int(await self.scripts.run("stranded_count", batch_keys)):
-            return 0
+        """Queues again the batch's unsettled prompts if no chunk of the queue carries them
+        (the housekeeper's sweep: a safety net, so that ``wait``, ``retry`` and ``cancel``
+        end even after a chunk was lost). Returns how many prompts were queued again."""
         states = await self.redis.get(keys.batch_states(batch_id)) or b""
         total = int(await self.redis.hget(keys.batch_meta(batch_id), "total") or 0)
         unsettled = [i for i in range(total) if code_at(states, i) < CODE["succeeded"]]
         if not unsettled:
             return 0
-        sweep = await self.redis.hincrby(keys.batch_meta(batch_id), "sweeps", 1)
         chunks = chunked(unsettled, chunk_size_for(len(unsettled), chunk_size))
+        sweep = secrets.token_hex(3)  # the chunks' IDs: new ones, whatever was swept before
         ids = [f"{batch_id}:s{sweep}:{n}" for n in range(len(chunks))]
         enqueue_ms = int(time.time() * 1000)
-        args: list[str | int | float | bytes] = [self.ttl * 1000, len(chunks)]
+        args: list[str | int | float | bytes] = [self.ttl, len(chunks), batch_id]
         for chunk_id, indices in zip(ids, chunks, strict=True):
             payload = ChunkPayload(batch_id=batch_id, indices=tuple(indices))
             args += [chunk_id, arq_job(payload, enqueue_ms)]
         args += unsettled
+        name = self.queue_name
         return int(
             await self.scripts.run(
                 "requeue_stranded",
-                [self.queue_name, keys.batch_chunks(batch_id), keys.batch_states(batch_id),
-                 keys.batch_counts(batch_id), keys.batch_meta(batch_id),
+                [name, keys.held_chunks(name), keys.batch_chunks(batch_id),
+                 keys.batch_states(batch_id), keys.batch_counts(batch_id),
+                 keys.batch_meta(batch_id), keys.work_marker(name), keys.active_batches(name),
                  *(keys.arq_job(chunk_id) for chunk_id in ids)],
                 args,
             )
@@ -98,5 +123,6 @@ def code_at(states: bytes, index: int) -> int:
 
 
 __all__ = [
-    "JOB_FUNCTION", "ChunkQueue", "arq_job", "chunk_size_for", "chunked", "code_at", "json_dumps",
+    "JOB_FUNCTION", "SWEEP_STEP", "ChunkQueue", "arq_job", "chunk_size_for", "chunked",
+    "code_at", "json_dumps",
 ]  # fmt: skip

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from contract import keys
 from contract.chunks import chunked
-from contract.models import JobResult, PromptRequest, iso_now, parse_timestamp
+from contract.models import JobResult, PromptRequest, iso_now, parse_timestamp, stored_prompt
 from contract.outbox import EVENT_KEEP_SECONDS, event_keys, new_event_id
 from contract.scripts import ScriptBook
 from contract.states import CODE, PROMPT_STATES
@@ -149,13 +149,15 @@ class PromptLedger:
 
     async def requests(
         self, batch_id: str, indices: Sequence[int], enqueued_at: datetime
-    ) -> list[PromptRequest]:
-        """The requests at these indices (those still there), in their order."""
-        found: list[PromptRequest] = []
+    ) -> list[PromptRequest | JobResult]:
+        """The requests at these indices (those still there), in their order; where one
+        cannot be read, its one result instead (failed ``BadRequestData``), never an
+        exception: one bad record hurts only itself."""
+        found: list[PromptRequest | JobResult] = []
         for part in chunked(indices, READ_BATCH):
             raws = await self.redis.hmget(keys.batch_requests(batch_id), part)
             found += [
-                PromptRequest.from_stored(raw, batch_id=batch_id, index=i, enqueued_at=enqueued_at)
+                stored_prompt(raw, batch_id=batch_id, index=i, enqueued_at=enqueued_at)
                 for i, raw in zip(part, raws, strict=True)
                 if raw
             ]

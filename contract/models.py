@@ -7,10 +7,18 @@ naming several prompts of one batch by index (``ChunkPayload``). Users never see
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from contract.model_map import check_name
 from contract.states import BatchState
@@ -171,6 +179,54 @@ class StoredRequest(BaseModel):
             params=params if params.given else None,
         )
         return stored.model_dump_json(exclude_none=True)
+
+
+def stored_prompt(
+    raw: str | bytes, *, batch_id: str, index: int, enqueued_at: datetime
+) -> PromptRequest | JobResult:
+    """The request back from the batch's record, or, when no version of this code can read
+    it (a newer producer's field during a rolling upgrade, a corrupted record), its one
+    result: failed ``BadRequestData``, with the ``custom_id`` and model kept wherever they
+    can still be read, so that its output line joins back to its input."""
+    try:
+        return PromptRequest.from_stored(
+            raw, batch_id=batch_id, index=index, enqueued_at=enqueued_at
+        )
+    except ValueError as error:  # pydantic's ValidationError is one
+        return unreadable_request(raw, error, batch_id=batch_id, index=index,
+                                  enqueued_at=enqueued_at)  # fmt: skip
+
+
+def unreadable_request(
+    raw: str | bytes, error: ValueError, *, batch_id: str, index: int, enqueued_at: datetime
+) -> JobResult:
+    """The failed ``BadRequestData`` result of a stored request that cannot be read."""
+    custom_id = model = ""
+    try:
+        loose = json.loads(raw)
+    except ValueError:
+        loose = None
+    if isinstance(loose, dict):
+        custom_id = loose["custom_id"] if isinstance(loose.get("custom_id"), str) else ""
+        model = loose["model"] if isinstance(loose.get("model"), str) else ""
+    return JobResult(
+        job_id=job_id_for(batch_id, index), batch_id=batch_id, custom_id=custom_id,
+        status="failed", model=model, enqueued_at=enqueued_at, finished_at=utc_now(),
+        error=JobError(type="BadRequestData", message=_unreadable_why(error)),
+    )  # fmt: skip
+
+
+def _unreadable_why(error: ValueError) -> str:
+    """Where a stored request is off, in a few words (names of fields, never its text)."""
+    first = ""
+    if isinstance(error, ValidationError) and error.errors():
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "the request"
+        first = f": {where}: {problem['type']}"
+    return (
+        "the stored request is not one this worker can read (written by a newer "
+        f"version, or damaged){first}"
+    )[:300]
 
 
 def job_id_for(batch_id: str, index: int) -> str:

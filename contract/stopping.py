@@ -5,8 +5,11 @@ its result, and running the stop again (a second ``cancel``, or the housekeeping
 worker, which resumes every stop it finds unfinished) finishes it:
 
 1. ``begin``, one atomic step: the batch says ``cancelling`` (or ``expiring``) and is
-   marked stopped, so no lease is granted for it from that moment and nothing more of
-   it leaves for the site.
+   marked stopped, so no lease is granted for it from that moment (the lease script
+   reads the mark for every lease it grants). A worker sends a request only within
+   ``SEND_WINDOW_SECONDS`` of learning its batch was not stopped (its lease's grant,
+   or a check of the mark); ``cancel`` returns no sooner than that after the mark, so
+   nothing of the batch reaches the site once ``cancel`` has returned.
 2. ``step``, bounded and resumable: the prompts still queued, a slice at a time from a
    cursor kept in the batch record, get their stopped result (a prompt that has a
    result keeps it). Prompts a worker holds are left to that worker: it ends them
@@ -19,9 +22,11 @@ worker, which resumes every stop it finds unfinished) finishes it:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from redis.asyncio import Redis
 
@@ -33,6 +38,12 @@ from contract.scripts import ScriptBook
 from contract.states import CODE, STOPPING
 
 STEP_PROMPTS = 2000  # prompts looked at per step
+# A worker sends a request at most this long after it last learnt the batch was not
+# stopped; ``cancel`` returns this long (and a margin for the worker's event loop)
+# after the batch was marked stopped.
+SEND_WINDOW_SECONDS = 0.5
+CANCEL_SETTLES_SECONDS = SEND_WINDOW_SECONDS + 0.25
+FORGET_MARKS_PER_CALL = 500
 TAKE_CHUNKS = 200  # chunks looked at per call when a stopped batch's leave the queue
 # The stop's cursor, kept in the batch record: the next index to look at, then these.
 QUEUED_SETTLED = "settled"  # every prompt that was queued has its result
@@ -78,11 +89,18 @@ class BatchStopper:
         self.queue_name = queue_name
         self.ttl = ttl_seconds
         self.ledger = ledger  # the store's own: one set of its scripts per process
-        self.scripts = ScriptBook(redis, "contract", ["begin_stop", "take_queued_chunks"])
+        self.scripts = ScriptBook(
+            redis, "contract",
+            ["begin_stop", "take_queued_chunks", "move_stop_cursor", "forget_stop_marks"],
+        )  # fmt: skip
 
     async def cancel(self, batch_id: str) -> int:
-        """Stops the batch; returns how many prompts were cancelled here and now."""
-        return await self.stop(batch_id, "cancelled")
+        """Stops the batch; returns how many prompts were cancelled here and now. Returns
+        once nothing more of it can reach the site (``SEND_WINDOW_SECONDS``)."""
+        began = time.monotonic()
+        settled = await self.stop(batch_id, "cancelled")
+        await asyncio.sleep(max(0.0, began + CANCEL_SETTLES_SECONDS - time.monotonic()))
+        return settled
 
     async def expire(self, batch_id: str) -> int:
         """Ends a batch whose completion window passed: its unsent prompts end ``Expired``."""
@@ -104,7 +122,12 @@ class BatchStopper:
         """Step 1: the batch stops taking leases; returns its state after."""
         state = await self.scripts.run(
             "begin_stop",
-            [keys.batch_meta(batch_id), keys.stopped_batches()],
+            [
+                keys.batch_meta(batch_id),
+                keys.stopped_batches(),
+                keys.unfinished_stops(),
+                keys.stop_marks_by_age(),
+            ],
             [batch_id, iso_now(), int(time.time() * 1000), why, STOPPING[why], self.ttl],
         )
         return keys.decoded(state) if state else None
@@ -122,7 +145,7 @@ class BatchStopper:
             return True, 0
         if where == QUEUED_SETTLED or keys.decoded(state) == why:
             await self._take_chunks(batch_id)
-            await self.redis.hset(keys.batch_meta(batch_id), "stop_cursor", CHUNKS_TAKEN)
+            await self._move_cursor(batch_id, CHUNKS_TAKEN)
             return True, 0
         start = int(where)
         stop = min(start + limit, int(total or 0))
@@ -131,18 +154,28 @@ class BatchStopper:
         indices = [offset + i for i in queued_in(states, start - offset, stop - offset)]
         settled = await self._settle(batch_id, indices, why, parse_timestamp(created))
         next_cursor = QUEUED_SETTLED if stop >= int(total or 0) else str(stop)
-        await self.redis.hset(keys.batch_meta(batch_id), "stop_cursor", next_cursor)
+        await self._move_cursor(batch_id, next_cursor)
         return False, settled
 
+    async def _move_cursor(self, batch_id: str, cursor: str) -> None:
+        await self.scripts.run(
+            "move_stop_cursor", [keys.batch_meta(batch_id), keys.unfinished_stops()],
+            [batch_id, cursor, CHUNKS_TAKEN],
+        )  # fmt: skip
+
     async def _settle(
-        self, batch_id: str, indices: Sequence[int], why: str, created: object
+        self, batch_id: str, indices: Sequence[int], why: str, created: datetime | None
     ) -> int:
+        """Stops the queued prompts at ``indices``; a request that cannot be read gets its
+        own result (failed ``BadRequestData``) instead, as it would have anywhere."""
         if not indices or created is None:
             return 0
         saved = 0
         for part in chunked(indices, READ_BATCH):
-            requests = await self.ledger.requests(batch_id, part, created)  # type: ignore[arg-type]
-            results = [stopped_result(request, why) for request in requests]
+            found = await self.ledger.requests(batch_id, part, created)
+            results = [
+                stopped_result(one, why) if isinstance(one, PromptRequest) else one for one in found
+            ]
             saved += await self.ledger.save_results(results, only_queued=True)
         return saved
 
@@ -152,47 +185,56 @@ class BatchStopper:
         chunk_ids = sorted(
             keys.decoded(c) for c in await self.redis.smembers(keys.batch_chunks(batch_id))
         )
+        queue = self.queue_name
         for part in chunked(chunk_ids, TAKE_CHUNKS):
             chunk_keys = [k for c in part for k in (keys.arq_job(c), keys.arq_in_progress(c))]
             await self.scripts.run(
                 "take_queued_chunks",
-                [self.queue_name, keys.chunk_runs(), keys.batch_states(batch_id), *chunk_keys],
+                [queue, keys.held_chunks(queue), keys.chunk_places(queue), keys.chunk_lapses(),
+                 keys.batch_states(batch_id), *chunk_keys],
                 part,
-            )
+            )  # fmt: skip
 
     async def unfinished(self, limit: int = 100) -> list[Stopping]:
-        """Batches marked stopped whose stop has not reached its end (for the
-        housekeeping worker, which resumes them)."""
-        marks = {
-            keys.decoded(batch_id): keys.decoded(value).split()[0]
-            for batch_id, value in (await self.redis.hgetall(keys.stopped_batches())).items()
-        }
-        if not marks:
+        """Stops that have not reached their end, the oldest first (for the housekeeping
+        worker, which resumes them): read from the unfinished ones only, never from every
+        stop mark of the last days."""
+        batch_ids = [
+            keys.decoded(raw)
+            for raw in await self.redis.zrange(keys.unfinished_stops(), 0, limit - 1)
+        ]
+        if not batch_ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
-            for batch_id in marks:
+            for batch_id in batch_ids:
+                pipe.hget(keys.stopped_batches(), batch_id)
                 pipe.hmget(keys.batch_meta(batch_id), "state", "stop_cursor")
             replies = await pipe.execute()
-        found = []
-        for (batch_id, why), (state, cursor) in zip(marks.items(), replies, strict=True):
-            if state is None or keys.decoded(state) not in (STOPPING[why], why):
-                continue
-            if cursor is None or keys.decoded(cursor) == CHUNKS_TAKEN:
-                continue
-            found.append(Stopping(batch_id, why))
-        return found[:limit]
+        found, finished = [], []
+        for batch_id, mark, (state, cursor) in zip(
+            batch_ids, replies[::2], replies[1::2], strict=True
+        ):
+            why = keys.decoded(mark).split()[0] if mark else None
+            if (
+                why is None or state is None or keys.decoded(state) not in (STOPPING[why], why)
+                or cursor is None or keys.decoded(cursor) == CHUNKS_TAKEN
+            ):  # fmt: skip
+                finished.append(batch_id)
+            else:
+                found.append(Stopping(batch_id, why))
+        if finished:
+            await self.redis.zrem(keys.unfinished_stops(), *finished)
+        return found
 
-    async def forget_old_marks(self) -> None:
-        """Stopped marks older than the batches they name are dropped."""
-        now_ms = int(time.time() * 1000)
-        marks = await self.redis.hgetall(keys.stopped_batches())
-        old = [
-            name
-            for name, value in marks.items()
-            if int(keys.decoded(value).split()[1]) < now_ms - self.ttl * 1000
-        ]
-        if old:
-            await self.redis.hdel(keys.stopped_batches(), *old)
+    async def forget_old_marks(self) -> int:
+        """Stopped marks older than the batches they name are dropped (a bounded number per
+        call, aged on Redis's clock, which dated them); returns how many."""
+        return int(
+            await self.scripts.run(
+                "forget_stop_marks", [keys.stopped_batches(), keys.stop_marks_by_age()],
+                [self.ttl, FORGET_MARKS_PER_CALL],
+            )
+        )  # fmt: skip
 
     async def begin_due_expiries(self, limit: int = 50) -> list[str]:
         """Begins the stop of every batch whose completion window ended (the sweep);

@@ -25,10 +25,12 @@ from redis.asyncio import Redis
 
 from contract.batches import WRITE_BATCH, BatchStore, ClaimLost, RetryRefused
 from contract.config import QueueSettings
+from contract.errors import ServiceError
 from contract.models import (
     BatchStatus,
     JobError,
     JobResult,
+    PromptRequest,
     StoredRequest,
     job_id_for,
     split_job_id,
@@ -56,7 +58,7 @@ __all__ = [
 ]
 
 
-class BatchExists(ValueError):
+class BatchExists(ServiceError, ValueError):
     """``enqueue`` with a batch ID another batch holds (or another enqueue is staging)."""
 
     def __init__(self, batch_id: str, state: str) -> None:
@@ -64,12 +66,12 @@ class BatchExists(ValueError):
         super().__init__(f"batch {batch_id} already exists ({state}); pick another --batch-id")
 
 
-class BatchNotFound(LookupError):
+class BatchNotFound(ServiceError, LookupError):
     def __init__(self, batch_id: str) -> None:
         super().__init__(f"no batch {batch_id!r} (never enqueued, or its results expired)")
 
 
-class JobNotFound(LookupError):
+class JobNotFound(ServiceError, LookupError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job {job_id!r} (never enqueued, or its result expired)")
 
@@ -367,7 +369,7 @@ class BatchQueue:
         requests = await self.store.requests(batch_id, [index], status.created_at or utc_now())
         state, attempts = await self.store.prompt_state(batch_id, index)
         shown = {"running": "in_progress"}.get(state, state)
-        custom_id = requests[0].custom_id if requests else ""
+        custom_id = requests[0].custom_id if requests else ""  # (an unreadable one's too)
         return JobState(job_id, batch_id, custom_id, shown, attempts)
 
     async def _bad_data(self, batch_id: str, index: int) -> JobResult:
@@ -375,7 +377,7 @@ class BatchQueue:
         created = await self.store.created_at(batch_id) or utc_now()
         requests = await self.store.requests(batch_id, [index], created)
         error = JobError(type="BadResultData", message="the stored result is not a result")
-        if requests:
+        if requests and isinstance(requests[0], PromptRequest):
             return JobResult.for_request(requests[0], status="failed", error=error)
         return JobResult(
             job_id=job_id_for(batch_id, index), batch_id=batch_id, custom_id="",

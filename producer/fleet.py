@@ -206,6 +206,7 @@ class WorkerInfo:
     heartbeat_seconds: float
     stopping: bool
     went_down: str = ""  # why it went down (a loop of it died), if it said
+    chores_failing: str = ""  # its housekeeping chores failing now, and why
 
     @property
     def alive(self) -> bool:
@@ -248,6 +249,7 @@ async def workers(redis: Redis, *, now_ms: int | None = None) -> list[WorkerInfo
                 heartbeat_seconds=float(info.get("heartbeat_seconds", 5)),
                 stopping=info.get("stopping") == "1",
                 went_down=info.get("went_down", ""),
+                chores_failing=info.get("chores_failing", ""),
             )
         )
     return sorted(found, key=lambda w: (w.host, w.pid))

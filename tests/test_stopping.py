@@ -3,6 +3,8 @@ and on a real redis-server."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from contract import keys
@@ -124,3 +126,76 @@ async def test_nothing_is_written_for_a_batch_that_is_gone(queue, redis) -> None
     assert await queue.store.ledger.mark("b1", [1], "waiting") == 0
     await queue.store.ledger.spend("b1", 1, "UpstreamHiccup", created)
     assert await redis.keys("*") == []  # no orphan counts, states or attempts
+
+
+async def poison(redis, batch_id: str, *indices: int) -> None:
+    """As a newer producer writes a request during a rolling upgrade: a field this version
+    does not know (``extra_forbidden``)."""
+    for index in indices:
+        raw = await redis.hget(keys.batch_requests(batch_id), index)
+        stored = json.loads(raw)
+        stored["params"] = {"tool_choice": "auto"}
+        await redis.hset(keys.batch_requests(batch_id), index, json.dumps(stored))
+
+
+@pytest.mark.parametrize("why", ["cancelled", "expired"])
+async def test_an_unreadable_request_is_settled_once_by_a_stop(queue, redis, why: str) -> None:
+    """Regression (issue 20, 1): the stop step raised ValidationError, the housekeeping loop
+    died with it, and every worker after it; ``cancel`` printed a pydantic trace."""
+    await queue.enqueue(lines(6), batch_id="b1")
+    await poison(redis, "b1", 1, 3, 4)
+    await queue.store.stopper.stop("b1", why)
+    status = await queue.status("b1")
+    assert status.state == why and status.done
+    results = {r.custom_id: r for r in await queue.results("b1")}
+    assert sorted(results) == [f"q{n}" for n in range(6)]  # joined back by custom_id
+    for n in (1, 3, 4):
+        bad = results[f"q{n}"]
+        assert (bad.status, bad.error.type, bad.model) == ("failed", "BadRequestData", "gpt-4o")
+        assert "params" in bad.error.message and "extra_forbidden" in bad.error.message
+    stopped = "cancelled" if why == "cancelled" else "failed"
+    assert {results[f"q{n}"].status for n in (0, 2, 5)} == {stopped}
+
+
+async def test_an_unreadable_request_shows_as_a_job_without_a_trace(queue, redis) -> None:
+    await queue.enqueue(lines(2), batch_id="b1")
+    await poison(redis, "b1", 1)
+    job = await queue.job("b1.1")
+    assert job.custom_id == "q1"  # still queued: the request is only read, never trusted
+
+
+async def test_a_stop_of_a_batch_that_expired_meanwhile_writes_nothing(queue, redis) -> None:
+    """The stop's cursor is moved only while the batch is there: no record is made again
+    without its TTL (an HSET after the key expired)."""
+    await queue.enqueue(lines(4), batch_id="b1")
+    await queue.store.stopper.begin("b1", "cancelled")
+    await redis.delete(keys.batch_meta("b1"))  # its record expired between two steps
+    await queue.store.stopper._move_cursor("b1", "2")
+    assert await redis.exists(keys.batch_meta("b1")) == 0
+    assert await queue.store.stopper.unfinished() == []
+
+
+async def test_only_unfinished_stops_are_read(queue, redis, monkeypatch) -> None:
+    """Regression: every stop mark of the last 7 days was read every 2 s."""
+    for n in range(3):
+        await queue.enqueue(lines(2), batch_id=f"done{n}")
+        await queue.store.stopper.stop(f"done{n}", "cancelled")
+    await queue.enqueue(lines(4), batch_id="b1")
+    await queue.store.stopper.begin("b1", "cancelled")
+
+    async def every_mark(*_: object) -> None:
+        raise AssertionError("read every stop mark")
+
+    monkeypatch.setattr(redis, "hgetall", every_mark)
+    assert [s.batch_id for s in await queue.store.stopper.unfinished()] == ["b1"]
+    assert await redis.zcard(keys.unfinished_stops()) == 1
+
+
+async def test_old_stop_marks_are_forgotten_on_redis_clock(queue, redis, monkeypatch) -> None:
+    await queue.enqueue(lines(2), batch_id="b1")
+    await queue.store.stopper.stop("b1", "cancelled")
+    monkeypatch.setattr("time.time", lambda: 4_000_000_000.0)  # this host's clock is off
+    assert await queue.store.stopper.forget_old_marks() == 0
+    await redis.zadd(keys.stop_marks_by_age(), {"b1": 1})  # dated long ago, by Redis
+    assert await queue.store.stopper.forget_old_marks() == 1
+    assert await redis.hget(keys.stopped_batches(), "b1") is None

@@ -4,6 +4,7 @@ Redis, what a frame costs with a large pool, and Ctrl-C."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import re
@@ -191,6 +192,12 @@ def test_workers_alive_first_and_a_fleet_with_nobody() -> None:
     empty = text_of(render([snapshot()]))
     assert "workers: 0 alive; nothing runs" in empty and "no workers have reported" in empty
     assert "no batches" in empty and "identities: none announced yet" in empty
+
+
+def test_a_worker_whose_chore_keeps_failing_says_which_and_why() -> None:
+    failing = dataclasses.replace(worker("a"), chores_failing="stops: ValueError (4 times)")
+    shown = text_of(render([snapshot(workers=[failing])]))
+    assert "chores failing: stops: ValueError (4 times)" in shown
 
 
 def test_frames_kept_cover_the_error_window_and_at_least_one_earlier() -> None:

@@ -16,6 +16,12 @@ the last one stopped, even in another worker after a crash:
 
 A step that finds nothing costs a call or two; no chore visits every prompt or
 every identity at once.
+
+Each chore runs on its own: one that fails (a bug, a record nobody can read) is logged
+with its traceback, counted (``chatgptes_chore_failures_total``) and tried again after
+a backoff that grows while it keeps failing; it never stops another chore, nor the
+worker. A chore failing now shows in ``chatgptes workers --check`` and ``top`` with its
+reason, until it succeeds again.
 """
 
 from __future__ import annotations
@@ -23,13 +29,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 from redis.asyncio import Redis
 
 from contract import keys
 from contract.chunks import ChunkQueue
+from contract.redaction import redact_text
 from contract.retrying import TRANSIENT, RedisBackoff
 from contract.scripts import ScriptBook
 from contract.stopping import BatchStopper
@@ -48,10 +56,26 @@ LOCK_TRY_SECONDS = 5.0  # a worker without the lock asks for it this often, not 
 FLEET_CHORES_SECONDS = 2.0  # the holder renews the lock and does the fleet's chores
 STEP_BUDGET_SECONDS = 0.2  # stop steps per tick, at most this long
 SWEEP_EVERY_SECONDS = 30.0
-SWEEP_BATCHES = 100
 FORGET_EVERY_SECONDS = 60.0
+CHORE_RETRY_SECONDS = (1.0, 60.0)  # a failing chore waits this long at first, at most
 COUNT_EVERY_SECONDS = 15.0
 EVENTS_TTL_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class ChoreFailure:
+    """A chore failing now: how often in a row, why (its error's type), when to try again."""
+
+    times: int
+    reason: str
+    retry_at: float
+
+    @classmethod
+    def next(cls, before: ChoreFailure | None, error: Exception) -> ChoreFailure:
+        times = (before.times if before else 0) + 1
+        first, cap = CHORE_RETRY_SECONDS
+        wait = min(cap, first * 2 ** (times - 1))
+        return cls(times, redact_text(type(error).__name__)[:80], time.monotonic() + wait)
 
 
 class Housekeeper:
@@ -89,6 +113,9 @@ class Housekeeper:
         self._last_reregister = 0.0
         self._due: dict[str, float] = {}
         self._backoff = RedisBackoff("housekeeping")
+        self.failing: dict[str, ChoreFailure] = {}  # chore → how it fails, while it does
+        self._sweep_cursor: float | None = None  # where the sweep's pass is (None: between)
+        self._stuck_stops: dict[str, ChoreFailure] = {}  # batch ID → its stop's failing step
 
     def pool_looks_empty(self) -> None:
         """The lease script found this worker's pool empty: announce it again soon."""
@@ -109,10 +136,47 @@ class Housekeeper:
 
     async def tick(self) -> None:
         """One turn of this worker's chores, then, if it holds the lock, the fleet's."""
-        await self._own_chores()
+        await self._chore("sessions", self.sessions.count_uses)
+        await self._chore("counters", self._add_up_fleet_counters)
+        await self._chore("gauges", self._count_states)
+        await self._chore("register", self._register_if_due)
         every = FLEET_CHORES_SECONDS if self.holds_fleet_chores else LOCK_TRY_SECONDS
         if self._due_now("fleet", every) and await self._hold_lock():
-            await self._fleet_chores()
+            await self._chore("expiry", self._begin_expiries)
+            await self._chore("stops", self._step_stops)
+            if self._due_now("sweep", SWEEP_EVERY_SECONDS) or self._sweep_cursor is not None:
+                await self._chore("sweep", self._sweep)
+            if self._due_now("forget", FORGET_EVERY_SECONDS):
+                await self._chore("forget", self._forget)
+
+    async def _chore(self, name: str, chore: Callable[[], Awaitable[object]]) -> None:
+        """Runs one chore, isolated: a Redis outage is the tick's to wait out (raised);
+        any other error is logged, counted and tried again after a backoff (the stops,
+        each batch's own: see ``_step_stops``)."""
+        failure = self.failing.get(name)
+        if failure is not None and time.monotonic() < failure.retry_at and name != "stops":
+            return
+        try:
+            await chore()
+        except TRANSIENT:
+            raise
+        except Exception as error:
+            self.failing[name] = failure = ChoreFailure.next(failure, error)
+            self.metrics.chore_failed(name)
+            log.exception(
+                "housekeeping.chore_failed", chore=name, times=failure.times,
+                retry_in=round(failure.retry_at - time.monotonic(), 1),
+            )  # fmt: skip
+            return
+        if self.failing.pop(name, None) is not None:
+            log.info("housekeeping.chore_recovered", chore=name)
+
+    def failing_summary(self) -> str:
+        """The chores failing now, for the worker's report: ``name: Error (n times)``."""
+        return "; ".join(
+            f"{name}: {failure.reason} ({failure.times} times)"
+            for name, failure in sorted(self.failing.items())
+        )
 
     async def let_go(self) -> None:
         """Gives the fleet's chores to another worker at once (on stop)."""
@@ -126,15 +190,12 @@ class Housekeeper:
 
     # -- this worker's ------------------------------------------------------------------
 
-    async def _own_chores(self) -> None:
-        await self.sessions.count_uses()
-        await self._add_up_fleet_counters()
+    async def _count_states(self) -> None:
         self.gauges()
         if self.counting() and self._due_now("count", COUNT_EVERY_SECONDS):
             counts = await self.book.state_counts()
             counts["full"] = counts.pop("proxy_full", 0)
             self.metrics.identity_states(counts)
-        await self._register_if_due()
 
     async def _register_if_due(self) -> None:
         now = time.monotonic()
@@ -177,38 +238,57 @@ class Housekeeper:
         self.holds_fleet_chores = bool(held)
         return self.holds_fleet_chores
 
-    async def _fleet_chores(self) -> None:
+    async def _begin_expiries(self) -> None:
         for batch_id in await self.stopper.begin_due_expiries():
             log.info("batch.expiring", batch_id=batch_id)
-        await self._step_stops()
-        if self._due_now("sweep", SWEEP_EVERY_SECONDS):
-            await self._sweep()
-        if self._due_now("forget", FORGET_EVERY_SECONDS):
-            await self._forget()
 
     async def _step_stops(self) -> None:
+        """Takes the unfinished stops a step further, within a time budget. A stop whose
+        step fails waits its own backoff; the others go on (one bad batch stops no other);
+        the chore then says it failed, naming the error."""
         deadline = time.monotonic() + STEP_BUDGET_SECONDS
+        first_error: Exception | None = None
         for stopping in await self.stopper.unfinished():
-            while time.monotonic() < deadline:
-                finished, _ = await self.stopper.step(stopping.batch_id, stopping.why)
-                if finished:
-                    break
-                await asyncio.sleep(0)  # one step at a time: the worker's prompts go on
+            stuck = self._stuck_stops.get(stopping.batch_id)
+            if stuck is not None and time.monotonic() < stuck.retry_at:
+                continue
+            try:
+                while time.monotonic() < deadline:
+                    finished, _ = await self.stopper.step(stopping.batch_id, stopping.why)
+                    if finished:
+                        break
+                    await asyncio.sleep(0)  # one step at a time: the worker's prompts go on
+            except TRANSIENT:
+                raise
+            except Exception as error:
+                self._stuck_stops[stopping.batch_id] = ChoreFailure.next(stuck, error)
+                first_error = first_error or error
+                continue
+            self._stuck_stops.pop(stopping.batch_id, None)
             if time.monotonic() >= deadline:
-                return
+                break
+        if first_error is not None:
+            raise first_error
 
     async def _sweep(self) -> None:
-        ids = await self.redis.zrevrange(keys.batches_created(), 0, SWEEP_BATCHES - 1)
-        for raw in ids:
-            batch_id = keys.decoded(raw)
-            queued = await self.queue.requeue_stranded(batch_id, self.chunk_size)
-            if queued:
-                log.warning("batch.stranded_requeued", batch_id=batch_id, prompts=queued)
+        """One bounded step of a pass over this queue's active batches (every batch that may
+        have prompts to run, however old), resumed at the next tick until the pass ends:
+        the unsettled prompts of a batch no chunk carries are queued again."""
+        deadline = time.monotonic() + STEP_BUDGET_SECONDS
+        while time.monotonic() < deadline:
+            found = await self.queue.active(after=self._sweep_cursor or float("-inf"))
+            if not found:
+                self._sweep_cursor = None  # the pass is over; the next one when it is due
+                return
+            self._sweep_cursor = found[-1][1]
+            for batch_id in await self.queue.stranded([batch_id for batch_id, _ in found]):
+                queued = await self.queue.requeue_stranded(batch_id, self.chunk_size)
+                if queued:
+                    log.warning("batch.stranded_requeued", batch_id=batch_id, prompts=queued)
             await asyncio.sleep(0)
 
     async def _forget(self) -> None:
-        before_ms = int((time.time() - FORGET_AFTER_SECONDS) * 1000)
-        forgotten = await self.book.forget_unannounced(before_ms)
+        forgotten = await self.book.forget_unannounced(FORGET_AFTER_SECONDS)
         if forgotten:
             log.info("identities.forgotten", identities=forgotten)
         await self.stopper.forget_old_marks()

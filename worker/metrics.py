@@ -25,6 +25,8 @@ several workers on one host share one setting. The metrics, all of this worker o
   cooling, probing), as this worker last saw them;
 - ``chatgptes_queue_depth``: chunks waiting in the arq queue. The queue is shared: every
   worker reports the same number, so aggregate it with ``max``, not ``sum``;
+- ``chatgptes_chore_failures_total{chore}``: housekeeping chores that failed (each is
+  tried again after a backoff, and shows in ``workers --check`` while it fails);
 - ``chatgptes_webhook_deliveries_total{outcome}``: webhook deliveries by outcome:
   ``delivered`` and ``failed`` per endpoint and attempt, ``given_up`` per event (72 hours
   of attempts are over).
@@ -163,6 +165,12 @@ class WorkerMetrics:
             "Chunks waiting in the arq queue (shared: the same for every worker).",
             registry=registry,
         )
+        self._chore_failures = PromCounter(
+            f"{PREFIX}_chore_failures",
+            "Housekeeping chores that failed (each is tried again after a backoff), by chore.",
+            ["chore"],
+            registry=registry,
+        )
         self._webhook_deliveries = PromCounter(
             f"{PREFIX}_webhook_deliveries",
             "Webhook deliveries by outcome: delivered or failed (per endpoint and attempt), "
@@ -185,6 +193,10 @@ class WorkerMetrics:
         """A chunk ended: ``done``, or ``handed back`` to the queue."""
         if outcome == "done":
             self.chunks_done += 1
+
+    def chore_failed(self, chore: str) -> None:
+        """A housekeeping chore failed (not a Redis outage: a bug, a record nobody reads)."""
+        self._chore_failures.labels(chore=chore).inc()
 
     def upstream_error(self, kind: str) -> None:
         """One exchange failed with this error class (the prompt may still succeed)."""
