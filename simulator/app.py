@@ -67,10 +67,13 @@ Serve = Callable[[web.Request, SimState, str], Awaitable[web.StreamResponse]]
 STATE_KEY = web.AppKey("sim_state", SimState)
 IDENTITY_KEY = web.AppKey("sim_identity", str)
 REQUEST_IDENTITY_KEY: Any
+ANSWERED_KEY: Any  # set on an ajax request the site answered (for the ledger)
 try:
     REQUEST_IDENTITY_KEY = web.RequestKey("sim_request_identity", str)
+    ANSWERED_KEY = web.RequestKey("sim_answered", bool)
 except AttributeError:  # aiohttp < 3.13: plain string keys, which warn only on newer versions
     REQUEST_IDENTITY_KEY = "sim_request_identity"
+    ANSWERED_KEY = "sim_answered"
 
 SESSION_COOKIE = "wpaicg_session"
 CHAT_ACTION_NAME = "wpaicg_chat_shortcode_message"
@@ -186,16 +189,25 @@ async def _guarded(request: web.Request, kind: str, serve: Serve) -> web.StreamR
     state, identity = _context(request)
     ajax = kind == "ajax"
     state.stats.request(identity, kind)
+    entry = None
     if ajax:  # what reached the site, answered or not (its sender may die meanwhile)
         message = (await request.post()).get("message")
-        state.stats.receive(message if isinstance(message, str) else "")
-    with state.stats.inflight_request(identity):
-        refusal = _admit(state, identity, ajax=ajax)
-        if refusal is None:
-            refusal = await _delay_and_fault(request, state, identity, ajax=ajax)
-        if refusal is not None:
-            return refusal
-        return await serve(request, state, identity)
+        text = message if isinstance(message, str) else ""
+        state.stats.receive(text)
+        entry = state.ledger.arrive(text, identity)
+    try:
+        with state.stats.inflight_request(identity):
+            refusal = _admit(state, identity, ajax=ajax)
+            if refusal is None:
+                refusal = await _delay_and_fault(request, state, identity, ajax=ajax)
+            if refusal is not None:
+                return refusal
+            response = await serve(request, state, identity)
+            state.ledger.end(entry, answered=request.get(ANSWERED_KEY, False))
+            return response
+    finally:
+        if entry is not None and entry.ended is None:
+            state.ledger.end(entry, answered=False)
 
 
 async def page(request: web.Request) -> web.StreamResponse:
@@ -230,6 +242,7 @@ async def _serve_ajax(request: web.Request, state: SimState, identity: str) -> w
     state.limiter.record_success(identity)
     state.stats.reply(identity, "success")
     state.stats.answer(fields["message"])
+    request[ANSWERED_KEY] = True
     answer = "Echo: " + _echoed(fields["message"])
     if state.config.stream:
         return await _stream_answer(request, answer)
@@ -293,6 +306,15 @@ async def sim_stats(request: web.Request) -> web.Response:
     return _json(request.app[STATE_KEY].stats.snapshot())
 
 
+async def sim_ledger(request: web.Request) -> web.Response:
+    """``GET /__sim/ledger?since=N``: the ajax POSTs after the N-th (see ``ledger``)."""
+    try:
+        since = int(request.query.get("since", "0"))
+    except ValueError:
+        return web.Response(text="since must be a whole number", status=400)
+    return _json(request.app[STATE_KEY].ledger.since(since))
+
+
 async def sim_reset(request: web.Request) -> web.Response:
     request.app[STATE_KEY].reset()
     return _json({"reset": True})
@@ -331,6 +353,7 @@ def build_app(
     app.router.add_post(AJAX_PATH, ajax)
     app.router.add_get(AJAX_PATH, ajax)
     app.router.add_get("/__sim/stats", sim_stats)
+    app.router.add_get("/__sim/ledger", sim_ledger)
     app.router.add_post("/__sim/reset", sim_reset)
     app.router.add_post("/__sim/latency", sim_latency)
     return app

@@ -193,6 +193,11 @@ async def _run(config: SimConfig, ready_file: Path | None) -> None:
     "--seed", default=_DEFAULT.seed, type=int, help="Seed for latency, faults and markups."
 )
 @click.option(
+    "--ledger/--no-ledger",
+    default=_DEFAULT.ledger,
+    help="Keep every ajax POST (message, identity, times) for GET /__sim/ledger.",
+)
+@click.option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,

@@ -95,6 +95,9 @@ class SimConfig:
     """The password every gateway user must give (kept out of repr)."""
 
     seed: int | None = None
+    ledger: bool = field(default=False, kw_only=True)
+    """Keep a ledger of every ajax POST (message, identity, times, answered), served at
+    ``/__sim/ledger``: a fault campaign's checker reads it."""
 
     def __post_init__(self) -> None:
         self.validate()

@@ -10,6 +10,7 @@ from simulator.clock import Clock, SystemClock
 from simulator.config import MARKUPS, SimConfig
 from simulator.faults import FaultPlan
 from simulator.latency import Latency, parse_latency
+from simulator.ledger import Ledger
 from simulator.limits import Limiter
 from simulator.nonces import NonceMinter
 from simulator.pages import PageRenderer
@@ -55,6 +56,7 @@ class SimState:
         )
         self.limiter = Limiter(self.config, self.clock)
         self.stats = Stats(self.clock)
+        self.ledger = Ledger(keep=self.config.ledger)
         self.faults = FaultPlan(self.config, self.rng)
         self.pages = PageRenderer(self.site.url)
         self._wordings = itertools.cycle(NONCE_WORDINGS)
