@@ -669,17 +669,16 @@ async def test_the_ledger_keeps_each_post_with_its_times_and_answer() -> None:
     from simulator import SimConfig, run_simulator
 
     config = SimConfig(ledger=True, prohibited_words=("nope",), markup="data-attrs")
-    async with run_simulator(config) as sim:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(sim.url + "/") as page:
-                nonce = re.search(r'data-nonce="(\w+)"', await page.text())
-            for message in ("hello", "nope"):
-                form = {"action": "wpaicg_chat_shortcode_message", "_wpnonce": nonce[1],
-                        "post_id": "106", "message": message, "wpaicg_user_agree": "1"}  # fmt: skip
-                async with http.post(sim.url + "/wp-admin/admin-ajax.php", data=form) as reply:
-                    await reply.read()
-            async with http.get(sim.url + "/__sim/ledger?since=0") as reply:
-                ledger = await reply.json()
+    async with run_simulator(config) as sim, aiohttp.ClientSession() as http:
+        async with http.get(sim.url + "/") as page:
+            nonce = re.search(r'data-nonce="(\w+)"', await page.text())
+        for message in ("hello", "nope"):
+            form = {"action": "wpaicg_chat_shortcode_message", "_wpnonce": nonce[1],
+                    "post_id": "106", "message": message, "wpaicg_user_agree": "1"}  # fmt: skip
+            async with http.post(sim.url + "/wp-admin/admin-ajax.php", data=form) as reply:
+                await reply.read()
+        async with http.get(sim.url + "/__sim/ledger?since=0") as reply:
+            ledger = await reply.json()
     hello, nope = ledger["entries"]
     assert (hello["message"], hello["answered"], nope["answered"]) == ("hello", True, False)
     assert hello["arrived"] <= hello["ended"] <= nope["arrived"] <= nope["ended"]
