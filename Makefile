@@ -1,4 +1,4 @@
-# make venv | demo | test | chaos | bench | lint | format | clean
+# make venv | demo | test | chaos | campaign | bench | lint | format | clean
 # The venv is (re)built when it is missing or pyproject.toml changed since the last install.
 
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test chaos bench lint format clean
+.PHONY: venv demo test chaos campaign bench lint format clean
 
 venv: $(STAMP)
 
@@ -24,9 +24,17 @@ test: venv
 	.ci/need-chromium
 	.ci/with-redis $(BIN)/pytest -q -m "not chaos"
 
-# What the queue survives: killed workers, a Redis restart, the site's faults (a few minutes).
+# What the queue survives: killed workers, a Redis restart, the site's faults, and three
+# seeds of the fault campaign (tests/campaign), about a minute of faults each.
 chaos: venv
 	.ci/with-redis $(BIN)/pytest -q -m chaos
+
+# The fault campaign, longer: seed after seed from SEED, for MINUTES (each run prints its
+# verdict; the first that fails stops it, naming its seed, which replays it).
+SEED ?= 1
+MINUTES ?= 30
+campaign: venv
+	$(BIN)/python -m tests.campaign --seed $(SEED) --minutes $(MINUTES)
 
 # Every benchmark at small sizes (a few minutes); docs/benchmarks.md has the full-size runs.
 bench: venv

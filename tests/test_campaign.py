@@ -1,0 +1,42 @@
+"""The seeded fault campaign (``tests/campaign``) as part of ``make chaos``: three seeds of
+about a minute of faults each, and every seed that once failed, kept as a regression test.
+
+``make campaign SEED=… MINUTES=…`` runs it longer, seed after seed.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.campaign.checker import tag_of
+from tests.campaign.nemesis import WEIGHTS, schedule
+from tests.campaign.runner import run
+
+pytestmark = pytest.mark.chaos
+
+SEEDS = (101, 202, 303)
+# Seeds that found a fault once (kept: each must pass from now on).
+REGRESSIONS: tuple[int, ...] = ()
+
+
+def test_a_seed_gives_the_same_schedule() -> None:
+    assert schedule(7, 60, 3) == schedule(7, 60, 3)
+    assert schedule(7, 60, 3) != schedule(8, 60, 3)
+    kinds = {step.kind for seed in range(30) for step in schedule(seed, 60, 3)}
+    assert kinds == set(WEIGHTS)  # every fault the nemesis knows is drawn
+
+
+def test_a_tag_is_found_in_the_message_the_worker_formats() -> None:
+    assert tag_of("Responde en español.\n\nc7b3p12 says hello, prompt 12 of 40") == "c7b3p12"
+    assert tag_of("Human: c7k1q3 asks a question") == "c7k1q3"
+    assert tag_of("nothing here") == ""
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("seed", [*SEEDS, *REGRESSIONS])
+def test_the_campaign_keeps_every_invariant(seed: int, tmp_path) -> None:
+    report = run(seed, 60, workdir=tmp_path)
+    assert report.passed, report.render()
