@@ -103,10 +103,13 @@ def redis_argv(workdir: Path, port: int, *, appendonly: bool = False) -> list[st
             "--dir", str(workdir)]  # fmt: skip
 
 
-def start_redis(workdir: Path, port: int, *, appendonly: bool = False) -> subprocess.Popen[Any]:
-    """A redis-server process answering PING on ``port``; the caller stops it."""
-    process = start_process(redis_argv(workdir, port, appendonly=appendonly),
-                            log=workdir / f"redis-{port}.log")  # fmt: skip
+def start_redis(
+    workdir: Path, port: int, *, appendonly: bool = False, extra: Sequence[str] = ()
+) -> subprocess.Popen[Any]:
+    """A redis-server process answering PING on ``port`` (``extra``: more of its options);
+    the caller stops it."""
+    argv = [*redis_argv(workdir, port, appendonly=appendonly), *extra]
+    process = start_process(argv, log=workdir / f"redis-{port}.log")
     try:
         wait_until(lambda: redis_pings(port), timeout=10, what="redis-server to answer PING")
     except BaseException:

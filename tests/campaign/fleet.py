@@ -143,13 +143,8 @@ class Fleet:
         if not self.redis_port:
             self.redis_port = local.free_port()
             self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        argv = [*local.redis_argv(self.workdir, self.redis_port, appendonly=True),
-                "--enable-debug-command", "local"]  # fmt: skip
-        log = self.workdir / "redis.log"
-        with log.open("ab") as handle:
-            self._redis = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT)
-        local.wait_until(lambda: local.redis_pings(self.redis_port), timeout=30,
-                         what="the campaign's redis-server")  # fmt: skip
+        self._redis = local.start_redis(self.workdir, self.redis_port, appendonly=True,
+                                        extra=("--enable-debug-command", "local"))  # fmt: skip
 
     def crash_redis(self) -> None:
         """SIGKILL: what it had fsynced (everything: appendfsync always) survives."""
