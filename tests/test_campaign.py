@@ -18,7 +18,9 @@ pytestmark = pytest.mark.chaos
 
 SEEDS = (101, 202, 303)
 # Seeds that found a fault once (kept: each must pass from now on).
-REGRESSIONS: tuple[int, ...] = ()
+REGRESSIONS: tuple[int, ...] = (
+    12,  # a request written as its worker froze reached the site 15 ms after: it was out
+)
 
 
 def test_a_seed_gives_the_same_schedule() -> None:
