@@ -437,6 +437,22 @@ async def test_batches_are_listed_newest_first_a_page_at_a_time(client: TestClie
                        param="after")  # fmt: skip
 
 
+async def test_cancel_of_a_batch_with_an_unreadable_request_answers(
+    client: TestClient, fake_redis: Redis
+) -> None:
+    """Regression (issue 20, 1): the API's cancel of such a batch answered 500."""
+    batch = await create_batch(client, (await upload(client, 3))["id"])
+    batch_id = batch["id"]
+    requests = keys.batch_requests(batch_id)
+    stored = json.loads(await fake_redis.hget(requests, 1))
+    stored["params"] = {"tool_choice": "auto"}  # what a newer producer writes
+    await fake_redis.hset(requests, 1, json.dumps(stored))
+    reply = await client.post(f"/v1/batches/{batch_id}/cancel")
+    assert reply.status == 200, await reply.text()
+    counts = (await reply.json())["request_counts"]
+    assert counts == {"total": 3, "completed": 0, "failed": 3}
+
+
 async def test_cancel_a_batch(client: TestClient, fake_redis: Redis) -> None:
     batch = await create_batch(client, (await upload(client, 3))["id"])
     reply = await client.post(f"/v1/batches/{batch['id']}/cancel")

@@ -60,3 +60,26 @@ def test_the_lifecycle_refuses_the_wrong_transitions() -> None:
     assert drained == [True] and lifecycle.draining.is_set()
     lifecycle.stop()
     assert lifecycle.state is State.STOPPED
+
+
+def test_a_worker_whose_loop_died_exits_70_even_if_arqs_close_is_cancelled(monkeypatch) -> None:
+    """Regression: 2 of 17 crash-loop exits ended with code 1 and a CancelledError trace
+    from arq's close, not 70."""
+    import asyncio
+
+    from worker import jobs
+    from worker.config import WorkerConfig
+
+    class Dying:
+        exit_code = 0
+
+        def __init__(self, config: WorkerConfig, **_: object) -> None:
+            pass
+
+        def run(self) -> None:
+            self.exit_code = jobs.EXIT_LOOP_DIED
+            raise asyncio.CancelledError  # what arq's close let out
+
+    monkeypatch.setattr(jobs, "ChunkWorker", Dying)
+    monkeypatch.setattr(jobs, "use_uvloop", lambda: None)
+    assert jobs.run_worker(WorkerConfig(redis_url="redis://127.0.0.1:1/0")) == 70
