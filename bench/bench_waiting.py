@@ -1,6 +1,9 @@
-"""What waiting costs Redis: workers whose prompts wait on a full fleet.
+"""What waiting costs Redis: workers whose prompts wait on a full fleet, or idle workers.
 
-    .venv/bin/python bench/bench_waiting.py [--workers 8] [--seconds 10]
+    .venv/bin/python bench/bench_waiting.py [--workers 8] [--seconds 10] [--idle]
+
+``--idle``: nothing to do at all (no batch): what the workers' intake costs while they
+wait for work, in client calls and in Redis's own CPU (``INFO cpu``) per second.
 
 ``--workers-from DIR`` runs the workers from another checkout (the code before a change).
 A warm-up batch makes the site session and passes the identity's probe; then the site
@@ -43,6 +46,38 @@ def client_calls(url: str, seconds: float) -> tuple[Counter[str], float]:
             if command.get("client_type") != "lua":
                 calls[command["command"].split(" ", 1)[0].upper()] += 1
     return calls, time.monotonic() - began
+
+
+def redis_cpu(url: str) -> float:
+    with redis.Redis.from_url(url) as client:
+        info = client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def idle_calls(
+    tmp: Path, n_workers: int, seconds: float, workers_from: str | None = None
+) -> dict[str, Any]:
+    """Workers started on an empty queue: client calls and Redis CPU per second."""
+    with (
+        redis_server(tmp) as (url, _),
+        simulator_process(tmp, "--latency", "fixed:10") as (sim, _),
+    ):
+        env = worker_env(url, sim["url"], proxy_rate_per_second=0)
+        if workers_from:
+            env["PYTHONPATH"] = workers_from
+        with workers(n_workers, env, tmp):
+            time.sleep(5)  # every worker started and idle (the measured state, not a sync)
+            cpu = redis_cpu(url)
+            calls, elapsed = client_calls(url, seconds)
+            cpu_ms = (redis_cpu(url) - cpu) * 1000 / elapsed
+    busiest = {
+        name: round(n / elapsed, 1) for name, n in sorted(calls.items(), key=lambda kv: -kv[1])[:8]
+    }
+    return {
+        "workers": n_workers, "seconds": round(elapsed, 1), "idle": True,
+        "redis_calls_per_second": round(sum(calls.values()) / elapsed, 1),
+        "redis_cpu_ms_per_second": round(cpu_ms, 2), "by_command_per_second": busiest,
+    }  # fmt: skip
 
 
 def waiting_calls(
@@ -93,10 +128,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers-from", help="run the workers from this checkout (before)")
+    parser.add_argument("--idle", action="store_true", help="no work at all: the intake's cost")
     args = parser.parse_args()
+    measure = idle_calls if args.idle else waiting_calls
     with tempfile.TemporaryDirectory() as tmp:
-        figures = waiting_calls(Path(tmp), args.workers, args.seconds, args.workers_from)
-    print(f"{args.workers} workers waiting on a full fleet: {figures}")
+        figures = measure(Path(tmp), args.workers, args.seconds, args.workers_from)
+    what = "idle" if args.idle else "waiting on a full fleet"
+    print(f"{args.workers} workers {what}: {figures}")
     emit({"benchmark": "waiting", **figures})
 
 
