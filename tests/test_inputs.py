@@ -236,12 +236,12 @@ def test_message_must_be_an_object() -> None:
 def test_role_must_be_known() -> None:
     messages = [*USER_HI, {"role": "assistant", "content": "x"}, {"role": "bot", "content": "y"}]
     reason = only_reason({"messages": messages})
-    assert reason == "messages[2].role: 'bot' is not one of system, developer, user, assistant"
+    assert reason == "messages[2].role: 'bot' is not one of system, developer, user, assistant, tool"
 
 
 def test_role_missing() -> None:
     reason = only_reason({"messages": [{"content": "hi"}]})
-    assert reason == "messages[0].role: missing; expected one of system, developer, user, assistant"
+    assert reason == "messages[0].role: missing; expected one of system, developer, user, assistant, tool"
 
 
 @pytest.mark.parametrize(
@@ -301,7 +301,10 @@ def test_unknown_message_key() -> None:
 def test_last_message_must_be_the_users() -> None:
     messages = [*USER_HI, {"role": "assistant", "content": "hello"}]
     reason = only_reason({"messages": messages})
-    assert reason == "messages[1].role: the last message must be the user's, not 'assistant'"
+    assert reason == (
+        "messages[1].role: the last message must be the user's (or a tool's result), not "
+        "'assistant'"
+    )
 
 
 def test_prompt_size_counts_every_message() -> None:
@@ -390,7 +393,7 @@ def test_openai_body_missing_or_not_an_object() -> None:
 def test_openai_body_fields_are_named_by_path() -> None:
     body = {"model": "gpt-9", "messages": [{"role": "bot", "content": "x"}]}
     assert [p.reason for p in problems_of(openai_request(body))] == [
-        "body.messages[0].role: 'bot' is not one of system, developer, user, assistant",
+        "body.messages[0].role: 'bot' is not one of system, developer, user, assistant, tool",
         f"body.model: unknown model 'gpt-9'; {UNKNOWN_HINT.format(m='gpt-9')}",
     ]
 
@@ -787,15 +790,15 @@ def test_parameter_in_a_native_line_points_to_the_body() -> None:
         ),
         (
             {"messages": [{"role": "tool", "content": "x"}]},
-            "messages[0].role: 'tool' is not one of system, developer, user, assistant",
+            "messages[0].tool_call_id: must name the call this result answers, got null",
         ),
         (
             {"messages": [{"role": "User", "content": "x"}]},
-            "messages[0].role: 'User' is not one of system, developer, user, assistant",
+            "messages[0].role: 'User' is not one of system, developer, user, assistant, tool",
         ),
         (
             {"messages": [{"role": None, "content": "x"}]},
-            "messages[0].role: null is not one of system, developer, user, assistant",
+            "messages[0].role: null is not one of system, developer, user, assistant, tool",
         ),
         (
             {"messages": USER_HI, "model": "gpt-9-turbo"},
@@ -1003,7 +1006,10 @@ def body_line(**params: Any) -> dict[str, Any]:
     return openai_request({"messages": USER_HI, **params}, custom_id="r")
 
 
-TOOLS = "tool and function calls are not supported: chatgpt.es cannot make them"
+LEGACY = (
+    "the legacy functions API is not supported: send 'tools' (of type 'function') and "
+    "'tool_choice' instead, which are emulated"
+)
 NO_LOGPROBS = "log probabilities are not supported: chatgpt.es gives only the text"
 
 
@@ -1015,13 +1021,10 @@ NO_LOGPROBS = "log probabilities are not supported: chatgpt.es gives only the te
             2,
             "2 answers per prompt are not possible: chatgpt.es gives one; repeat the line under other custom_ids instead",
         ),
-        ("tools", [{"type": "function", "function": {"name": "f"}}], TOOLS),
-        ("tools", [], TOOLS),
-        ("tool_choice", "auto", TOOLS),
-        ("tool_choice", "none", TOOLS),
-        ("functions", [{"name": "f"}], TOOLS),
-        ("function_call", "auto", TOOLS),
-        ("parallel_tool_calls", False, TOOLS),
+        ("tools", [], "must be a list of 1 to 128 function tools, got a list of 0"),
+        ("tool_choice", "required", "a call is required, but no 'tools' are given"),
+        ("functions", [{"name": "f"}], LEGACY),
+        ("function_call", "auto", LEGACY),
         ("logprobs", True, NO_LOGPROBS),
         ("top_logprobs", 3, NO_LOGPROBS),
         (
