@@ -234,13 +234,13 @@ async def _serve_ajax(request: web.Request, state: SimState, identity: str) -> w
     state.limiter.record_success(identity)
     state.stats.reply(identity, "success")
     state.stats.answer(fields["message"])
-    answer = "Echo: " + _echoed(fields["message"])
+    answer = "Echo: " + echoed(fields["message"])
     if state.config.stream:
         return await _stream_answer(request, answer)
     return _json({"status": "success", "msg": "Something went wrong", "data": answer})
 
 
-def _echoed(message: str) -> str:
+def echoed(message: str) -> str:
     """The message; or calls of the functions it offers; or an object of the schema it sends
     or writes; or the message as a JSON object when it asks for one."""
     off_schema = OFF_SCHEMA_WORD in message.lower()

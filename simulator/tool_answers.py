@@ -112,12 +112,13 @@ def _call(name: str, parameters: dict[str, Any], off_schema: bool) -> dict[str, 
 
 def _last_request(conversation: str) -> tuple[str, str]:
     """The user's last message, and the conversation after it."""
-    at = conversation.rfind("\nUser: ")
-    if at < 0:  # one message: after the language instruction, if there is one
-        at = conversation.rfind("User input: ")
-        text = conversation[at + len("User input: ") :] if at >= 0 else conversation
-        return text, ""
-    rest = conversation[at + len("\nUser: ") :]
+    text = "\n" + conversation.split("User input: ", 1)[-1]  # the language instruction's end
+    at = text.rfind("\nUser: ")
+    if at < 0:
+        at = text.find(" User: ")  # the first message, after another language instruction
+    if at < 0:  # one message: its content
+        return text[1:], ""
+    rest = text[at + len("\nUser: ") :]
     end = re.search(r"\n(Assistant|Tool \(|System): ?", rest)
     return (rest[: end.start()], rest[end.start() :]) if end else (rest, "")
 

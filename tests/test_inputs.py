@@ -236,12 +236,17 @@ def test_message_must_be_an_object() -> None:
 def test_role_must_be_known() -> None:
     messages = [*USER_HI, {"role": "assistant", "content": "x"}, {"role": "bot", "content": "y"}]
     reason = only_reason({"messages": messages})
-    assert reason == "messages[2].role: 'bot' is not one of system, developer, user, assistant, tool"
+    assert (
+        reason == "messages[2].role: 'bot' is not one of system, developer, user, assistant, tool"
+    )
 
 
 def test_role_missing() -> None:
     reason = only_reason({"messages": [{"content": "hi"}]})
-    assert reason == "messages[0].role: missing; expected one of system, developer, user, assistant, tool"
+    assert (
+        reason
+        == "messages[0].role: missing; expected one of system, developer, user, assistant, tool"
+    )
 
 
 @pytest.mark.parametrize(

@@ -156,10 +156,13 @@ def _messages(instructions: Any, given: Any, reasons: list[str]) -> Any:
         for index, item in enumerate(given):
             where = f"input[{index}]"
             kind = item.get("type", "message") if isinstance(item, dict) else None
-            if kind == "function_call":
+            if kind in ("function_call", "function_call_output") and not _call_id(item):
+                reasons.append(f"{where}.call_id: must be a non-empty string, got "
+                               f"{shown(item.get('call_id'))}")  # fmt: skip
+            elif kind == "function_call":
                 _function_call(item, messages)
             elif kind == "function_call_output":
-                messages.append({"role": "tool", "tool_call_id": item.get("call_id"),
+                messages.append({"role": "tool", "tool_call_id": item["call_id"],
                                  "content": _output(item.get("output"))})  # fmt: skip
             elif (message := _message(item, where, reasons)) is not None:
                 messages.append(message)
@@ -188,6 +191,10 @@ def _message(item: Any, where: str, reasons: list[str]) -> dict[str, Any] | None
     if isinstance(content, list):
         content = [_part(part) for part in content]
     return {"role": role, "content": content}
+
+
+def _call_id(item: dict[str, Any]) -> bool:
+    return isinstance(item.get("call_id"), str) and bool(item["call_id"])
 
 
 def _function_call(item: dict[str, Any], messages: list[Any]) -> None:
