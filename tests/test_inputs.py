@@ -1269,3 +1269,47 @@ def test_repeated_parameters_are_judged_by_type_as_well_as_value() -> None:
         LineProblem(4, "body.n: must be a positive integer, got true"),
         LineProblem(4, "body.seed: must be an integer, got 1.0"),
     ]
+
+
+# --- tools: parameters and histories ---
+
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}  # fmt: skip
+CALLED = {"role": "assistant", "content": None, "refusal": None, "annotations": [],
+          "tool_calls": [{"id": "call_1", "type": "function",
+                          "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]}  # fmt: skip
+
+
+def test_a_line_may_offer_tools_and_end_with_a_tools_result() -> None:
+    history = [{"role": "user", "content": "Weather in Paris?"}, CALLED,
+               {"role": "tool", "tool_call_id": "call_1", "content": "18 C"}]  # fmt: skip
+    [prompt] = parse(openai_request({"messages": history, "tools": [WEATHER_TOOL],
+                                     "tool_choice": "required"}))  # fmt: skip
+    assert [m.role for m in prompt.messages] == ["user", "assistant", "tool"]
+    assert prompt.messages[1].tool_calls[0].arguments == '{"city":"Paris"}'
+    assert prompt.params["tool_choice"] == "required" and prompt.warnings == ()
+
+
+def test_the_fast_path_leaves_tool_histories_to_the_thorough_checks() -> None:
+    plain = json.dumps(openai_request({"messages": USER_HI, "tools": [WEATHER_TOOL]}))
+    assert fast_check_line(plain, 1000, DEFAULT_MAP) is not None  # tools alone: fast
+    history = json.dumps(openai_request({"messages": [*USER_HI, CALLED, *USER_HI]}))
+    assert fast_check_line(history, 1000, DEFAULT_MAP) is None
+    assert check_line(history, 1000, models=DEFAULT_MAP).reasons == []
+
+
+@pytest.mark.parametrize(
+    ("messages", "reason"),
+    [([*USER_HI, {**CALLED, "tool_calls": [{"id": "call_1", "function": {"name": "f"}}]}, *USER_HI],
+      "body.messages[1].tool_calls[0].function.arguments: must be a string (the arguments' JSON), got null"),
+     ([*USER_HI, {**CALLED, "refusal": "no"}, *USER_HI],
+      "body.messages[1].refusal: only null is accepted here, got a string"),
+     ([*USER_HI, {"role": "tool", "tool_call_id": "call_1", "content": "18 C"}],
+      "body.messages[1].tool_call_id: 'call_1' answers no tool call of an earlier assistant message"),
+     ([*USER_HI, {"role": "tool", "content": "18 C"}],
+      "body.messages[1].tool_call_id: must name the call this result answers, got null"),
+     ([*USER_HI, {"role": "user", "content": "x", "tool_call_id": "call_1"}],
+      "body.messages[1]: unknown key 'tool_call_id'; expected only content, name, role")],
+)  # fmt: skip
+def test_a_bad_tool_history_says_where(messages: list[Any], reason: str) -> None:
+    assert only_reason(openai_request({"messages": messages})) == reason
