@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
@@ -149,3 +150,15 @@ def test_a_call_off_its_schema_is_asked_again_then_fails_typed(
     assert off.value.response.headers["x-should-retry"] == "false"
     asked_again = served[1].sim_stats()["answered_duplicates"] - before
     assert asked_again == DEFAULT_RETRY_BUDGETS["ToolCallOffSchema"] == 2
+
+
+def test_the_readmes_tools_example_runs(served: tuple[str, Fleet], capsys) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Tools") :]
+    start = section.index("```python\n") + len("```python\n")
+    example = section[start : section.index("\n```", start)]
+    example = example.replace("http://127.0.0.1:8000/v1", served[0]).replace("sk-…", KEY)
+    exec(compile(example, "README.md (Tools)", "exec"), {})
+    assert capsys.readouterr().out == (
+        "Echo: What is the weather in Paris? (get_weather: 18 C in echo)\n"
+    )
