@@ -47,12 +47,7 @@ from producer.params import (
     shown,
     suggestion,
 )
-from producer.tool_messages import (
-    ECHOED_KEYS,
-    checked_tool_calls,
-    echoed_keys_problem,
-    unanswered_results,
-)
+from producer.tool_messages import ECHOED_KEYS, tool_message, unanswered_results
 
 ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")  # developer: system
 _PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
@@ -351,39 +346,12 @@ def _check_message(item: Any, where: str, reasons: list[str]) -> Message | None:
     elif role not in ROLES:
         reasons.append(f"{where}.role: {shown(role)} is not one of {', '.join(ROLES)}")
     if role == "assistant" or role == "tool":
-        return _tool_message(item, role, where, reasons, count_before)
+        message = tool_message(item, role, where, reasons, _check_content)
+        return None if len(reasons) > count_before else message
     content = _check_content(item.get("content"), "content" in item, f"{where}.content", reasons)
     if len(reasons) > count_before or content is None:
         return None
     return Message(role=role, content=content)
-
-
-def _tool_message(
-    item: dict[str, Any], role: str, where: str, reasons: list[str], count_before: int
-) -> Message | None:
-    """An assistant message (which may carry tool calls) or a tool's result."""
-    calls = checked_tool_calls(item.get("tool_calls"), f"{where}.tool_calls", reasons)
-    echoed = echoed_keys_problem(item, where)
-    if echoed is not None:
-        reasons.append(echoed)
-    raw, call_id = item.get("content"), item.get("tool_call_id")
-    if role == "tool" and (not isinstance(call_id, str) or not call_id):
-        reasons.append(f"{where}.tool_call_id: must name the call this result answers, got "
-                       f"{shown(call_id)}")  # fmt: skip
-    if (calls or "tool_calls" in item) and raw in (None, ""):
-        content: str | None = ""  # the calls are the message
-    elif role == "tool" and raw == "":
-        content = ""  # a function may return nothing
-    else:
-        content = _check_content(raw, "content" in item, f"{where}.content", reasons)
-    if len(reasons) > count_before or content is None:
-        return None
-    if role == "tool":
-        return Message(role="tool", content=content, tool_call_id=call_id)
-    if calls is None and not content:
-        reasons.append(f"{where}: an assistant message needs content or tool_calls")
-        return None
-    return Message(role="assistant", content=content, tool_calls=calls)
 
 
 def _check_content(raw: Any, present: bool, where: str, reasons: list[str]) -> str | None:

@@ -11,7 +11,7 @@ those are accepted and ignored.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from contract.models import TOOL_NAME_PATTERN, Message, ToolCall
@@ -21,6 +21,38 @@ from producer.wording import json_type, shown
 ECHOED_KEYS = frozenset({"refusal", "annotations", "audio", "function_call"})
 _CALL_KEYS = frozenset({"id", "type", "function"})
 _NAME = re.compile(TOOL_NAME_PATTERN)
+# A message's content checked as any message's is: the text, or None and a reason.
+ContentCheck = Callable[[Any, bool, str, list[str]], "str | None"]
+
+
+def tool_message(
+    item: dict[str, Any], role: str, where: str, reasons: list[str], check_content: ContentCheck
+) -> Message | None:
+    """An assistant message (which may carry tool calls) or a tool's result, or None and
+    a reason per problem."""
+    count_before = len(reasons)
+    calls = checked_tool_calls(item.get("tool_calls"), f"{where}.tool_calls", reasons)
+    echoed = echoed_keys_problem(item, where)
+    if echoed is not None:
+        reasons.append(echoed)
+    raw, call_id = item.get("content"), item.get("tool_call_id")
+    if role == "tool" and (not isinstance(call_id, str) or not call_id):
+        reasons.append(f"{where}.tool_call_id: must name the call this result answers, got "
+                       f"{shown(call_id)}")  # fmt: skip
+    if (calls or "tool_calls" in item) and raw in (None, ""):
+        content: str | None = ""  # the calls are the message
+    elif role == "tool" and raw == "":
+        content = ""  # a function may return nothing
+    else:
+        content = check_content(raw, "content" in item, f"{where}.content", reasons)
+    if len(reasons) > count_before or content is None:
+        return None
+    if role == "tool":
+        return Message(role="tool", content=content, tool_call_id=call_id)
+    if calls is None and not content:
+        reasons.append(f"{where}: an assistant message needs content or tool_calls")
+        return None
+    return Message(role="assistant", content=content, tool_calls=calls)
 
 
 def checked_tool_calls(raw: Any, where: str, reasons: list[str]) -> tuple[ToolCall, ...] | None:

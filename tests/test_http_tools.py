@@ -273,3 +273,23 @@ async def test_a_batch_line_may_use_tools(client: TestClient, fake_redis: Redis,
     assert bodies[0].choices[0].message.tool_calls[0].function.name == "get_weather"
     given = await (await client.get(f"/v1/files/{uploaded['id']}/content")).text()
     assert [json.loads(line)["body"]["tools"] for line in given.splitlines()] == [TOOLS, TOOLS]
+
+
+async def test_a_cli_batchs_input_file_gives_its_tools_back(client: TestClient, fake_redis) -> None:
+    from producer.api import BatchQueue
+    from producer.inputs import parse_prompt_lines
+
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}  # fmt: skip
+    body = {"model": "gpt-4o", "tools": TOOLS, "tool_choice": "required",
+            "parallel_tool_calls": False,
+            "messages": [*ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
+                         {"role": "tool", "tool_call_id": "call_1", "content": "18 C"}]}  # fmt: skip
+    line = {"custom_id": "t", "method": "POST", "url": "/v1/chat/completions", "body": body}
+    prompts = parse_prompt_lines([json.dumps(line)], default_model="gpt-4o", max_prompt_chars=999)
+    await BatchQueue(fake_redis, settings()).enqueue(prompts, batch_id="cli-tools")
+    content = await (await client.get("/v1/files/file-in-cli-tools/content")).text()
+    given = json.loads(content)["body"]
+    normalized = [{"type": "function", "function": {"name": "get_weather", "description":
+                   "The weather now", "parameters": WEATHER, "strict": True}}, TOOLS[1]]  # fmt: skip
+    assert given == {**body, "tools": normalized, "model": "gpt-4o"}
