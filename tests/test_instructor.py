@@ -1,7 +1,7 @@
 """instructor (``from_openai(client)``) against ``chatgptes serve``, a real worker and the
 simulator, in its default mode (``Mode.TOOLS``: a named function whose arguments are the
-model), in ``TOOLS_STRICT``, and in ``Mode.JSON`` and ``MD_JSON`` (the schema written in
-the prompt).
+model), in ``TOOLS_STRICT``, ``PARALLEL_TOOLS`` and ``RESPONSES_TOOLS``, and in
+``Mode.JSON`` and ``MD_JSON`` (the schema written in the prompt).
 
 Every instructor release pins ``jiter<0.15``, which would hold the ``openai`` SDK of the
 dev extra back at 3.3, so instructor is not in the dev extra: where it is not importable,
@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -77,14 +77,30 @@ ASK = [{"role": "user", "content": "Ada Lovelace, 36, lives at 12 St James's Squ
 
 # instructor 1.17 deprecates TOOLS_STRICT (for TOOLS), and warns; code using it still runs.
 @pytest.mark.filterwarnings("ignore:Mode.TOOLS_STRICT is deprecated")
-@pytest.mark.parametrize("mode", ["default", "TOOLS_STRICT", "JSON", "MD_JSON"])
+@pytest.mark.parametrize("mode", ["default", "TOOLS_STRICT", "JSON", "MD_JSON", "RESPONSES_TOOLS"])
 def test_instructor_extracts_a_model(instructor: ModuleType, client: OpenAI, mode: str) -> None:
     if mode == "default":
         patched = instructor.from_openai(client)
         assert patched.mode == instructor.Mode.TOOLS
     else:
         patched = instructor.from_openai(client, mode=getattr(instructor.Mode, mode))
-    person = patched.chat.completions.create(
-        model="gpt-4o-mini", response_model=Person, messages=ASK, max_retries=0
-    )
+    person = patched.create(model="gpt-4o-mini", response_model=Person, messages=ASK,
+                            max_retries=0)  # fmt: skip
     assert person.model_dump() == EXPECTED.model_dump()
+
+
+class Weather(BaseModel):
+    city: str
+
+
+class Time(BaseModel):
+    zone: str
+
+
+def test_instructor_parallel_tools(instructor: ModuleType, client: OpenAI) -> None:
+    patched = instructor.from_openai(client, mode=instructor.Mode.PARALLEL_TOOLS)
+    found = patched.chat.completions.create(
+        model="gpt-4o", response_model=Iterable[Weather | Time], max_retries=0,
+        messages=[{"role": "user", "content": "Use Weather and Time for Paris."}],
+    )  # fmt: skip
+    assert [item.model_dump() for item in found] == [{"city": "echo"}, {"zone": "echo"}]
