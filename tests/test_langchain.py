@@ -6,6 +6,7 @@ LangGraph's prebuilt ReAct agent with two tools, run to its final answer.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import openai
@@ -97,6 +98,12 @@ def test_bind_tools_and_structured_output_by_function_calling(base_url: str) -> 
         Person, method="function_calling"
     )
     assert structured.invoke("Ada is 36.") == Person(name="echo", age=1)
+
+    # json_mode: the schema is the prompt's to give, and the simulator answers one written there
+    json_mode = chat_model(base_url).with_structured_output(Person, method="json_mode")
+    schema = json.dumps(Person.model_json_schema())
+    answer = json_mode.invoke(f"Answer with JSON of this schema: {schema}. Ada is 36.")
+    assert answer == Person(name="echo", age=1)
 
 
 # LangGraph 1.x points to langchain.agents.create_agent (another package); the prebuilt
