@@ -90,9 +90,11 @@ def test_bind_tools_and_structured_output_by_function_calling(base_url: str) -> 
     assert (
         isinstance(called, AIMessage) and called.response_metadata["finish_reason"] == "tool_calls"
     )
-    assert [(c["name"], c["args"]) for c in called.tool_calls] == [
-        ("get_weather", {"city": "echo"})
-    ]
+    weather = [("get_weather", {"city": "echo"})]
+    assert [(c["name"], c["args"]) for c in called.tool_calls] == weather
+    chunks = list(model.stream("What is the weather in Paris? Use get_weather."))
+    streamed = sum(chunks[1:], chunks[0])  # the tool_call_chunks put back together
+    assert [(c["name"], c["args"]) for c in streamed.tool_calls] == weather
 
     structured = chat_model(base_url, model="gpt-4o-mini").with_structured_output(
         Person, method="function_calling"
