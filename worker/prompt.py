@@ -12,14 +12,13 @@ stopped there (OpenAI's ``finish_reason: length``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from contract.models import NO_PARAMS, Message, RequestParams, ToolCall
 from worker import tokens, tool_calls
 from worker.errors import AnswerNotJson, AnswerOffSchema
-from worker.schemas import first_mismatch
+from worker.schemas import first_mismatch, json_object_of
 
 DEFAULT_LANGUAGE_INSTRUCTION = (
     "Your default language is English. Always respond in English unless the user's message "
@@ -117,14 +116,10 @@ def shape_answer(
 def json_object_in(answer: str) -> tuple[str, dict[str, Any]]:
     """The JSON object the answer is, or holds between its first ``{`` and last ``}``: its
     text and its value."""
-    for candidate in (answer.strip(), answer[answer.find("{") : answer.rfind("}") + 1]):
-        try:
-            value = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return candidate, value
-    raise AnswerNotJson(f"JSON mode: the answer holds no JSON object: {answer[:120]!r}")
+    found = json_object_of(answer)
+    if found is None:
+        raise AnswerNotJson(f"JSON mode: the answer holds no JSON object: {answer[:120]!r}")
+    return found
 
 
 def check_schema(value: dict[str, Any], schema_text: str) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from contract.models import Message, NamedTool, RequestParams, ToolCall
 from worker.errors import ToolCallOffSchema
-from worker.schemas import first_mismatch
+from worker.schemas import first_mismatch, json_object_of
 
 CALLS_KEY = "tool_calls"
 TOOLS_INTRODUCTION = (
@@ -76,7 +76,6 @@ def instruction(params: RequestParams) -> str:
                      "in plain text.")  # fmt: skip
     else:
         lines.append(CHOICE_REQUIRED if choice == "required" else CHOICE_AUTO)
-    if not isinstance(choice, NamedTool):
         lines.append(ONE_CALL if params.parallel_tool_calls is False else SEVERAL_CALLS)
     return "\n".join(lines)
 
@@ -108,9 +107,10 @@ def read_calls(answer: str, params: RequestParams) -> tuple[ToolCall, ...] | Non
 
 def _calls_object(answer: str) -> list[Any] | None:
     """The list of calls the answer holds, if it holds a calls object."""
-    value = _json_object(answer)
-    if value is None:
+    found = json_object_of(answer)
+    if found is None:
         return None
+    value = found[1]
     if CALLS_KEY in value:
         calls = value[CALLS_KEY]
         if not isinstance(calls, list) or not calls:
@@ -119,21 +119,6 @@ def _calls_object(answer: str) -> list[Any] | None:
         return calls
     if isinstance(value.get("name"), str) and set(value) == {"name", "arguments"}:
         return [value]  # one call, written without its wrapper
-    return None
-
-
-def _json_object(answer: str) -> dict[str, Any] | None:
-    """The JSON object the answer is, or holds between its first ``{`` and last ``}``."""
-    start, end = answer.find("{"), answer.rfind("}")
-    if start < 0 or end < start:
-        return None
-    for candidate in (answer.strip(), answer[start : end + 1]):
-        try:
-            value = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
     return None
 
 
