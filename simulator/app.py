@@ -64,7 +64,13 @@ from simulator.nonces import CHAT_ACTION, REST_ACTION
 from simulator.pages import AJAX_PATH, CHALLENGE_PAGE, NOT_ALLOWED_TEXT
 from simulator.schema_answers import instance_of, off_instance_of, schema_in, schema_written_in
 from simulator.state import SimState
-from simulator.tool_answers import OFF_SCHEMA_WORD, plain_answer, tool_answer, tool_prompt
+from simulator.tool_answers import (
+    OFF_SCHEMA_WORD,
+    PLAIN_AS_JSON,
+    plain_answer,
+    tool_answer,
+    tool_prompt,
+)
 
 Serve = Callable[[web.Request, SimState, str], Awaitable[web.StreamResponse]]
 
@@ -255,7 +261,8 @@ def echoed(message: str) -> str:
     if schema is not None:
         return json.dumps((off_instance_of(schema) if off_schema else None) or instance_of(schema))
     if tools is not None:
-        return plain_answer(tools)
+        plain = plain_answer(tools)
+        return json.dumps({"echo": plain}) if PLAIN_AS_JSON in message else plain
     return json.dumps({"echo": message}) if "JSON object" in message else message
 
 

@@ -11,7 +11,8 @@ the conversation before that, and:
   message names none, the first function offered, unless one was called since;
 - when nothing is left to call: with a call required, calls the first function again;
   else answers in plain text, the user's request and what each function returned
-  (``<request> (get_weather: 18C; ...)``), so an agent loop reaches its final answer.
+  (``<request> (get_weather: 18C; ...)``), so an agent loop reaches its final answer
+  (as ``{"echo": ...}`` when a plain answer must be a JSON object).
 
 Arguments are an instance of the function's schema (``schema_answers.instance_of``).
 A message holding the magic word ``OFF_SCHEMA_WORD`` gets arguments off the schema
@@ -31,6 +32,7 @@ from simulator.schema_answers import instance_of, off_instance_of
 INTRODUCTION = "You can call functions. Each line below is one function, as JSON"
 CALLS_INSTRUCTION = "To call functions, respond with only this JSON object"
 OFF_SCHEMA_WORD = "offschema"
+PLAIN_AS_JSON = "If you answer in plain text, respond with one valid JSON object"
 _NAMED = re.compile(r"You must call the function ([A-Za-z0-9_-]+)")
 _REQUIRED = "You must call at least one function"
 _ONE_CALL = "Call one function at most."

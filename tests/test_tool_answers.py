@@ -76,6 +76,12 @@ def test_one_call_at_a_time_goes_on_until_every_function_answered() -> None:
     )
 
 
+def test_a_plain_answer_in_json_mode_is_an_object() -> None:
+    done = [user("Use get_weather."), *results("get_weather")]
+    assert json.loads(answer(done, json_object=True)) == {
+        "echo": "Use get_weather. (get_weather: get_weather says hi)"}  # fmt: skip
+
+
 def test_a_request_naming_no_function_gets_the_first_then_an_answer() -> None:
     assert called(answer([user("Hello")])) == [("get_weather", {"city": "echo"})]
     assert (
