@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -18,15 +18,26 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from contract.model_map import check_name
 from contract.states import BatchState
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
 JobStatus = Literal["succeeded", "failed", "cancelled"]
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+# A field that is left out of what is stored and shown while it is None, so that requests
+# and results without tools read and look as they did before tools existed.
+def _absent_when_none() -> Any:
+    return Field(None, exclude_if=_is_none)
 
 
 def utc_now() -> datetime:
@@ -44,11 +55,31 @@ def parse_timestamp(raw: bytes | str | None) -> datetime | None:
     return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw)
 
 
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's rule for a function's name
+
+
+class ToolCall(BaseModel):
+    """One call of a function: an assistant's in a history, or one the answer made.
+
+    ``arguments`` is the JSON text of the arguments object, as OpenAI carries it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: NonEmptyText
+    name: Annotated[str, StringConstraints(pattern=TOOL_NAME_PATTERN)]
+    arguments: str
+
+
 class Message(BaseModel):
+    """One chat message. An assistant's may carry the ``tool_calls`` it made (its content
+    may then be empty); a ``tool`` message carries the result of the call it names."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] | None = _absent_when_none()
+    tool_call_id: str | None = _absent_when_none()
 
     @field_validator("role", mode="before")
     @classmethod
@@ -56,12 +87,30 @@ class Message(BaseModel):
         # OpenAI's newer SDKs send "developer" where older ones sent "system": one role here.
         return "system" if role == "developer" else role
 
-    @field_validator("content")
-    @classmethod
-    def _content_not_blank(cls, content: str) -> str:
-        if not content.strip():
+    @model_validator(mode="after")
+    def _content_and_calls(self) -> Message:
+        if self.tool_calls is not None and (self.role != "assistant" or not self.tool_calls):
+            raise ValueError("tool_calls must be a non-empty list, on an assistant message only")
+        if (self.role == "tool") != bool(self.tool_call_id):
+            raise ValueError("a tool message, and only one, names the tool_call_id it answers")
+        if not self.content.strip() and self.role != "tool" and not self.tool_calls:
             raise ValueError("content must be a non-empty string")
-        return content
+        return self
+
+    def openai(self) -> dict[str, Any]:
+        """The message as OpenAI's chat completions API takes it."""
+        if self.tool_calls:
+            calls = [call_json(call) for call in self.tool_calls]
+            return {"role": self.role, "content": self.content or None, "tool_calls": calls}
+        if self.tool_call_id is not None:
+            return {"role": self.role, "content": self.content, "tool_call_id": self.tool_call_id}
+        return {"role": self.role, "content": self.content}
+
+
+def call_json(call: ToolCall) -> dict[str, Any]:
+    """A call as OpenAI shows one (``message.tool_calls[i]``)."""
+    function = {"name": call.name, "arguments": call.arguments}
+    return {"id": call.id, "type": "function", "function": function}
 
 
 def check_model(model: str) -> str:
@@ -73,6 +122,15 @@ def check_model(model: str) -> str:
 
 
 MAX_STOP_SEQUENCES = 4
+ToolChoiceMode = Literal["auto", "none", "required"]
+
+
+class NamedTool(BaseModel):
+    """A ``tool_choice`` that names the one function the answer must call."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, StringConstraints(pattern=TOOL_NAME_PATTERN)]
 
 
 class RequestParams(BaseModel):
@@ -85,6 +143,13 @@ class RequestParams(BaseModel):
     for an object matching it, and an answer that does not is an ``AnswerOffSchema`` error.
     ``max_tokens``: the answer is cut at this many tokens (OpenAI's ``max_tokens``,
     ``max_completion_tokens``, ``max_output_tokens``), and then finishes with ``length``.
+    ``tools``: the functions offered, as the JSON text of a list of ``{"name",
+    "description", "parameters", "strict"}``: the site is told of them and asked for
+    either an answer or the calls it makes, and each call is checked against its
+    function's ``parameters`` (a ``ToolCallOffSchema`` error when one is off).
+    ``tool_choice``: ``auto`` (the default, when None), ``none`` (no call), ``required``
+    (at least one call), or the one function to call. ``parallel_tool_calls``: False
+    keeps an answer to one call (None: OpenAI's default, several may be made).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -93,6 +158,9 @@ class RequestParams(BaseModel):
     json_object: bool = False
     json_schema: str | None = None
     max_tokens: int | None = Field(None, ge=1)
+    tools: str | None = _absent_when_none()
+    tool_choice: ToolChoiceMode | NamedTool | None = _absent_when_none()
+    parallel_tool_calls: bool | None = _absent_when_none()
 
     @property
     def given(self) -> bool:
@@ -101,7 +169,13 @@ class RequestParams(BaseModel):
             or self.json_object
             or self.json_schema is not None
             or self.max_tokens is not None
+            or self.tools is not None
         )
+
+    @property
+    def calls_tools(self) -> bool:
+        """Whether the answer may (or must) be calls of the functions offered."""
+        return self.tools is not None and self.tool_choice != "none"
 
     @property
     def wants_json(self) -> bool:
@@ -279,7 +353,12 @@ class JobResult(BaseModel):
     finished_at: datetime
     usage: Usage | None = None
     finish_reason: FinishReason | None = Field(
-        None, description="Why a successful answer ended (OpenAI's): 'length' if cut at max_tokens."
+        None,
+        description="Why a successful answer ended (OpenAI's): 'length' if cut at max_tokens, "
+        "'tool_calls' if it is calls of the functions offered.",
+    )
+    tool_calls: tuple[ToolCall, ...] | None = Field(
+        None, exclude_if=_is_none, description="The calls the answer made (content is then None)."
     )
 
     @classmethod
@@ -294,14 +373,20 @@ class JobResult(BaseModel):
         started_at: datetime | None = None,
         usage: Usage | None = None,
         cut: bool = False,
+        tool_calls: tuple[ToolCall, ...] | None = None,
     ) -> JobResult:
-        """``cut``: the answer was cut at ``max_tokens`` (finish_reason ``length``)."""
+        """``cut``: the answer was cut at ``max_tokens`` (finish_reason ``length``);
+        ``tool_calls``: the answer is these calls, not ``content`` (``tool_calls``)."""
+        if status != "succeeded":
+            finish_reason: FinishReason | None = None
+        else:
+            finish_reason = "tool_calls" if tool_calls else "length" if cut else "stop"
         return cls(
             job_id=request.job_id,
             batch_id=request.batch_id,
             custom_id=request.custom_id,
             status=status,
-            content=content,
+            content=None if tool_calls else content,
             error=error,
             model=request.model,
             attempts=attempts,
@@ -309,7 +394,8 @@ class JobResult(BaseModel):
             started_at=started_at,
             finished_at=utc_now(),
             usage=usage,
-            finish_reason=("length" if cut else "stop") if status == "succeeded" else None,
+            finish_reason=finish_reason,
+            tool_calls=tool_calls or None,
         )
 
 

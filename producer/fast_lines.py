@@ -89,6 +89,8 @@ def fast_check_line(
         return None
     size = 0
     for message in messages:  # every one is {role, content}: 2 members
+        if message.tool_calls is not None:
+            return None  # a tool history: line_checks words its problems
         content = message.content
         size += len(content)
         colons += content.count(":")

@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from contract.models import JobResult
+from contract.models import JobResult, call_json
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
@@ -57,6 +57,7 @@ ERROR_CODES: dict[str, HttpError] = {
     "ConsentMissing": HttpError(500, "server_error", "server_misconfigured"),
     "AnswerNotJson": HttpError(500, "server_error", "json_output_invalid"),
     "AnswerOffSchema": HttpError(500, "server_error", "json_output_invalid"),
+    "ToolCallOffSchema": HttpError(500, "server_error", "tool_call_invalid"),
     "WorkerError": HttpError(500, "server_error", "server_error"),
     "BadRequestData": HttpError(500, "server_error", "server_error"),
     "BadResultData": HttpError(500, "server_error", "server_error"),
@@ -97,10 +98,13 @@ def _id(result: JobResult) -> str:
 
 
 def completion_body(result: JobResult) -> dict[str, Any]:
-    """A succeeded result as a ``chat.completion`` object."""
+    """A succeeded result as a ``chat.completion`` object (its ``message.tool_calls`` the
+    calls it made, if it made any)."""
     usage = result.usage.model_dump() if result.usage is not None else _no_usage()
     message = {"role": "assistant", "content": result.content, "refusal": None,
                "annotations": []}  # fmt: skip
+    if result.tool_calls:
+        message["tool_calls"] = [call_json(call) for call in result.tool_calls]
     return {
         "id": f"chatcmpl-{result.job_id}",
         "object": "chat.completion",
@@ -125,11 +129,6 @@ def response_body(result: JobResult, **request: Any) -> dict[str, Any]:
     what the request set that the object echoes (``instructions``, ``text``, ...)."""
     cut = result.finish_reason == "length"
     usage = result.usage
-    text = result.content or ""
-    message = {"type": "message", "id": f"msg_{result.job_id}", "status": "completed",
-               "role": "assistant",
-               "content": [{"type": "output_text", "text": text, "annotations": [],
-                            "logprobs": []}]}  # fmt: skip
     return {
         "id": f"resp_{result.job_id}",
         "object": "response",
@@ -140,7 +139,7 @@ def response_body(result: JobResult, **request: Any) -> dict[str, Any]:
         "instructions": None,
         "max_output_tokens": None,
         "model": result.model,
-        "output": [message],
+        "output": _output_items(result),
         "parallel_tool_calls": False,
         "previous_response_id": None,
         "reasoning": {"effort": None, "summary": None},
@@ -163,6 +162,19 @@ def response_body(result: JobResult, **request: Any) -> dict[str, Any]:
         "metadata": {},
         **request,
     }
+
+
+def _output_items(result: JobResult) -> list[dict[str, Any]]:
+    """A response's ``output``: one ``function_call`` item per call, or one message."""
+    if result.tool_calls:
+        return [{"type": "function_call", "id": f"fc_{call.id.removeprefix('call_')}",
+                 "call_id": call.id, "name": call.name, "arguments": call.arguments,
+                 "status": "completed"} for call in result.tool_calls]  # fmt: skip
+    text = result.content or ""
+    return [{"type": "message", "id": f"msg_{result.job_id}", "status": "completed",
+             "role": "assistant",
+             "content": [{"type": "output_text", "text": text, "annotations": [],
+                          "logprobs": []}]}]  # fmt: skip
 
 
 def _no_usage() -> dict[str, int]:

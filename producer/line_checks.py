@@ -15,7 +15,9 @@ accepts, faster. A line is one JSON object in either of two forms:
 
 A message is ``{"role": "system"|"user"|"assistant", "content": ...}`` (an OpenAI
 ``name`` is accepted and ignored) whose content is a non-blank string or a list
-of OpenAI text parts, joined with newlines. Message indexes in reasons count
+of OpenAI text parts, joined with newlines. A history may also hold the tool calls
+an assistant made and ``tool`` messages with their results (``producer.tool_messages``);
+the last message is the user's, or a tool's result. Message indexes in reasons count
 from 0, as in JSON paths.
 
 A line is also refused if it: is not UTF-8; nests arrays and objects more than
@@ -45,8 +47,11 @@ from producer.params import (
     shown,
     suggestion,
 )
+from producer.tool_messages import ECHOED_KEYS, tool_message, unanswered_results
 
-ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant")  # developer: system
+ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")  # developer: system
+_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
+_LAST_ROLES = frozenset({"user", "tool"})  # a prompt asks for an answer to one of these
 MAX_CUSTOM_ID_CHARS = 256
 MAX_NESTING = 64  # levels of arrays and objects; a prompt line needs fewer than 10
 OPENAI_METHOD = "POST"
@@ -56,6 +61,10 @@ _NATIVE_KEYS = frozenset({"custom_id", "messages", "model"})
 _OPENAI_KEYS = frozenset({"custom_id", "method", "url", "body"})
 _OPENAI_MARKERS = frozenset({"body", "method", "url"})
 _MESSAGE_KEYS = frozenset({"role", "content", "name"})
+_KEYS_OF_ROLE = {
+    "assistant": _MESSAGE_KEYS | {"tool_calls"} | ECHOED_KEYS,
+    "tool": _MESSAGE_KEYS | {"tool_call_id"},
+}
 _IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
 _PART_JOINER = "\n"
 _TOO_DEEP = f"nested too deeply: more than {MAX_NESTING} levels of arrays and objects"
@@ -304,20 +313,22 @@ def _check_messages(raw: Any, where: str, reasons: list[str]) -> tuple[Message, 
     ]
     last = raw[-1]
     last_role = last.get("role") if isinstance(last, dict) else None
-    if last_role in ROLES and last_role != "user":
-        reasons.append(
-            f"{where}[{len(raw) - 1}].role: the last message must be the user's, not {last_role!r}"
-        )
+    if last_role in ROLES and last_role not in _LAST_ROLES:
+        reasons.append(f"{where}[{len(raw) - 1}].role: the last message must be the user's "
+                       f"(or a tool's result), not {last_role!r}")  # fmt: skip
     if len(reasons) > count_before:
         return ()
-    return tuple(message for message in messages if message is not None)
+    checked = tuple(message for message in messages if message is not None)
+    if any(message.role == "tool" for message in checked):
+        reasons.extend(unanswered_results(checked, where))
+    return () if len(reasons) > count_before else checked
 
 
 def _plain_message(item: Any) -> Message | None:
     """The common case checked fast: a valid message with string content, else None."""
     if isinstance(item, dict) and item.keys() <= _MESSAGE_KEYS:
         role, content = item.get("role"), item.get("content")
-        if role in ROLES and isinstance(content, str) and content and not content.isspace():
+        if role in _PLAIN_ROLES and isinstance(content, str) and content and not content.isspace():
             return Message(role=role, content=content)
     return None
 
@@ -328,12 +339,15 @@ def _check_message(item: Any, where: str, reasons: list[str]) -> Message | None:
         reasons.append(f"{where}: must be an object with role and content, got {json_type(item)}")
         return None
     count_before = len(reasons)
-    _check_known_keys(item, _MESSAGE_KEYS, f"{where}: ", reasons)
     role = item.get("role")
+    _check_known_keys(item, _KEYS_OF_ROLE.get(role, _MESSAGE_KEYS), f"{where}: ", reasons)
     if "role" not in item:
         reasons.append(f"{where}.role: missing; expected one of {', '.join(ROLES)}")
     elif role not in ROLES:
         reasons.append(f"{where}.role: {shown(role)} is not one of {', '.join(ROLES)}")
+    if role == "assistant" or role == "tool":
+        message = tool_message(item, role, where, reasons, _check_content)
+        return None if len(reasons) > count_before else message
     content = _check_content(item.get("content"), "content" in item, f"{where}.content", reasons)
     if len(reasons) > count_before or content is None:
         return None

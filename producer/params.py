@@ -24,9 +24,10 @@ parameter                              policy
 ``n``                                  accepted with a warning when 1; refused above 1
 ``logprobs``, ``stream``               accepted with a warning when false; refused
                                        when true
-``tools``, ``tool_choice``,            refused: chatgpt.es cannot call tools or
-``functions``, ``function_call``,      functions
-``parallel_tool_calls``
+``tools``, ``tool_choice``,            emulated: function tools are described in the
+``parallel_tool_calls``                prompt and the calls checked against their
+                                       schemas (``producer.tool_params`` checks them)
+``functions``, ``function_call``       refused: the legacy API; ``tools`` instead
 ``top_logprobs``                       refused: no log probabilities
 ``audio``                              refused: text only
 ``prediction``                         refused: no predicted outputs
@@ -60,7 +61,14 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
-from contract.models import MAX_STOP_SEQUENCES, NO_PARAMS, RequestParams
+from contract.models import MAX_STOP_SEQUENCES, NO_PARAMS, NamedTool, RequestParams
+from producer.tool_params import (
+    LEGACY_FUNCTIONS,
+    checked_tool_choice,
+    checked_tools,
+    tools_together,
+)
+from producer.wording import json_type, shown, shown_json
 
 MAX_NAMED_UNKNOWN_KEYS = 5  # per object; the rest are counted
 MAX_METADATA_PAIRS = 16
@@ -69,16 +77,12 @@ MAX_METADATA_VALUE_CHARS = 512
 BODY_FIELDS = frozenset({"messages", "model"})  # checked by producer.inputs, not here
 
 _TEXT_ONLY = "chatgpt.es answers with text only"
-_NO_TOOLS = "tool and function calls are not supported: chatgpt.es cannot make them"
 _NO_LOGPROBS = "log probabilities are not supported: chatgpt.es gives only the text"
 
 # Refused whatever their (non-null) value: the site has nothing that could honour them.
 REFUSED: Mapping[str, str] = {
-    "tools": _NO_TOOLS,
-    "tool_choice": _NO_TOOLS,
-    "parallel_tool_calls": _NO_TOOLS,
-    "functions": _NO_TOOLS,
-    "function_call": _NO_TOOLS,
+    "functions": LEGACY_FUNCTIONS,
+    "function_call": LEGACY_FUNCTIONS,
     "top_logprobs": _NO_LOGPROBS,
     "audio": f"audio output is not supported: {_TEXT_ONLY}",
     "prediction": "predicted outputs are not supported by chatgpt.es",
@@ -130,6 +134,8 @@ def check_body_params(body: Mapping[str, Any], reasons: list[str]) -> BodyParams
     )
     if len(unknown) > MAX_NAMED_UNKNOWN_KEYS:
         reasons.append(f"body: {len(unknown) - MAX_NAMED_UNKNOWN_KEYS} more unknown keys")
+    if _TOOL_PARAMETERS.intersection(verdicts.params):
+        tools_together(verdicts.params, reasons)
     if not verdicts.params and not verdicts.warnings:
         return NO_BODY_PARAMS
     return BodyParams(MappingProxyType(verdicts.params), tuple(verdicts.warnings))
@@ -157,37 +163,6 @@ def suggestion(key: str, known: Collection[str]) -> str | None:
         return None
     matches = difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.75)
     return matches[0] if matches else None
-
-
-def json_type(value: Any) -> str:
-    """The JSON name of a decoded value's type, for reasons a user reads."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
-
-
-def shown(value: Any) -> str:
-    """A short string quoted, a number or literal as JSON text, anything bigger by its type."""
-    if isinstance(value, str):
-        return repr(value) if len(value) <= 40 else f"a {len(value)}-character string"
-    if value is None or isinstance(value, bool | int | float):
-        return json.dumps(value)
-    return json_type(value)
-
-
-def _shown_json(value: Any) -> str:
-    """Like ``shown``, but a small array or object as its JSON text."""
-    if isinstance(value, list | dict):
-        text = json.dumps(value)
-        if len(text) <= 60:
-            return text
-    return shown(value)
 
 
 def _unknown_key_hint(name: str) -> str:
@@ -247,7 +222,7 @@ def _logit_bias(value: Any) -> str | None:
     ):
         return None
     return (
-        f"must be an object mapping token ids to numbers from -100 to 100, got {_shown_json(value)}"
+        f"must be an object mapping token ids to numbers from -100 to 100, got {shown_json(value)}"
     )
 
 
@@ -266,7 +241,7 @@ def _metadata(value: Any) -> str | None:
     return (
         f"must be an object of at most {MAX_METADATA_PAIRS} string values (keys up to "
         f"{MAX_METADATA_KEY_CHARS} characters, values up to {MAX_METADATA_VALUE_CHARS}), "
-        f"got {_shown_json(value)}"
+        f"got {shown_json(value)}"
     )
 
 
@@ -317,7 +292,7 @@ def _stream(value: Any, verdicts: _Verdicts) -> None:
 def _modalities(value: Any, verdicts: _Verdicts) -> None:
     if value != ["text"]:
         verdicts.reasons.append(
-            f'body.modalities: only ["text"] is supported ({_TEXT_ONLY}), got {_shown_json(value)}'
+            f'body.modalities: only ["text"] is supported ({_TEXT_ONLY}), got {shown_json(value)}'
         )
 
 
@@ -334,7 +309,7 @@ def _response_format(value: Any, verdicts: _Verdicts) -> None:
     elif kind not in ("text", "json_object") or len(value) != 1:
         verdicts.reasons.append(
             'body.response_format: must be {"type": "text"}, {"type": "json_object"} or '
-            f'{{"type": "json_schema", "json_schema": {{...}}}}, got {_shown_json(value)}'
+            f'{{"type": "json_schema", "json_schema": {{...}}}}, got {shown_json(value)}'
         )
     elif kind == "json_object":
         verdicts.params["response_format"] = {"type": "json_object"}
@@ -405,11 +380,40 @@ def _stop(value: Any, verdicts: _Verdicts) -> None:
         return
     verdicts.reasons.append(
         f"body.stop: must be a non-empty string or a list of up to {MAX_STOP_SEQUENCES} "
-        f"non-empty strings, got {_shown_json(value)}"
+        f"non-empty strings, got {shown_json(value)}"
     )
 
 
+def _tools(value: Any, verdicts: _Verdicts) -> None:
+    functions = checked_tools(value, verdicts.reasons, _parameters_problem)
+    if functions is not None:
+        verdicts.params["tools"] = functions
+
+
+def _parameters_problem(schema: dict[str, Any]) -> str | None:
+    problem = _schema_problem(json.dumps(schema, sort_keys=True))
+    return None if problem is None else problem.removeprefix("schema is ")
+
+
+def _tool_choice(value: Any, verdicts: _Verdicts) -> None:
+    choice = checked_tool_choice(value, verdicts.reasons)
+    if choice is not None:
+        verdicts.params["tool_choice"] = choice
+
+
+def _parallel_tool_calls(value: Any, verdicts: _Verdicts) -> None:
+    problem = _boolean(value)
+    if problem is None:
+        verdicts.params["parallel_tool_calls"] = value
+    else:
+        verdicts.reasons.append(f"body.parallel_tool_calls: {problem}")
+
+
+_TOOL_PARAMETERS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
 _CONDITIONAL: Mapping[str, Callable[[Any, _Verdicts], None]] = {
+    "tools": _tools,
+    "tool_choice": _tool_choice,
+    "parallel_tool_calls": _parallel_tool_calls,
     "n": _n,
     "logprobs": _logprobs,
     "stream": _stream,
@@ -430,11 +434,16 @@ def request_params(params: Mapping[str, Any]) -> RequestParams:
         return NO_PARAMS
     response_format = params.get("response_format") or {}
     schema = response_format.get("schema")
+    tools = params.get("tools")
+    choice = params.get("tool_choice")
     return RequestParams(
         stop=tuple(params.get("stop", ())),
         json_object=response_format.get("type") == "json_object",
         json_schema=None if schema is None else json.dumps(schema, separators=(",", ":")),
         max_tokens=params.get("max_tokens"),
+        tools=None if tools is None else json.dumps(tools, separators=(",", ":")),
+        tool_choice=NamedTool(**choice) if isinstance(choice, dict) else choice,
+        parallel_tool_calls=params.get("parallel_tool_calls"),
     )
 
 
@@ -450,4 +459,13 @@ def body_params(params: RequestParams) -> dict[str, Any]:
         body["response_format"] = {"type": "json_schema", "json_schema": spec}
     if params.max_tokens is not None:
         body["max_completion_tokens"] = params.max_tokens
+    if params.tools is not None:
+        body["tools"] = [{"type": "function", "function": function}
+                         for function in json.loads(params.tools)]  # fmt: skip
+    if isinstance(params.tool_choice, NamedTool):
+        body["tool_choice"] = {"type": "function", "function": {"name": params.tool_choice.name}}
+    elif params.tool_choice is not None:
+        body["tool_choice"] = params.tool_choice
+    if params.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = params.parallel_tool_calls
     return body

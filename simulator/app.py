@@ -21,8 +21,11 @@ PHP's ``json_encode`` does):
    limit.","status":"error"}``.
 8. success → ``{"status":"success","msg":"Something went wrong","data":"Echo: " + message}``
    (a message that asks for a "JSON object" gets ``Echo: {"echo": message}``, the object
-   behind a word of prose as models do; one that sends a JSON Schema gets an object of
-   that schema's shape instead, see ``schema_answers``), or with ``stream`` on,
+   behind a word of prose as models do; one that sends a JSON Schema, or writes one in
+   its text, gets an object of that schema's shape instead, see ``schema_answers``; one
+   that offers functions gets calls of them, or a plain answer once they have answered,
+   see ``tool_answers``; the word ``offschema`` makes those answers off the schema), or
+   with ``stream`` on,
    ``text/event-stream`` of ``data: {"choices":[{"delta":{"content":PIECE}}]}\\n\\n``
    events whose pieces join to the answer, then ``data: [DONE]\\n\\n``.
 
@@ -59,8 +62,15 @@ from simulator.latency import parse_latency
 from simulator.limits import Admission
 from simulator.nonces import CHAT_ACTION, REST_ACTION
 from simulator.pages import AJAX_PATH, CHALLENGE_PAGE, NOT_ALLOWED_TEXT
-from simulator.schema_answers import instance_of, schema_in
+from simulator.schema_answers import instance_of, off_instance_of, schema_in, schema_written_in
 from simulator.state import SimState
+from simulator.tool_answers import (
+    OFF_SCHEMA_WORD,
+    PLAIN_AS_JSON,
+    plain_answer,
+    tool_answer,
+    tool_prompt,
+)
 
 Serve = Callable[[web.Request, SimState, str], Awaitable[web.StreamResponse]]
 
@@ -243,18 +253,29 @@ async def _serve_ajax(request: web.Request, state: SimState, identity: str) -> w
     state.stats.reply(identity, "success")
     state.stats.answer(fields["message"])
     request[ANSWERED_KEY] = True
-    answer = "Echo: " + _echoed(fields["message"])
+    answer = "Echo: " + echoed(fields["message"])
     if state.config.stream:
         return await _stream_answer(request, answer)
     return _json({"status": "success", "msg": "Something went wrong", "data": answer})
 
 
-def _echoed(message: str) -> str:
-    """The message; or an object of the schema it sends; or the message as a JSON object
-    when it asks for one."""
+def echoed(message: str) -> str:
+    """The message; or calls of the functions it offers; or an object of the schema it sends
+    or writes; or the message as a JSON object when it asks for one."""
+    off_schema = OFF_SCHEMA_WORD in message.lower()
+    tools = tool_prompt(message)
+    if tools is not None:
+        calls = tool_answer(tools, off_schema)
+        if calls is not None:
+            return calls
     schema = schema_in(message)
+    if schema is None and tools is None:
+        schema = schema_written_in(message)
     if schema is not None:
-        return json.dumps(instance_of(schema))
+        return json.dumps((off_instance_of(schema) if off_schema else None) or instance_of(schema))
+    if tools is not None:
+        plain = plain_answer(tools)
+        return json.dumps({"echo": plain}) if PLAIN_AS_JSON in message else plain
     return json.dumps({"echo": message}) if "JSON object" in message else message
 
 

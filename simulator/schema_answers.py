@@ -1,11 +1,14 @@
 """What the simulator answers when a message asks for JSON matching a schema: an instance.
 
-The worker sends the schema after the words ``JSON Schema:`` (``worker.prompt``); the
-simulator answers, as a model would, with an object that has every property the
-schema names, each of its type: the first of an ``enum``, a ``const``, the first
-branch of an ``anyOf``, one item of an array, ``$ref`` followed into ``$defs``. It
-honours no other keyword (``minLength``, ``pattern``, ``minimum``...), so a schema
-that needs them gets an answer off it: the tests use that to see a retry.
+The worker sends the schema after the words ``JSON Schema:`` (``worker.prompt``); a
+client may write one in the prompt itself (instructor's ``Mode.JSON`` and ``MD_JSON``,
+LangChain's ``json_mode``), which ``schema_written_in`` finds. The simulator answers,
+as a model would, with an object that has every property the schema names, each of
+its type: the first of an ``enum``, a ``const``, the first branch of an ``anyOf``, one
+item of an array, ``$ref`` followed into ``$defs``. It honours no other keyword
+(``minLength``, ``pattern``, ``minimum``...), so a schema that needs them gets an
+answer off it: the tests use that to see a retry. ``off_instance_of`` is an answer off
+the schema on purpose (the magic word of ``tool_answers``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,40 @@ def schema_in(message: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return schema if isinstance(schema, dict) else None
+
+
+def schema_written_in(message: str) -> dict[str, Any] | None:
+    """The first JSON Schema of an object written in the message (an object with
+    ``properties``), if the message speaks of a schema and holds one."""
+    if "schema" not in message.lower():
+        return None
+    decoder = json.JSONDecoder()
+    at = message.find("{")
+    while at >= 0:
+        try:
+            value, end = decoder.raw_decode(message, at)
+        except ValueError:
+            at = message.find("{", at + 1)
+            continue
+        if (
+            isinstance(value, dict)
+            and isinstance(value.get("properties"), dict)
+            and value.get("type", "object") == "object"
+        ):
+            return value
+        at = message.find("{", end)
+    return None
+
+
+def off_instance_of(schema: Any) -> dict[str, Any] | None:
+    """An object of the schema's shape but for its first property, given a value of the
+    wrong type; None if the schema names no property."""
+    instance = instance_of(schema)
+    if not isinstance(instance, dict) or not instance:
+        return None
+    first = next(iter(instance))
+    instance[first] = 0 if isinstance(instance[first], str) else "off the schema"
+    return instance
 
 
 def instance_of(schema: Any, root: dict[str, Any] | None = None, depth: int = 0) -> Any:

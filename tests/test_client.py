@@ -206,7 +206,7 @@ async def test_one_connection_pool_serves_many_identities_through_a_gateway() ->
 async def test_the_site_is_asked_for_json_and_the_object_is_kept() -> None:
     async with site() as (_sim, client):
         session = await client.handshake(DIRECT)
-        answer, _ = await client.ask(
+        answer, _, _ = await client.ask(
             DIRECT, session, HELLO, "gpt-4o", RequestParams(json_object=True, stop=("zzz",))
         )
     # The simulator answers 'Echo: {"echo": <message>}' when asked for a JSON object.
@@ -217,7 +217,7 @@ async def test_the_site_is_asked_for_json_and_the_object_is_kept() -> None:
 async def test_a_stop_sequence_cuts_the_answer() -> None:
     async with site() as (_sim, client):
         session = await client.handshake(DIRECT)
-        answer, _ = await client.ask(
+        answer, _, _ = await client.ask(
             DIRECT, session, HELLO, "gpt-4o", RequestParams(stop=("Hello",))
         )
     assert answer.startswith("Echo: Your default language") and answer.endswith("User input: ")

@@ -445,7 +445,7 @@ async def test_cancel_of_a_batch_with_an_unreadable_request_answers(
     batch_id = batch["id"]
     requests = keys.batch_requests(batch_id)
     stored = json.loads(await fake_redis.hget(requests, 1))
-    stored["params"] = {"tool_choice": "auto"}  # what a newer producer writes
+    stored["service_tier"] = "flex"  # what a newer producer writes
     await fake_redis.hset(requests, 1, json.dumps(stored))
     reply = await client.post(f"/v1/batches/{batch_id}/cancel")
     assert reply.status == 200, await reply.text()
@@ -645,7 +645,8 @@ async def test_bad_chat_requests_enqueue_nothing(client: TestClient, fake_redis:
          "messages[0].role", None),
         ({**CHAT, "temprature": 1}, 400, "temprature", None),
         ({**CHAT, "temperature": 5}, 400, "temperature", None),
-        ({**CHAT, "tools": [{"type": "function"}]}, 400, "tools", None),
+        ({**CHAT, "tools": [{"type": "function"}]}, 400, "tools[0].function", None),
+        ({**CHAT, "tools": [{"type": "web_search"}]}, 400, "tools[0].type", None),
         ({**CHAT, "stream": "yes"}, 400, "stream", "invalid_type"),
         ({**CHAT, "stream_options": {"include_usage": True}}, 400, "stream_options", None),
     ]  # fmt: skip
@@ -885,8 +886,9 @@ async def test_bad_responses_requests_say_why(client: TestClient, fake_redis: Re
         ({"model": "gpt-4o", "input": "Hi", "previous_response_id": "resp_1"},
          "previous_response_id"),
         ({"model": "gpt-4o", "input": [{"type": "function_call_output", "output": "x"}]},
-         "input[0].type"),
-        ({"model": "gpt-4o", "input": "Hi", "tools": [{"type": "web_search"}]}, "tools"),
+         "input[0].call_id"),
+        ({"model": "gpt-4o", "input": [{"type": "reasoning", "summary": []}]}, "input[0].type"),
+        ({"model": "gpt-4o", "input": "Hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"model": "gpt-4o", "input": "Hi", "colour": 1}, "colour"),
     ]  # fmt: skip
     for body, param in cases:

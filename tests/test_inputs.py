@@ -236,12 +236,17 @@ def test_message_must_be_an_object() -> None:
 def test_role_must_be_known() -> None:
     messages = [*USER_HI, {"role": "assistant", "content": "x"}, {"role": "bot", "content": "y"}]
     reason = only_reason({"messages": messages})
-    assert reason == "messages[2].role: 'bot' is not one of system, developer, user, assistant"
+    assert (
+        reason == "messages[2].role: 'bot' is not one of system, developer, user, assistant, tool"
+    )
 
 
 def test_role_missing() -> None:
     reason = only_reason({"messages": [{"content": "hi"}]})
-    assert reason == "messages[0].role: missing; expected one of system, developer, user, assistant"
+    assert (
+        reason
+        == "messages[0].role: missing; expected one of system, developer, user, assistant, tool"
+    )
 
 
 @pytest.mark.parametrize(
@@ -301,7 +306,10 @@ def test_unknown_message_key() -> None:
 def test_last_message_must_be_the_users() -> None:
     messages = [*USER_HI, {"role": "assistant", "content": "hello"}]
     reason = only_reason({"messages": messages})
-    assert reason == "messages[1].role: the last message must be the user's, not 'assistant'"
+    assert reason == (
+        "messages[1].role: the last message must be the user's (or a tool's result), not "
+        "'assistant'"
+    )
 
 
 def test_prompt_size_counts_every_message() -> None:
@@ -390,7 +398,7 @@ def test_openai_body_missing_or_not_an_object() -> None:
 def test_openai_body_fields_are_named_by_path() -> None:
     body = {"model": "gpt-9", "messages": [{"role": "bot", "content": "x"}]}
     assert [p.reason for p in problems_of(openai_request(body))] == [
-        "body.messages[0].role: 'bot' is not one of system, developer, user, assistant",
+        "body.messages[0].role: 'bot' is not one of system, developer, user, assistant, tool",
         f"body.model: unknown model 'gpt-9'; {UNKNOWN_HINT.format(m='gpt-9')}",
     ]
 
@@ -787,15 +795,15 @@ def test_parameter_in_a_native_line_points_to_the_body() -> None:
         ),
         (
             {"messages": [{"role": "tool", "content": "x"}]},
-            "messages[0].role: 'tool' is not one of system, developer, user, assistant",
+            "messages[0].tool_call_id: must name the call this result answers, got null",
         ),
         (
             {"messages": [{"role": "User", "content": "x"}]},
-            "messages[0].role: 'User' is not one of system, developer, user, assistant",
+            "messages[0].role: 'User' is not one of system, developer, user, assistant, tool",
         ),
         (
             {"messages": [{"role": None, "content": "x"}]},
-            "messages[0].role: null is not one of system, developer, user, assistant",
+            "messages[0].role: null is not one of system, developer, user, assistant, tool",
         ),
         (
             {"messages": USER_HI, "model": "gpt-9-turbo"},
@@ -1003,7 +1011,10 @@ def body_line(**params: Any) -> dict[str, Any]:
     return openai_request({"messages": USER_HI, **params}, custom_id="r")
 
 
-TOOLS = "tool and function calls are not supported: chatgpt.es cannot make them"
+LEGACY = (
+    "the legacy functions API is not supported: send 'tools' (of type 'function') and "
+    "'tool_choice' instead, which are emulated"
+)
 NO_LOGPROBS = "log probabilities are not supported: chatgpt.es gives only the text"
 
 
@@ -1015,13 +1026,10 @@ NO_LOGPROBS = "log probabilities are not supported: chatgpt.es gives only the te
             2,
             "2 answers per prompt are not possible: chatgpt.es gives one; repeat the line under other custom_ids instead",
         ),
-        ("tools", [{"type": "function", "function": {"name": "f"}}], TOOLS),
-        ("tools", [], TOOLS),
-        ("tool_choice", "auto", TOOLS),
-        ("tool_choice", "none", TOOLS),
-        ("functions", [{"name": "f"}], TOOLS),
-        ("function_call", "auto", TOOLS),
-        ("parallel_tool_calls", False, TOOLS),
+        ("tools", [], "must be a list of 1 to 128 function tools, got a list of 0"),
+        ("tool_choice", "required", "a call is required, but no 'tools' are given"),
+        ("functions", [{"name": "f"}], LEGACY),
+        ("function_call", "auto", LEGACY),
         ("logprobs", True, NO_LOGPROBS),
         ("top_logprobs", 3, NO_LOGPROBS),
         (
@@ -1261,3 +1269,47 @@ def test_repeated_parameters_are_judged_by_type_as_well_as_value() -> None:
         LineProblem(4, "body.n: must be a positive integer, got true"),
         LineProblem(4, "body.seed: must be an integer, got 1.0"),
     ]
+
+
+# --- tools: parameters and histories ---
+
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}  # fmt: skip
+CALLED = {"role": "assistant", "content": None, "refusal": None, "annotations": [],
+          "tool_calls": [{"id": "call_1", "type": "function",
+                          "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]}  # fmt: skip
+
+
+def test_a_line_may_offer_tools_and_end_with_a_tools_result() -> None:
+    history = [{"role": "user", "content": "Weather in Paris?"}, CALLED,
+               {"role": "tool", "tool_call_id": "call_1", "content": "18 C"}]  # fmt: skip
+    [prompt] = parse(openai_request({"messages": history, "tools": [WEATHER_TOOL],
+                                     "tool_choice": "required"}))  # fmt: skip
+    assert [m.role for m in prompt.messages] == ["user", "assistant", "tool"]
+    assert prompt.messages[1].tool_calls[0].arguments == '{"city":"Paris"}'
+    assert prompt.params["tool_choice"] == "required" and prompt.warnings == ()
+
+
+def test_the_fast_path_leaves_tool_histories_to_the_thorough_checks() -> None:
+    plain = json.dumps(openai_request({"messages": USER_HI, "tools": [WEATHER_TOOL]}))
+    assert fast_check_line(plain, 1000, DEFAULT_MAP) is not None  # tools alone: fast
+    history = json.dumps(openai_request({"messages": [*USER_HI, CALLED, *USER_HI]}))
+    assert fast_check_line(history, 1000, DEFAULT_MAP) is None
+    assert check_line(history, 1000, models=DEFAULT_MAP).reasons == []
+
+
+@pytest.mark.parametrize(
+    ("messages", "reason"),
+    [([*USER_HI, {**CALLED, "tool_calls": [{"id": "call_1", "function": {"name": "f"}}]}, *USER_HI],
+      "body.messages[1].tool_calls[0].function.arguments: must be a string (the arguments' JSON), got null"),
+     ([*USER_HI, {**CALLED, "refusal": "no"}, *USER_HI],
+      "body.messages[1].refusal: only null is accepted here, got a string"),
+     ([*USER_HI, {"role": "tool", "tool_call_id": "call_1", "content": "18 C"}],
+      "body.messages[1].tool_call_id: 'call_1' answers no tool call of an earlier assistant message"),
+     ([*USER_HI, {"role": "tool", "content": "18 C"}],
+      "body.messages[1].tool_call_id: must name the call this result answers, got null"),
+     ([*USER_HI, {"role": "user", "content": "x", "tool_call_id": "call_1"}],
+      "body.messages[1]: unknown key 'tool_call_id'; expected only content, name, role")],
+)  # fmt: skip
+def test_a_bad_tool_history_says_where(messages: list[Any], reason: str) -> None:
+    assert only_reason(openai_request({"messages": messages})) == reason

@@ -1,5 +1,6 @@
 """The official Node SDK (``openai`` on npm) against ``chatgptes serve``, real workers and
-the simulator: code written for OpenAI in JavaScript runs here by changing ``baseURL``.
+the simulator: code written for OpenAI in JavaScript runs here by changing ``baseURL``,
+an agent loop (``runTools``) included.
 
 The SDK is installed with npm into a directory of the tests' own (``.venv/node-sdk``,
 once); where node or npm is missing, or the install cannot be done, the test skips.
@@ -71,5 +72,10 @@ def test_node_sdk_code_runs_by_changing_base_url(fleet, node_sdk: Path) -> None:
     assert seen["cancel"] in ("cancelling", "cancelled")
     assert seen["failed"] == {"status": "failed", "line": 1}
     assert seen["isolation"] == {"batch": 404, "file": 404, "listed": 0}
+    assert seen["runTools"] == {
+        "final": "Echo: What is the weather in Paris? Use getWeather. "
+                 "(getWeather: 18 C and sunny in echo)",
+        "calledWith": ["echo"], "finishes": ["tool_calls", "stop"],
+    }  # fmt: skip
     assert seen["errors"]["unknownModel"] == 404 and seen["errors"]["tools"] == 400
     assert seen["errors"]["notFound"] == 404

@@ -170,10 +170,10 @@ def test_bad_requests_raise_the_sdks_typed_errors(sdk: OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as unknown:
         client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
     assert unknown.value.code == "model_not_found" and "CHATGPTES_MODELS" in unknown.value.message
-    with pytest.raises(openai.BadRequestError) as tools:
+    with pytest.raises(openai.BadRequestError) as tools:  # function tools are emulated; no other
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}],
-                                       tools=[{"type": "function", "function": {"name": "f"}}])  # fmt: skip
-    assert tools.value.param == "tools" and "cannot make them" in tools.value.message
+                                       tools=[{"type": "custom", "custom": {"name": "f"}}])  # fmt: skip
+    assert tools.value.param == "tools[0].type" and "only 'function' tools" in tools.value.message
 
 
 class Person(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from contract.models import RequestParams
+from contract.models import NamedTool, RequestParams
 from producer.params import body_params, check_body_params, request_params
 
 PERSON = {
@@ -74,10 +74,73 @@ def test_max_tokens_are_honoured_not_warned_about(body: dict[str, Any], limit: i
     assert request_params(checked.params).max_tokens == limit
 
 
-def test_tools_stay_refused_saying_why() -> None:
-    _, reasons = judged(tools=[{"type": "function", "function": {"name": "f"}}])
-    assert reasons == ["body.tools: tool and function calls are not supported: "
-                       "chatgpt.es cannot make them"]  # fmt: skip
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def tool(name: str, parameters: Any = WEATHER, **more: Any) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": parameters, **more}}
+
+
+def test_tools_are_kept_for_the_worker_and_asked_back_the_same() -> None:
+    body = {"tools": [tool("get_weather", description="Weather now", strict=True), tool("noop", None)],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "parallel_tool_calls": False}  # fmt: skip
+    params, reasons = judged(**body)
+    assert reasons == []
+    told = request_params(params)
+    assert json.loads(told.tools or "") == [
+        {
+            "name": "get_weather",
+            "description": "Weather now",
+            "parameters": WEATHER,
+            "strict": True,
+        },
+        {"name": "noop", "parameters": {"type": "object", "properties": {}}},
+    ]
+    assert told.tool_choice == NamedTool(name="get_weather") and told.parallel_tool_calls is False
+    assert told.given and told.calls_tools and not told.wants_json
+    again = body_params(told)
+    assert again["tool_choice"] == body["tool_choice"] and again["parallel_tool_calls"] is False
+    assert request_params(judged(**again)[0]) == told
+
+
+@pytest.mark.parametrize(
+    ("choice", "kept"), [("required", "required"), ("none", "none"), ("auto", None)]
+)
+def test_a_tool_choice_mode_is_kept_unless_it_is_the_default(choice: str, kept: Any) -> None:
+    told = request_params(judged(tools=[tool("f")], tool_choice=choice)[0])
+    assert told.tool_choice == kept and told.calls_tools == (choice != "none")
+
+
+def test_choices_that_change_nothing_without_tools_are_dropped() -> None:
+    assert judged(tool_choice="none", parallel_tool_calls=True) == ({}, [])
+    assert judged(tool_choice="auto") == ({}, [])
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"tools": []}, "body.tools: must be a list of 1 to 128 function tools, got a list of 0"),
+        ({"tools": {"name": "f"}}, "body.tools: must be a list of 1 to 128 function tools, got an object"),
+        ({"tools": [{"type": "web_search"}]}, "body.tools[0].type: only 'function' tools can be emulated, got 'web_search'"),
+        ({"tools": [tool("a b")]}, "body.tools[0].function.name: must be 1-64 letters, digits, '_' or '-', got 'a b'"),
+        ({"tools": [tool("f"), tool("f")]}, "body.tools[1].function.name: 'f' is already the name of tools[0]"),
+        ({"tools": [tool("f", {"type": "array"})]}, "body.tools[0].function.parameters: must describe an object (type 'object'), not 'array'"),
+        ({"tools": [tool("f", {"type": "object", "properties": {"a": {"type": 5}}})]},
+         "body.tools[0].function.parameters: not a valid JSON Schema at properties/a/type"),
+        ({"tools": [tool("f", strict="yes")]}, "body.tools[0].function.strict: must be true or false, got 'yes'"),
+        ({"tools": [tool("f", colour=1)]}, "body.tools[0].function: unknown key 'colour'"),
+        ({"tools": [tool("f")], "tool_choice": "any"}, "body.tool_choice: must be 'auto', 'none', 'required' or"),
+        ({"tools": [tool("f")], "tool_choice": {"type": "function", "function": {"name": "g"}}},
+         "body.tool_choice.function.name: 'g' is not one of the tools given"),
+        ({"tool_choice": "required"}, "body.tool_choice: a call is required, but no 'tools' are given"),
+        ({"tools": [tool("f")], "parallel_tool_calls": "no"}, "body.parallel_tool_calls: must be true or false"),
+        ({"functions": [{"name": "f"}]}, "body.functions: the legacy functions API is not supported: send 'tools'"),
+    ],
+)  # fmt: skip
+def test_bad_tools_are_refused_saying_where(body: dict[str, Any], reason: str) -> None:
+    _, reasons = judged(**body)
+    assert len(reasons) == 1 and reasons[0].startswith(reason), reasons
 
 
 def test_body_params_ask_for_what_request_params_tell() -> None:

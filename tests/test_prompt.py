@@ -170,15 +170,15 @@ def test_pydantic_schemas_with_refs_are_followed() -> None:
 @pytest.mark.parametrize("limit", [1, 2, 5, 17])
 def test_max_tokens_cuts_the_answer_at_that_many_tokens(model: str, limit: int) -> None:
     answer = "Héllo wörld, ünïcödé 😀 — a longer answer than any of the limits asked for here."
-    shaped, cut = shape_answer(answer, RequestParams(max_tokens=limit), model)
+    shaped, cut, _ = shape_answer(answer, RequestParams(max_tokens=limit), model)
     assert answer.startswith(shaped) and shaped != answer and cut
     assert 0 < tokens.count(shaped, model) <= limit
-    assert shape_answer("Hi", RequestParams(max_tokens=limit), model) == ("Hi", False)
+    assert shape_answer("Hi", RequestParams(max_tokens=limit), model) == ("Hi", False, None)
 
 
 def test_max_tokens_cuts_after_the_json_is_taken() -> None:
     params = RequestParams(json_object=True, max_tokens=3)
-    shaped, cut = shape_answer('Echo: {"echo": "a long echoed message"}', params)
+    shaped, cut, _ = shape_answer('Echo: {"echo": "a long echoed message"}', params)
     assert shaped.startswith("{") and tokens.count(shaped, "gpt-4o") <= 3 and cut
 
 

@@ -462,7 +462,7 @@ async def test_an_unreadable_request_keeps_its_custom_id_and_model(fake_redis) -
     async with harness(fake_redis) as h:
         batch_id = await h.enqueue("fine", "newer")
         raw = json.loads(await fake_redis.hget(keys.batch_requests(batch_id), 1))
-        raw["params"] = {"tool_choice": "auto"}  # a field a newer producer writes
+        raw["service_tier"] = "flex"  # a field a newer producer writes
         await fake_redis.hset(keys.batch_requests(batch_id), 1, json.dumps(raw))
         await h.run_all()
     fine, bad = await h.queue.results(batch_id)

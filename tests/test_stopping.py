@@ -134,7 +134,7 @@ async def poison(redis, batch_id: str, *indices: int) -> None:
     for index in indices:
         raw = await redis.hget(keys.batch_requests(batch_id), index)
         stored = json.loads(raw)
-        stored["params"] = {"tool_choice": "auto"}
+        stored["service_tier"] = "flex"
         await redis.hset(keys.batch_requests(batch_id), index, json.dumps(stored))
 
 
@@ -152,7 +152,7 @@ async def test_an_unreadable_request_is_settled_once_by_a_stop(queue, redis, why
     for n in (1, 3, 4):
         bad = results[f"q{n}"]
         assert (bad.status, bad.error.type, bad.model) == ("failed", "BadRequestData", "gpt-4o")
-        assert "params" in bad.error.message and "extra_forbidden" in bad.error.message
+        assert "service_tier" in bad.error.message and "extra_forbidden" in bad.error.message
     stopped = "cancelled" if why == "cancelled" else "failed"
     assert {results[f"q{n}"].status for n in (0, 2, 5)} == {stopped}
 

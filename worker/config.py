@@ -28,6 +28,7 @@ DEFAULT_RETRY_BUDGETS: dict[str, int] = {
     "UpstreamTimeout": 3,
     "AnswerNotJson": 2,
     "AnswerOffSchema": 2,
+    "ToolCallOffSchema": 2,
 }
 
 

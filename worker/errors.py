@@ -15,6 +15,8 @@ The retry policy reads the class, never the message text::
     │   │   └── UpstreamTimeout   connect or whole-request timeout
     │   └── AnswerNotJson         JSON mode, and the answer held no JSON object: ask again
     │       └── AnswerOffSchema   a JSON schema was asked for, the object does not match it
+    │           └── ToolCallOffSchema  tools were offered, and a call is off its function's
+    │                                  schema (or a required call is missing)
     └── PermanentError            retrying cannot help
         ├── ConsentMissing        the site asked for the consent checkbox: a configuration error
         ├── ContentRefused        the prompt was flagged (prohibited words)
@@ -127,6 +129,12 @@ class AnswerNotJson(RetryableError):
 class AnswerOffSchema(AnswerNotJson):
     """``response_format`` ``json_schema``, and the answer's JSON object does not match the
     schema (the message says where). Asked again, under its own retry budget."""
+
+
+class ToolCallOffSchema(AnswerOffSchema):
+    """Tools were offered, and the answer's calls do not match them: a function not offered,
+    arguments off its schema, another function than ``tool_choice`` names, or no call where
+    one is required (the message says where). Asked again, under its own retry budget."""
 
 
 class PermanentError(UpstreamError):

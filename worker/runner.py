@@ -187,6 +187,7 @@ class PromptRunner:
                 started_at=started,
                 usage=usage_of(request, answer.text),
                 cut=answer.cut,
+                tool_calls=answer.tool_calls,
             )
 
     async def _exchange(self, lease: Lease, request: PromptRequest, chunk: HeldChunk) -> Shaped:

@@ -7,8 +7,8 @@ gpt-4.1, o-series and later families, ``cl100k_base`` for gpt-4 and gpt-3.5), an
 chat format's fixed cost per message (OpenAI's cookbook: 3 tokens a message, 3 to
 prime the reply). bpe-openai carries the encodings in the package (tiktoken fetches
 them from the internet on first use, which a worker may not reach). The prompt
-counted is the messages as given, not the text the site receives: it is what an
-OpenAI bill would show for the same request.
+counted is the messages as given (and the tools offered), not the text the site
+receives: it is what an OpenAI bill would show for the same request.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from functools import cache
 import bpe_openai
 
 from contract.models import PromptRequest, Usage
+from worker.tool_calls import calls_text
 
 O200K, CL100K = "o200k_base", "cl100k_base"
 # The first prefix a model name starts with picks its encoding (tiktoken's table).
@@ -68,13 +69,20 @@ def cut(text: str, max_tokens: int, model: str) -> tuple[str, bool]:
 
 
 def usage_of(request: PromptRequest, answer: str) -> Usage:
+    """``answer``: the text of the answer, or of the calls it makes (as JSON). The tools
+    offered and a history's calls count as their JSON text (OpenAI's own framing of them
+    is not published: a close count, not an exact one)."""
+    model = request.model
     prompt = TOKENS_TO_PRIME_THE_REPLY + sum(
         TOKENS_PER_MESSAGE
-        + count(message.role, request.model)
-        + count(message.content, request.model)
+        + count(message.role, model)
+        + count(message.content, model)
+        + (count(calls_text(message.tool_calls), model) if message.tool_calls else 0)
         for message in request.messages
     )
-    completion = count(answer, request.model)
+    if request.params.tools is not None:
+        prompt += count(request.params.tools, model)
+    completion = count(answer, model)
     return Usage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
     )

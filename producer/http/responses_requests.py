@@ -12,14 +12,20 @@ in, and then checked exactly as a chat request or batch line (``producer.inputs`
   ``response_format`` (``text``, ``json_object``, or ``json_schema`` with its ``name``,
   ``schema``, ``strict`` beside ``type``, as the Responses API spells it);
   ``reasoning.effort`` is ``reasoning_effort``; ``temperature``, ``top_p``, ``user``,
-  ``metadata``, ``store``, ``service_tier``, ``tools``, ``tool_choice``,
-  ``parallel_tool_calls``, ``top_logprobs`` pass as they are, to the same policy;
+  ``metadata``, ``store``, ``service_tier``, ``parallel_tool_calls``, ``top_logprobs``
+  pass as they are, to the same policy;
+- function ``tools`` (``{"type": "function", "name", "description", "parameters",
+  "strict"}``) become chat tools, and ``tool_choice`` ``{"type": "function", "name"}``
+  a chat one; ``function_call`` input items become an assistant message's
+  ``tool_calls`` (consecutive ones, one message), and ``function_call_output`` items
+  ``tool`` messages;
 - refused, saying why: ``previous_response_id`` and ``conversation`` (nothing is kept
-  between requests), ``background``, ``prompt``, input items that are not messages
-  (tool calls and their outputs, reasoning items, references), images and files.
+  between requests), ``background``, ``prompt``, ``max_tool_calls``, input items that
+  are neither messages nor function calls and their outputs (reasoning items,
+  references, other tools' calls), images and files.
 
 ``ResponsesRequest`` keeps what the response object echoes (``instructions``,
-``max_output_tokens``, ``text``, ...).
+``max_output_tokens``, ``text``, the tools, ...).
 """
 
 from __future__ import annotations
@@ -36,14 +42,15 @@ REFUSED: dict[str, str] = {
     "conversation": _STATELESS,
     "background": "not supported: a response is answered while the request waits",
     "prompt": "not supported: there are no stored prompt templates here",
-    "max_tool_calls": "not supported: chatgpt.es cannot call tools",
+    "max_tool_calls": "not supported: the calls an answer makes are not limited here",
 }
 PASSED = frozenset({"temperature", "top_p", "user", "metadata", "store", "service_tier",
-                    "tools", "tool_choice", "parallel_tool_calls", "top_logprobs"})  # fmt: skip
+                    "parallel_tool_calls", "top_logprobs"})  # fmt: skip
 IGNORED = frozenset({"include", "truncation", "prompt_cache_key", "safety_identifier",
                      "stream_options"})  # fmt: skip
-KNOWN = frozenset({"model", "input", "instructions", "max_output_tokens", "text", "reasoning",
-                   "stream"}) | PASSED | IGNORED | frozenset(REFUSED)  # fmt: skip
+TRANSLATED = frozenset({"model", "input", "instructions", "max_output_tokens", "text",
+                        "reasoning", "stream", "tools", "tool_choice"})  # fmt: skip
+KNOWN = TRANSLATED | PASSED | IGNORED | frozenset(REFUSED)
 _ROLES = frozenset({"system", "developer", "user", "assistant"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 
@@ -79,8 +86,11 @@ def translate(body: dict[str, Any]) -> ResponsesRequest:
             effort = value.get("effort") if isinstance(value, dict) else None
             if effort is not None:
                 chat["reasoning_effort"] = effort
-        elif name == "tools" and value == []:
-            continue  # no tools is no tools
+        elif name == "tools":
+            if value != []:  # no tools is no tools
+                chat["tools"] = _chat_tools(value)
+        elif name == "tool_choice":
+            chat["tool_choice"] = _chat_tool_choice(value)
         else:
             chat[name] = value
     chat["messages"] = _messages(body.get("instructions"), body.get("input"), reasons)
@@ -93,7 +103,27 @@ def translate(body: dict[str, Any]) -> ResponsesRequest:
         "text": {"format": (body.get("text") or {}).get("format") or {"type": "text"}},
         "user": body.get("user"),
     }
+    if chat.get("tools"):
+        parallel = body.get("parallel_tool_calls", True)
+        request.echoed |= {"tools": body["tools"], "parallel_tool_calls": parallel,
+                           "tool_choice": body.get("tool_choice", "auto")}  # fmt: skip
     return request
+
+
+def _chat_tools(tools: Any) -> Any:
+    """Responses function tools as chat ones; anything else as it is, for the chat checks
+    to refuse in their words."""
+    if not isinstance(tools, list):
+        return tools
+    return [{"type": "function", "function": {key: tool[key] for key in tool if key != "type"}}
+            if isinstance(tool, dict) and tool.get("type") == "function" else tool
+            for tool in tools]  # fmt: skip
+
+
+def _chat_tool_choice(choice: Any) -> Any:
+    if isinstance(choice, dict) and choice.get("type") == "function" and "name" in choice:
+        return {"type": "function", "function": {"name": choice["name"]}}
+    return choice
 
 
 def _text(value: Any, request: ResponsesRequest) -> None:
@@ -124,8 +154,17 @@ def _messages(instructions: Any, given: Any, reasons: list[str]) -> Any:
         messages.append({"role": "user", "content": given})
     elif isinstance(given, list) and given:
         for index, item in enumerate(given):
-            message = _message(item, f"input[{index}]", reasons)
-            if message is not None:
+            where = f"input[{index}]"
+            kind = item.get("type", "message") if isinstance(item, dict) else None
+            if kind in ("function_call", "function_call_output") and not _call_id(item):
+                reasons.append(f"{where}.call_id: must be a non-empty string, got "
+                               f"{shown(item.get('call_id'))}")  # fmt: skip
+            elif kind == "function_call":
+                _function_call(item, messages)
+            elif kind == "function_call_output":
+                messages.append({"role": "tool", "tool_call_id": item["call_id"],
+                                 "content": _output(item.get("output"))})  # fmt: skip
+            elif (message := _message(item, where, reasons)) is not None:
                 messages.append(message)
     else:
         got = "missing" if given is None else f"got {json_type(given)}"
@@ -139,8 +178,9 @@ def _message(item: Any, where: str, reasons: list[str]) -> dict[str, Any] | None
         return None
     kind = item.get("type", "message")
     if kind != "message":
-        reasons.append(f"{where}.type: {shown(kind)} items are not supported: only messages "
-                       "are (chatgpt.es cannot call tools or keep reasoning)")  # fmt: skip
+        reasons.append(f"{where}.type: {shown(kind)} items are not supported: only messages, "
+                       "function calls and their outputs are (chatgpt.es cannot keep "
+                       "reasoning)")  # fmt: skip
         return None
     role = item.get("role")
     if role not in _ROLES:
@@ -151,6 +191,26 @@ def _message(item: Any, where: str, reasons: list[str]) -> dict[str, Any] | None
     if isinstance(content, list):
         content = [_part(part) for part in content]
     return {"role": role, "content": content}
+
+
+def _call_id(item: dict[str, Any]) -> bool:
+    return isinstance(item.get("call_id"), str) and bool(item["call_id"])
+
+
+def _function_call(item: dict[str, Any], messages: list[Any]) -> None:
+    """A ``function_call`` item as a call of the assistant message it belongs to."""
+    call = {"id": item.get("call_id"), "type": "function",
+            "function": {"name": item.get("name"), "arguments": item.get("arguments")}}  # fmt: skip
+    last = messages[-1] if messages else None
+    if isinstance(last, dict) and last.get("role") == "assistant":
+        last.setdefault("tool_calls", []).append(call)
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def _output(output: Any) -> Any:
+    """A ``function_call_output``'s output: a string, or parts (as chat text parts)."""
+    return [_part(part) for part in output] if isinstance(output, list) else output
 
 
 def _part(part: Any) -> Any:

@@ -149,7 +149,7 @@ async def input_pieces(ctx: ApiContext, status: BatchStatus) -> AsyncIterator[by
 
 def _input_line(request: StoredRequest) -> str:
     body = {"model": request.model,
-            "messages": [message.model_dump() for message in request.messages]}  # fmt: skip
+            "messages": [message.openai() for message in request.messages]}  # fmt: skip
     if request.params is not None:
         body.update(body_params(request.params))
     line = {"custom_id": request.custom_id, "method": "POST", "url": CHAT_COMPLETIONS,

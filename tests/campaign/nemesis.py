@@ -218,7 +218,7 @@ class Nemesis:
                 if raw is None:
                     continue
                 stored = json.loads(raw)
-                stored["params"] = {"tool_choice": "auto"}  # a newer producer's field
+                stored["service_tier"] = "flex"  # a field a newer producer writes
                 client.hset(requests, index, json.dumps(stored))
                 batch.poisoned[index] = time.time()
                 poisoned.append(index)

@@ -116,10 +116,36 @@ seen.isolation = {
   file: await status(other.files.retrieve(file.id)),
   listed: (await other.batches.list()).data.length,
 };
+// An agent loop: runTools calls the function the model asks for, sends its result back,
+// and ends with the answer that follows.
+const calledWith = [];
+function getWeather({ city }) {
+  calledWith.push(city);
+  return `18 C and sunny in ${city}`;
+}
+const runner = client.chat.completions.runTools({
+  model: "gpt-4o",
+  messages: [{ role: "user", content: "What is the weather in Paris? Use getWeather." }],
+  tools: [{
+    type: "function",
+    function: {
+      function: getWeather,
+      parse: JSON.parse,
+      description: "The weather in a city now.",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+    },
+  }],
+});
+seen.runTools = {
+  final: await runner.finalContent(),
+  calledWith,
+  finishes: (await runner.allChatCompletions()).map((c) => c.choices[0].finish_reason),
+};
+
 seen.errors = {
   unknownModel: await status(client.chat.completions.create({ model: "gpt-9", messages: ask })),
   tools: await status(client.chat.completions.create({
-    model: "gpt-4o", messages: ask, tools: [{ type: "function", function: { name: "f" } }],
+    model: "gpt-4o", messages: ask, tools: [{ type: "web_search" }],
   })),
   notFound: await status(client.batches.retrieve("batch_nothere")),
   typed: [NotFoundError.name, BadRequestError.name],
