@@ -269,6 +269,12 @@ def webhook_deliverers() -> str:
     return f"{WEBHOOKS}deliverers"
 
 
+def console_session(digest: str) -> str:
+    """Hash: one signed-in console session (by the SHA-256 of its cookie's ID): the tag of
+    the key it was opened with, when; expires with the session, deleted at sign-out."""
+    return f"{FLEET}console-session:{digest}"
+
+
 def throughput() -> str:
     """Hash: ``<interval start (s)>|<what>`` → prompts the fleet finished in that interval
     (succeeded, failed, cancelled, error:<Type>); intervals older than an hour are dropped."""

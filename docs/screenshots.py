@@ -38,7 +38,7 @@ from simulator import local
 from simulator.proxies import gateway_proxy_urls
 
 DOCS = Path(__file__).resolve().parent
-KEY = "sk-demo-key"
+KEY = "sk-demo-key-0123456789"
 QUEUE = "demo:screenshots"
 SECRET = "whsec_" + base64.b64encode(b"screenshots' webhook signing key").decode()
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -25,7 +25,12 @@ from producer.http.settings import ApiSettings
 from producer.inputs import PromptLine
 from tests.test_top import seed_identities, seed_worker
 
-KEY = "sk-console-key"
+KEY = "sk-console-key-0123456789"
+KEY_A, KEY_B, KEY_PLAIN = (
+    "sk-team-a-0123456789ab",
+    "sk-team-b-0123456789ab",
+    "sk-plain-0123456789abc",
+)
 QUEUE = "test:queue"
 HOSTILE = "<script>alert(1)</script>"
 
@@ -106,7 +111,7 @@ async def test_without_a_key_only_the_sign_in_form_is_shown(client, fake_redis) 
 async def test_signing_in_sets_a_strict_signed_cookie(client) -> None:
     form = await client.get("/sign-in")
     csrf = csrf_of(await form.text())
-    wrong = await client.post("/sign-in", data={"key": "sk-wrong", "csrf": csrf})
+    wrong = await client.post("/sign-in", data={"key": "sk-wrong-key-0123456789", "csrf": csrf})
     assert wrong.status == 401 and "not one of this server" in await wrong.text()
     assert COOKIE not in client.session.cookie_jar.filter_cookies(client.make_url("/"))
     reply = await client.post("/sign-in", data={"key": KEY, "csrf": csrf, "next": "/batches"},
@@ -123,7 +128,9 @@ async def test_a_forged_cookie_or_one_of_a_removed_key_gets_nothing(fake_redis) 
     async with TestClient(TestServer(app)) as first:
         await signed_in(first)
         cookie = first.session.cookie_jar.filter_cookies(first.make_url("/"))[COOKIE].value
-    rotated = make_app(settings(api_keys="sk-other"), open_without_keys=False, redis=fake_redis)
+    rotated = make_app(
+        settings(api_keys="sk-other-key-0123456789"), open_without_keys=False, redis=fake_redis
+    )
     async with TestClient(TestServer(rotated)) as other:
         for value in (cookie, cookie[:-2] + "xx", "garbage"):
             reply = await other.get("/", cookies={COOKIE: value}, allow_redirects=False)
@@ -132,7 +139,7 @@ async def test_a_forged_cookie_or_one_of_a_removed_key_gets_nothing(fake_redis) 
 
 async def test_a_bearer_key_is_taken_and_a_wrong_one_is_not(client) -> None:
     assert (await client.get("/", headers=bearer())).status == 200
-    reply = await client.get("/", headers=bearer("sk-wrong"), allow_redirects=False)
+    reply = await client.get("/", headers=bearer("sk-wrong-key-0123456789"), allow_redirects=False)
     assert reply.status == 303
 
 
@@ -326,22 +333,22 @@ async def test_a_key_sees_its_projects_batches_only(fake_redis) -> None:
     await records.save_extras(fake_redis, "batch_teamb", {"kind": "batch", "project": "team-b"},
                               3600)  # fmt: skip
     await records.register(fake_redis, "team-b", "batch_teamb")
-    keys_ = "team-a:sk-a,team-b:sk-b,sk-plain"
+    keys_ = f"team-a:{KEY_A},team-b:{KEY_B},{KEY_PLAIN}"
     app = make_app(settings(api_keys=keys_), open_without_keys=False, redis=fake_redis)
     async with TestClient(TestServer(app)) as test_client:
-        as_b = await (await test_client.get("/batches", headers=bearer("sk-b"))).text()
+        as_b = await (await test_client.get("/batches", headers=bearer(KEY_B))).text()
         assert "batch_teamb" in as_b and "b_cli" not in as_b
-        as_a = await (await test_client.get("/batches", headers=bearer("sk-a"))).text()
+        as_a = await (await test_client.get("/batches", headers=bearer(KEY_A))).text()
         assert "batch_teamb" not in as_a and "b_cli" not in as_a
-        plain = await (await test_client.get("/batches", headers=bearer("sk-plain"))).text()
+        plain = await (await test_client.get("/batches", headers=bearer(KEY_PLAIN))).text()
         assert "b_cli" in plain and "batch_teamb" not in plain
-        other = await test_client.get("/batches/batch_teamb", headers=bearer("sk-a"))
+        other = await test_client.get("/batches/batch_teamb", headers=bearer(KEY_A))
         assert other.status == 404
-        refused = await test_client.post("/batches/batch_teamb/cancel", headers=bearer("sk-a"))
+        refused = await test_client.post("/batches/batch_teamb/cancel", headers=bearer(KEY_A))
         assert refused.status == 404
         assert await fake_redis.hget(keys.batch_meta("batch_teamb"), "state") == b"in_progress"
         form = await test_client.get("/sign-in")
         reply = await test_client.post("/sign-in", allow_redirects=False, data={
-            "key": "sk-b", "csrf": csrf_of(await form.text()), "next": "/batches"})  # fmt: skip
+            "key": KEY_B, "csrf": csrf_of(await form.text()), "next": "/batches"})  # fmt: skip
         assert reply.status == 303
         assert "batch_teamb" in await (await test_client.get("/batches")).text()

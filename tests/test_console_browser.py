@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-KEY = "sk-browser-key"
+KEY = "sk-browser-key-0123456789"
 HOSTILE = "<script>alert(1)</script>"
 
 

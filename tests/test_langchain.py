@@ -13,7 +13,7 @@ from pydantic import BaseModel
 langchain_openai = pytest.importorskip("langchain_openai")
 
 pytestmark = pytest.mark.e2e
-KEY = "sk-langchain"
+KEY = "sk-langchain-0123456789"
 
 
 class Person(BaseModel):

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from producer.http.auth import Gate
-from producer.http.console import pages
+from producer.http.console import pages, sign_in
 from producer.http.console.access import ConsoleAccess
 from producer.http.console.state import CONSOLE, ConsoleState
 
@@ -49,9 +49,9 @@ def mount(
         ("GET", "/batches/{batch_id}/{half:output|errors}.jsonl", pages.download, "download"),
         ("POST", "/batches/{batch_id}/cancel", pages.cancel, "cancel"),
         ("POST", "/batches/{batch_id}/retry", pages.retry, "retry"),
-        ("GET", "/sign-in", pages.sign_in_form, "sign_in_form"),
-        ("POST", "/sign-in", pages.sign_in, "sign_in"),
-        ("POST", "/sign-out", pages.sign_out, "sign_out"),
+        ("GET", "/sign-in", sign_in.sign_in_form, "sign_in_form"),
+        ("POST", "/sign-in", sign_in.sign_in, "sign_in"),
+        ("POST", "/sign-out", sign_in.sign_out, "sign_out"),
         ("GET", "/static/{name}", static, "static"),
     ]
     for method, path, handler, name in routes:

@@ -9,19 +9,16 @@ inline script or style and no other origin.
 
 from __future__ import annotations
 
-import functools
 import re
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
 from contract.models import BatchStatus
-from contract.retrying import TRANSIENT
 from producer.http import records, result_files
-from producer.http.console.access import CSRF_FIELD, Visitor
+from producer.http.console.access import Visitor
 from producer.http.console.charts import throughput_chart
 from producer.http.console.reads import (
     RESULTS_PAGE,
@@ -30,70 +27,20 @@ from producer.http.console.reads import (
     results_page,
     search,
 )
-from producer.http.console.state import CONSOLE, ConsoleState
+from producer.http.console.rendering import (
+    form_checked,
+    render,
+    secured,
+    signed_in,
+)
 from producer.http.context import context_of
 from producer.http.objects import Part
 
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
 LIST_LOOKS_AT = 200  # the newest batches the list looks at
 STATES = ("", "in_progress", "completed", "failed", "cancelled", "expired")
 CANCELLABLE = ("validating", "in_progress")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 PARTS: dict[str, Part] = {"output": "output", "errors": "error"}  # the path's name → the file
-
-Handler = Callable[[web.Request, Visitor], Awaitable[web.StreamResponse]]
-
-
-def secured(response: web.StreamResponse) -> web.StreamResponse:
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers.setdefault("Cache-Control", "no-store")
-    return response
-
-
-def console_of(request: web.Request) -> ConsoleState:
-    return request.app[CONSOLE]
-
-
-def render(
-    request: web.Request, template: str, *, http_status: int = 200, **context: Any
-) -> web.Response:
-    console = console_of(request)
-    visitor = context.pop("visitor", console.access.visitor(request))
-    html = console.templates.get_template(template).render(
-        visitor=visitor, csrf=console.access.csrf_token(visitor), **context
-    )
-    response = web.Response(text=html, status=http_status, content_type="text/html")
-    secured(response)
-    return response
-
-
-def signed_in(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Runs ``handler`` for a signed-in visitor; sends anyone else to the sign-in form."""
-
-    @functools.wraps(handler)
-    async def checked(request: web.Request) -> web.StreamResponse:
-        visitor = console_of(request).access.visitor(request)
-        if visitor is None:
-            if request.headers.get("HX-Request"):
-                return secured(web.Response(status=401, headers={"HX-Redirect": "/sign-in"}))
-            target = quote(request.path_qs, safe="/?=&")
-            raise web.HTTPSeeOther(f"/sign-in?next={target}")
-        try:
-            return await handler(request, visitor)
-        except web.HTTPForbidden as refused:
-            return render(request, "message.html", http_status=403, title="Refused",
-                          message=refused.text, visitor=visitor)  # fmt: skip
-        except TRANSIENT:
-            return render(request, "message.html", http_status=503, title="Redis unreachable",
-                          message="The console cannot reach its Redis right now; it will "
-                          "answer again once Redis does.", visitor=visitor)  # fmt: skip
-
-    return checked
 
 
 # -- the fleet -------------------------------------------------------------------------
@@ -212,15 +159,9 @@ async def batch_live(request: web.Request, visitor: Visitor) -> web.StreamRespon
                   **await _batch_context(request, *found))  # fmt: skip
 
 
-async def _form_checked(request: web.Request, visitor: Visitor) -> None:
-    form = await request.post()
-    token = form.get(CSRF_FIELD, "")
-    console_of(request).access.check_form(request, visitor, token if isinstance(token, str) else "")
-
-
 @signed_in
 async def cancel(request: web.Request, visitor: Visitor) -> web.StreamResponse:
-    await _form_checked(request, visitor)
+    await form_checked(request, visitor)
     status = await _batch(request, visitor)
     if status is None:
         return _no_batch(request, visitor)
@@ -231,7 +172,7 @@ async def cancel(request: web.Request, visitor: Visitor) -> web.StreamResponse:
 
 @signed_in
 async def retry(request: web.Request, visitor: Visitor) -> web.StreamResponse:
-    await _form_checked(request, visitor)
+    await form_checked(request, visitor)
     status = await _batch(request, visitor)
     if status is None:
         return _no_batch(request, visitor)
@@ -259,48 +200,6 @@ async def download(request: web.Request, visitor: Visitor) -> web.StreamResponse
         await response.write(piece)
     await response.write_eof()
     return response
-
-
-# -- signing in ------------------------------------------------------------------------
-
-
-def _next(raw: object) -> str:
-    """Where to go after signing in: a path of this site only."""
-    target = raw if isinstance(raw, str) else "/"
-    return target if target.startswith("/") and not target.startswith("//") else "/"
-
-
-async def sign_in_form(request: web.Request) -> web.StreamResponse:
-    console = console_of(request)
-    if console.access.visitor(request) is not None:
-        raise web.HTTPSeeOther(_next(request.query.get("next")))
-    return render(request, "sign_in.html", title="Sign in", next=_next(request.query.get("next")),
-                  refused=False, visitor=None)  # fmt: skip
-
-
-async def sign_in(request: web.Request) -> web.StreamResponse:
-    access = console_of(request).access
-    form = await request.post()
-    token, key = form.get(CSRF_FIELD, ""), form.get("key", "")
-    try:
-        access.check_form(request, None, token if isinstance(token, str) else "")
-    except web.HTTPForbidden as refused:
-        return render(request, "message.html", http_status=403, title="Refused",
-                      message=refused.text, visitor=None)  # fmt: skip
-    target = _next(form.get("next"))
-    response = web.HTTPSeeOther(target)
-    if isinstance(key, str) and access.sign_in(response, key.strip(), secure=request.secure):
-        raise response
-    return render(request, "sign_in.html", http_status=401, title="Sign in", next=target,
-                  refused=True, visitor=None)  # fmt: skip
-
-
-@signed_in
-async def sign_out(request: web.Request, visitor: Visitor) -> web.StreamResponse:
-    await _form_checked(request, visitor)
-    response = web.HTTPSeeOther("/sign-in")
-    console_of(request).access.sign_out(response)
-    raise response
 
 
 # -- helpers ---------------------------------------------------------------------------
