@@ -26,7 +26,7 @@ from contract import keys
 from contract.chunks import arq_job, chunk_size_for, chunked, code_at
 from contract.ledger import PromptLedger, state_keys
 from contract.models import BatchStatus, ChunkPayload, PromptRequest, iso_now, parse_timestamp
-from contract.outbox import EVENT_KEEP_SECONDS, event_keys, new_event_id
+from contract.outbox import EVENT_KEEP_SECONDS, event_keys
 from contract.scripts import ScriptBook
 from contract.states import CODE, FINAL_STATES, PROMPT_STATES
 from contract.stopping import BatchStopper
@@ -195,7 +195,7 @@ class BatchStore:
         """A batch whose input was refused: nothing to run, its errors kept (``failed``), and
         its ``batch.failed`` event written in the same step. False if it was already."""
         record = {**meta, "errors": json.dumps(list(errors))}
-        event_id = new_event_id(batch_id)
+        event_id = (await self.ledger.endpoints.event_ids([batch_id]))[batch_id]
         others = [key for key in keys.batch_keys(batch_id) if key != keys.batch_meta(batch_id)]
         recorded = await self.scripts.run(
             "record_failed",

@@ -243,20 +243,41 @@ def batch_deadlines() -> str:
     return f"{FLEET}deadlines"
 
 
-# Webhooks: the events that tell a batch ended, until a worker delivered them.
+# Webhooks: the events that tell a batch ended, until a worker delivered them everywhere.
 WEBHOOKS = f"{PREFIX}{{webhooks}}:"
 
 
 def webhook_outbox() -> str:
-    """Sorted set: event ID → when (ms) its next delivery attempt is due (while a worker
-    delivers it: when that worker's claim lapses)."""
+    """Sorted set: event ID → when (ms) it is due to be routed to its endpoints' queues
+    (while a worker routes it: when that worker's claim lapses). Written by the scripts
+    that end batches; bounded."""
     return f"{WEBHOOKS}outbox"
 
 
 def webhook_event(event_id: str) -> str:
-    """Hash: one event: its body as sent, batch, type, attempts, the URLs done, the
-    claim's token, the last error; expires (deleted once delivered everywhere)."""
+    """Hash: one event: its body as sent, batch, type, the endpoints it goes to and those
+    done, per endpoint its claim's token, attempts and last error; expires (deleted once
+    every endpoint is done with it)."""
     return f"{WEBHOOKS}event:{event_id}"
+
+
+def webhook_queue(endpoint: str) -> str:
+    """Sorted set: event ID → when (ms) its next attempt at one endpoint (by its key) is
+    due; each endpoint's deliveries go on apart from the others'. Bounded."""
+    return f"{WEBHOOKS}queue:{endpoint}"
+
+
+def webhook_endpoints() -> str:
+    """Hash: endpoint key → JSON ``{project, label, seen_ms}``: the endpoints the workers
+    are configured with (by their labels only), announced while they run."""
+    return f"{WEBHOOKS}endpoints"
+
+
+def webhook_health() -> str:
+    """Hash: ``<endpoint key>:<what>`` → how its deliveries go: ``failing_since`` (ms),
+    ``last_error``, ``last_ok`` (ms), ``disabled`` (ms) and ``disabled_why`` (a 410 Gone),
+    ``dropped`` (events its full queue let go)."""
+    return f"{WEBHOOKS}health"
 
 
 def webhook_failed() -> str:

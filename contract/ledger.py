@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from contract import keys
 from contract.chunks import chunked
 from contract.models import JobResult, PromptRequest, iso_now, parse_timestamp
-from contract.outbox import EVENT_KEEP_SECONDS, event_keys, new_event_id
+from contract.outbox import EVENT_KEEP_SECONDS, EndpointDirectory, event_keys
 from contract.scripts import ScriptBook
 from contract.states import CODE, PROMPT_STATES
 
@@ -66,6 +66,8 @@ class PromptLedger:
         self.scripts = ScriptBook(
             redis, "contract", ["start_chunk", "save_results", "mark_prompts", "spend_attempt"]
         )
+        # Whether a batch's end is told to a webhook: "" where no endpoint is configured.
+        self.endpoints = EndpointDirectory(redis)
 
     async def start_chunk(self, batch_id: str, indices: Sequence[int]) -> ChunkStart:
         """Marks the chunk's unsettled prompts running and reads them, in one round trip."""
@@ -102,11 +104,12 @@ class PromptLedger:
         if not by_batch:
             return 0
         now, now_ms = iso_now(), int(time.time() * 1000)
+        event_ids = await self.endpoints.event_ids(list(by_batch))
 
         def build(pipe: object) -> None:
             for batch_id, batch_results in by_batch.items():
                 # Used only if this call ends the batch: its end and its event, one step.
-                event_id = new_event_id(batch_id)
+                event_id = event_ids[batch_id]
                 args: list[str | int] = [self.ttl, now, SETTLE_FROM[only_queued], batch_id,
                                          event_id, now_ms, EVENT_KEEP_SECONDS]  # fmt: skip
                 for result in batch_results:

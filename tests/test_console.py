@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from contract import keys
 from contract.config import QueueSettings
 from contract.models import JobError, JobResult, Message
+from contract.outbox import announce_endpoints
 from contract.throughput import ThroughputTally
 from producer.api import BatchQueue
 from producer.http.app import make_app
@@ -195,6 +196,8 @@ async def test_the_fleet_page_shows_identities_workers_and_throughput(
     with sync_redis.Redis.from_url(redis_server) as seed:
         seed_identities(seed, 40, cooling=3, full=2, probing=1)
         seed_worker(seed, "w1", "host-a")
+    stale_ms = int(time.time() * 1000) - 60_000  # a worker delivered a minute ago, none since
+    await announce_endpoints(real_redis, "w0", [("k0", "", "https://hooks.example")], stale_ms)
     queue = await enqueue(real_redis, "b_told", ["a"])
     await settle(queue, "b_told", 0, content="x")  # its batch.completed event waits
     tally = ThroughputTally()
@@ -321,7 +324,7 @@ async def test_the_live_update_costs_the_same_few_calls_at_any_pool_size(
             costs.append((calls.trips, calls.commands, time.perf_counter() - started))
             monkeypatch.undo()
     (few_trips, few_commands, _), (trips, commands, _) = costs
-    assert trips == few_trips <= 20 and commands == few_commands <= 20, costs
+    assert trips == few_trips <= 12 and commands == few_commands <= 30, costs
     print(f"\nlive update (trips, commands, seconds): {costs}")
 
 
