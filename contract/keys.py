@@ -62,6 +62,12 @@ def batch_attempts(batch_id: str) -> str:
     return _batch(batch_id, "attempts")
 
 
+def batch_attempt_log(batch_id: str) -> str:
+    """Hash: prompt index → its last few failed attempts (JSON: when, error class, identity,
+    site, a short message), for the console's page of the prompt; kept when it settles."""
+    return _batch(batch_id, "attempt-log")
+
+
 def batch_chunks(batch_id: str) -> str:
     """Set: the arq job IDs of the batch's chunks, for ``cancel``."""
     return _batch(batch_id, "chunks")
@@ -82,6 +88,7 @@ def batch_keys(batch_id: str) -> list[str]:
         batch_states(batch_id),
         batch_counts(batch_id),
         batch_attempts(batch_id),
+        batch_attempt_log(batch_id),
         batch_chunks(batch_id),
     ]
 

@@ -9,6 +9,7 @@ exact counts are ``contract.states``'s.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from contract.scripts import ScriptBook
 from contract.states import CODE, PROMPT_STATES
 
 READ_BATCH = 1000  # requests per HMGET
+ATTEMPT_MESSAGE_CHARS = 160  # a failed attempt's message logged, at most
 # The states a prompt may settle from: any unsettled one, or queued only.
 SETTLE_FROM = {False: "0,1,2", True: str(CODE["queued"])}
 
@@ -140,13 +142,32 @@ class PromptLedger:
         )
 
     async def spend(
-        self, batch_id: str, index: int, kind: str, started_at: datetime
+        self,
+        batch_id: str,
+        index: int,
+        kind: str,
+        started_at: datetime,
+        *,
+        identity: str = "",
+        message: str = "",
+        site: str = "",
     ) -> tuple[int, int]:
-        """Counts one failed attempt of ``kind``; returns (spent of that kind, total)."""
+        """Counts one failed attempt of ``kind``; returns (spent of that kind, total).
+
+        ``identity`` (its redacted name, never a credential), ``message`` (short, never a
+        secret) and ``site`` (empty where there is one site) describe the attempt: the
+        last few are kept for the console's page of the prompt."""
+        attempt = json.dumps({"at": round(time.time(), 3), "kind": kind, "identity": identity,
+                              "site": site,
+                              "message": message[:ATTEMPT_MESSAGE_CHARS]})  # fmt: skip
         spent, total = await self.scripts.run(
             "spend_attempt",
-            [keys.batch_attempts(batch_id), keys.batch_meta(batch_id)],
-            [index, kind, started_at.timestamp(), self.ttl],
+            [
+                keys.batch_attempts(batch_id),
+                keys.batch_meta(batch_id),
+                keys.batch_attempt_log(batch_id),
+            ],
+            [index, kind, started_at.timestamp(), self.ttl, attempt],
         )
         return int(spent), int(total)
 
