@@ -52,6 +52,7 @@ from producer.fleet import (
     workers,
     writes_refused,
 )
+from producer.pace import eta_seconds, rate_between
 
 BATCH_WINDOW = 200  # the newest batches looked at for active ones
 SHOWN_IDENTITIES = 10
@@ -187,7 +188,7 @@ def batch_rate(batch: BatchStatus, now: float, before: FleetSnapshot | None) -> 
     old = next((b for b in before.batches if b.batch_id == batch.batch_id), None)
     if old is None:
         return None
-    return max(0.0, (batch.finished - old.finished) / (now - before.at))
+    return rate_between((before.at, old.finished), (now, batch.finished))
 
 
 def span(seconds: float) -> str:
@@ -200,10 +201,8 @@ def span(seconds: float) -> str:
 def eta(batch: BatchStatus, rate: float | None) -> str:
     if batch.done:
         return ""
-    left = batch.total - batch.finished
-    if not rate:
-        return "—"
-    return duration(left / rate)
+    left = eta_seconds(batch.total - batch.finished, rate)
+    return "—" if left is None else duration(left)
 
 
 def counter_deltas(

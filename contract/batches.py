@@ -268,14 +268,21 @@ class BatchStore:
         """Stops the batch (``contract.stopping``); returns how many were cancelled here."""
         return await self.stopper.cancel(batch_id)
 
-    async def requeue_failed(self, batch_id: str, chunk_size: int) -> int:
+    async def requeue_failed(
+        self, batch_id: str, chunk_size: int, *, only: Sequence[int] | None = None
+    ) -> int:
         """Queues the failed prompts again under their own job IDs; returns how many.
+        ``only``: just those of these indices (the console retries only the failures a
+        new try may mend, or one prompt).
 
         ``RetryRefused`` unless the batch is in progress or completed: the script that
         moves the prompts reads the state, so a batch stopped meanwhile is left alone.
         """
         total = int(await self.redis.hget(keys.batch_meta(batch_id), "total") or 0)
         failed = await self.indices_in(batch_id, "failed", total)
+        if only is not None:
+            chosen = set(only)
+            failed = [index for index in failed if index in chosen]
         state = await self.state(batch_id)
         if state not in RETRYABLE_STATES:
             raise RetryRefused(batch_id, state or "gone")

@@ -80,6 +80,10 @@ async def signed_in(client: TestClient) -> None:
     assert reply.status == 303, await reply.text()
 
 
+def custom_ids(html: str) -> list[str]:
+    return re.findall(r'class="name custom-id"[^>]*><a href="[^"]+">([^<]+)<', html)
+
+
 def csrf_of(html: str) -> str:
     return re.search(r'name="csrf" value="([0-9a-f]+)"', html)[1]
 
@@ -174,8 +178,7 @@ async def test_a_batch_page_shows_its_counts_errors_and_results(client, fake_red
     later = await (await client.get("/batches/b1?start=50", headers=bearer())).text()
     assert "row-50" in later and "row-49" not in later
     found = await (await client.get("/batches/b1?q=row-5", headers=bearer())).text()
-    rows = re.findall(r'class="name custom-id">([^<]+)<', found)
-    assert rows == ["row-5", *(f"row-5{n}" for n in range(10))]
+    assert custom_ids(found) == ["row-5", *(f"row-5{n}" for n in range(10))]
     missing = await client.get("/batches/nope", headers=bearer())
     assert missing.status == 404 and "No such batch" in await missing.text()
 
@@ -185,9 +188,11 @@ async def test_the_list_filters_by_state(client, fake_redis) -> None:
     await settle(queue, "b_done", 0, content="x")
     await enqueue(fake_redis, "b_running", ["a", "b"])
     html = await (await client.get("/batches", headers=bearer())).text()
-    assert "b_done" in html and "b_running" in html and "<progress" in html
-    completed = await (await client.get("/batches?state=completed", headers=bearer())).text()
+    assert "b_done" in html and "b_running" in html and 'class="progress"' in html
+    completed = await (await client.get("/batches?filter=completed", headers=bearer())).text()
     assert "b_done" in completed and "b_running" not in completed
+    running = await (await client.get("/batches?filter=running", headers=bearer())).text()
+    assert "b_done" not in running and "b_running" in running
 
 
 async def test_the_fleet_page_shows_identities_workers_and_throughput(
@@ -212,8 +217,9 @@ async def test_the_fleet_page_shows_identities_workers_and_throughput(
     assert len(grid) == 40 and grid.count("c") == 3 and grid.count("f") == 2
     assert "8 in all" in html and "RateLimited 1" in html and 'class="bar succeeded"' in html
     assert "host-a" in html and "RateLimited" in html
-    assert "webhooks: <strong>1</strong> pending" in html and "batch.completed" in html
-    assert "no worker delivers them" in html
+    assert "1 endpoint; 1 pending" in html and "batch.completed" in html
+    assert "No worker delivers them now" in html
+    assert re.search(r'<p class="verdict degraded"><strong>Degraded:</strong>[^<]*webhook', html)
     assert_no_inline_script_or_style(html)
 
 
