@@ -1,8 +1,8 @@
 """What the fleet page shows, read from Redis in a fixed number of round trips.
 
 The fleet page (and its live update, every 2 s) reads the registries ``top`` reads,
-never a keyspace scan: Redis's clock, every identity's state (registry, one pipeline
-of one HMGET per attribute), the workers (registry, one pipeline), the last hour's
+never a keyspace scan: Redis's clock, every identity's state (the registry and one
+HGETALL per attribute, one pipeline), the workers (registry, one pipeline), the last hour's
 throughput (one HGETALL), the webhook outbox (one to three pipelines), the newest
 batches for the backlog (registry, one pipeline) and whether Redis refuses writes
 (INFO): about a dozen round trips whatever the number of identities
@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from contract import keys
 from contract.models import BatchStatus
 from contract.outbox import KnownEndpoint, OutboxState, read_outbox, targets_for
 from contract.throughput import INTERVAL_SECONDS, Interval, read_throughput
@@ -27,7 +26,7 @@ from producer.fleet import (
     IDENTITY_STATES,
     IdentityHealth,
     WorkerInfo,
-    identities,
+    every_identity,
     redis_now_ms,
     workers,
     worst_first,
@@ -104,8 +103,7 @@ async def read_fleet(queue: BatchQueue, project: str) -> FleetView:
     redis = queue.redis
     at = time.time()
     now_ms = await redis_now_ms(redis)  # one clock reading for the identities and the workers
-    names = [keys.decoded(raw) for raw in await redis.zrange(keys.identities_known(), 0, -1)]
-    found = await identities(redis, names, now_ms=now_ms)
+    found = await every_identity(redis, now_ms=now_ms)
     counts = Counter(identity.state for identity in found)
     return FleetView(
         at=at,

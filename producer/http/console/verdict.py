@@ -33,10 +33,9 @@ def _plural(count: int, one: str, many: str | None = None) -> str:
 
 
 def verdict(view: FleetView) -> Verdict:
-    down = _down(view)
+    down, degraded = _down(view), _degraded(view)
     if down:
-        return Verdict("down", down)
-    degraded = _degraded(view)
+        return Verdict("down", down + degraded)  # the rest still worth knowing
     if degraded:
         return Verdict("degraded", degraded)
     ready = view.states.get("ready", 0) + view.states.get("full", 0)
@@ -68,7 +67,7 @@ def _down(view: FleetView) -> list[str]:
 def _degraded(view: FleetView) -> list[str]:
     reasons = []
     gone = len(view.workers) - view.alive
-    if gone:
+    if gone and view.alive:  # none alive is a down fleet, said already
         reasons.append(f"{_plural(gone, 'worker')} gone silent")
     cooling = view.states.get("cooling", 0)
     if view.dead:
