@@ -130,6 +130,7 @@ async def test_a_refusing_receiver_gets_the_same_event_id_again(
         await end_batch(queue, "b1")
         running_deliverers.append(asyncio.create_task(worker.run()))
         await eventually(lambda: receiver.accepted(), what="a delivery after 3 refusals")
+        await eventually(lambda: worker.metrics.webhooks["delivered"], what="it counted")
         ids = {d.headers["webhook-id"] for d in receiver.deliveries}
         timestamps = [int(d.headers["webhook-timestamp"]) for d in receiver.deliveries]
     assert [d.answered for d in receiver.deliveries] == [503, 503, 503, 200]
