@@ -190,12 +190,20 @@ class BatchStore:
         return bool(int(released))
 
     async def record_failed(
-        self, batch_id: str, meta: dict[str, str], errors: Sequence[dict[str, object]]
+        self,
+        batch_id: str,
+        meta: dict[str, str],
+        errors: Sequence[dict[str, object]],
+        *,
+        project: str | None = None,
     ) -> bool:
         """A batch whose input was refused: nothing to run, its errors kept (``failed``), and
-        its ``batch.failed`` event written in the same step. False if it was already."""
+        its ``batch.failed`` event written in the same step, if an endpoint is configured for
+        ``project`` (the batch's record, which would say, is written after). False if it
+        was already."""
         record = {**meta, "errors": json.dumps(list(errors))}
-        event_id = (await self.ledger.endpoints.event_ids([batch_id]))[batch_id]
+        known = {batch_id: project} if project is not None else None
+        event_id = (await self.ledger.endpoints.event_ids([batch_id], projects=known))[batch_id]
         others = [key for key in keys.batch_keys(batch_id) if key != keys.batch_meta(batch_id)]
         recorded = await self.scripts.run(
             "record_failed",

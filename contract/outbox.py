@@ -156,7 +156,11 @@ class EndpointDirectory:
     _read_at: float = float("-inf")
     _projects: OrderedDict[str, str] = field(default_factory=OrderedDict)
 
-    async def event_ids(self, batch_ids: Sequence[str]) -> dict[str, str]:
+    async def event_ids(
+        self, batch_ids: Sequence[str], *, projects: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """``projects``: the projects of batches whose record is not written yet."""
+        self._projects.update(projects or {})
         chosen = dict.fromkeys(batch_ids, "")
         told = [b for b in batch_ids if not b.startswith(CHAT_BATCH_PREFIX)]
         known = await self._known() if told else []

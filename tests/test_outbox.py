@@ -209,3 +209,14 @@ async def test_the_outbox_holds_at_most_its_bound(queue, redis) -> None:
               args=["evt_new", now_ms])  # fmt: skip
     kept = [keys.decoded(m) for m in await redis.zrange(keys.webhook_outbox(), 0, -1)]
     assert kept == ["evt_old3", "evt_old4", "evt_new"]  # the oldest went first
+
+
+async def test_a_refused_input_of_a_project_is_told_to_that_projects_endpoint(
+    bare_queue, redis
+) -> None:
+    await announce(redis, ("team-a", "https://a.example"))
+    meta = {"created_at": "2026-01-01T00:00:00+00:00", "metadata": "{}"}
+    # The API records the refusal before it writes the batch's record (with the project).
+    await bare_queue.store.record_failed("batch_a", meta, [], project="team-a")
+    await bare_queue.store.record_failed("batch_b", meta, [], project="team-b")
+    assert [e["data"]["id"] for e in await events(redis)] == ["batch_a"]
