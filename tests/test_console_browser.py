@@ -147,6 +147,8 @@ def assert_fits_and_is_accessible(page, where: str) -> None:
 
 
 def test_every_page_fits_a_phone_and_a_desktop_and_passes_axe(browser, console: Console) -> None:
+    """Each page at both widths; then a failed prompt's page, found from its error type,
+    and a retry the server refuses, as a page."""
     pages = {
         "fleet": "/",
         "batches": "/batches",
@@ -173,13 +175,17 @@ def test_every_page_fits_a_phone_and_a_desktop_and_passes_axe(browser, console: 
         page.goto(f"{console.url}/sign-in")
         assert_fits_and_is_accessible(page, f"the sign-in form at {width} px")
         page.close()
+    a_failed_prompt_is_found_from_its_error_type_and_shown_whole(
+        signed_in_page(browser, console, 1440, 900, problems), console
+    )
+    a_refused_retry_is_a_readable_page_never_raw_json(
+        signed_in_page(browser, console, 390, 844, problems), console
+    )
     # A refused action answers 409 and an unknown batch 404, on purpose; nothing else errs.
     assert [p for p in problems if "409" not in p and "404" not in p] == [], problems
 
 
-def test_a_live_update_keeps_focus_and_says_what_changed(browser, console: Console) -> None:
-    problems: list[str] = []
-    page = signed_in_page(browser, console, 1440, 900, problems)
+def a_live_update_keeps_focus_and_says_what_changed(page, console: Console) -> None:
     page.goto(f"{console.url}/batches/{console.running}")
     progress = page.locator(".progress-text")
     first = progress.inner_text()
@@ -202,14 +208,11 @@ def test_a_live_update_keeps_focus_and_says_what_changed(browser, console: Conso
     page.wait_for_timeout(100)
     assert focused and page.evaluate("document.activeElement.id") == focused
     assert page.locator("#announcer").get_attribute("aria-live") == "polite"
-    assert problems == [], problems
 
 
-def test_cancel_asks_first_naming_the_count(browser, console: Console, fleet) -> None:
+def cancel_asks_first_naming_the_count(page, console: Console, fleet) -> None:
     from playwright.sync_api import expect
 
-    problems: list[str] = []
-    page = signed_in_page(browser, console, 390, 844, problems)
     page.goto(f"{console.url}/batches/{console.running}")
     page.locator("#cancel-batch").click()
     expect(page).to_have_url(f"{console.url}/batches/{console.running}/cancel")
@@ -221,16 +224,11 @@ def test_cancel_asks_first_naming_the_count(browser, console: Console, fleet) ->
     page.get_by_role("button", name="Cancel ").click()
     expect(page).to_have_url(f"{console.url}/batches/{console.running}")
     expect(page.locator("#batch .batch-state")).to_have_text("cancelled", timeout=30_000)
-    assert problems == [], problems
 
 
-def test_a_failed_prompt_is_found_from_its_error_type_and_shown_whole(
-    browser, console: Console
-) -> None:
+def a_failed_prompt_is_found_from_its_error_type_and_shown_whole(page, console: Console) -> None:
     from playwright.sync_api import expect
 
-    problems: list[str] = []
-    page = signed_in_page(browser, console, 1440, 900, problems)
     page.goto(f"{console.url}/batches/{console.done}")
     expect(page.locator("td.custom-id").first).to_have_text(HOSTILE)  # text, never markup
     assert page.locator("td.custom-id script, td.preview img").count() == 0
@@ -252,14 +250,11 @@ def test_a_failed_prompt_is_found_from_its_error_type_and_shown_whole(
         page.get_by_role("link", name="Download output file").click()
     lines = Path(downloading.value.path()).read_text().splitlines()
     assert sorted(json.loads(line)["custom_id"] for line in lines) == sorted([HOSTILE, "plain"])
-    assert problems == [], problems
 
 
-def test_a_refused_retry_is_a_readable_page_never_raw_json(browser, console: Console) -> None:
+def a_refused_retry_is_a_readable_page_never_raw_json(page, console: Console) -> None:
     from playwright.sync_api import expect
 
-    problems: list[str] = []
-    page = signed_in_page(browser, console, 390, 844, problems)
     page.goto(f"{console.url}/batches/{console.expired}")
     assert page.get_by_role("link", name="Retry").count() == 0  # never offered
     # The form an old page would still hold, sent anyway: the server refuses, in words.
@@ -275,3 +270,13 @@ def test_a_refused_retry_is_a_readable_page_never_raw_json(browser, console: Con
     expect(page.locator("main")).to_contain_text("is expired")
     assert '{"error"' not in page.content()
     assert_fits_and_is_accessible(page, "the refusal page")
+
+
+def test_live_updates_keep_focus_and_cancel_asks_first(browser, console: Console, fleet) -> None:
+    problems: list[str] = []
+    a_live_update_keeps_focus_and_says_what_changed(
+        signed_in_page(browser, console, 1440, 900, problems), console
+    )
+    cancel_asks_first_naming_the_count(signed_in_page(browser, console, 390, 844, problems),
+                                       console, fleet)  # fmt: skip
+    assert problems == [], problems
