@@ -37,7 +37,7 @@ from service import flush, worker_env, workers
 from producer.http.client import answers_health, run_batch_via_api
 from simulator.local import free_port, redis_server, running, simulator_process, wait_until
 
-KEY = "sk-bench"
+KEY = "sk-bench-key-0123456789"
 
 
 def batch_file(count: int, tag: str, pad: int = 0) -> bytes:

@@ -3,7 +3,7 @@
 Seeds a redis-server of its own (on a free port) the way workers and producers fill it:
 every identity's attributes (some cooling, full, probing), the worker registry, 200
 batches of 50 prompts (some finished), an hour of throughput and a few webhook events
-pending and given up. Then serves the console in this process (aiohttp's test server on
+pending at an endpoint that fails. Then serves the console in this process (aiohttp's test server on
 127.0.0.1) and measures, server side:
 
 - the fleet page (``GET /``) and the batch list (``GET /batches``), whole: render time;
@@ -33,6 +33,7 @@ from redis.asyncio.client import Pipeline
 from contract import keys
 from contract.config import QueueSettings
 from contract.models import JobError, JobResult, Message
+from contract.outbox import announce_endpoints
 from contract.throughput import INTERVAL_SECONDS, interval_of
 from producer.api import BatchQueue
 from producer.http.app import make_app
@@ -85,6 +86,11 @@ def seed_fleet(client: redis.Redis, identities: int, workers: int) -> None:
 async def seed_batches(url: str, count: int) -> None:
     settings = QueueSettings(redis_url=url, queue_name=QUEUE)
     async with BatchQueue.connect(settings) as queue:
+        # A fleet endpoint the workers deliver to, failing: every batch's end is an event.
+        now_ms = int(time.time() * 1000)
+        await announce_endpoints(queue.redis, "w0", [("k0", "", "https://hooks.example")], now_ms)
+        await queue.redis.hset(keys.webhook_health(), mapping={
+            "k0:failing_since": now_ms - 60_000, "k0:last_error": "HTTP 503"})  # fmt: skip
         for b in range(count):
             batch_id = f"b_{b:04d}"
             lines = [PromptLine(n + 1, f"{batch_id}-q{n}", (Message(role="user", content="hi"),),

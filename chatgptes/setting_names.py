@@ -56,4 +56,5 @@ SETTING_NAMES: tuple[str, ...] = (
     "api_keys",
     "file_ttl_seconds",
     "chat_timeout_seconds",
+    "trusted_proxies",
 )

@@ -38,7 +38,7 @@ from rich.text import Text
 from chatgptes.fleet_view import duration
 from chatgptes.running import printable, run_with_queue
 from contract.models import BatchStatus
-from contract.outbox import OutboxState, read_outbox
+from contract.outbox import KnownEndpoint, OutboxState, read_outbox
 from contract.redis_errors import explain
 from contract.retrying import TRANSIENT
 from producer.api import BatchQueue
@@ -52,6 +52,7 @@ from producer.fleet import (
     workers,
     writes_refused,
 )
+from producer.pace import eta_seconds, rate_between
 
 BATCH_WINDOW = 200  # the newest batches looked at for active ones
 SHOWN_IDENTITIES = 10
@@ -187,7 +188,7 @@ def batch_rate(batch: BatchStatus, now: float, before: FleetSnapshot | None) -> 
     old = next((b for b in before.batches if b.batch_id == batch.batch_id), None)
     if old is None:
         return None
-    return max(0.0, (batch.finished - old.finished) / (now - before.at))
+    return rate_between((before.at, old.finished), (now, batch.finished))
 
 
 def span(seconds: float) -> str:
@@ -200,10 +201,8 @@ def span(seconds: float) -> str:
 def eta(batch: BatchStatus, rate: float | None) -> str:
     if batch.done:
         return ""
-    left = batch.total - batch.finished
-    if not rate:
-        return "—"
-    return duration(left / rate)
+    left = eta_seconds(batch.total - batch.finished, rate)
+    return "—" if left is None else duration(left)
 
 
 def counter_deltas(
@@ -370,11 +369,14 @@ def pool_summary(pool: PoolCensus) -> Text:
 
 
 def webhooks_summary(outbox: OutboxState | None, now: float) -> list[Text]:
-    """``webhooks: 2 pending (the next in 4s, attempt 3: HTTP 503), 1 given up``; nothing
-    when there is nothing to tell."""
-    if outbox is None or not (outbox.pending or outbox.failed):
+    """``webhooks: 2 endpoints; 2 pending (the next in 4s, 3 failed: …), 1 given up``, then
+    a line per endpoint failing, disabled or dropping events; nothing when no worker
+    delivers to any endpoint (no event is written then)."""
+    if outbox is None or not outbox.configured:
         return []
+    count = len(outbox.endpoints)
     line = _bold_label(Text("webhooks: "))
+    line.append(f"{count} endpoint{'' if count == 1 else 's'}; ")
     line.append(f"{outbox.pending:,} pending", style="yellow" if outbox.pending else "")
     if outbox.next_pending:
         event = outbox.next_pending[0]
@@ -387,8 +389,38 @@ def webhooks_summary(outbox: OutboxState | None, now: float) -> list[Text]:
         line.append(", ")
         line.append(f"{outbox.failed:,} given up", style="red")
     if outbox.pending and not outbox.deliverers:
-        line.append("; no worker delivers them (CHATGPTES_WEBHOOK_URLS unset?)", style="dim")
-    return [line]
+        line.append("; no worker delivers them now (none with CHATGPTES_WEBHOOK_URLS is "
+                    "running)", style="bold red")  # fmt: skip
+    return [line, *(_endpoint_line(e, now) for e in outbox.endpoints if _troubled(e))]
+
+
+def _troubled(endpoint: KnownEndpoint) -> bool:
+    return bool(endpoint.disabled or endpoint.failing_since_ms or endpoint.dropped)
+
+
+def _endpoint_line(endpoint: KnownEndpoint, now: float) -> Text:
+    name = (f"{endpoint.project}: " if endpoint.project else "") + endpoint.label
+    line = Text(f"  {printable(name)}: ")
+    if endpoint.disabled:
+        line.append(f"disabled {_ago(endpoint.disabled_ms, now)} "
+                    f"({printable(endpoint.disabled_why)}); nothing more is sent there "
+                    "until its URL changes", style="red")  # fmt: skip
+        return line
+    if endpoint.failing_since_ms:
+        line.append(f"failing for {duration(now - endpoint.failing_since_ms / 1000)} "
+                    f"({printable(endpoint.last_error)})", style="red")  # fmt: skip
+        if endpoint.pending:
+            due = max(0.0, endpoint.next_ms / 1000 - now)
+            line.append(f", {endpoint.pending:,} waiting, the next try "
+                        f"{'now' if due < 1 else 'in ' + duration(due)}")  # fmt: skip
+    if endpoint.dropped:
+        line.append(f"{'; ' if endpoint.failing_since_ms else ''}{endpoint.dropped:,} events "
+                    "dropped: its queue was full", style="red")  # fmt: skip
+    return line
+
+
+def _ago(at_ms: int, now: float) -> str:
+    return f"{duration(now - at_ms / 1000)} ago"
 
 
 def _identities(pool: PoolCensus) -> RenderableType:

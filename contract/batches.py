@@ -35,7 +35,7 @@ from contract.models import (
     iso_now,
     parse_timestamp,
 )
-from contract.outbox import EVENT_KEEP_SECONDS, event_keys, new_event_id
+from contract.outbox import EVENT_KEEP_SECONDS, event_keys
 from contract.scripts import ScriptBook
 from contract.states import CODE, FINAL_STATES, PROMPT_STATES
 from contract.stopping import BatchStopper
@@ -201,12 +201,20 @@ class BatchStore:
         return bool(int(released))
 
     async def record_failed(
-        self, batch_id: str, meta: dict[str, str], errors: Sequence[dict[str, object]]
+        self,
+        batch_id: str,
+        meta: dict[str, str],
+        errors: Sequence[dict[str, object]],
+        *,
+        project: str | None = None,
     ) -> bool:
         """A batch whose input was refused: nothing to run, its errors kept (``failed``), and
-        its ``batch.failed`` event written in the same step. False if it was already."""
+        its ``batch.failed`` event written in the same step, if an endpoint is configured for
+        ``project`` (the batch's record, which would say, is written after). False if it
+        was already."""
         record = {**meta, "errors": json.dumps(list(errors))}
-        event_id = new_event_id(batch_id)
+        known = {batch_id: project} if project is not None else None
+        event_id = (await self.ledger.endpoints.event_ids([batch_id], projects=known))[batch_id]
         others = [key for key in keys.batch_keys(batch_id) if key != keys.batch_meta(batch_id)]
         recorded = await self.scripts.run(
             "record_failed",
@@ -280,14 +288,21 @@ class BatchStore:
         """Stops the batch (``contract.stopping``); returns how many were cancelled here."""
         return await self.stopper.cancel(batch_id)
 
-    async def requeue_failed(self, batch_id: str, chunk_size: int) -> int:
+    async def requeue_failed(
+        self, batch_id: str, chunk_size: int, *, only: Sequence[int] | None = None
+    ) -> int:
         """Queues the failed prompts again under their own job IDs; returns how many.
+        ``only``: just those of these indices (the console retries only the failures a
+        new try may mend, or one prompt).
 
         ``RetryRefused`` unless the batch is in progress or completed: the script that
         moves the prompts reads the state, so a batch stopped meanwhile is left alone.
         """
         total = int(await self.redis.hget(keys.batch_meta(batch_id), "total") or 0)
         failed = await self.indices_in(batch_id, "failed", total)
+        if only is not None:
+            chosen = set(only)
+            failed = [index for index in failed if index in chosen]
         state = await self.state(batch_id)
         if state not in RETRYABLE_STATES:
             raise RetryRefused(batch_id, state or "gone")

@@ -62,6 +62,12 @@ def batch_attempts(batch_id: str) -> str:
     return _batch(batch_id, "attempts")
 
 
+def batch_attempt_log(batch_id: str) -> str:
+    """Hash: prompt index → its last few failed attempts (JSON: when, error class, identity,
+    site, a short message), for the console's page of the prompt; kept when it settles."""
+    return _batch(batch_id, "attempt-log")
+
+
 def batch_chunks(batch_id: str) -> str:
     """Set: the arq job IDs of the batch's chunks, for ``cancel``."""
     return _batch(batch_id, "chunks")
@@ -82,6 +88,7 @@ def batch_keys(batch_id: str) -> list[str]:
         batch_states(batch_id),
         batch_counts(batch_id),
         batch_attempts(batch_id),
+        batch_attempt_log(batch_id),
         batch_chunks(batch_id),
     ]
 
@@ -295,20 +302,41 @@ def batch_deadlines() -> str:
     return f"{FLEET}deadlines"
 
 
-# Webhooks: the events that tell a batch ended, until a worker delivered them.
+# Webhooks: the events that tell a batch ended, until a worker delivered them everywhere.
 WEBHOOKS = f"{PREFIX}{{webhooks}}:"
 
 
 def webhook_outbox() -> str:
-    """Sorted set: event ID → when (ms) its next delivery attempt is due (while a worker
-    delivers it: when that worker's claim lapses)."""
+    """Sorted set: event ID → when (ms) it is due to be routed to its endpoints' queues
+    (while a worker routes it: when that worker's claim lapses). Written by the scripts
+    that end batches; bounded."""
     return f"{WEBHOOKS}outbox"
 
 
 def webhook_event(event_id: str) -> str:
-    """Hash: one event: its body as sent, batch, type, attempts, the URLs done, the
-    claim's token, the last error; expires (deleted once delivered everywhere)."""
+    """Hash: one event: its body as sent, batch, type, the endpoints it goes to and those
+    done, per endpoint its claim's token, attempts and last error; expires (deleted once
+    every endpoint is done with it)."""
     return f"{WEBHOOKS}event:{event_id}"
+
+
+def webhook_queue(endpoint: str) -> str:
+    """Sorted set: event ID → when (ms) its next attempt at one endpoint (by its key) is
+    due; each endpoint's deliveries go on apart from the others'. Bounded."""
+    return f"{WEBHOOKS}queue:{endpoint}"
+
+
+def webhook_endpoints() -> str:
+    """Hash: endpoint key → JSON ``{project, label, seen_ms}``: the endpoints the workers
+    are configured with (by their labels only), announced while they run."""
+    return f"{WEBHOOKS}endpoints"
+
+
+def webhook_health() -> str:
+    """Hash: ``<endpoint key>:<what>`` → how its deliveries go: ``failing_since`` (ms),
+    ``last_error``, ``last_ok`` (ms), ``disabled`` (ms) and ``disabled_why`` (a 410 Gone),
+    ``dropped`` (events its full queue let go)."""
+    return f"{WEBHOOKS}health"
 
 
 def webhook_failed() -> str:
@@ -319,6 +347,12 @@ def webhook_failed() -> str:
 def webhook_deliverers() -> str:
     """Sorted set: worker ID → when (ms) it last looked for events to deliver."""
     return f"{WEBHOOKS}deliverers"
+
+
+def console_session(digest: str) -> str:
+    """Hash: one signed-in console session (by the SHA-256 of its cookie's ID): the tag of
+    the key it was opened with, when; expires with the session, deleted at sign-out."""
+    return f"{FLEET}console-session:{digest}"
 
 
 def throughput() -> str:

@@ -9,6 +9,7 @@ exact counts are ``contract.states``'s.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,11 +20,12 @@ from redis.asyncio import Redis
 from contract import keys
 from contract.chunks import chunked
 from contract.models import JobResult, PromptRequest, iso_now, parse_timestamp, stored_prompt
-from contract.outbox import EVENT_KEEP_SECONDS, event_keys, new_event_id
+from contract.outbox import EVENT_KEEP_SECONDS, EndpointDirectory, event_keys
 from contract.scripts import ScriptBook
 from contract.states import CODE, PROMPT_STATES
 
 READ_BATCH = 1000  # requests per HMGET
+ATTEMPT_MESSAGE_CHARS = 160  # a failed attempt's message logged, at most
 # The states a prompt may settle from: any unsettled one, or queued only.
 SETTLE_FROM = {False: "0,1,2", True: str(CODE["queued"])}
 
@@ -66,6 +68,8 @@ class PromptLedger:
         self.scripts = ScriptBook(
             redis, "contract", ["start_chunk", "save_results", "mark_prompts", "spend_attempt"]
         )
+        # Whether a batch's end is told to a webhook: "" where no endpoint is configured.
+        self.endpoints = EndpointDirectory(redis)
 
     async def start_chunk(self, batch_id: str, indices: Sequence[int]) -> ChunkStart:
         """Marks the chunk's unsettled prompts running and reads them, in one round trip."""
@@ -102,11 +106,12 @@ class PromptLedger:
         if not by_batch:
             return 0
         now, now_ms = iso_now(), int(time.time() * 1000)
+        event_ids = await self.endpoints.event_ids(list(by_batch))
 
         def build(pipe: object) -> None:
             for batch_id, batch_results in by_batch.items():
                 # Used only if this call ends the batch: its end and its event, one step.
-                event_id = new_event_id(batch_id)
+                event_id = event_ids[batch_id]
                 args: list[str | int] = [self.ttl, now, SETTLE_FROM[only_queued], batch_id,
                                          event_id, now_ms, EVENT_KEEP_SECONDS]  # fmt: skip
                 for result in batch_results:
@@ -137,13 +142,32 @@ class PromptLedger:
         )
 
     async def spend(
-        self, batch_id: str, index: int, kind: str, started_at: datetime
+        self,
+        batch_id: str,
+        index: int,
+        kind: str,
+        started_at: datetime,
+        *,
+        identity: str = "",
+        message: str = "",
+        site: str = "",
     ) -> tuple[int, int]:
-        """Counts one failed attempt of ``kind``; returns (spent of that kind, total)."""
+        """Counts one failed attempt of ``kind``; returns (spent of that kind, total).
+
+        ``identity`` (its redacted name, never a credential), ``message`` (short, never a
+        secret) and ``site`` (empty where there is one site) describe the attempt: the
+        last few are kept for the console's page of the prompt."""
+        attempt = json.dumps({"at": round(time.time(), 3), "kind": kind, "identity": identity,
+                              "site": site,
+                              "message": message[:ATTEMPT_MESSAGE_CHARS]})  # fmt: skip
         spent, total = await self.scripts.run(
             "spend_attempt",
-            [keys.batch_attempts(batch_id), keys.batch_meta(batch_id)],
-            [index, kind, started_at.timestamp(), self.ttl],
+            [
+                keys.batch_attempts(batch_id),
+                keys.batch_meta(batch_id),
+                keys.batch_attempt_log(batch_id),
+            ],
+            [index, kind, started_at.timestamp(), self.ttl, attempt],
         )
         return int(spent), int(total)
 

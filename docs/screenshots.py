@@ -1,12 +1,14 @@
-"""The README's pictures, from a real run: docs/console.png, console-batch.png and top.svg.
+"""The README's pictures, from a real run: docs/console.png, console-batch.png,
+console-phone.png, console-prompt-phone.png and top.svg.
 
 Everything runs here, on 127.0.0.1, and is stopped on the way out: a redis-server of its
 own, the simulator behind a rotating gateway of 300 identities (a few 429s, so some
 identities cool), two workers that deliver webhooks to a receiver in this process,
 ``chatgptes serve`` with one key, and three batches enqueued with the CLI. After a few
 minutes of work, Playwright (Debian's /usr/bin/chromium) signs in to the console and
-takes the fleet page and the big batch's page, and ``chatgptes top``'s frame is read
-and rendered to SVG, as ``top --once`` prints it.
+takes the fleet page and the big batch's page at 1440 px, the big batch's page and the
+page of one of its refused prompts at 390 px (a phone), and ``chatgptes top``'s frame is
+read and rendered to SVG, as ``top --once`` prints it.
 
     .venv/bin/python docs/screenshots.py [--minutes 3]
 """
@@ -38,7 +40,7 @@ from simulator import local
 from simulator.proxies import gateway_proxy_urls
 
 DOCS = Path(__file__).resolve().parent
-KEY = "sk-demo-key"
+KEY = "sk-demo-key-0123456789"
 QUEUE = "demo:screenshots"
 SECRET = "whsec_" + base64.b64encode(b"screenshots' webhook signing key").decode()
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -95,16 +97,25 @@ def take_console(base: str, batch_id: str) -> None:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
                                              args=CHROMIUM_ARGS)  # fmt: skip
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{base}/sign-in")
-            page.fill("#key", KEY)
-            page.get_by_role("button", name="Sign in").click()
-            expect(page.locator("canvas.grid")).to_be_visible()
-            with page.expect_response(lambda reply: "/live/fleet" in reply.url):
-                pass
-            page.screenshot(path=str(DOCS / "console.png"), full_page=True)
-            page.goto(f"{base}/batches/{batch_id}")
-            page.screenshot(path=str(DOCS / "console-batch.png"))  # its top: the first rows
+            for width, height in ((1440, 900), (390, 844)):
+                page = browser.new_page(viewport={"width": width, "height": height})
+                page.goto(f"{base}/sign-in")
+                page.fill("#key", KEY)
+                page.get_by_role("button", name="Sign in").click()
+                expect(page.locator("canvas.grid")).to_be_visible()
+                with page.expect_response(lambda reply: "/live/fleet" in reply.url):
+                    pass
+                if width == 1440:
+                    page.screenshot(path=str(DOCS / "console.png"), full_page=True)
+                page.goto(f"{base}/batches/{batch_id}")
+                with page.expect_response(lambda reply: "/live/batches/" in reply.url):
+                    pass  # a second reading: the speed over a window, not since it began
+                name = "console-batch.png" if width == 1440 else "console-phone.png"
+                page.screenshot(path=str(DOCS / name))  # its top: progress, pace, counts
+                if width == 390:
+                    page.goto(f"{base}/batches/{batch_id}/prompts/0")  # refused: ContentRefused
+                    page.screenshot(path=str(DOCS / "console-prompt-phone.png"), full_page=True)
+                page.close()
         finally:
             browser.close()
 
@@ -170,7 +181,7 @@ def main() -> None:
         time.sleep(args.minutes * 60)
         take_console(base, big)
         take_top(redis_url)
-    print(f"wrote {DOCS / 'console.png'}, {DOCS / 'console-batch.png'}, {DOCS / 'top.svg'}")
+    print(f"wrote the console's pictures and {DOCS / 'top.svg'}")
 
 
 if __name__ == "__main__":

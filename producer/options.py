@@ -25,13 +25,21 @@ _SHORTEST, _LONGEST = timedelta(minutes=1), timedelta(days=30)
 def completion_window(text: str) -> timedelta:
     """``24h`` → 24 hours; a ValueError that says what is accepted otherwise."""
     found = _WINDOW.match(text.strip())
-    window = timedelta(seconds=int(found[1]) * _UNITS[found[2]]) if found else None
+    # At most 30 days in seconds has 7 digits: a longer number is out of range, never
+    # handed to timedelta (which overflows on a huge one).
+    fits = found is not None and len(found[1].lstrip("0")) <= 7
+    window = timedelta(seconds=int(found[1]) * _UNITS[found[2]]) if fits and found else None
     if window is None or not _SHORTEST <= window <= _LONGEST:
         raise ValueError(
-            f"completion window {text!r} must be like 24h, 90m or 3600s, "
+            f"completion window {_quoted(text)} must be like 24h, 90m or 3600s, "
             "between 1 minute and 30 days"
         )
     return window
+
+
+def _quoted(text: str) -> str:
+    """A short value quoted; a long one (never echoed whole) by its length."""
+    return repr(text) if len(text) <= 40 else f"of {len(text)} characters"
 
 
 def checked_metadata(metadata: Mapping[str, object] | None) -> dict[str, str]:

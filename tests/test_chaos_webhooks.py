@@ -7,10 +7,12 @@ import pytest
 import redis
 
 from contract import keys
+from contract.outbox import FLEET
 from simulator.local import free_port, start_redis, stop_process, wait_until
 from tests import webhook_receiver
 from tests.chaos import done, enqueue
 from tests.webhook_receiver import SECRET
+from worker.webhook_endpoints import WebhookEndpoint
 
 pytestmark = pytest.mark.chaos
 
@@ -30,8 +32,10 @@ def test_an_event_pending_across_a_redis_restart_is_delivered(fleet, tmp_path) -
         wait_until(done(fleet, batch_id), timeout=60, what="the batch done")
         client = redis.Redis(port=port)
 
+        queue = keys.webhook_queue(WebhookEndpoint(FLEET, url, b"").key)
+
         def attempted() -> bool:
-            ids = client.zrange(keys.webhook_outbox(), 0, -1)
+            ids = client.zrange(queue, 0, -1)
             event = keys.webhook_event(keys.decoded(ids[0])) if ids else ""
             return bool(ids) and int(client.hget(event, "attempts") or 0) >= 1
 

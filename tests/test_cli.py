@@ -298,10 +298,10 @@ def test_serve_beyond_loopback_without_a_key_refuses_to_start(monkeypatch) -> No
 
 
 def test_config_lists_the_api_settings_with_the_keys_hidden(monkeypatch) -> None:
-    monkeypatch.setenv("CHATGPTES_API_KEYS", "sk-one,sk-two")
+    monkeypatch.setenv("CHATGPTES_API_KEYS", "sk-one-0123456789abcdef,sk-two-0123456789abcdef")
     result = CliRunner().invoke(main, ["config"])
     assert result.exit_code == 0 and "is not a setting" not in result.stderr
-    assert "CHATGPTES_API_KEYS=*** (2 keys)" in result.stdout and "sk-one" not in result.stdout
+    assert "CHATGPTES_API_KEYS=*** (2 keys)" in result.stdout and "sk-one-" not in result.stdout
     assert result.stdout.count("CHATGPTES_MAX_INPUT_BYTES=") == 1
 
 

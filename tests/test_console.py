@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from contract import keys
 from contract.config import QueueSettings
 from contract.models import JobError, JobResult, Message
+from contract.outbox import announce_endpoints
 from contract.throughput import ThroughputTally
 from producer.api import BatchQueue
 from producer.http.app import make_app
@@ -25,7 +26,12 @@ from producer.http.settings import ApiSettings
 from producer.inputs import PromptLine
 from tests.test_top import seed_identities, seed_worker
 
-KEY = "sk-console-key"
+KEY = "sk-console-key-0123456789"
+KEY_A, KEY_B, KEY_PLAIN = (
+    "sk-team-a-0123456789ab",
+    "sk-team-b-0123456789ab",
+    "sk-plain-0123456789abc",
+)
 QUEUE = "test:queue"
 HOSTILE = "<script>alert(1)</script>"
 
@@ -74,6 +80,10 @@ async def signed_in(client: TestClient) -> None:
     assert reply.status == 303, await reply.text()
 
 
+def custom_ids(html: str) -> list[str]:
+    return re.findall(r'class="name custom-id"[^>]*><a href="[^"]+">([^<]+)<', html)
+
+
 def csrf_of(html: str) -> str:
     return re.search(r'name="csrf" value="([0-9a-f]+)"', html)[1]
 
@@ -106,7 +116,7 @@ async def test_without_a_key_only_the_sign_in_form_is_shown(client, fake_redis) 
 async def test_signing_in_sets_a_strict_signed_cookie(client) -> None:
     form = await client.get("/sign-in")
     csrf = csrf_of(await form.text())
-    wrong = await client.post("/sign-in", data={"key": "sk-wrong", "csrf": csrf})
+    wrong = await client.post("/sign-in", data={"key": "sk-wrong-key-0123456789", "csrf": csrf})
     assert wrong.status == 401 and "not one of this server" in await wrong.text()
     assert COOKIE not in client.session.cookie_jar.filter_cookies(client.make_url("/"))
     reply = await client.post("/sign-in", data={"key": KEY, "csrf": csrf, "next": "/batches"},
@@ -123,7 +133,9 @@ async def test_a_forged_cookie_or_one_of_a_removed_key_gets_nothing(fake_redis) 
     async with TestClient(TestServer(app)) as first:
         await signed_in(first)
         cookie = first.session.cookie_jar.filter_cookies(first.make_url("/"))[COOKIE].value
-    rotated = make_app(settings(api_keys="sk-other"), open_without_keys=False, redis=fake_redis)
+    rotated = make_app(
+        settings(api_keys="sk-other-key-0123456789"), open_without_keys=False, redis=fake_redis
+    )
     async with TestClient(TestServer(rotated)) as other:
         for value in (cookie, cookie[:-2] + "xx", "garbage"):
             reply = await other.get("/", cookies={COOKIE: value}, allow_redirects=False)
@@ -132,7 +144,7 @@ async def test_a_forged_cookie_or_one_of_a_removed_key_gets_nothing(fake_redis) 
 
 async def test_a_bearer_key_is_taken_and_a_wrong_one_is_not(client) -> None:
     assert (await client.get("/", headers=bearer())).status == 200
-    reply = await client.get("/", headers=bearer("sk-wrong"), allow_redirects=False)
+    reply = await client.get("/", headers=bearer("sk-wrong-key-0123456789"), allow_redirects=False)
     assert reply.status == 303
 
 
@@ -166,8 +178,7 @@ async def test_a_batch_page_shows_its_counts_errors_and_results(client, fake_red
     later = await (await client.get("/batches/b1?start=50", headers=bearer())).text()
     assert "row-50" in later and "row-49" not in later
     found = await (await client.get("/batches/b1?q=row-5", headers=bearer())).text()
-    rows = re.findall(r'class="name custom-id">([^<]+)<', found)
-    assert rows == ["row-5", *(f"row-5{n}" for n in range(10))]
+    assert custom_ids(found) == ["row-5", *(f"row-5{n}" for n in range(10))]
     missing = await client.get("/batches/nope", headers=bearer())
     assert missing.status == 404 and "No such batch" in await missing.text()
 
@@ -177,9 +188,11 @@ async def test_the_list_filters_by_state(client, fake_redis) -> None:
     await settle(queue, "b_done", 0, content="x")
     await enqueue(fake_redis, "b_running", ["a", "b"])
     html = await (await client.get("/batches", headers=bearer())).text()
-    assert "b_done" in html and "b_running" in html and "<progress" in html
-    completed = await (await client.get("/batches?state=completed", headers=bearer())).text()
+    assert "b_done" in html and "b_running" in html and 'class="progress"' in html
+    completed = await (await client.get("/batches?filter=completed", headers=bearer())).text()
     assert "b_done" in completed and "b_running" not in completed
+    running = await (await client.get("/batches?filter=running", headers=bearer())).text()
+    assert "b_done" not in running and "b_running" in running
 
 
 async def test_the_fleet_page_shows_identities_workers_and_throughput(
@@ -188,6 +201,8 @@ async def test_the_fleet_page_shows_identities_workers_and_throughput(
     with sync_redis.Redis.from_url(redis_server) as seed:
         seed_identities(seed, 40, cooling=3, full=2, probing=1)
         seed_worker(seed, "w1", "host-a")
+    stale_ms = int(time.time() * 1000) - 60_000  # a worker delivered a minute ago, none since
+    await announce_endpoints(real_redis, "w0", [("k0", "", "https://hooks.example")], stale_ms)
     queue = await enqueue(real_redis, "b_told", ["a"])
     await settle(queue, "b_told", 0, content="x")  # its batch.completed event waits
     tally = ThroughputTally()
@@ -202,8 +217,9 @@ async def test_the_fleet_page_shows_identities_workers_and_throughput(
     assert len(grid) == 40 and grid.count("c") == 3 and grid.count("f") == 2
     assert "8 in all" in html and "RateLimited 1" in html and 'class="bar succeeded"' in html
     assert "host-a" in html and "RateLimited" in html
-    assert "webhooks: <strong>1</strong> pending" in html and "batch.completed" in html
-    assert "no worker delivers them" in html
+    assert "1 endpoint; 1 pending" in html and "batch.completed" in html
+    assert "No worker delivers them now" in html
+    assert re.search(r'<p class="verdict degraded"><strong>Degraded:</strong>[^<]*webhook', html)
     assert_no_inline_script_or_style(html)
 
 
@@ -314,7 +330,7 @@ async def test_the_live_update_costs_the_same_few_calls_at_any_pool_size(
             costs.append((calls.trips, calls.commands, time.perf_counter() - started))
             monkeypatch.undo()
     (few_trips, few_commands, _), (trips, commands, _) = costs
-    assert trips == few_trips <= 20 and commands == few_commands <= 20, costs
+    assert trips == few_trips <= 12 and commands == few_commands <= 30, costs
     print(f"\nlive update (trips, commands, seconds): {costs}")
 
 
@@ -326,22 +342,22 @@ async def test_a_key_sees_its_projects_batches_only(fake_redis) -> None:
     await records.save_extras(fake_redis, "batch_teamb", {"kind": "batch", "project": "team-b"},
                               3600)  # fmt: skip
     await records.register(fake_redis, "team-b", "batch_teamb")
-    keys_ = "team-a:sk-a,team-b:sk-b,sk-plain"
+    keys_ = f"team-a:{KEY_A},team-b:{KEY_B},{KEY_PLAIN}"
     app = make_app(settings(api_keys=keys_), open_without_keys=False, redis=fake_redis)
     async with TestClient(TestServer(app)) as test_client:
-        as_b = await (await test_client.get("/batches", headers=bearer("sk-b"))).text()
+        as_b = await (await test_client.get("/batches", headers=bearer(KEY_B))).text()
         assert "batch_teamb" in as_b and "b_cli" not in as_b
-        as_a = await (await test_client.get("/batches", headers=bearer("sk-a"))).text()
+        as_a = await (await test_client.get("/batches", headers=bearer(KEY_A))).text()
         assert "batch_teamb" not in as_a and "b_cli" not in as_a
-        plain = await (await test_client.get("/batches", headers=bearer("sk-plain"))).text()
+        plain = await (await test_client.get("/batches", headers=bearer(KEY_PLAIN))).text()
         assert "b_cli" in plain and "batch_teamb" not in plain
-        other = await test_client.get("/batches/batch_teamb", headers=bearer("sk-a"))
+        other = await test_client.get("/batches/batch_teamb", headers=bearer(KEY_A))
         assert other.status == 404
-        refused = await test_client.post("/batches/batch_teamb/cancel", headers=bearer("sk-a"))
+        refused = await test_client.post("/batches/batch_teamb/cancel", headers=bearer(KEY_A))
         assert refused.status == 404
         assert await fake_redis.hget(keys.batch_meta("batch_teamb"), "state") == b"in_progress"
         form = await test_client.get("/sign-in")
         reply = await test_client.post("/sign-in", allow_redirects=False, data={
-            "key": "sk-b", "csrf": csrf_of(await form.text()), "next": "/batches"})  # fmt: skip
+            "key": KEY_B, "csrf": csrf_of(await form.text()), "next": "/batches"})  # fmt: skip
         assert reply.status == 303
         assert "batch_teamb" in await (await test_client.get("/batches")).text()

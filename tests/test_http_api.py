@@ -29,7 +29,8 @@ from producer.http.settings import ApiSettings
 from producer.http.sse import split_text
 from tests.conftest import eventually
 
-KEY = "sk-test-key"
+KEY = "sk-test-key-0123456789"
+ONE, TWO = "sk-one-0123456789abcdef", "sk-two-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 QUEUE = "test:queue"
 
@@ -144,7 +145,7 @@ async def answer_chats(redis: Redis, outcome: str = "succeeded", content: str = 
 
 
 async def test_a_missing_or_wrong_key_is_refused(client: TestClient) -> None:
-    for headers in ({"Authorization": ""}, {"Authorization": "Bearer sk-wrong"},
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer sk-wrong-key-0123456789"},
                     {"Authorization": f"Basic {KEY}"}):  # fmt: skip
         reply = await client.get("/v1/batches", headers=headers)
         error = await assert_error(reply, 401, code="invalid_api_key")
@@ -176,10 +177,10 @@ def test_loopback_addresses() -> None:
 
 
 def test_keys_are_masked_when_described() -> None:
-    described = settings(api_keys="sk-one, sk-two,").describe()
+    described = settings(api_keys=f"{ONE}, {TWO},").describe()
     assert described["api_keys"] == "*** (2 keys)"
-    assert "sk-one" not in json.dumps(described) and "sk-one" not in repr(settings())
-    assert settings(api_keys=" sk-one , ,sk-two").api_key_list() == ("sk-one", "sk-two")
+    assert ONE not in json.dumps(described) and KEY not in repr(settings())
+    assert settings(api_keys=f" {ONE} , ,{TWO}").api_key_list() == (ONE, TWO)
 
 
 # --- errors that are not a route's ----------------------------------------------------
@@ -755,9 +756,9 @@ async def test_a_big_upload_is_stored_piece_by_piece_exactly(client: TestClient)
 
 
 async def test_each_project_sees_only_its_own_files_and_batches(fake_redis: Redis) -> None:
-    keys_setting = f"{KEY},team-b:sk-b-key"
+    keys_setting = f"{KEY},team-b:sk-b-key-0123456789ab"
     app = make_app(settings(api_keys=keys_setting), open_without_keys=False, redis=fake_redis)
-    b_auth = {"Authorization": "Bearer sk-b-key"}
+    b_auth = {"Authorization": "Bearer sk-b-key-0123456789ab"}
     async with TestClient(TestServer(app), headers=AUTH) as a:
         a_file = await upload(a)
         a_batch = await create_batch(a, a_file["id"])
@@ -790,9 +791,9 @@ async def test_each_project_sees_only_its_own_files_and_batches(fake_redis: Redi
 
 def test_a_project_name_is_checked_and_the_key_never_shown() -> None:
     with pytest.raises(ValueError, match="entry 2") as refused:
-        settings(api_keys="sk-one,bad project:sk-secret-two")
+        settings(api_keys=f"{ONE},bad project:sk-secret-two-0123456789")
     assert "sk-secret-two" not in str(refused.value)
-    assert settings(api_keys="a:sk-1,sk-2").describe()["api_keys"] == "*** (2 keys)"
+    assert settings(api_keys=f"a:{ONE},{TWO}").describe()["api_keys"] == "*** (2 keys)"
 
 
 # --- chat: roles, structured outputs, length --------------------------------------------

@@ -20,7 +20,7 @@ from tests.api_fleet import api_fleet
 langchain_openai = pytest.importorskip("langchain_openai")
 
 pytestmark = pytest.mark.e2e
-KEY = "sk-langchain"
+KEY = "sk-langchain-0123456789"
 
 
 class Person(BaseModel):

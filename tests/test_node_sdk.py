@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.e2e
-KEY, OTHER_KEY = "sk-node", "sk-node-other"
+KEY, OTHER_KEY = "sk-node-0123456789abc", "sk-node-other-0123456789"
 SDK_VERSION = "openai@^7"
 SCRIPT = Path(__file__).parent / "node" / "sdk_check.mjs"
 

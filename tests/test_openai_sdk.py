@@ -20,11 +20,11 @@ from pydantic import BaseModel
 from producer.http.client import run_batch_via_api
 
 pytestmark = pytest.mark.e2e
-KEY = "sk-e2e-key"
+KEY = "sk-e2e-key-0123456789"
 BAD_WORD = "forbiddenword"  # the simulator refuses prompts holding it (ContentRefused)
 
 
-KEY_B = "sk-e2e-team-b"
+KEY_B = "sk-e2e-team-b-0123456789"
 
 
 def client_for(base_url: str, key: str = KEY) -> OpenAI:
@@ -141,7 +141,7 @@ def test_chat_completions_as_openai_sdk_code_asks_them(sdk_with_workers: OpenAI)
 
 def test_bad_requests_raise_the_sdks_typed_errors(sdk: OpenAI) -> None:
     client = sdk
-    wrong_key = client.with_options(api_key="sk-wrong")
+    wrong_key = client.with_options(api_key="sk-wrong-key-0123456789")
     with pytest.raises(openai.AuthenticationError):
         wrong_key.batches.list()
     with pytest.raises(openai.BadRequestError) as wrong_purpose:

@@ -1,21 +1,42 @@
-"""A batch's end writes its webhook event in the same step, whoever ends it — on fakeredis and
-on a real redis-server."""
+"""A batch's end writes its webhook event in the same step, whoever ends it, where an endpoint
+is configured for it and nowhere else — on fakeredis and on a real redis-server."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from contract import keys
 from contract.models import JobError, JobResult
-from contract.outbox import EVENT_KEEP_SECONDS, read_outbox
+from contract.outbox import (
+    ENDPOINT_FRESH_SECONDS,
+    EVENT_KEEP_SECONDS,
+    FLEET,
+    announce_endpoints,
+    read_outbox,
+)
 from producer.api import BatchQueue
+from producer.http import records
 from tests.batching import SETTINGS, lines
 
 
+async def announce(redis, *endpoints: tuple[str, str], at_ms: int | None = None) -> None:
+    """Workers deliver to these endpoints, each (project, label); FLEET for the fleet's."""
+    found = [(f"k{n}", project, label) for n, (project, label) in enumerate(endpoints)]
+    await announce_endpoints(redis, "w1", found, at_ms or int(time.time() * 1000))
+
+
 @pytest.fixture
-def queue(redis) -> BatchQueue:
+async def queue(redis) -> BatchQueue:
+    await announce(redis, (FLEET, "https://hooks.example"))  # an endpoint for every batch
+    return BatchQueue(redis, SETTINGS)
+
+
+@pytest.fixture
+def bare_queue(redis) -> BatchQueue:
+    """No worker delivers webhooks anywhere."""
     return BatchQueue(redis, SETTINGS)
 
 
@@ -109,8 +130,9 @@ async def test_read_outbox_counts_pending_and_lists_the_next(queue, redis) -> No
     for n in range(3):
         await queue.enqueue(lines(1), batch_id=f"b{n}")
         await settle(queue, f"b{n}", 0)
-    state = await read_outbox(redis, now_ms=0, shown=2)
-    assert (state.pending, state.failed, state.deliverers) == (3, 0, 0)
+    state = await read_outbox(redis, now_ms=int(time.time() * 1000), shown=2)
+    assert (state.pending, state.failed, state.deliverers) == (3, 0, 1)
+    assert [(e.project, e.label) for e in state.endpoints] == [(FLEET, "https://hooks.example")]
     shown = [(e.type, e.batch_id, e.attempts) for e in state.next_pending]
     # (the first due; events of the same millisecond come in their IDs' order)
     assert len(shown) == 2 and set(shown) <= {("batch.completed", f"b{n}", 0) for n in range(3)}
@@ -122,3 +144,79 @@ async def test_a_chat_completions_batch_ends_without_an_event(queue, redis) -> N
     await settle(queue, "chat_0123", 0)
     assert (await queue.status("chat_0123")).state == "completed"
     assert await redis.exists(keys.webhook_outbox()) == 0
+
+
+# -- where an endpoint is configured, and nowhere else ---------------------------------
+
+
+async def test_with_no_endpoint_anywhere_a_batch_ends_without_an_event(bare_queue, redis) -> None:
+    await bare_queue.enqueue(lines(1), batch_id="b1")
+    await settle(bare_queue, "b1", 0)
+    meta = {"created_at": "2026-01-01T00:00:00+00:00", "metadata": "{}"}
+    await bare_queue.store.record_failed("batch_x", meta, [])
+    assert (await bare_queue.status("b1")).state == "completed"
+    assert await redis.exists(keys.webhook_outbox()) == 0
+    assert not (await read_outbox(redis, now_ms=int(time.time() * 1000))).configured
+
+
+async def test_an_endpoint_announced_over_an_hour_ago_is_gone(bare_queue, redis) -> None:
+    stale = int(time.time() * 1000) - (ENDPOINT_FRESH_SECONDS + 60) * 1000
+    await announce(redis, (FLEET, "https://hooks.example"), at_ms=stale)
+    await bare_queue.enqueue(lines(1), batch_id="b1")
+    await settle(bare_queue, "b1", 0)
+    assert await redis.exists(keys.webhook_outbox()) == 0
+
+
+async def test_a_projects_own_endpoint_tells_its_batches_only(bare_queue, redis) -> None:
+    await announce(redis, ("team-a", "https://a.example"))
+    for batch_id, project in (("batch_a", "team-a"), ("batch_b", "team-b"), ("b_cli", None)):
+        await bare_queue.enqueue(lines(1), batch_id=batch_id)
+        if project:
+            await records.save_extras(redis, batch_id, {"kind": "batch", "project": project}, 60)
+        await settle(bare_queue, batch_id, 0)
+    assert [e["data"]["id"] for e in await events(redis)] == ["batch_a"]
+
+
+async def test_the_fleets_endpoint_is_the_default_a_projects_own_replaces(
+    bare_queue, redis
+) -> None:
+    await announce(redis, (FLEET, "https://fleet.example"), ("team-a", "https://a.example"))
+    for batch_id, project in (("batch_a", "team-a"), ("batch_b", "team-b")):
+        await bare_queue.enqueue(lines(1), batch_id=batch_id)
+        await records.save_extras(redis, batch_id, {"kind": "batch", "project": project}, 60)
+        await settle(bare_queue, batch_id, 0)
+    assert sorted(e["data"]["id"] for e in await events(redis)) == ["batch_a", "batch_b"]
+
+
+async def test_a_disabled_endpoint_is_told_nothing(bare_queue, redis) -> None:
+    await announce(redis, (FLEET, "https://gone.example"))
+    await redis.hset(keys.webhook_health(), "k0:disabled", int(time.time() * 1000))
+    await bare_queue.enqueue(lines(1), batch_id="b1")
+    await settle(bare_queue, "b1", 0)
+    assert await redis.exists(keys.webhook_outbox()) == 0
+
+
+async def test_the_outbox_holds_at_most_its_bound(queue, redis) -> None:
+    from contract.scripts import source
+
+    assert "local OUTBOX_AT_MOST = 100000" in source("contract", "save_results")
+    now_ms = int(time.time() * 1000)
+    await redis.zadd(keys.webhook_outbox(), {f"evt_old{n}": now_ms - 1000 + n for n in range(5)})
+    script = source("contract", "batch_events").replace("100000", "3")
+    run = redis.register_script(script + "\nannounce_end(KEYS[1], KEYS[2], ARGV[1], 'b', "
+                                "'completed', ARGV[2], 60)")  # fmt: skip
+    await run(keys=[keys.webhook_outbox(), keys.webhook_event("evt_new")],
+              args=["evt_new", now_ms])  # fmt: skip
+    kept = [keys.decoded(m) for m in await redis.zrange(keys.webhook_outbox(), 0, -1)]
+    assert kept == ["evt_old3", "evt_old4", "evt_new"]  # the oldest went first
+
+
+async def test_a_refused_input_of_a_project_is_told_to_that_projects_endpoint(
+    bare_queue, redis
+) -> None:
+    await announce(redis, ("team-a", "https://a.example"))
+    meta = {"created_at": "2026-01-01T00:00:00+00:00", "metadata": "{}"}
+    # The API records the refusal before it writes the batch's record (with the project).
+    await bare_queue.store.record_failed("batch_a", meta, [], project="team-a")
+    await bare_queue.store.record_failed("batch_b", meta, [], project="team-b")
+    assert [e["data"]["id"] for e in await events(redis)] == ["batch_a"]

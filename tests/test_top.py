@@ -511,16 +511,49 @@ async def test_a_frame_says_when_redis_refuses_writes(real_redis, redis_server) 
 def test_webhook_deliveries_pending_and_given_up_are_shown() -> None:
     from dataclasses import replace
 
-    from contract.outbox import OutboxEvent, OutboxState
+    from contract.outbox import KnownEndpoint, OutboxEvent, OutboxState
 
     waiting = OutboxEvent("evt_1", "batch.completed", "b1", 3, "http://hooks:8080: HTTP 503",
                           int((T0 + 40) * 1000))  # fmt: skip
+    endpoint = KnownEndpoint("k1", "", "http://hooks:8080", int(T0 * 1000))
     outbox = OutboxState(pending=2, failed=1, deliverers=1, next_pending=[waiting],
-                         last_failed=[])  # fmt: skip
+                         last_failed=[], endpoints=[endpoint])  # fmt: skip
     shown = text_of(render([replace(snapshot(), outbox=outbox)]))
-    assert "webhooks: 2 pending (the next in 40s, 3 failed: http://hooks:8080: HTTP 503), " \
-           "1 given up" in shown  # fmt: skip
+    assert "webhooks: 1 endpoint; 2 pending (the next in 40s, 3 failed: http://hooks:8080: " \
+           "HTTP 503), 1 given up" in shown  # fmt: skip
     nobody = replace(outbox, deliverers=0, failed=0, next_pending=[])
     assert "no worker delivers them" in text_of(render([replace(snapshot(), outbox=nobody)]))
     quiet = replace(outbox, pending=0, failed=0, next_pending=[])
-    assert "webhooks" not in text_of(render([replace(snapshot(), outbox=quiet)]))
+    assert "webhooks: 1 endpoint; 0 pending" in text_of(render([replace(snapshot(), outbox=quiet)]))
+
+
+def test_with_no_endpoint_configured_top_says_nothing_of_webhooks() -> None:
+    from dataclasses import replace
+
+    from contract.outbox import OutboxEvent, OutboxState
+
+    # Events left from before (or written by an older version) with nobody to deliver them.
+    left = OutboxEvent("evt_1", "batch.completed", "b1", 0, "", int(T0 * 1000))
+    outbox = OutboxState(pending=2, failed=0, deliverers=0, next_pending=[left], last_failed=[])
+    shown = text_of(render([replace(snapshot(), outbox=outbox)]))
+    assert "webhooks" not in shown and "no worker delivers" not in shown
+
+
+def test_a_failing_and_a_disabled_endpoint_stand_out_with_their_next_try() -> None:
+    from dataclasses import replace
+
+    from contract.outbox import KnownEndpoint, OutboxState
+
+    ms = int(T0 * 1000)
+    failing = KnownEndpoint("k1", "", "https://hooks.example", ms, failing_since_ms=ms - 90_000,
+                            last_error="HTTP 503", pending=3, next_ms=ms + 40_000)  # fmt: skip
+    gone = KnownEndpoint("k2", "team-a", "https://old.example", ms, disabled_ms=ms - 60_000,
+                         disabled_why="HTTP 410 Gone")  # fmt: skip
+    fine = KnownEndpoint("k3", "", "https://fine.example", ms)
+    outbox = OutboxState(pending=3, failed=0, deliverers=1, next_pending=[], last_failed=[],
+                         endpoints=[failing, gone, fine])  # fmt: skip
+    shown = text_of(render([replace(snapshot(), outbox=outbox)]))
+    assert "https://hooks.example: failing for 1m 30s (HTTP 503), 3 waiting, the next try " \
+           "in 40s" in shown  # fmt: skip
+    assert "team-a: https://old.example: disabled 1m 00s ago (HTTP 410 Gone)" in shown
+    assert "fine.example" not in shown

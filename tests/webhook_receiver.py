@@ -36,7 +36,11 @@ class Delivery:
 class Receiver:
     """Answers ``refuse_first`` deliveries with ``refuse_status``, the rest with 200."""
 
-    def __init__(self, *, refuse_first: int = 0, refuse_status: int = 503, port: int = 0) -> None:
+    def __init__(
+        self, *, refuse_first: int = 0, refuse_status: int = 503, port: int = 0,
+        secret: str = SECRET,
+    ) -> None:  # fmt: skip
+        self.secret = secret
         self.refuse_first = refuse_first
         self.refuse_status = refuse_status
         self.hang_seconds = 0.0  # set > 0: every delivery waits that long before answering
@@ -67,7 +71,7 @@ class Receiver:
             status = self.refuse_status if refused else 200
             event, problem = None, ""
             try:
-                event = self._sdk.webhooks.unwrap(body, headers, secret=SECRET)
+                event = self._sdk.webhooks.unwrap(body, headers, secret=self.secret)
             except Exception as error:
                 problem = f"{type(error).__name__}: {error}"
             self.deliveries.append(Delivery(handler.path, headers, body, status, event, problem))

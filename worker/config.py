@@ -15,7 +15,7 @@ from contract.config import QueueSettings
 from contract.redaction import redact_text
 from worker.metrics import parse_port_spec
 from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION
-from worker.standard_webhooks import decode_secret, endpoint_label, parse_urls
+from worker.webhook_endpoints import WebhookEndpoint, parse_endpoints, parse_secrets
 
 DEFAULT_RETRY_BUDGETS: dict[str, int] = {
     "SessionStale": 3,
@@ -158,12 +158,13 @@ class WorkerConfig(QueueSettings):
     webhook_urls: SecretStr = Field(
         SecretStr(""),
         description="Comma-separated URLs told when a batch ends (OpenAI's batch.* events, "
-        "signed); may carry credentials, never logged; empty = no webhooks.",
+        "signed), each a URL (the fleet's) or project:URL (that project's own, used instead); "
+        "may carry credentials, never logged; empty = no webhooks.",
     )
     webhook_secret: SecretStr = Field(
         SecretStr(""),
         description="Signing secret of the webhooks, in OpenAI's form: whsec_ then base64 "
-        "(at least 16 bytes).",
+        "(at least 16 bytes); project:whsec_... entries sign that project's (else this one).",
     )
     webhook_timeout_seconds: float = Field(
         10.0, gt=0, description="How long one webhook delivery may take (no answer: retried)."
@@ -195,26 +196,18 @@ class WorkerConfig(QueueSettings):
         parse_port_spec(spec)  # raises a ValueError that names the setting
         return spec
 
-    @field_validator("webhook_urls")
-    @classmethod
-    def _webhook_urls(cls, urls: SecretStr) -> SecretStr:
-        parse_urls(urls.get_secret_value())  # raises naming the URL by place, never whole
-        return urls
-
     @field_validator("webhook_secret")
     @classmethod
     def _webhook_secret(cls, secret: SecretStr) -> SecretStr:
-        if secret.get_secret_value():
-            decode_secret(secret.get_secret_value())  # raises without quoting it
+        parse_secrets(secret.get_secret_value())  # raises without quoting one
         return secret
 
     @model_validator(mode="after")
     def _webhooks_signed(self) -> WorkerConfig:
-        if self.webhook_urls.get_secret_value() and not self.webhook_secret.get_secret_value():
-            raise ValueError(
-                "CHATGPTES_WEBHOOK_URLS needs CHATGPTES_WEBHOOK_SECRET (whsec_ then base64) to "
-                "sign the deliveries"
-            )
+        try:
+            self.webhook_endpoints()
+        except ValueError as error:  # names an entry by its place or project, never its text
+            raise ValueError(f"CHATGPTES_WEBHOOK_URLS: {error}") from None
         return self
 
     @model_validator(mode="before")
@@ -255,13 +248,22 @@ class WorkerConfig(QueueSettings):
         """(old, new) names of the deprecated settings this configuration sets."""
         return [(old, new) for old, new in DEPRECATED.items() if getattr(self, old) is not None]
 
+    def webhook_endpoints(self) -> tuple[WebhookEndpoint, ...]:
+        """Where the webhooks go, each with its signing key (checked at start)."""
+        return parse_endpoints(
+            self.webhook_urls.get_secret_value(), self.webhook_secret.get_secret_value()
+        )
+
     def budget_for(self, error_kind: str) -> int:
         return {**DEFAULT_RETRY_BUDGETS, **self.retry_budgets}.get(error_kind, 0)
 
     def describe(self) -> dict[str, str]:
         described = super().describe()
         described["proxies"] = redact_text(self.proxies)
-        urls = parse_urls(self.webhook_urls.get_secret_value())
-        described["webhook_urls"] = ", ".join(endpoint_label(url) + "/***" for url in urls)
-        described["webhook_secret"] = "***" if self.webhook_secret.get_secret_value() else ""
+        endpoints = self.webhook_endpoints()
+        described["webhook_urls"] = ", ".join(endpoint.shown for endpoint in endpoints)
+        secrets = parse_secrets(self.webhook_secret.get_secret_value())
+        described["webhook_secret"] = ", ".join(
+            f"{project}: ***" if project else "***" for project in secrets
+        )
         return described

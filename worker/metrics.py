@@ -28,8 +28,8 @@ several workers on one host share one setting. The metrics, all of this worker o
 - ``chatgptes_chore_failures_total{chore}``: housekeeping chores that failed (each is
   tried again after a backoff, and shows in ``workers --check`` while it fails);
 - ``chatgptes_webhook_deliveries_total{outcome}``: webhook deliveries by outcome:
-  ``delivered`` and ``failed`` per endpoint and attempt, ``given_up`` per event (72 hours
-  of attempts are over).
+  ``delivered`` and ``failed`` per endpoint and attempt, ``given_up`` per event and
+  endpoint (72 hours of attempts are over), ``disabled`` when an endpoint answered 410 Gone.
 
 The prompts finished are also tallied by interval for the console's throughput chart
 (``throughput``, a ``contract.throughput.ThroughputTally``, written to Redis by its own
@@ -237,7 +237,8 @@ class WorkerMetrics:
         self._queue_depth.set(chunks)
 
     def webhook_delivery(self, outcome: str) -> None:
-        """A webhook attempt went ``delivered`` or ``failed``, or an event was ``given_up``."""
+        """A webhook attempt went ``delivered`` or ``failed``, an event was ``given_up``, or
+        an endpoint ``disabled`` (410 Gone)."""
         self.webhooks[outcome] += 1
         self._webhook_deliveries.labels(outcome=outcome).inc()
 

@@ -146,10 +146,12 @@ class PromptRunner:
                 self.broker.failed(lease, error)
                 self.metrics.upstream_error(error.kind)
                 kind = error.kind
+                # The attempt as the prompt's page shows it: the identity by its redacted name.
+                said = {"identity": lease.identity.name, "message": redact_text(error.message)}
                 spent, attempts.total = await until_redis_answers(
                     "attempts",
-                    lambda kind=kind: self.ledger.spend(  # type: ignore[misc]
-                        request.batch_id, request.index, kind, started
+                    lambda kind=kind, said=said: self.ledger.spend(  # type: ignore[misc]
+                        request.batch_id, request.index, kind, started, **said
                     ),
                 )
                 log.warning(

@@ -55,21 +55,16 @@ def delivery_headers(key: bytes, event_id: str, timestamp: int, body: bytes) -> 
     }
 
 
-def parse_urls(text: str) -> tuple[str, ...]:
-    """The comma-separated endpoint URLs, checked; ValueError naming the bad one by its
-    place and label, never by its whole text."""
-    urls = tuple(url.strip() for url in text.split(",") if url.strip())
-    for place, url in enumerate(urls, 1):
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 (raises for a port that is not one)
-        except ValueError:
-            raise ValueError(f"URL {place} is not a URL") from None
-        if parts.scheme not in SCHEMES or not parts.hostname:
-            raise ValueError(f"URL {place} ({endpoint_label(url)}) must be http(s)://host/...")
-    if len(set(urls)) != len(urls):
-        raise ValueError("a URL is given twice")
-    return urls
+def check_url(url: str, place: int) -> None:
+    """ValueError unless ``url`` is an http(s) URL with a host; it names the URL by its
+    ``place`` among the endpoints and by its label only."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises for a port that is not one)
+    except ValueError:
+        raise ValueError(f"URL {place} is not a URL") from None
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        raise ValueError(f"URL {place} ({endpoint_label(url)}) must be http(s)://host/...")
 
 
 def endpoint_label(url: str) -> str:
@@ -82,11 +77,6 @@ def endpoint_label(url: str) -> str:
         return "(an invalid URL)"
     host = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
-
-
-def endpoint_key(url: str) -> str:
-    """A short, stable name for an endpoint, kept in Redis with the URLs an event reached."""
-    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def retry_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:

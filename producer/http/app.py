@@ -43,7 +43,7 @@ from producer.http.middleware import (
     RedisOutage,
     auth_middleware,
     error_middleware,
-    stamp_request_id,
+    stamp_headers,
 )
 from producer.http.settings import ApiSettings
 
@@ -61,9 +61,13 @@ def make_app(
         redis=client,
         queue=BatchQueue(client, settings),
         files=FileStore(client),
-        gate=Gate(settings.api_key_list(), open_without_keys=open_without_keys),
+        gate=Gate(
+            settings.api_key_list(),
+            open_without_keys=open_without_keys,
+            trusted_proxies=settings.trusted_networks(),
+        ),
     )
-    app.on_response_prepare.append(stamp_request_id)
+    app.on_response_prepare.append(stamp_headers)
     app.cleanup_ctx.append(_redis_lifetime(client, settings, outage, owned=redis is None))
     add_routes(app)
     console.mount(app, settings.api_key_list(), app[CONTEXT].gate,

@@ -73,7 +73,7 @@ async def create_batch(request: web.Request) -> web.Response:
     except InputFileError as error:
         meta = {"created_at": iso_now(), "completion_window": window,
                 "metadata": json.dumps(metadata)}  # fmt: skip
-        await ctx.queue.store.record_failed(batch_id, meta, batch_errors(error))
+        await ctx.queue.store.record_failed(batch_id, meta, batch_errors(error), project=project)
     else:
         extras["model"] = checked.first_model
     await records.save_extras(ctx.redis, batch_id, extras, ctx.settings.result_ttl_seconds)

@@ -100,5 +100,10 @@ def from_http_exception(request: web.Request, error: web.HTTPException) -> ApiEr
     return ApiError(error.status, error.reason or "request refused")
 
 
+_HTML_SIGNIFICANT = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """JSON, with the characters that mean something in HTML escaped (the same JSON to a
+    parser): a message quoting what was sent never reads as markup anywhere."""
+    return json.dumps(value, ensure_ascii=False).translate(_HTML_SIGNIFICANT)

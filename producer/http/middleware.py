@@ -4,7 +4,9 @@ A refusal (``ApiError``, or aiohttp's own 404/405/413) keeps its status. Redis o
 reach is a 503 and is logged once, not per request, until Redis answers again. Any
 other failure is a 500 with a fixed message (the traceback goes to the log, never
 into the response). Every response carries an ``x-request-id`` header, as OpenAI's do
-(the SDKs show it as ``_request_id``); a logged failure names it.
+(the SDKs show it as ``_request_id``); a logged failure names it. Every response says
+``nosniff``, and an error body quoting what was sent has its ``<``, ``>`` and ``&``
+escaped (``producer.http.errors``).
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ def request_id(request: web.Request) -> str:
     return found
 
 
-async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """Sets ``x-request-id`` on every response, streamed ones too, before it is sent."""
+async def stamp_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Sets ``x-request-id`` on every response, streamed ones too, before it is sent, and
+    ``nosniff``: no browser may read a JSON or text body (which may quote a path or a
+    value sent) as HTML."""
     response.headers["x-request-id"] = request_id(request)
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 class RedisOutage:

@@ -87,7 +87,9 @@ async def batch_page(
     start = 0
     if after is not None:
         rank = await redis.zrevrank(registry, after)
-        if rank is None:
+        (after_extras,) = await extras_of(redis, [after])
+        # Another project's batch is unknown here, as an ID never made is: no oracle.
+        if rank is None or not shown(after, after_extras, project):
             return None
         start = rank + 1
     found: list[tuple[BatchStatus, Extras]] = []

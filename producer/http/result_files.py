@@ -6,7 +6,8 @@ is ``producer.formats.openai_line`` of one result, in input order, shaped for th
 batch's endpoint. A batch enqueued without an uploaded file (by the CLI) has an input
 file (``file-in-<batch>``) written from its stored requests as OpenAI batch lines.
 
-What a batch's results add up to (each result file's size, the batch's token usage)
+What a batch's results add up to (each result file's size, the batch's token usage, its
+failures by error type)
 is read in one pass once the batch has ended and cached beside it (``summary`` in the
 batch's record), keyed by its counts, so a batch retried later is summed again. A
 deleted result file is marked there too: it is then not found, as OpenAI answers for a
@@ -16,8 +17,9 @@ deleted file, while its batch keeps naming it.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from contract import keys
 from contract.batches import WRITE_BATCH
@@ -41,6 +43,7 @@ class Summary:
     input_tokens: int = 0
     output_tokens: int = 0
     counts: str = ""  # the batch's counts it was read at
+    errors: dict[str, int] = field(default_factory=dict)  # the failed ones by error type
 
     def size(self, part: Part) -> int:
         return {"input": self.input_bytes, "output": self.output_bytes,
@@ -69,16 +72,26 @@ def has_part(status: BatchStatus, extras: dict[str, str], part: Part) -> bool:
     return status.succeeded > 0 if part == "output" else status.failed + status.cancelled > 0
 
 
+def cached_summary(status: BatchStatus, extras: dict[str, str]) -> Summary | None:
+    """The ended batch's summary if it was read already (and still holds), else None."""
+    cached = extras.get("summary")
+    if not cached or not objects.has_result_files(status):
+        return None
+    fields = json.loads(cached)
+    if fields.get("counts") != _counts(status) or "errors" not in fields:
+        return None
+    return Summary(**fields)
+
+
 async def summary(ctx: ApiContext, status: BatchStatus, extras: dict[str, str]) -> Summary | None:
     """The ended batch's summary, read once and cached; None while it runs."""
     if not objects.has_result_files(status):
         return None
-    cached = extras.get("summary")
-    if cached:
-        found = Summary(**json.loads(cached))
-        if found.counts == _counts(status):
-            return found
+    cached = cached_summary(status, extras)
+    if cached is not None:
+        return cached
     output_bytes = error_bytes = input_tokens = output_tokens = 0
+    errors: Counter[str] = Counter()
     endpoint = endpoint_of(extras)
     async for raw in ctx.queue.iter_raw_results(status.batch_id):
         result = JobResult.model_validate_json(raw)
@@ -90,12 +103,13 @@ async def summary(ctx: ApiContext, status: BatchStatus, extras: dict[str, str]) 
                 output_tokens += result.usage.completion_tokens
         else:
             error_bytes += size
+            errors[result.error.type if result.error else "?"] += 1
     input_bytes = 0
     if not extras.get("input_file_id"):
         async for piece in input_pieces(ctx, status):
             input_bytes += len(piece)
     found = Summary(output_bytes, error_bytes, input_bytes, input_tokens, output_tokens,
-                    _counts(status))  # fmt: skip
+                    _counts(status), dict(errors.most_common()))  # fmt: skip
     extras["summary"] = json.dumps(asdict(found))
     await records.save_extras(ctx.redis, status.batch_id, {"summary": extras["summary"]},
                               ctx.settings.result_ttl_seconds)  # fmt: skip

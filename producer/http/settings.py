@@ -6,10 +6,13 @@ the shared queue settings (the server enqueues into the same Redis and queue).
 
 from __future__ import annotations
 
+import ipaddress
+
 from pydantic import Field, SecretStr, field_validator
 
 from contract.config import QueueSettings
-from producer.http.auth import project_and_key
+from producer.http.auth import MIN_KEY_CHARS, project_and_key
+from producer.http.peers import Network
 
 MIB = 1024 * 1024
 
@@ -40,16 +43,38 @@ class ApiSettings(QueueSettings):
         gt=0,
         description="How long POST /v1/chat/completions waits for its answer (504 after).",
     )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks (10.0.0.0/8) of the reverse proxies "
+        "in front of serve: their X-Forwarded-For / Forwarded headers are believed (the client's "
+        "address, and HTTPS for the console's Secure cookie); nobody else's.",
+    )
 
     @field_validator("api_keys")
     @classmethod
     def _entries_with_projects(cls, keys: SecretStr) -> SecretStr:
         for number, entry in enumerate(_entries(keys), start=1):
             try:
-                project_and_key(entry)
+                _, key = project_and_key(entry)
             except ValueError as error:
                 raise ValueError(f"entry {number}: {error}") from None  # never the key itself
+            if len(key) < MIN_KEY_CHARS:
+                raise ValueError(
+                    f"entry {number}: the key is {len(key)} characters long; a key needs at least "
+                    f"{MIN_KEY_CHARS} (make one with: python3 -c 'import secrets; "
+                    'print("sk-" + secrets.token_urlsafe(32))\')'
+                )
         return keys
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, text: str) -> str:
+        parse_networks(text)
+        return text
+
+    def trusted_networks(self) -> tuple[Network, ...]:
+        """The reverse proxies whose forwarding headers are believed."""
+        return parse_networks(self.trusted_proxies)
 
     def api_key_list(self) -> tuple[str, ...]:
         """The configured entries (``project:key`` or a bare key), blanks dropped."""
@@ -66,6 +91,21 @@ class ApiSettings(QueueSettings):
         """Largest JSON request body read: one prompt of ``max_prompt_chars`` characters, each
         as long as its longest JSON escape (12 bytes), plus 1 MiB for the rest."""
         return 12 * self.max_prompt_chars + MIB
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """``10.0.0.1, 192.168.0.0/16, ::1`` as networks; ValueError naming the bad entry."""
+    found = []
+    for number, entry in enumerate((e.strip() for e in text.split(",")), start=1):
+        if not entry:
+            continue
+        try:
+            found.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"entry {number} ({entry[:50]!r}) is not an address or a network like 10.0.0.0/8"
+            ) from None
+    return tuple(found)
 
 
 def _entries(keys: SecretStr) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from producer.http.errors import ApiError, invalid, too_large
 from producer.http.files import StagedFile
@@ -46,6 +47,10 @@ async def read_upload(request: web.Request, settings: ApiSettings, staged: Stage
                       "'purpose'.", param="file")  # fmt: skip
     try:
         fields, filename = await _read_form(request, limit, staged)
+    except HttpProcessingError:  # a part's header line past aiohttp's 8 KiB (LineTooLong)
+        raise invalid("The multipart form could not be read: a part's header is longer than "
+                      "8 KiB (a file name that long?).",
+                      code="invalid_multipart") from None  # fmt: skip
     except (ValueError, AssertionError, LookupError) as error:  # aiohttp's words for a bad form
         raise invalid(f"The multipart form could not be read: {str(error)[:200]}.",
                       code="invalid_multipart") from None  # fmt: skip

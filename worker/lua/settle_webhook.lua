@@ -1,36 +1,73 @@
 --[[
-  Records how a claimed event's delivery went, only for the worker that holds its
-  claim (a worker whose claim lapsed and was taken changes nothing).
+  Records how one delivery of an event to one endpoint went, the moment it went, only
+  for the worker that holds that claim (a worker whose claim lapsed and was taken
+  changes nothing).
 
-  delivered: every URL took it; the event leaves the outbox.
-  retry:     some URL did not; the next attempt is due at ARGV[4].
-  give_up:   72 hours of attempts are over; it is listed among the failed ones.
+  delivered: the endpoint took it; it leaves the endpoint's queue.
+  retry:     it did not; the next attempt at this endpoint is due at ARGV[5].
+  give_up:   72 hours of attempts are over; the event is listed among the failed ones.
+  gone:      the endpoint answered 410 Gone: it is disabled, its queue emptied.
 
-  KEYS[1] the outbox, KEYS[2] the event's key, KEYS[3] the failed events
-  ARGV[1] event ID, ARGV[2] the claim's token, ARGV[3] delivered, retry or give_up,
-  ARGV[4] next attempt (ms), ARGV[5] the URLs delivered to so far (space-separated
-  keys), ARGV[6] the last error, ARGV[7] now (ms), ARGV[8] how long a given-up event is
-  kept (s), ARGV[9] how many given-up events are kept
+  The endpoint's health follows (``failing_since``, ``last_error``, ``last_ok``,
+  ``disabled``). An event every endpoint is done with is deleted, unless it was given
+  up somewhere (it is then kept, and listed, for ARGV[8] seconds).
+
+  KEYS[1] the endpoint's queue, KEYS[2] the event's key, KEYS[3] the failed events,
+  KEYS[4] the endpoints' health
+  ARGV[1] event ID, ARGV[2] the endpoint's key, ARGV[3] the claim's token, ARGV[4] how,
+  ARGV[5] next attempt (ms), ARGV[6] the error (empty when delivered), ARGV[7] now (ms),
+  ARGV[8] how long a given-up event is kept (s), ARGV[9] how many given-up events are
+  kept, ARGV[10] the endpoint's label
 
   Returns 1 if recorded, 0 if the claim was no longer this worker's.
 ]]
-if redis.call('HGET', KEYS[2], 'claim') ~= ARGV[2] then return 0 end
-if ARGV[3] == 'delivered' then
-  redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return 1
+local queue, event, failed, health = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, endpoint, how, now = ARGV[1], ARGV[2], ARGV[4], ARGV[7]
+if redis.call('HGET', event, 'claim:' .. endpoint) ~= ARGV[3] then return 0 end
+redis.call('HDEL', event, 'claim:' .. endpoint)
+
+local function add_to(field)
+  local list = redis.call('HGET', event, field) or ''
+  redis.call('HSET', event, field, list == '' and endpoint or list .. ' ' .. endpoint)
 end
-redis.call('HINCRBY', KEYS[2], 'attempts', 1)
-redis.call('HSET', KEYS[2], 'delivered', ARGV[5], 'last_error', ARGV[6])
-redis.call('HDEL', KEYS[2], 'claim')
-if ARGV[3] == 'retry' then
-  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
-  return 1
+
+if how == 'delivered' then
+  redis.call('ZREM', queue, id)
+  add_to('delivered')
+  redis.call('HDEL', health, endpoint .. ':failing_since')
+  redis.call('HSET', health, endpoint .. ':last_ok', now)
+else
+  redis.call('HINCRBY', event, 'attempts', 1)
+  redis.call('HINCRBY', event, 'attempts:' .. endpoint, 1)
+  redis.call('HSET', event, 'last_error', ARGV[10] .. ': ' .. ARGV[6])
+  redis.call('HSETNX', health, endpoint .. ':failing_since', now)
+  redis.call('HSET', health, endpoint .. ':last_error', ARGV[6])
+  if how == 'retry' then
+    redis.call('ZADD', queue, ARGV[5], id)
+    return 1
+  end
+  add_to('abandoned')
+  if how == 'gone' then
+    redis.call('HSET', health, endpoint .. ':disabled', now, endpoint .. ':disabled_why', ARGV[6])
+    redis.call('DEL', queue)
+  else
+    redis.call('ZREM', queue, id)
+    redis.call('HSET', event, 'failed_ms', now)
+    redis.call('ZADD', failed, now, id)
+    redis.call('ZREMRANGEBYRANK', failed, 0, -tonumber(ARGV[9]) - 1)
+    redis.call('EXPIRE', failed, ARGV[8])
+  end
 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'failed_ms', ARGV[7])
-redis.call('EXPIRE', KEYS[2], ARGV[8])
-redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[9]) - 1)
-redis.call('EXPIRE', KEYS[3], ARGV[8])
+
+-- Done everywhere? Each endpoint it goes to either took it or was given up on.
+local over = ' ' .. (redis.call('HGET', event, 'delivered') or '') .. ' '
+  .. (redis.call('HGET', event, 'abandoned') or '') .. ' '
+for target in string.gmatch(redis.call('HGET', event, 'targets') or '', '%S+') do
+  if not string.find(over, ' ' .. target .. ' ', 1, true) then return 1 end
+end
+if redis.call('HEXISTS', event, 'failed_ms') == 1 then
+  redis.call('EXPIRE', event, ARGV[8])
+else
+  redis.call('DEL', event)
+end
 return 1

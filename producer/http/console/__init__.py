@@ -1,20 +1,27 @@
 """The web console, served by ``chatgptes serve`` at ``/`` beside the API, for the same keys.
 
-=======  ==============================  =============================================
-method   path                            what
-=======  ==============================  =============================================
-GET      /                               the fleet: throughput over the last hour, every
-                                         identity by state, the worst ones, the workers,
-                                         the webhook deliveries
-GET      /batches                        the batches, newest first (``?state=``)
-GET      /batches/{id}                   one batch: timestamps, counts, a page of its
-                                         results (``?start=``), a search (``?q=``)
-GET      /batches/{id}/output.jsonl      its output file (``errors.jsonl``: its errors)
-POST     /batches/{id}/cancel, /retry    cancel it, retry its failed prompts
-GET      /sign-in, POST /sign-in         sign in with an API key; POST /sign-out
-GET      /live/…                         the live part of a page, swapped in every 2 s
-GET      /static/{name}                  the console's CSS and JavaScript (htmx, vendored)
-=======  ==============================  =============================================
+=========  ======================================  ======================================
+method     path                                    what
+=========  ======================================  ======================================
+GET        /                                       the fleet: a verdict first, the
+                                                   backlog, throughput over the last hour,
+                                                   every identity by state, the worst
+                                                   ones, the workers, the webhooks
+GET        /batches                                the batches, newest first (``?filter=``,
+                                                   ``?after=`` for the next page)
+GET        /batches/{id}                           one batch: progress, pace, counts, errors,
+                                                   times, a page of its prompts
+                                                   (``?status=``, ``?error=``, ``?q=``,
+                                                   ``?start=``)
+GET        /batches/{id}/prompts/{n}               one prompt: its messages, attempts, answer
+GET        /batches/{id}/output.jsonl              its output file (``errors.jsonl``: its errors)
+GET, POST  /batches/{id}/cancel, /retry            ask, then cancel it or retry its failures
+GET, POST  /batches/{id}/prompts/{n}/cancel, ...   the same for one prompt (``/retry``)
+GET, POST  /sign-in; POST /sign-out                sign in with an API key, and out
+GET        /live/…                                 the live part of a page, swapped in every 2 s
+GET        /static/{name}                          the console's CSS and JavaScript (htmx,
+                                                   vendored)
+=========  ======================================  ======================================
 
 Its routes are named ``console.*``: the API's Bearer check leaves them to the console's
 own (``access``), which also takes a sign-in cookie.
@@ -27,11 +34,13 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from producer.http.auth import Gate
-from producer.http.console import pages
+from producer.http.console import actions, batch_pages, fleet_pages, prompt_pages, sign_in
 from producer.http.console.access import ConsoleAccess
 from producer.http.console.state import CONSOLE, ConsoleState
 
 ROUTE_PREFIX = "console."
+BATCH = "/batches/{batch_id}"
+PROMPT = BATCH + "/prompts/{index:[0-9]{1,12}}"
 
 
 def mount(
@@ -40,22 +49,27 @@ def mount(
     """Adds the console's routes to the API's application."""
     app[CONSOLE] = ConsoleState(ConsoleAccess(keys, gate, open_without_keys=open_without_keys))
     routes = [
-        ("GET", "/", pages.fleet, "fleet"),
-        ("GET", "/live/fleet", pages.fleet_live, "fleet_live"),
-        ("GET", "/batches", pages.batches, "batches"),
-        ("GET", "/live/batches", pages.batches_live, "batches_live"),
-        ("GET", "/batches/{batch_id}", pages.batch, "batch"),
-        ("GET", "/live/batches/{batch_id}", pages.batch_live, "batch_live"),
-        ("GET", "/batches/{batch_id}/{half:output|errors}.jsonl", pages.download, "download"),
-        ("POST", "/batches/{batch_id}/cancel", pages.cancel, "cancel"),
-        ("POST", "/batches/{batch_id}/retry", pages.retry, "retry"),
-        ("GET", "/sign-in", pages.sign_in_form, "sign_in_form"),
-        ("POST", "/sign-in", pages.sign_in, "sign_in"),
-        ("POST", "/sign-out", pages.sign_out, "sign_out"),
+        ("GET", "/", fleet_pages.fleet, "fleet"),
+        ("GET", "/live/fleet", fleet_pages.fleet_live, "fleet_live"),
+        ("GET", "/batches", batch_pages.batches, "batches"),
+        ("GET", "/live/batches", batch_pages.batches_live, "batches_live"),
+        ("GET", BATCH, batch_pages.batch, "batch"),
+        ("GET", "/live" + BATCH, batch_pages.batch_live, "batch_live"),
+        ("GET", BATCH + "/{half:output|errors}.jsonl", batch_pages.download, "download"),
+        ("GET,POST", BATCH + "/cancel", actions.cancel_batch, "cancel"),
+        ("GET,POST", BATCH + "/retry", actions.retry_batch, "retry"),
+        ("GET", PROMPT, prompt_pages.prompt, "prompt"),
+        ("GET,POST", PROMPT + "/cancel", actions.cancel_prompt, "cancel_prompt"),
+        ("GET,POST", PROMPT + "/retry", actions.retry_prompt, "retry_prompt"),
+        ("GET", "/sign-in", sign_in.sign_in_form, "sign_in_form"),
+        ("POST", "/sign-in", sign_in.sign_in, "sign_in"),
+        ("POST", "/sign-out", sign_in.sign_out, "sign_out"),
         ("GET", "/static/{name}", static, "static"),
     ]
-    for method, path, handler, name in routes:
-        app.router.add_route(method, path, handler, name=ROUTE_PREFIX + name)
+    for methods, path, handler, name in routes:
+        for method in methods.split(","):
+            suffix = "" if method == methods.split(",")[0] else f"_{method.lower()}"
+            app.router.add_route(method, path, handler, name=ROUTE_PREFIX + name + suffix)
 
 
 def owns(request: web.Request) -> bool:

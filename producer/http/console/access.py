@@ -1,13 +1,17 @@
-"""Who may see the console: a signed sign-in cookie or a Bearer key, and the cross-site checks.
+"""Who may see the console: a session signed in with a key, or a Bearer key; and the
+cross-site checks.
 
 The console takes the API's keys (``CHATGPTES_API_KEYS``) and, as the API, shows a
 visitor their key's project only (``team-a:sk-…``; a bare key is project ``default``).
-Signing in with a key sets a cookie (``HttpOnly``, ``SameSite=Strict``, ``Secure`` over
-HTTPS) that holds no key, only a fingerprint of it, signed and dated by
-``itsdangerous`` under a secret derived from the configured keys: a key removed from
-the settings ends its sessions, and so does a restart with other keys. Scripts may
-send ``Authorization: Bearer <key>`` instead. With no key configured (a loopback
-server), the console is open, as the API, on project ``default``.
+Signing in with a key starts a session kept in Redis for ``SESSION_SECONDS`` (so every
+replica of ``serve`` knows it, and signing out ends it everywhere); the cookie
+(``HttpOnly``, ``SameSite=Strict``, ``Secure`` when the request came over TLS, directly
+or through a trusted proxy) holds only the session's random ID. Redis holds a digest of
+that ID (a copy of Redis signs nobody in) and a tag of the key: a key removed from
+the settings ends its sessions. Wrong keys are braked as the API's are
+(``producer.http.throttle``). Scripts may send ``Authorization: Bearer <key>`` instead.
+With no key configured (a loopback server), the console is open, as the API, on
+project ``default``.
 
 A form that changes something (sign-out, cancel, retry) carries a token tied to the
 session and is refused from another origin (``Origin``, ``Sec-Fetch-Site``): a page
@@ -19,25 +23,35 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from redis.asyncio import Redis
 
+from contract import keys
 from contract.keys import DEFAULT_PROJECT
 from producer.http.auth import Gate, bearer_token, project_and_key
+from producer.http.peers import came_over_tls
 
 COOKIE = "chatgptes_console"
 SESSION_SECONDS = 12 * 3600
 CSRF_FIELD = "csrf"
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
 
 
-def fingerprint(key: str) -> str:
-    """A key's short public name: what a session cookie holds instead of the key."""
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+def key_tag(key: str) -> str:
+    """What a session keeps of the key it was opened with: enough to tell whether that key
+    is still configured, in Redis only (never in the cookie)."""
+    return hmac.new(b"chatgptes console session", key.encode(), hashlib.sha256).hexdigest()
+
+
+def _session_key(session: str) -> str:
+    return keys.console_session(hashlib.sha256(session.encode()).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -45,7 +59,7 @@ class Visitor:
     """Who is asking: signed in (by cookie or Bearer key), or the open console's guest."""
 
     project: str  # whose batches it sees
-    session: str  # the cookie's value ("" by Bearer key or on an open console)
+    session: str  # the cookie's session ID ("" by Bearer key or on an open console)
 
     @property
     def by_cookie(self) -> bool:
@@ -58,42 +72,52 @@ class ConsoleAccess:
         self.gate = gate
         self.open = not entries and open_without_keys
         pairs = [project_and_key(entry) for entry in entries]
-        self._projects = {fingerprint(key): project for project, key in pairs}
+        self._projects = {key_tag(key): project for project, key in pairs}
         # Derived from every key: nothing to configure, and the same in every replica.
         material = "\n".join(sorted(entries)).encode() if entries else secrets.token_bytes(32)
         self._secret = hmac.new(b"chatgptes console", material, hashlib.sha256).digest()
-        self._cookies = URLSafeTimedSerializer(self._secret, salt="console-session")
 
-    def visitor(self, request: web.Request) -> Visitor | None:
-        """The visitor if signed in (or the console is open), else None."""
+    async def visitor(self, request: web.Request, redis: Redis) -> Visitor | None:
+        """The visitor if signed in (or the console is open), else None.
+
+        ``TooManyWrongKeys`` for a Bearer key from a client that must wait."""
         if self.open:
             return Visitor(DEFAULT_PROJECT, "")
         token = bearer_token(request)
         if token is not None:
-            project = self.gate.project_of(token)
+            project = self.gate.authenticate(request, token)
             return Visitor(project, "") if project is not None else None
         session = request.cookies.get(COOKIE, "")
-        if not session:
+        if not SESSION_ID.match(session):
             return None
-        try:
-            found = self._cookies.loads(session, max_age=SESSION_SECONDS)
-        except BadSignature:  # forged, altered or expired
-            return None
-        if not isinstance(found, str) or found not in self._projects:
-            return None  # its key is no longer configured
-        return Visitor(self._projects[found], session)
+        tag = await redis.hget(_session_key(session), "key")
+        project = self._projects.get(keys.decoded(tag)) if tag is not None else None
+        return Visitor(project, session) if project is not None else None  # key removed?
 
-    def sign_in(self, response: web.StreamResponse, key: str, *, secure: bool) -> bool:
-        """Sets the session cookie if ``key`` is one of the keys; False if not."""
-        if self.gate.project_of(key) is None:
+    async def sign_in(
+        self, request: web.Request, redis: Redis, response: web.StreamResponse, key: str
+    ) -> bool:
+        """Opens a session and sets its cookie if ``key`` is one of the keys; False if not.
+
+        ``TooManyWrongKeys`` while this client must wait (the key is not looked at)."""
+        if self.gate.authenticate(request, key) is None:
             return False
+        session = secrets.token_urlsafe(32)
+        stored = _session_key(session)
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hset(stored, mapping={"key": key_tag(key), "at_ms": int(time.time() * 1000)})
+            pipe.expire(stored, SESSION_SECONDS)
+            await pipe.execute()
         response.set_cookie(
-            COOKIE, self._cookies.dumps(fingerprint(key)), max_age=SESSION_SECONDS,
-            path="/", httponly=True, samesite="Strict", secure=secure,
+            COOKIE, session, max_age=SESSION_SECONDS, path="/", httponly=True,
+            samesite="Strict", secure=came_over_tls(request, self.gate.trusted_proxies),
         )  # fmt: skip
         return True
 
-    def sign_out(self, response: web.StreamResponse) -> None:
+    async def sign_out(self, visitor: Visitor, redis: Redis, response: web.StreamResponse) -> None:
+        """Ends the session in Redis (a copied cookie stops working too) and drops the cookie."""
+        if visitor.session:
+            await redis.delete(_session_key(visitor.session))
         response.del_cookie(COOKIE, path="/")
 
     def csrf_token(self, visitor: Visitor | None) -> str:

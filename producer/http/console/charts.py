@@ -1,8 +1,10 @@
-"""The throughput chart as SVG shapes, computed here and drawn by the template.
+"""The console's charts as SVG shapes, computed here and drawn by the templates: the fleet's
+throughput over the last hour, and each batch's progress bar.
 
-Server-side, so the chart is in the page's HTML (no script draws it, nothing to
-trust in the browser) and the live update swaps it like any other part. Each
-interval is a stacked bar: succeeded, then failed, then cancelled.
+Server-side, so the charts are in the page's HTML (no script draws them, nothing to
+trust in the browser, and no inline style: the CSP allows none) and the live update
+swaps them like any other part. Each throughput interval is a stacked bar: succeeded,
+then failed, then cancelled.
 """
 
 from __future__ import annotations
@@ -80,3 +82,54 @@ def throughput_chart(intervals: Sequence[Interval]) -> Chart:
     for interval in intervals:
         errors.update(interval.errors)
     return Chart(bars, peak, ticks, sum(i.finished for i in intervals), errors.most_common(8))
+
+
+# -- a batch's progress -----------------------------------------------------------------
+
+BAR_WIDTH = 1000  # the bar's viewBox width; the page scales it
+BAR_KINDS = ("succeeded", "failed", "cancelled", "expired")
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: str  # succeeded, failed, cancelled or expired (the CSS class)
+    count: int
+    x: float
+    width: float
+
+
+@dataclass(frozen=True)
+class ProgressBar:
+    """A batch's prompts as one bar: each outcome its own colour, what is left the track.
+
+    Expired prompts are failed ones (``Expired``) shown apart, so that a batch whose
+    window ended looks like it, not like a success."""
+
+    segments: list[Segment]
+    finished: int
+    total: int
+
+    @property
+    def label(self) -> str:
+        """The bar in words (its text alternative)."""
+        if not self.total:
+            return "no prompts"
+        parts = [f"{s.count:,} {s.kind}" for s in self.segments]
+        left = self.total - self.finished
+        return ", ".join([*parts, *([f"{left:,} not finished"] if left else [])]) + (
+            f" of {self.total:,}"
+        )
+
+
+def progress_bar(
+    succeeded: int, failed: int, cancelled: int, expired: int, total: int
+) -> ProgressBar:
+    counts = dict(zip(BAR_KINDS, (succeeded, max(0, failed - expired), cancelled, expired),
+                      strict=True))  # fmt: skip
+    segments, x = [], 0.0
+    for kind in BAR_KINDS:
+        if counts[kind] and total:
+            width = BAR_WIDTH * counts[kind] / total
+            segments.append(Segment(kind, counts[kind], round(x, 2), round(width, 2)))
+            x += width
+    return ProgressBar(segments, succeeded + failed + cancelled, total)

@@ -1,5 +1,6 @@
-// The console's own script: draws the identity grids and says when the live view is stale.
-// Everything else is HTML from the server; htmx swaps the live parts every 2 s.
+// The console's own script: draws the identity grids, says when the live view is stale, and
+// reads out (politely) what changed. Everything else is HTML from the server; htmx swaps the
+// live parts every 2 s and gives focus back to the element with the same id.
 "use strict";
 
 const COLOURS = { r: "#2f9e44", f: "#e0a100", p: "#1c7ed6", c: "#d6336c" };
@@ -30,9 +31,28 @@ function setStale(stale) {
   if (banner) banner.hidden = !stale;
 }
 
+// The live parts carry what to announce (data-announce): the fleet's verdict, a batch's state.
+// Only a change is read out, into a live region that stays in place (a swapped one would not be).
+const announced = new Map();
+
+function announce(root) {
+  const region = document.getElementById("announcer");
+  const parts = root.matches && root.matches("[data-announce]") ? [root] : [];
+  root.querySelectorAll("[data-announce]").forEach((part) => parts.push(part));
+  parts.forEach((part) => {
+    const said = part.dataset.announce;
+    if (announced.has(part.id) && announced.get(part.id) !== said && region) region.textContent = said;
+    announced.set(part.id, said);
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   drawGrids(document);
-  document.body.addEventListener("htmx:load", (event) => drawGrids(event.target));
+  announce(document);
+  document.body.addEventListener("htmx:load", (event) => {
+    drawGrids(event.target);
+    announce(event.target);
+  });
   document.body.addEventListener("htmx:afterRequest", (event) => setStale(!event.detail.successful));
   document.body.addEventListener("htmx:responseError", (event) => {
     // Signed out meanwhile (the session expired, or its key was removed): sign in again.
