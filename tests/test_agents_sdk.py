@@ -20,7 +20,7 @@ from tests.api_fleet import api_fleet
 agents = pytest.importorskip("agents", reason="openai-agents is in the dev extra")
 
 pytestmark = pytest.mark.e2e
-KEY = "sk-agents"
+KEY = "sk-agents-0123456789abcdef"
 ASK = "What is the weather in Paris? Use get_weather."
 
 

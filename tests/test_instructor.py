@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from tests.api_fleet import api_fleet
 
 pytestmark = pytest.mark.e2e
-KEY = "sk-instructor"
+KEY = "sk-instructor-0123456789abc"
 PACKAGES = (
     "instructor>=1.17,<2",
     "docstring-parser>=0.16",

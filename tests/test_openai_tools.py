@@ -20,7 +20,7 @@ from tests.conftest import Fleet
 from worker.config import DEFAULT_RETRY_BUDGETS
 
 pytestmark = pytest.mark.e2e
-KEY = "sk-tools"
+KEY = "sk-tools-0123456789abcdef"
 ASK = "What is the weather in Paris? Use get_weather."
 WEATHER_TOOL = {
     "type": "function",
