@@ -384,6 +384,7 @@ def worker(burst: bool, max_jobs: int | None) -> None:
     """Run a worker (arq's Worker, taking chunks of prompts under claims it renews)."""
     from redis.exceptions import RedisError
 
+    from contract.sites import SitesConfigError
     from worker.config import WorkerConfig
     from worker.jobs import run_worker
     from worker.proxies import ProxyConfigError
@@ -391,7 +392,7 @@ def worker(burst: bool, max_jobs: int | None) -> None:
     settings = load_settings(WorkerConfig)
     try:
         exit_code = run_worker(settings, burst=burst, max_jobs=max_jobs)
-    except ProxyConfigError as error:
+    except (ProxyConfigError, SitesConfigError) as error:
         fail(str(error), EXIT_BAD_INPUT)
     except (RedisError, ConnectionError) as error:  # unreachable at start: no traceback loop
         fail(redis_problem(settings.redis_url, error), EXIT_ERROR)

@@ -6,7 +6,9 @@ from email.utils import format_datetime
 
 import pytest
 
-from simulator.wording import LANGUAGES, WORDINGS
+from contract.sites import LANGUAGES
+from simulator.wording import LANGUAGES as SIMULATED_LANGUAGES
+from simulator.wording import WORDINGS
 from worker.errors import (
     Blocked,
     ConsentMissing,
@@ -117,7 +119,7 @@ def test_content_refused_is_permanent(msg: str) -> None:
 
 
 def test_every_language_a_site_setting_may_name_has_its_refusal_words() -> None:
-    assert tuple(REFUSALS) == LANGUAGES
+    assert tuple(REFUSALS) == LANGUAGES == SIMULATED_LANGUAGES
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from curl_cffi import CurlECode
@@ -24,6 +25,7 @@ from curl_cffi.requests import exceptions as curl_errors
 
 from contract.models import NO_PARAMS, Message, RequestParams, check_model
 from contract.redaction import redact_text
+from contract.sites import SitesConfigError, SiteSettings
 from worker.errors import ProxyFault, UnknownModel, UpstreamError, UpstreamHiccup, UpstreamTimeout
 from worker.form import FormSite, cookie_header, encode_form
 from worker.page import parse_page
@@ -31,6 +33,9 @@ from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, Shaped, format_prompt, s
 from worker.proxies import Identity
 from worker.replies import Answer, Outcome, classify_reply, refusals_in
 from worker.sessions import SiteSession
+
+if TYPE_CHECKING:
+    from worker.config import WorkerConfig
 
 AJAX_PATH = "/wp-admin/admin-ajax.php"
 _HEADERS_KEPT = 16384
@@ -50,6 +55,30 @@ class ClientOptions:
     max_connections: int = 64
     consent_field: str | None = None
     language: str | None = None
+
+
+def client_options(config: WorkerConfig, site: SiteSettings | None = None) -> ClientOptions:
+    """The client options of one of the fleet's sites (``contract.sites``), from the
+    worker's settings; with no site given, the fleet's only one. A worker serves one site
+    until prompts are routed across sites: several are a SitesConfigError."""
+    if site is None:
+        sites = config.fleet_sites()
+        if len(sites) != 1:
+            raise SitesConfigError(
+                f"CHATGPTES_SITES names {len(sites)} sites ({', '.join(sites.names)}); "
+                "this worker serves one site: name one, or use CHATGPTES_UPSTREAM_URL"
+            )
+        site = sites.sites[0]
+    return ClientOptions(
+        base_url=site.url,
+        impersonate=config.impersonate,
+        connect_timeout=config.connect_timeout_seconds,
+        request_timeout=config.request_timeout_seconds,
+        language_instruction=config.language_instruction,
+        max_connections=config.worker_max_inflight,
+        consent_field=site.consent_field,
+        language=site.language,
+    )
 
 
 def open_http_session(options: ClientOptions) -> AsyncSession:

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contract.config import QueueSettings
 from contract.redaction import redact_text
+from contract.sites import Sites, load_sites
 from worker.metrics import parse_port_spec
 from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION
 from worker.standard_webhooks import decode_secret, endpoint_label, parse_urls
@@ -35,6 +36,14 @@ class WorkerConfig(QueueSettings):
 
     upstream_url: str = Field(
         "https://chatgpt.es", description="The chatgpt.es site (page + ajax)."
+    )
+    sites: str = Field(
+        "",
+        description="The fleet's sites, comma-separated name=URL (es=https://chatgpt.es); "
+        "empty = the one site of upstream_url.",
+    )
+    sites_file: Path | None = Field(
+        None, description="TOML file of settings per site ([sites.NAME]: rate, caps, proxies…)."
     )
     impersonate: str = Field("chrome", description="curl_cffi browser to impersonate.")
     connect_timeout_seconds: float = Field(10.0, gt=0, description="Connect timeout per request.")
@@ -185,6 +194,16 @@ class WorkerConfig(QueueSettings):
                 "sign the deliveries"
             )
         return self
+
+    @model_validator(mode="after")
+    def _sites_work(self) -> WorkerConfig:
+        self.fleet_sites()  # a SitesConfigError naming the setting and the entry
+        return self
+
+    def fleet_sites(self) -> Sites:
+        """The fleet's sites and their settings (``contract.sites``)."""
+        given = "upstream_url" in self.model_fields_set
+        return load_sites(self.sites, self.sites_file, self.upstream_url, upstream_url_given=given)
 
     @model_validator(mode="after")
     def _renewed_in_time(self) -> WorkerConfig:
