@@ -53,6 +53,8 @@ LAZY_COMMANDS = {
                        "workers, identities, errors."),
     "serve": LazyCommand("chatgptes.serve:serve", "Serve the OpenAI-compatible API (/v1/files, "
                          "/v1/batches, /v1/chat/completions) and the web console (/)."),
+    "sites": LazyCommand("chatgptes.sites:sites",
+                         "The fleet's sites: probe a site's page for the profile of its chat."),
     "sim": LazyCommand("simulator.cli:sim",
                        "Run the offline stand-in for chatgpt.es (and proxies in front of it)."),
 }  # fmt: skip
