@@ -1,11 +1,15 @@
-"""Microseconds to read a site profile from the simulator's ~45 KB page, in each markup.
+"""Microseconds to read a site profile from the simulator's page, in each markup, and to
+encode one prompt's form.
 
     .venv/bin/python bench/bench_page.py [--parser-from /tmp/before/worker/page.py]
 
 The pages are rendered by this checkout's simulator (a custom-bot widget, and the default
 shortcode); ``--parser-from`` also times another ``worker/page.py`` (an older checkout's)
 on the very same pages, so the two figures are comparable. Each figure is the best of 7
-rounds of 300 parses, in one process.
+rounds of 300 parses, in one process. Then the body of one prompt's POST (the prompt the
+throughput benchmark sends), for a site that does not stream (multipart, as the browser
+sends it) and one that does (urlencoded, as everything was sent before site profiles):
+the best of 7 rounds of 20,000.
 """
 
 from __future__ import annotations
@@ -52,6 +56,25 @@ def load(path: Path) -> ModuleType:
     return module
 
 
+def form_rows() -> list[dict[str, Any]]:
+    from worker.form import FormSite, encode_form
+    from worker.page import SiteProfile
+    from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION
+    from worker.sessions import SiteSession
+
+    prompt = f"{DEFAULT_LANGUAGE_INSTRUCTION} Prompt 1234: why?"
+    site = FormSite(page_url=SITE + "/")
+    rows = []
+    for stream in (False, True):
+        session = SiteSession(SiteProfile(nonce="0123456789", post_id="106", stream=stream))
+        rounds = timeit.repeat(
+            lambda s=session: encode_form(s, site, prompt), number=20000, repeat=7
+        )
+        encoding = "urlencoded" if stream else "multipart"
+        rows.append({"form": encoding, "us_per_prompt": round(min(rounds) / 20000 * 1e6, 2)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parser-from", type=Path, help="another worker/page.py to time")
@@ -64,7 +87,7 @@ def main() -> None:
         if other is not None:
             row["other_us"] = best_microseconds(other.parse_page, html)
         rows.append(row)
-    for row in rows:
+    for row in [*rows, *form_rows()]:
         print(json.dumps(row))
 
 

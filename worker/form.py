@@ -103,20 +103,16 @@ def encode_form(
 ) -> EncodedForm:
     """``form_fields``, encoded as the browser would for the session's profile."""
     template = _template(session, site)
-    values = [prompt, _history(prompt)]
+    varying = {"message": prompt, "wpaicg_chat_history": _history(prompt)}
     if session.profile.stream:
-        values.append(str(_chat_id() if chat_id is None else chat_id))
+        varying["chat_id"] = str(_chat_id() if chat_id is None else chat_id)
+    values = [varying[name] for name in template.varying]
     if template.boundary is None:
-        encoded = [quote_form(value) for value in values]
-    else:
-        encoded = [value.encode("utf-8") for value in values]
-        if any(template.boundary in value for value in encoded):
-            return _encode_fresh(session, site, values)  # the prompt holds the boundary
-    pieces = template.pieces
-    body = [pieces[0]]
-    for value, piece in zip(encoded, pieces[1:], strict=True):
-        body += (value, piece)
-    return EncodedForm(b"".join(body), template.content_type)
+        return EncodedForm(template.join([quote_form(value) for value in values]), URLENCODED)
+    encoded = [value.encode("utf-8") for value in values]
+    if any(template.boundary in value for value in encoded):
+        template = _fresh_template(session, site, encoded)  # the prompt holds the boundary
+    return EncodedForm(template.join(encoded), template.content_type)
 
 
 def quote_form(text: str) -> bytes:
@@ -136,12 +132,20 @@ def cookie_header(cookies: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class _Template:
-    """The body's fixed bytes around its per-prompt values (``pieces[i]`` before value i,
-    the last piece after the last value); ``boundary`` None for a urlencoded body."""
+    """The body's fixed bytes around the per-prompt values of the fields ``varying``
+    (``pieces[i]`` before value i, the last piece after the last value); ``boundary``
+    None for a urlencoded body."""
 
     pieces: tuple[bytes, ...]
+    varying: tuple[str, ...]
     content_type: str
     boundary: bytes | None
+
+    def join(self, encoded: list[bytes]) -> bytes:
+        body = [self.pieces[0]]
+        for value, piece in zip(encoded, self.pieces[1:], strict=True):
+            body += (value, piece)
+        return b"".join(body)
 
 
 _templates: dict[tuple[str, SiteProfile, FormSite], _Template] = {}
@@ -158,18 +162,12 @@ def _template(session: SiteSession, site: FormSite) -> _Template:
     return template
 
 
-def _encode_fresh(session: SiteSession, site: FormSite, values: list[str]) -> EncodedForm:
-    """The slow path: a boundary found in none of ``values``."""
-    encoded = [value.encode("utf-8") for value in values]
+def _fresh_template(session: SiteSession, site: FormSite, encoded: list[bytes]) -> _Template:
+    """The slow path: a template whose boundary is in none of the ``encoded`` values."""
     while True:
         boundary = _new_boundary()
         if not any(boundary in value for value in encoded):
-            break
-    template = _build(_layout(session, site), boundary)
-    body = [template.pieces[0]]
-    for value, piece in zip(encoded, template.pieces[1:], strict=True):
-        body += (value, piece)
-    return EncodedForm(b"".join(body), template.content_type)
+            return _build(_layout(session, site), boundary)
 
 
 def _layout(session: SiteSession, site: FormSite) -> list[tuple[str, str | None]]:
@@ -194,6 +192,7 @@ def _layout(session: SiteSession, site: FormSite) -> list[tuple[str, str | None]
 
 def _build(layout: list[tuple[str, str | None]], boundary: bytes | None) -> _Template:
     pieces: list[bytes] = []
+    varying = tuple(name for name, value in layout if value is None)
     current = b""
     for name, value in layout:
         if boundary is None:
@@ -212,10 +211,10 @@ def _build(layout: list[tuple[str, str | None]], boundary: bytes | None) -> _Tem
         if boundary is not None:
             current += b"\r\n"
     if boundary is None:
-        return _Template((*pieces, current), URLENCODED, None)
+        return _Template((*pieces, current), varying, URLENCODED, None)
     current += b"--%s--\r\n" % boundary
     content_type = f"{MULTIPART}; boundary={boundary.decode()}"
-    return _Template((*pieces, current), content_type, boundary)
+    return _Template((*pieces, current), varying, content_type, boundary)
 
 
 def _new_boundary() -> bytes:
