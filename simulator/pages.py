@@ -1,6 +1,6 @@
 """The HTML the simulator serves: the chat page (in four markups) and the ban challenge.
 
-The page is ~45 kB of WordPress-looking HTML rendered once per simulator; per request
+The page is ~35 kB of WordPress-looking HTML rendered once per simulator; per request
 only the chat block with the nonce is put in the middle. NONCE is 10 lowercase hex
 characters, POSTID, BOTID decimal digits (BOTID 0: the site's own chat), TYPE
 ``shortcode`` or ``widget``, CLASS its element's class (``wpaicg-chat-shortcode`` or
