@@ -31,7 +31,7 @@ def ajax_form(nonce: str, post_id: str, url: str) -> dict[str, str]:
     return {
         "_wpnonce": nonce, "post_id": post_id, "url": url,
         "action": "wpaicg_chat_shortcode_message", "message": prompt, "bot_id": "0",
-        "chatbot_identity": "shortcode", "wpaicg_chat_client_id": "bench",
+        "chatbot_identity": "shortcode", "wpaicg_chat_client_id": "benchbench",
         "wpaicg_chat_history": json.dumps([f"Human: {prompt}"]), "wpaicg_user_agree": "1",
     }  # fmt: skip
 

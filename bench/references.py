@@ -315,8 +315,10 @@ async def handshake(http: AsyncSession, site: Site, proxy: str | None) -> Handsh
 
 
 def form_fields(session: Handshake, page_url: str, prompt: str) -> dict[str, str]:
-    """A copy of worker.form.form_fields, kept here so that the reference
-    sends the same form whichever version of the service is on PYTHONPATH (before/after)."""
+    """The form as the service sent it before site profiles (bot 0, a shortcode, a client
+    ID per prompt), kept here so that the reference sends the same form whichever version
+    of the service is on PYTHONPATH (before/after). The default simulator is such a site,
+    and reads this urlencoded form for the CPU a multipart one costs it (simulator.forms)."""
     return {
         "_wpnonce": session.nonce,
         "post_id": session.post_id,

@@ -53,6 +53,8 @@ LAZY_COMMANDS = {
                        "workers, identities, errors."),
     "serve": LazyCommand("chatgptes.serve:serve", "Serve the OpenAI-compatible API (/v1/files, "
                          "/v1/batches, /v1/chat/completions) and the web console (/)."),
+    "sites": LazyCommand("chatgptes.sites:sites",
+                         "The fleet's sites: probe a site's page for the profile of its chat."),
     "sim": LazyCommand("simulator.cli:sim",
                        "Run the offline stand-in for chatgpt.es (and proxies in front of it)."),
 }  # fmt: skip
@@ -384,6 +386,7 @@ def worker(burst: bool, max_jobs: int | None) -> None:
     """Run a worker (arq's Worker, taking chunks of prompts under claims it renews)."""
     from redis.exceptions import RedisError
 
+    from contract.sites import SitesConfigError
     from worker.config import WorkerConfig
     from worker.jobs import run_worker
     from worker.proxies import ProxyConfigError
@@ -391,7 +394,7 @@ def worker(burst: bool, max_jobs: int | None) -> None:
     settings = load_settings(WorkerConfig)
     try:
         exit_code = run_worker(settings, burst=burst, max_jobs=max_jobs)
-    except ProxyConfigError as error:
+    except (ProxyConfigError, SitesConfigError) as error:
         fail(str(error), EXIT_BAD_INPUT)
     except (RedisError, ConnectionError) as error:  # unreachable at start: no traceback loop
         fail(redis_problem(settings.redis_url, error), EXIT_ERROR)

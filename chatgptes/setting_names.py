@@ -16,6 +16,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "log_format",
     "log_level",
     "upstream_url",
+    "sites",
+    "sites_file",
     "impersonate",
     "connect_timeout_seconds",
     "request_timeout_seconds",

@@ -1,31 +1,35 @@
 """The site's handlers: the chat page, admin-ajax.php and the ``/__sim`` control endpoints.
 
-``POST /wp-admin/admin-ajax.php`` checks, in this order (HTTP 200 unless said;
-JSON bodies are ``application/json; charset=UTF-8`` with non-ASCII escaped as
-PHP's ``json_encode`` does):
+``POST /wp-admin/admin-ajax.php`` takes a form urlencoded or multipart (``forms``) and
+checks, in this order (HTTP 200 unless said; JSON bodies are ``application/json;
+charset=UTF-8`` with non-ASCII escaped as PHP's ``json_encode`` does; the wordings W are
+the site's language's, ``wording``):
 
-1. ``action`` is not ``wpaicg_chat_shortcode_message`` → HTTP 400, body ``0``
-   (what WordPress's admin-ajax.php answers for an unknown action).
+1. ``action`` is neither ``wpaicg_chat_shortcode_message`` nor ``wpaicg_chatbox_message``
+   → HTTP 400, body ``0`` (what WordPress's admin-ajax.php answers for an unknown action).
 2. ``_wpnonce`` invalid, expired, or (with cookie binding) not issued to this
    ``wpaicg_session`` cookie → ``{"status":"error","msg":W}``, W rotating
    through "Security check", "Invalid nonce. Please refresh the page.",
    "Nonce verification failed".
 3. the consent field (``wpaicg_user_agree``, or ``consent_field``) missing or not ``1``
-   → ``{"status":"error","msg":"Something went wrong","data":"Du musst das Kästchen
-   anklicken!"}``.
-4. ``post_id`` wrong → ``{"status":"error","msg":"Invalid post ID."}``.
-5. ``message`` empty → ``{"status":"error","msg":"Please enter a message."}``.
-6. prohibited word → ``{"status":"error","msg":"Your message has been flagged because it
-   contains prohibited words."}``.
+   → ``{"status":"error","msg":"Something went wrong","data":W.consent}``.
+4. a form that is not this chat's (``form_mismatch``): a ``post_id`` not the site's, an
+   action not its type's, a ``bot_id`` or ``chatbot_identity`` not its own, a
+   ``wpaicg_chat_client_id`` not 10 letters and digits, a ``wpaicg_chat_history`` not a
+   JSON array → ``{"status":"error","msg":W.not_this_chat}``. (The plugin would answer the
+   first three under another chat's settings, or not at all; the last two it does not
+   check: here each is refused and counted, so a test can say no malformed form was sent.)
+5. ``message`` empty → ``{"status":"error","msg":W.empty_message}``.
+6. prohibited word → ``{"status":"error","msg":W.flagged}``.
 7. quota used up → ``{"tokenLimitReached":true,"msg":"You have reached your token
    limit.","status":"error"}``.
-8. success → ``{"status":"success","msg":"Something went wrong","data":"Echo: " + message}``
-   (a message that asks for a "JSON object" gets ``Echo: {"echo": message}``, the object
-   behind a word of prose as models do; one that sends a JSON Schema, or writes one in
-   its text, gets an object of that schema's shape instead, see ``schema_answers``; one
-   that offers functions gets calls of them, or a plain answer once they have answered,
-   see ``tool_answers``; the word ``offschema`` makes those answers off the schema), or
-   with ``stream`` on,
+8. success → ``{"status":"success","msg":"Something went wrong","data":W.answer_prefix +
+   message}`` (``Echo: `` in ``de`` and ``en``; a message that asks for a "JSON object"
+   gets ``Echo: {"echo": message}``, the object behind a word of prose as models do; one
+   that sends a JSON Schema, or writes one in its text, gets an object of that schema's
+   shape instead, see ``schema_answers``; one that offers functions gets calls of them,
+   or a plain answer once they have answered, see ``tool_answers``; the word
+   ``offschema`` makes those answers off the schema), or with ``stream`` on,
    ``text/event-stream`` of ``data: {"choices":[{"delta":{"content":PIECE}}]}\\n\\n``
    events whose pieces join to the answer, then ``data: [DONE]\\n\\n``.
 
@@ -57,7 +61,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from simulator.config import CHAT_ACTIONS, SimConfig
 from simulator.faults import FAULT_RETRY_AFTER, NON_JSON_BODY, SERVER_ERROR_PAGES, Fault
+from simulator.forms import read_form
 from simulator.latency import parse_latency
 from simulator.limits import Admission
 from simulator.nonces import CHAT_ACTION, REST_ACTION
@@ -86,11 +92,9 @@ except AttributeError:  # aiohttp < 3.13: plain string keys, which warn only on 
     ANSWERED_KEY = "sim_answered"
 
 SESSION_COOKIE = "wpaicg_session"
-CHAT_ACTION_NAME = "wpaicg_chat_shortcode_message"
 _SESSION_RE = re.compile(r"^[0-9a-f]{32}$")
+_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9]{10}")
 
-CONSENT_DATA = "Du musst das Kästchen anklicken!"
-PROHIBITED_MSG = "Your message has been flagged because it contains prohibited words."
 TOKEN_LIMIT_MSG = "You have reached your token limit."
 
 
@@ -201,8 +205,7 @@ async def _guarded(request: web.Request, kind: str, serve: Serve) -> web.StreamR
     state.stats.request(identity, kind)
     entry = None
     if ajax:  # what reached the site, answered or not (its sender may die meanwhile)
-        message = (await request.post()).get("message")
-        text = message if isinstance(message, str) else ""
+        text = (await read_form(request)).get("message", "")
         state.stats.receive(text)
         entry = state.ledger.arrive(text, identity)
     try:
@@ -230,7 +233,7 @@ async def _serve_page(request: web.Request, state: SimState, identity: str) -> w
         session = secrets.token_hex(16)
     nonce = state.nonces.create(CHAT_ACTION, session, identity)
     rest_nonce = state.nonces.create(REST_ACTION, session, identity)
-    html = state.pages.render(state.pick_markup(), nonce, state.config.post_id, rest_nonce)
+    html = state.pages.render(state.pick_markup(), nonce, rest_nonce)
     response = _html(html)
     response.set_cookie(SESSION_COOKIE, session, path="/", httponly=True, samesite="Lax")
     return response
@@ -241,8 +244,7 @@ async def ajax(request: web.Request) -> web.StreamResponse:
 
 
 async def _serve_ajax(request: web.Request, state: SimState, identity: str) -> web.StreamResponse:
-    form = await request.post()
-    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    fields = await read_form(request)
     session = request.cookies.get(SESSION_COOKIE, "")
     refusal = _check_form(state, identity, fields, session)
     if refusal is not None:
@@ -253,7 +255,7 @@ async def _serve_ajax(request: web.Request, state: SimState, identity: str) -> w
     state.stats.reply(identity, "success")
     state.stats.answer(fields["message"])
     request[ANSWERED_KEY] = True
-    answer = "Echo: " + echoed(fields["message"])
+    answer = state.config.wording.answer_prefix + echoed(fields["message"])
     if state.config.stream:
         return await _stream_answer(request, answer)
     return _json({"status": "success", "msg": "Something went wrong", "data": answer})
@@ -283,25 +285,48 @@ def _check_form(
     state: SimState, identity: str, fields: Mapping[str, str], session: str
 ) -> tuple[str, web.Response] | None:
     """The plugin's checks in its order; (stats kind, reply) for the first that fails."""
-    if fields.get("action") != CHAT_ACTION_NAME:
+    config, wording = state.config, state.config.wording
+    if fields.get("action") not in CHAT_ACTIONS.values():
         return "unknown_action", web.Response(text="0", status=400)
     if not state.nonces.verify(fields.get("_wpnonce", ""), CHAT_ACTION, session, identity):
         return "nonce_failed", _nonce_refusal(state)
-    if fields.get(state.config.consent_field) != "1":
-        body = {"status": "error", "msg": "Something went wrong", "data": CONSENT_DATA}
+    if fields.get(config.consent_field) != "1":
+        body = {"status": "error", "msg": "Something went wrong", "data": wording.consent}
         return "consent_missing", _json(body)
-    if fields.get("post_id", "").strip() != str(state.config.post_id):
-        return "bad_request", _json({"status": "error", "msg": "Invalid post ID."})
+    mismatch = form_mismatch(config, fields)
+    if mismatch is not None:
+        state.stats.mismatch(mismatch)
+        return "form_mismatch", _json({"status": "error", "msg": wording.not_this_chat})
     message = fields.get("message", "")
     if not message.strip():
-        return "bad_request", _json({"status": "error", "msg": "Please enter a message."})
+        return "bad_request", _json({"status": "error", "msg": wording.empty_message})
     lowered = message.lower()
-    if any(word.lower() in lowered for word in state.config.prohibited_words if word):
-        return "prohibited", _json({"status": "error", "msg": PROHIBITED_MSG})
+    if any(word.lower() in lowered for word in config.prohibited_words if word):
+        return "prohibited", _json({"status": "error", "msg": wording.flagged})
     if state.limiter.quota_reached(identity):
         body = {"tokenLimitReached": True, "msg": TOKEN_LIMIT_MSG, "status": "error"}
         return "token_limited", _json(body)
     return None
+
+
+def form_mismatch(config: SimConfig, fields: Mapping[str, str]) -> str | None:
+    """The first field of ``fields`` that is not what this site's chat sends, or None."""
+    expected = {
+        "post_id": str(config.post_id),
+        "action": config.chat_action,
+        "bot_id": str(config.bot_id),
+        "chatbot_identity": config.chatbot_identity,
+    }
+    for name, value in expected.items():
+        if fields.get(name, "").strip() != value:
+            return name
+    if not _CLIENT_ID_RE.fullmatch(fields.get("wpaicg_chat_client_id", "")):
+        return "wpaicg_chat_client_id"
+    try:
+        history = json.loads(fields.get("wpaicg_chat_history", ""))
+    except ValueError:
+        history = None
+    return None if isinstance(history, list) else "wpaicg_chat_history"
 
 
 def answer_chunks(answer: str, pieces: int = 4) -> list[str]:

@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from simulator.config import MARKUP_CHOICES, SimConfig
+from simulator.config import CHAT_TYPES, MARKUP_CHOICES, SimConfig
+from simulator.wording import LANGUAGES
 
 _RATE = click.FloatRange(0.0, 1.0)
 _DEFAULT = SimConfig()  # one set of defaults: the command line shows the in-process ones
@@ -66,7 +67,26 @@ async def _run(config: SimConfig, ready_file: Path | None) -> None:
     default=_DEFAULT.markup,
     help="How the page carries the nonce and post id.",
 )
-@click.option("--post-id", default=_DEFAULT.post_id, type=int)
+@click.option("--post-id", default=_DEFAULT.post_id, type=click.IntRange(min=1))
+@click.option(
+    "--bot-id",
+    default=_DEFAULT.bot_id,
+    type=click.IntRange(min=0),
+    help="The chat's custom bot (0: the site's own chat).",
+)
+@click.option(
+    "--type",
+    "chat_type",
+    type=click.Choice(CHAT_TYPES),
+    default=_DEFAULT.chat_type,
+    help="The chat element, and the action its form must post.",
+)
+@click.option(
+    "--language",
+    type=click.Choice(LANGUAGES),
+    default=_DEFAULT.language,
+    help="What the site's own refusals and its answers are worded in.",
+)
 @click.option(
     "--nonce-tick-seconds",
     default=_DEFAULT.nonce_tick_seconds,
@@ -83,7 +103,11 @@ async def _run(config: SimConfig, ready_file: Path | None) -> None:
     default=_DEFAULT.bind_nonce_to_identity,
     help="Only accept a nonce from the identity (port or gateway user) it was issued to.",
 )
-@click.option("--stream/--no-stream", default=_DEFAULT.stream, help="Answer as text/event-stream.")
+@click.option(
+    "--stream/--no-stream",
+    default=_DEFAULT.stream,
+    help="Answer as text/event-stream (the page says so).",
+)
 @click.option(
     "--prohibited-word",
     "prohibited_words",
@@ -94,7 +118,7 @@ async def _run(config: SimConfig, ready_file: Path | None) -> None:
 @click.option(
     "--consent-field",
     default=_DEFAULT.consent_field,
-    help="The consent checkbox's form field (another name: every request misses it).",
+    help="The consent checkbox's form field (one not named wpaicg_…: a client must be told).",
 )
 @click.option(
     "--rate-per-second",
@@ -210,7 +234,8 @@ def sim(ready_file: Path | None, **options: Any) -> None:
 
     Prints one JSON line when listening: {"url", "proxies", "bad_gateway_proxies",
     "auth_proxies", "plain_502_proxies", "dead_proxies", "gateway" (URL or null),
-    "gateway_password" (*** or null), "stats_url"}. Runs until SIGINT or SIGTERM.
+    "gateway_password" (*** or null), "stats_url", "chat" (its post_id, bot_id, type,
+    stream, language)}. Runs until SIGINT or SIGTERM.
     """
     options["prohibited_words"] = tuple(options["prohibited_words"])
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from simulator.latency import parse_latency
+from simulator.wording import LANGUAGES, WORDINGS, SiteWording
 
 MARKUPS: tuple[str, ...] = ("data-attrs", "hidden-inputs", "script-var", "json-blob")
 MARKUP_CHOICES: tuple[str, ...] = (*MARKUPS, "random")
@@ -19,6 +20,8 @@ PROXY_COUNTS: tuple[str, ...] = (
     "plain_502_proxies",
     "dead_proxies",
 )
+CHAT_TYPES: tuple[str, ...] = ("shortcode", "widget")
+CHAT_ACTIONS = {"shortcode": "wpaicg_chat_shortcode_message", "widget": "wpaicg_chatbox_message"}
 
 
 @dataclass
@@ -40,6 +43,12 @@ class SimConfig:
     markup: str = "random"
     """How the page carries the nonce: one of MARKUP_CHOICES ("random" = per request)."""
     post_id: int = 106
+    bot_id: int = field(default=0, kw_only=True)
+    """The chat's custom bot (0: the site's own shortcode or widget); its form must name it."""
+    chat_type: str = field(default="shortcode", kw_only=True)
+    """``shortcode`` or ``widget``: the chat element, and the action its form must post."""
+    language: str = field(default="de", kw_only=True)
+    """What the site's own refusals and its answers are worded in (``simulator.wording``)."""
     nonce_tick_seconds: float = 43200.0
     """WordPress's half-life of a nonce; a nonce is valid for this tick and the previous."""
     bind_nonce_to_cookie: bool = False
@@ -50,10 +59,12 @@ class SimConfig:
     nonce_secret: str = field(default="sim-nonce-salt", repr=False)
 
     stream: bool = False
-    """Answer successes as text/event-stream of OpenAI-style delta chunks."""
+    """Answer successes as text/event-stream of OpenAI-style delta chunks (the page says
+    so: ``data-openai_stream_nav="1"``)."""
     prohibited_words: tuple[str, ...] = ("forbiddenword",)
     consent_field: str = "wpaicg_user_agree"
-    """The consent checkbox's form field; a theme that renames it makes every request miss it."""
+    """The consent checkbox's form field, shown on the page as a checkbox; one not named
+    ``wpaicg_…`` (a theme's) is not known to be the chat's, so a client must be told it."""
 
     rate_per_second: float = 0.0
     """Per-identity token-bucket refill rate for page GETs and ajax POSTs; 0 = no limit."""
@@ -106,6 +117,14 @@ class SimConfig:
         """Raise ValueError for options that cannot work together."""
         if self.markup not in MARKUP_CHOICES:
             raise ValueError(f"markup must be one of {', '.join(MARKUP_CHOICES)}")
+        if self.chat_type not in CHAT_TYPES:
+            raise ValueError(f"chat_type must be one of {', '.join(CHAT_TYPES)}")
+        if self.language not in LANGUAGES:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+        if self.bot_id < 0 or self.post_id < 1:
+            raise ValueError("bot_id must be >= 0 and post_id >= 1")
+        if not self.consent_field.isidentifier():
+            raise ValueError("consent_field must be a field name (letters, digits, _)")
         rates = {
             "fault_5xx_rate": self.fault_5xx_rate,
             "fault_reset_rate": self.fault_reset_rate,
@@ -135,6 +154,20 @@ class SimConfig:
             raise ValueError("proxy_credentials must look like user:password")
         if self.gateway and not self.gateway_password:
             raise ValueError("gateway_password must not be empty")
+
+    @property
+    def chat_action(self) -> str:
+        """The ajax action this site's chat posts to."""
+        return CHAT_ACTIONS[self.chat_type]
+
+    @property
+    def chatbot_identity(self) -> str:
+        """What the plugin's script sends as ``chatbot_identity`` for this chat."""
+        return f"custom_bot_{self.bot_id}" if self.bot_id else self.chat_type
+
+    @property
+    def wording(self) -> SiteWording:
+        return WORDINGS[self.language]
 
     @property
     def proxy_user(self) -> str:

@@ -7,6 +7,7 @@ happened (the context managers do it themselves).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -140,9 +141,11 @@ def start_simulator(
     timeout: float = 30.0,
 ) -> tuple[dict[str, Any], subprocess.Popen[Any]]:
     """(ready info, process) of ``python -m simulator`` started with ``options``, once it
-    has written its ready file; the caller stops it. Log: ``workdir/sim.log``."""
-    ready = workdir / "sim-ready.json"
-    log = workdir / "sim.log"
+    has written its ready file; the caller stops it. Log: ``workdir/sim.log`` for the
+    first in ``workdir``, then ``sim-2.log``…: several run side by side."""
+    name = _unused_name(workdir, "sim", ".log")
+    ready = workdir / f"{name}-ready.json"
+    log = workdir / f"{name}.log"
     ready.unlink(missing_ok=True)  # an earlier simulator's file would name its dead ports
     argv = [sys.executable, "-m", "simulator", "--port", "0", "--ready-file", str(ready), *options]
     process = start_process(argv, log=log, env=env, cwd=cwd, inherit_env=inherit_env)
@@ -158,6 +161,15 @@ def start_simulator(
         stop_process(process)
         raise
     return json.loads(ready.read_text()), process
+
+
+def _unused_name(workdir: Path, stem: str, suffix: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``…: the first with no ``suffix`` file in ``workdir``."""
+    for number in itertools.count(1):
+        name = stem if number == 1 else f"{stem}-{number}"
+        if not (workdir / f"{name}{suffix}").exists():
+            return name
+    raise AssertionError("unreachable")
 
 
 @contextmanager

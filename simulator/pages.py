@@ -1,29 +1,44 @@
 """The HTML the simulator serves: the chat page (in four markups) and the ban challenge.
 
-The page is ~45 kB of WordPress-looking HTML rendered once; per request only
-the chat block with the nonce is put in the middle. NONCE is 10 lowercase hex
-characters, POSTID is decimal digits, SITE is the site URL without a trailing
-slash (e.g. ``http://127.0.0.1:8790``). The chat block is exactly one of:
+The page is ~35 kB of WordPress-looking HTML rendered once per simulator; per request
+only the chat block with the nonce is put in the middle. NONCE is 10 lowercase hex
+characters, POSTID, BOTID decimal digits (BOTID 0: the site's own chat), TYPE
+``shortcode`` or ``widget``, CLASS its element's class (``wpaicg-chat-shortcode`` or
+``wpaicg-chatbox``), ACTION its ajax action (``wpaicg_chat_shortcode_message`` or
+``wpaicg_chatbox_message``), IDENTITY ``custom_bot_BOTID`` or TYPE, STREAM ``1`` when the
+site streams else ``0``, CONSENT the consent field and SITE the site URL without a
+trailing slash (e.g. ``http://127.0.0.1:8790``). The chat block is exactly one of:
 
-``data-attrs``::
+``data-attrs`` (what the plugin prints)::
 
-    <div class="wpaicg-chat-shortcode" data-nonce="NONCE" data-post-id="POSTID" data-url="SITE/" data-bot-id="0" data-chatbot-identity="shortcode" data-type="shortcode">
+    <div class="CLASS" data-nonce="NONCE" data-post-id="POSTID" data-url="SITE/" data-bot-id="BOTID" data-type="TYPE" data-openai_stream_nav="STREAM">
+    … <label><input type="checkbox" name="CONSENT" value="1"> …</label></div>
 
-``hidden-inputs`` (inside ``<form class="wpaicg-chat-shortcode-form" ...>``)::
+``hidden-inputs`` (inside ``<form class="CLASS-form" ...>``)::
 
     <input type="hidden" name="_wpnonce" value="NONCE">
     <input type="hidden" name="post_id" value="POSTID">
+    <input type="hidden" name="action" value="ACTION">
+    <input type="hidden" name="bot_id" value="BOTID">
+    <input type="hidden" name="chatbot_identity" value="IDENTITY">
+    … <label><input type="checkbox" name="CONSENT" value="1"> …</label>
 
-``script-var``::
+``script-var`` (the nonce in a script; the chat element keeps its other attributes)::
 
     <script>var wpaicg_nonce = 'NONCE'; var wpaicg_post_id = 'POSTID'; var wpaicg_ajax_url = 'SITE/wp-admin/admin-ajax.php';</script>
+    <div class="CLASS" data-bot-id="BOTID" data-type="TYPE" data-openai_stream_nav="STREAM"></div>
 
-``json-blob`` (slashes escaped as ``wp_localize_script`` does)::
+``json-blob`` (slashes escaped as ``wp_localize_script`` does; a bare chat element)::
 
-    <script id="wpaicg-init-js-extra">var wpaicg_params = {"ajax_url":"SITE\\/wp-admin\\/admin-ajax.php","_wpnonce":"NONCE","post_id":"POSTID","bot_id":"0","chatbot_identity":"shortcode"};</script>
+    <script id="wpaicg-init-js-extra">var wpaicg_params = {"ajax_url":"SITE\\/wp-admin\\/admin-ajax.php","_wpnonce":"NONCE","post_id":"POSTID","bot_id":"BOTID","chatbot_identity":"IDENTITY"};</script>
+    <div class="CLASS"></div>
 
-Like a real WordPress page, every variant also carries a *decoy*: the REST API
-nonce, ``var wpApiSettings = {"root":"SITE\\/wp-json\\/","nonce":"DECOY",...}``.
+So only ``data-attrs`` and ``script-var`` say whether the site streams, and only
+``data-attrs`` and ``hidden-inputs`` name the consent field. The body classes carry ``page-id-POSTID`` in every markup, and ``<html lang>``
+the site's language.
+
+Like a real WordPress page, every variant also carries a *decoy*: the REST API nonce,
+``var wpApiSettings = {"root":"SITE\\/wp-json\\/","nonce":"DECOY",...}``.
 It is 10 hex characters too but belongs to another action, so the ajax
 endpoint rejects it. A parser must key on ``_wpnonce`` / ``wpaicg_nonce`` /
 ``data-nonce``, never on a bare ``nonce``.
@@ -35,6 +50,8 @@ from __future__ import annotations
 
 import random
 from functools import cache
+
+from simulator.config import SimConfig
 
 AJAX_PATH = "/wp-admin/admin-ajax.php"
 
@@ -93,7 +110,7 @@ def _filler_paragraphs(count: int = 60) -> str:
     return "\n".join(paragraphs)
 
 
-def _head(site: str) -> str:
+def _head(site: str, config: SimConfig) -> str:
     links = "".join(
         f'<link rel="stylesheet" id="{name}-css" href="{site}/wp-content/{name}.css?ver=6.4.3" '
         f'media="all">\n'
@@ -110,18 +127,18 @@ def _head(site: str) -> str:
         )
     )
     return (
-        '<!DOCTYPE html>\n<html lang="es">\n<head>\n<meta charset="UTF-8">\n'
+        f'<!DOCTYPE html>\n<html lang="{config.language}">\n<head>\n<meta charset="UTF-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         "<title>ChatGPT Gratis en Español &#8211; ChatGPT.es</title>\n"
         f'<link rel="canonical" href="{site}/">\n{links}'
         f'<link rel="https://api.w.org/" href="{site}/wp-json/">\n'
         '<meta name="generator" content="WordPress 6.4.3">\n</head>\n'
-        '<body class="home page-template-default page page-id-106">\n'
+        f'<body class="home page-template-default page page-id-{config.post_id}">\n'
         '<header id="masthead" class="site-header"><div class="site-branding">'
         f'<a href="{site}/" rel="home">ChatGPT.es</a></div>'
         f'<nav id="site-navigation" class="main-navigation"><ul id="primary-menu">{nav}</ul>'
         "</nav></header>\n"
-        '<main id="main" class="site-main"><article id="post-106" class="page">'
+        f'<main id="main" class="site-main"><article id="post-{config.post_id}" class="page">'
         '<h1 class="entry-title">ChatGPT Gratis en Español</h1>\n'
         '<div class="entry-content">\n'
     )
@@ -141,38 +158,45 @@ def _foot(site: str) -> str:
     )
 
 
-def chat_block(markup: str, site: str, nonce: str, post_id: int) -> str:
-    """The chat shortcode's HTML in one markup (see the module docstring)."""
+def chat_block(markup: str, site: str, nonce: str, config: SimConfig) -> str:
+    """The chat's HTML in one markup (see the module docstring)."""
+    css = "wpaicg-chatbox" if config.chat_type == "widget" else "wpaicg-chat-shortcode"
+    stream = "1" if config.stream else "0"
+    consent = (
+        f'<label><input type="checkbox" name="{config.consent_field}" value="1"> '
+        f"{config.wording.agree_label}</label>\n"
+    )
     if markup == "data-attrs":
         return (
-            f'<div class="wpaicg-chat-shortcode" data-nonce="{nonce}" data-post-id="{post_id}" '
-            f'data-url="{site}/" data-bot-id="0" data-chatbot-identity="shortcode" '
-            'data-type="shortcode">\n<div class="wpaicg-chat-shortcode-content">'
-            '<ul class="wpaicg-chat-shortcode-messages"></ul></div>\n</div>\n'
+            f'<div class="{css}" data-nonce="{nonce}" data-post-id="{config.post_id}" '
+            f'data-url="{site}/" data-bot-id="{config.bot_id}" data-type="{config.chat_type}" '
+            f'data-openai_stream_nav="{stream}">\n<div class="{css}-content">'
+            f'<ul class="{css}-messages"></ul></div>\n{consent}</div>\n'
         )
     if markup == "hidden-inputs":
         return (
-            f'<form class="wpaicg-chat-shortcode-form" method="post" action="{site}{AJAX_PATH}">\n'
+            f'<form class="{css}-form" method="post" action="{site}{AJAX_PATH}">\n'
             f'<input type="hidden" name="_wpnonce" value="{nonce}">\n'
-            f'<input type="hidden" name="post_id" value="{post_id}">\n'
-            '<input type="hidden" name="action" value="wpaicg_chat_shortcode_message">\n'
-            '<textarea class="wpaicg-chat-shortcode-typing" name="message"></textarea>\n'
-            '<label><input type="checkbox" name="wpaicg_user_agree" value="1"> '
-            "Acepto los términos</label>\n</form>\n"
+            f'<input type="hidden" name="post_id" value="{config.post_id}">\n'
+            f'<input type="hidden" name="action" value="{config.chat_action}">\n'
+            f'<input type="hidden" name="bot_id" value="{config.bot_id}">\n'
+            f'<input type="hidden" name="chatbot_identity" value="{config.chatbot_identity}">\n'
+            f'<textarea class="{css}-typing" name="message"></textarea>\n{consent}</form>\n'
         )
     if markup == "script-var":
         return (
-            f"<script>var wpaicg_nonce = '{nonce}'; var wpaicg_post_id = '{post_id}'; "
+            f"<script>var wpaicg_nonce = '{nonce}'; var wpaicg_post_id = '{config.post_id}'; "
             f"var wpaicg_ajax_url = '{site}{AJAX_PATH}';</script>\n"
-            '<div class="wpaicg-chat-shortcode"></div>\n'
+            f'<div class="{css}" data-bot-id="{config.bot_id}" data-type="{config.chat_type}" '
+            f'data-openai_stream_nav="{stream}"></div>\n'
         )
     if markup == "json-blob":
         escaped = f"{site}{AJAX_PATH}".replace("/", "\\/")
         return (
             '<script id="wpaicg-init-js-extra">var wpaicg_params = '
-            f'{{"ajax_url":"{escaped}","_wpnonce":"{nonce}","post_id":"{post_id}",'
-            '"bot_id":"0","chatbot_identity":"shortcode"};</script>\n'
-            '<div class="wpaicg-chat-shortcode"></div>\n'
+            f'{{"ajax_url":"{escaped}","_wpnonce":"{nonce}","post_id":"{config.post_id}",'
+            f'"bot_id":"{config.bot_id}","chatbot_identity":"{config.chatbot_identity}"}};'
+            f'</script>\n<div class="{css}"></div>\n'
         )
     raise ValueError(f"unknown markup {markup!r}")
 
@@ -189,19 +213,20 @@ def decoy_block(site: str, rest_nonce: str) -> str:
 class PageRenderer:
     """Holds the pre-rendered bulk of the page; each request only adds the small blocks."""
 
-    def __init__(self, site: str) -> None:
+    def __init__(self, site: str, config: SimConfig) -> None:
         self.site = site
+        self.config = config
         filler = _filler_paragraphs()
         middle = len(filler) // 2
         cut = filler.index("</p>", middle) + len("</p>\n")
-        self._before = _head(site) + filler[:cut]
+        self._before = _head(site, config) + filler[:cut]
         self._after = filler[cut:] + _foot(site)
 
-    def render(self, markup: str, nonce: str, post_id: int, rest_nonce: str) -> str:
+    def render(self, markup: str, nonce: str, rest_nonce: str) -> str:
         return (
             self._before
             + decoy_block(self.site, rest_nonce)
-            + chat_block(markup, self.site, nonce, post_id)
+            + chat_block(markup, self.site, nonce, self.config)
             + self._after
         )
 

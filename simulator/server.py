@@ -131,6 +131,13 @@ class Simulator:
             "gateway": self.gateway_url,
             "gateway_password": gateway_password,
             "stats_url": self.stats_url,
+            "chat": {
+                "post_id": self.config.post_id,
+                "bot_id": self.config.bot_id,
+                "type": self.config.chat_type,
+                "stream": self.config.stream,
+                "language": self.config.language,
+            },
         }
 
     async def close(self) -> None:

@@ -48,7 +48,7 @@ class SimState:
         self.rng = random.Random(self.config.seed)
         self.latency: Latency = parse_latency(self.config.latency)
         self.nonces = NonceMinter(
-            self.config.nonce_secret,
+            f"{self.config.nonce_secret}|{self.site.netloc}",  # a salt per site, as WordPress
             self.config.nonce_tick_seconds,
             self.clock,
             self.config.bind_nonce_to_cookie,
@@ -58,7 +58,7 @@ class SimState:
         self.stats = Stats(self.clock)
         self.ledger = Ledger(keep=self.config.ledger)
         self.faults = FaultPlan(self.config, self.rng)
-        self.pages = PageRenderer(self.site.url)
+        self.pages = PageRenderer(self.site.url, self.config)
         self._wordings = itertools.cycle(NONCE_WORDINGS)
 
     def next_nonce_wording(self) -> str:

@@ -7,8 +7,10 @@ Shape (every listed key is always present; counts are integers)::
       "replies": {
         "success": N,          # answered (JSON or stream)
         "nonce_failed": N,     # one of the three nonce wordings (stale_nonce faults included)
-        "consent_missing": N,  # wpaicg_user_agree missing or not 1
-        "bad_request": N,      # wrong post_id or empty message
+        "consent_missing": N,  # the consent field missing or not 1
+        "form_mismatch": N,    # a form not this chat's (post, action, bot, identity, client
+                               # ID, history); by field under "mismatches"
+        "bad_request": N,      # empty message
         "prohibited": N,       # message contained a prohibited word
         "unknown_action": N,   # body "0", HTTP 400
         "token_limited": N,    # {"tokenLimitReached": true, ...}
@@ -17,6 +19,8 @@ Shape (every listed key is always present; counts are integers)::
         "banned": N,           # ban events (an identity just got banned)
         "fault": N             # injected faults of any kind
       },
+      "mismatches": {FIELD: N},  # only the fields seen: post_id, action, bot_id,
+                                 # chatbot_identity, wpaicg_chat_client_id, wpaicg_chat_history
       "faults": {"5xx": N, "reset": N, "nonjson": N, "slow": N, "429": N, "stale_nonce": N},
       "proxy": {"bad_gateway": N, "auth_required": N, "wrong_target": N,
                 "not_absolute": N, "connect_refused": N,
@@ -62,6 +66,7 @@ REPLY_KINDS = (
     "success",
     "nonce_failed",
     "consent_missing",
+    "form_mismatch",
     "bad_request",
     "prohibited",
     "unknown_action",
@@ -111,6 +116,7 @@ class Stats:
         self.replies: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.proxy: Counter[str] = Counter()
+        self.mismatches: Counter[str] = Counter()
         self.answered: set[bytes] = set()
         self.answered_duplicates = 0
         self.received: set[bytes] = set()
@@ -145,6 +151,10 @@ class Stats:
     def proxy_error(self, identity: str, kind: str) -> None:
         self.proxy[kind] += 1
         self.identity(identity).counts[kind] += 1
+
+    def mismatch(self, field_name: str) -> None:
+        """Which field made a form not this chat's (its reply is counted by ``reply``)."""
+        self.mismatches[field_name] += 1
 
     def answer(self, message: str) -> None:
         """Enter one successful answer in the ledger of message texts."""
@@ -188,6 +198,7 @@ class Stats:
         return {
             "requests": {key: self.requests[key] for key in REQUEST_KINDS},
             "replies": {key: self.replies[key] for key in REPLY_KINDS},
+            "mismatches": dict(sorted(self.mismatches.items())),
             "faults": {key: self.faults[key] for key in FAULT_KINDS},
             "proxy": {key: self.proxy[key] for key in PROXY_KINDS},
             "inflight": self.inflight,

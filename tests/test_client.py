@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,9 +22,11 @@ from worker.errors import (
     SessionStale,
     UnknownModel,
     UpstreamHiccup,
+    UpstreamRejected,
     UpstreamTimeout,
 )
 from worker.form import form_fields
+from worker.page import ChatType
 from worker.prompt import JSON_INSTRUCTION
 from worker.proxies import Identity
 from worker.replies import classify_reply
@@ -70,7 +73,7 @@ async def test_handshake_keeps_the_page_cookie_and_sends_it_back() -> None:
         assert await client.ask(DIRECT, session, HELLO, "gpt-4o")
         # Without the cookie the bound nonce is refused: the cookie really travels, and
         # the connection kept no jar of its own that would have sent it anyway.
-        cookieless = SiteSession(nonce=session.nonce, post_id=session.post_id)
+        cookieless = SiteSession(session.profile)
         with pytest.raises(SessionStale):
             await client.ask(DIRECT, cookieless, HELLO, "gpt-4o")
 
@@ -140,11 +143,94 @@ async def test_consent_and_refusal_are_permanent() -> None:
         with pytest.raises(ContentRefused):
             await exchange(client, messages=(Message(role="user", content="a forbiddenword here"),))
         session = await client.handshake(DIRECT)
-        fields = form_fields(session, client.page_url, "hi")
+        fields = form_fields(session, client.form_site, "hi")
         del fields["wpaicg_user_agree"]
         response = await client.http.post(client.ajax_url, data=fields, cookies=session.cookies)
         outcome = classify_reply(response.status_code, dict(response.headers), response.text)
     assert isinstance(outcome, ConsentMissing)
+
+
+# --- the profile a page gives decides the form -------------------------------------------
+
+PROFILES = {
+    "custom-bot widget": {"bot_id": 4367, "chat_type": "widget", "post_id": 2477},
+    "widget": {"chat_type": "widget"},
+    "custom bot": {"bot_id": 12},
+    "streaming custom bot": {"bot_id": 12, "stream": True, "markup": "data-attrs"},
+}
+
+
+@pytest.mark.parametrize("markup", ["data-attrs", "hidden-inputs", "script-var", "json-blob"])
+@pytest.mark.parametrize("profile", PROFILES)
+async def test_every_profile_is_answered_with_no_form_mismatch(profile: str, markup: str) -> None:
+    options = {"markup": markup, **PROFILES[profile]}
+    async with site(**options) as (sim, client):
+        session = await client.handshake(DIRECT)
+        answers = [await client.ask(DIRECT, session, HELLO, "gpt-4o") for _ in range(3)]
+        stats = sim.stats.snapshot()
+    assert all(answer.text.endswith("Hello there") for answer in answers)
+    assert (stats["replies"]["success"], stats["replies"]["form_mismatch"]) == (3, 0)
+
+
+async def test_a_form_built_for_another_profile_is_refused_as_the_site_s() -> None:
+    """The fields bot 0 / shortcode (what was sent before profiles) at a custom-bot widget."""
+    options = {"bot_id": 4367, "chat_type": "widget", "markup": "data-attrs", "language": "en"}
+    async with site(**options) as (sim, client):
+        session = await client.handshake(DIRECT)
+        assumed = dataclasses.replace(session.profile, bot_id="0", chat_type=ChatType.SHORTCODE)
+        with pytest.raises(UpstreamRejected, match="not available"):
+            await client.ask(DIRECT, SiteSession(assumed, session.cookies), HELLO, "gpt-4o")
+        stats = sim.stats.snapshot()
+    assert stats["replies"]["form_mismatch"] == 1 and stats["mismatches"] == {"action": 1}
+
+
+async def test_the_consent_field_of_the_site_s_settings_is_sent() -> None:
+    async with site(consent_field="theme_renamed_agree", markup="data-attrs") as (sim, client):
+        with pytest.raises(ConsentMissing):  # the page's checkbox is a theme's, not the plugin's
+            await exchange(client)
+        told = ChatGptEsClient(ClientOptions(base_url=sim.url, consent_field="theme_renamed_agree"))
+        try:
+            assert (await exchange(told)).endswith("Hello there")
+        finally:
+            await told.close()
+
+
+async def test_a_consent_field_the_page_names_is_sent() -> None:
+    async with site(consent_field="wpaicg_agree_terms", markup="hidden-inputs") as (sim, client):
+        assert (await exchange(client)).endswith("Hello there")
+        assert sim.stats.snapshot()["replies"]["consent_missing"] == 0
+
+
+@pytest.mark.parametrize("language", ["de", "en", "es"])
+async def test_refusals_are_read_in_the_site_s_language(language: str) -> None:
+    async with site(language=language, consent_field="theme_renamed_agree") as (sim, _):
+        untold = ChatGptEsClient(ClientOptions(base_url=sim.url, language=language))
+        told = ChatGptEsClient(
+            ClientOptions(base_url=sim.url, language=language, consent_field="theme_renamed_agree")
+        )
+        try:
+            with pytest.raises(ConsentMissing):
+                await exchange(untold)
+            with pytest.raises(ContentRefused):
+                await exchange(told, messages=(Message(role="user", content="forbiddenword"),))
+        finally:
+            await untold.close()
+            await told.close()
+
+
+def test_a_language_with_no_known_refusals_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="no refusal words known for language 'fr'"):
+        ChatGptEsClient(ClientOptions(language="fr"))
+
+
+async def test_the_chat_on_a_subpage_posts_to_the_site_s_ajax() -> None:
+    async with site() as (sim, _):
+        client = ChatGptEsClient(ClientOptions(base_url=sim.url + "/chat"))
+        try:
+            assert client.page_url == sim.url + "/chat"
+            assert client.ajax_url == sim.url + "/wp-admin/admin-ajax.php"
+        finally:
+            await client.close()
 
 
 async def test_a_malformed_model_name_is_refused() -> None:

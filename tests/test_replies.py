@@ -6,6 +6,9 @@ from email.utils import format_datetime
 
 import pytest
 
+from contract.sites import LANGUAGES
+from simulator.wording import LANGUAGES as SIMULATED_LANGUAGES
+from simulator.wording import WORDINGS
 from worker.errors import (
     Blocked,
     ConsentMissing,
@@ -20,7 +23,7 @@ from worker.errors import (
     UpstreamRejected,
     Verdict,
 )
-from worker.replies import Answer, classify_reply, parse_retry_after
+from worker.replies import REFUSALS, Answer, classify_reply, parse_retry_after
 
 JSON = {"Content-Type": "application/json; charset=UTF-8"}
 
@@ -113,6 +116,29 @@ def test_consent_missing_is_permanent() -> None:
 def test_content_refused_is_permanent(msg: str) -> None:
     outcome = reply(200, {"status": "error", "msg": msg})
     assert isinstance(outcome, ContentRefused) and not outcome.retryable
+
+
+def test_every_language_a_site_setting_may_name_has_its_refusal_words() -> None:
+    assert tuple(REFUSALS) == LANGUAGES == SIMULATED_LANGUAGES
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_sites_refusals_in_its_language(language: str) -> None:
+    """The simulated site's wording (an independent copy) read with the worker's words."""
+    wording = WORDINGS[language]
+    consent = {"status": "error", "msg": "Something went wrong", "data": wording.consent}
+    flagged = {"status": "error", "msg": wording.flagged}
+    for setting in (language, None):  # the site's language, or any known one
+        assert isinstance(reply(200, consent, language=setting), ConsentMissing)
+        assert isinstance(reply(200, flagged, language=setting), ContentRefused)
+    others = [other for other in LANGUAGES if other != language]
+    for other in others:  # in another language's words it is a refusal, but not known as one
+        assert isinstance(reply(200, consent, language=other), UpstreamRejected)
+
+
+def test_the_plugins_english_flagged_message_is_known_on_every_site() -> None:
+    body = {"status": "error", "msg": "Your message has been flagged as inappropriate."}
+    assert all(isinstance(reply(200, body, language=lang), ContentRefused) for lang in LANGUAGES)
 
 
 def test_an_answer_that_mentions_flagged_words_is_still_an_answer() -> None:

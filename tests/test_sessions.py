@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import pytest
 
 from contract import keys
 from tests.conftest import eventually
 from worker.errors import HandshakeFailed, RateLimited
+from worker.page import ChatType, SiteProfile
 from worker.sessions import SessionCache, SiteSession
+
+
+def session(nonce: str, post_id: str = "106", **options) -> SiteSession:
+    return SiteSession(SiteProfile(nonce=nonce, post_id=post_id), **options)
 
 
 def cache(redis, **overrides) -> SessionCache:
@@ -26,13 +33,27 @@ class CountingHandshake:
         self.calls += 1
         if self.gate is not None:
             await self.gate.wait()
-        return SiteSession(nonce=f"nonce{self.calls}", post_id="106", cookies={"c": "v"})
+        return session(f"nonce{self.calls}", cookies={"c": "v"})
 
 
-def test_session_round_trips_as_json() -> None:
-    session = SiteSession(nonce="abc123", post_id="7", cookies={"wpaicg_session": "x"})
-    assert SiteSession.from_json(session.to_json()) == session
-    assert session.id != SiteSession(nonce="abc123", post_id="7").id
+def test_session_round_trips_as_json_with_its_profile() -> None:
+    profile = SiteProfile(
+        nonce="abc123", post_id="7", bot_id="4367", chat_type=ChatType.WIDGET, stream=True,
+        url="https://chatgpt.es/", consent_field="wpaicg_user_agree", assistant=True,
+    )  # fmt: skip
+    made = SiteSession(profile, cookies={"wpaicg_session": "x"})
+    assert SiteSession.from_json(made.to_json()) == made
+    assert made.id != session("abc123", "7").id
+
+
+async def test_a_session_stored_without_a_profile_is_no_session(redis) -> None:
+    """What a worker from before site profiles stored: replaced by a handshake, not used."""
+    sessions, handshake = cache(redis), CountingHandshake()
+    old = json.dumps(
+        {"nonce": "old", "post_id": "106", "cookies": {}, "created_at": time.time(), "id": "ab"}
+    )
+    await redis.hset(keys.site_sessions(), "p1", old)
+    assert (await sessions.get("p1", handshake)).nonce == "nonce1"
 
 
 async def test_one_handshake_serves_many_uses(redis) -> None:
@@ -68,7 +89,7 @@ async def test_refresh_is_single_flight_across_workers(redis) -> None:
 async def test_the_lock_holder_looks_again_before_its_handshake(redis) -> None:
     """A session stored between a worker's look and its lock is used, not fetched again."""
     sessions, handshake = cache(redis), CountingHandshake()
-    other = SiteSession(nonce="theirs", post_id="106")
+    other = session("theirs")
     looks = 0
     real_shared = sessions._shared
 
@@ -95,8 +116,8 @@ async def test_max_uses_forces_a_fresh_handshake(redis) -> None:
 async def test_drop_removes_only_the_session_that_failed(redis) -> None:
     """Both sessions carry the same nonce (as logged-out visitors' do): the ID tells them apart."""
     sessions = cache(redis)
-    stale = SiteSession(nonce="same", post_id="106")
-    fresh = SiteSession(nonce="same", post_id="106")
+    stale = session("same")
+    fresh = session("same")
     await redis.hset(keys.site_sessions(), "p1", fresh.to_json())
     assert not await sessions.drop("p1", stale)
     assert await redis.hget(keys.site_sessions(), "p1") is not None
@@ -106,7 +127,7 @@ async def test_drop_removes_only_the_session_that_failed(redis) -> None:
 
 async def test_a_session_past_its_ttl_is_replaced(redis) -> None:
     sessions, handshake = cache(redis, ttl_seconds=60), CountingHandshake()
-    old = SiteSession(nonce="old", post_id="106", created_at=0.0)
+    old = session("old", created_at=0.0)
     await redis.hset(keys.site_sessions(), "p1", old.to_json())
     assert (await sessions.get("p1", handshake)).nonce == "nonce1"
 

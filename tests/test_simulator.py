@@ -60,7 +60,7 @@ def chat_form(nonce: str, message: str = "hola", **overrides: str) -> dict[str, 
         "message": message,
         "bot_id": "0",
         "chatbot_identity": "shortcode",
-        "wpaicg_chat_client_id": "abc123",
+        "wpaicg_chat_client_id": "Kd8s2LmQ0z",
         "wpaicg_chat_history": "[]",
         "wpaicg_user_agree": "1",
     }
@@ -239,25 +239,107 @@ async def test_consent_missing(clock: ManualClock, http: aiohttp.ClientSession) 
         assert stats(sim)["replies"]["consent_missing"] == 2
 
 
-async def test_wrong_post_id_and_empty_message(
-    clock: ManualClock, http: aiohttp.ClientSession
-) -> None:
-    async with start(clock) as sim:
+async def test_empty_message(clock: ManualClock, http: aiohttp.ClientSession) -> None:
+    async with start(clock, language="en") as sim:
         nonce = await handshake(http, sim)
-        _, body = await ask(http, sim, chat_form(nonce, post_id="7"))
-        assert body == {"status": "error", "msg": "Invalid post ID."}
         _, body = await ask(http, sim, chat_form(nonce, message="  "))
         assert body == {"status": "error", "msg": "Please enter a message."}
+        assert stats(sim)["replies"]["bad_request"] == 1
 
 
 async def test_prohibited_word(clock: ManualClock, http: aiohttp.ClientSession) -> None:
-    async with start(clock) as sim:
+    async with start(clock, language="en") as sim:
         nonce = await handshake(http, sim)
         _, body = await ask(http, sim, chat_form(nonce, "say ForbiddenWord now"))
         assert body == {
             "status": "error",
             "msg": "Your message has been flagged because it contains prohibited words.",
         }
+
+
+# --- a form that is not the site's chat's ---------------------------------------------
+
+CUSTOM_BOT_WIDGET = {"bot_id": 4367, "chat_type": "widget", "post_id": 2477, "language": "en"}
+ITS_FORM = {
+    "action": "wpaicg_chatbox_message",
+    "post_id": "2477",
+    "bot_id": "4367",
+    "chatbot_identity": "custom_bot_4367",
+}
+
+
+async def test_a_custom_bot_widget_answers_its_own_form(
+    clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    async with start(clock, **CUSTOM_BOT_WIDGET) as sim:
+        nonce = await handshake(http, sim)
+        status, body = await ask(http, sim, chat_form(nonce, **ITS_FORM))
+        assert (status, body["status"]) == (200, "success")
+        assert stats(sim)["replies"]["form_mismatch"] == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("post_id", "106"),
+        ("action", "wpaicg_chat_shortcode_message"),  # a shortcode's, at a widget
+        ("bot_id", "0"),
+        ("chatbot_identity", "widget"),  # the type, where the page names a custom bot
+        ("chatbot_identity", "custom_bot_12"),
+        ("wpaicg_chat_client_id", "abc123"),
+        ("wpaicg_chat_client_id", "<omit>"),
+        ("wpaicg_chat_history", "Human: hi"),
+    ],
+)
+async def test_a_form_not_for_this_chat_is_refused_and_counted(
+    clock: ManualClock, http: aiohttp.ClientSession, field: str, value: str
+) -> None:
+    async with start(clock, **CUSTOM_BOT_WIDGET) as sim:
+        nonce = await handshake(http, sim)
+        status, body = await ask(http, sim, chat_form(nonce, **{**ITS_FORM, field: value}))
+        assert (status, body) == (
+            200,
+            {"status": "error", "msg": "This chat is not available here."},
+        )
+        assert stats(sim)["replies"]["form_mismatch"] == 1
+        assert stats(sim)["mismatches"] == {field: 1}
+        assert stats(sim)["replies"]["success"] == 0
+
+
+async def test_the_browser_s_multipart_form_is_read(
+    clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    async with start(clock) as sim:
+        nonce = await handshake(http, sim)
+        form = aiohttp.FormData(chat_form(nonce, "¿multipart?"), default_to_multipart=True)
+        async with http.post(sim.url + AJAX, data=form) as response:
+            body = await response.json()
+        assert body["data"] == "Echo: ¿multipart?"
+        broken = b'--xyz\r\nContent-Disposition: form-data; name="action"\r\n\r\nwpaicg'
+        headers = {"Content-Type": "multipart/form-data; boundary=xyz"}
+        async with http.post(sim.url + AJAX, data=broken, headers=headers) as response:
+            assert (response.status, await response.text()) == (400, "0")  # no form: no action
+
+
+@pytest.mark.parametrize(
+    ("language", "consent", "answer"),
+    [
+        ("de", "Du musst das Kästchen anklicken!", "Echo: hola"),
+        ("en", "You must tick the box!", "Echo: hola"),
+        ("es", "¡Debes marcar la casilla!", "Eco: hola"),
+    ],
+)
+async def test_the_site_speaks_its_language(
+    clock: ManualClock, http: aiohttp.ClientSession, language: str, consent: str, answer: str
+) -> None:
+    async with start(clock, language=language) as sim:
+        async with http.get(sim.url + "/") as response:
+            assert f'<html lang="{language}">' in await response.text()
+        nonce = await handshake(http, sim)
+        _, body = await ask(http, sim, chat_form(nonce, wpaicg_user_agree="<omit>"))
+        assert body["data"] == consent
+        _, body = await ask(http, sim, chat_form(nonce, "hola"))
+        assert body["data"] == answer
 
 
 async def test_quota_then_token_limit_then_window_passes(
@@ -454,6 +536,15 @@ def test_config_rejects_nonsense() -> None:
             SimConfig(**{count: -1})
     with pytest.raises(ValueError):
         SimConfig(gateway=True, gateway_password="")
+    for nonsense in (
+        {"chat_type": "popup"},
+        {"language": "fr"},
+        {"bot_id": -1},
+        {"post_id": 0},
+        {"consent_field": "agree me"},
+    ):
+        with pytest.raises(ValueError):
+            SimConfig(**nonsense)  # type: ignore[arg-type]
     assert SimConfig(fault_429_rate=0.5, fault_stale_nonce_rate=0.5).fault_429_rate == 0.5
     assert "hunter2" not in repr(SimConfig(proxy_credentials="me:hunter2"))
     assert "hunter2" not in repr(SimConfig(gateway=True, gateway_password="hunter2"))
@@ -597,6 +688,36 @@ def test_cli_prints_ready_line_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert (written["gateway"], written["gateway_password"]) == (None, None)
 
 
+async def test_two_sites_side_by_side_refuse_each_other_s_nonces(
+    clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    """Each site has its own salt, as WordPress sites do: one site's session is not another's."""
+    async with start(clock) as es, start(clock, bot_id=4367, chat_type="widget") as uk:
+        es_nonce, uk_nonce = await handshake(http, es), await handshake(http, uk)
+        assert es_nonce != uk_nonce
+        uk_form = {**ITS_FORM, "post_id": "106"}
+        _, body = await ask(http, uk, chat_form(es_nonce, **uk_form))
+        assert body["msg"] in NONCE_WORDINGS
+        _, body = await ask(http, uk, chat_form(uk_nonce, **uk_form))
+        assert body["status"] == "success"
+        assert stats(es)["requests"]["ajax"] == 0
+
+
+def test_several_simulator_processes_run_side_by_side(tmp_path: Path) -> None:
+    from simulator.local import simulator_process
+
+    with (
+        simulator_process(tmp_path, "--bot-id", "4367", "--type", "widget", "--post-id", "2477")
+        as (uk, _),
+        simulator_process(tmp_path, "--language", "es", "--stream") as (es, _),
+    ):  # fmt: skip
+        assert uk["url"] != es["url"]
+        assert uk["chat"] == {"post_id": 2477, "bot_id": 4367, "type": "widget",
+                              "stream": False, "language": "de"}  # fmt: skip
+        assert es["chat"]["language"] == "es" and es["chat"]["stream"] is True
+    assert {p.name for p in tmp_path.glob("sim*.log")} == {"sim.log", "sim-2.log"}
+
+
 def test_cli_ready_line_lists_gateway_and_other_proxies(tmp_path: Path) -> None:
     ready = tmp_path / "ready.json"
     command = [sys.executable, "-m", "simulator", "--port", "0", "--gateway",
@@ -674,7 +795,9 @@ async def test_the_ledger_keeps_each_post_with_its_times_and_answer() -> None:
             nonce = re.search(r'data-nonce="(\w+)"', await page.text())
         for message in ("hello", "nope"):
             form = {"action": "wpaicg_chat_shortcode_message", "_wpnonce": nonce[1],
-                    "post_id": "106", "message": message, "wpaicg_user_agree": "1"}  # fmt: skip
+                    "post_id": "106", "message": message, "wpaicg_user_agree": "1",
+                    "bot_id": "0", "chatbot_identity": "shortcode",
+                    "wpaicg_chat_client_id": "abcde12345", "wpaicg_chat_history": "[]"}  # fmt: skip
             async with http.post(sim.url + "/wp-admin/admin-ajax.php", data=form) as reply:
                 await reply.read()
         async with http.get(sim.url + "/__sim/ledger?since=0") as reply:

@@ -1,5 +1,9 @@
 """The chatgpt.es exchange: GET the page for a session, POST prompts to admin-ajax.php.
 
+The page's profile (``worker.page``) decides the form (``worker.form``): its action,
+bot and identity, and its encoding. The page is the site's URL (a path if the chat is on
+a subpage); the form goes to ``/wp-admin/admin-ajax.php`` on its origin.
+
 Fully async over curl_cffi with browser impersonation. One ``AsyncSession`` serves
 every identity: the proxy is chosen per request, and the cookies travel with the
 site session (the connection's own jar is never used), so there is nothing per
@@ -12,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from curl_cffi import CurlECode
 from curl_cffi.requests import AsyncSession, Response
@@ -19,26 +25,60 @@ from curl_cffi.requests import exceptions as curl_errors
 
 from contract.models import NO_PARAMS, Message, RequestParams, check_model
 from contract.redaction import redact_text
+from contract.sites import SitesConfigError, SiteSettings
 from worker.errors import ProxyFault, UnknownModel, UpstreamError, UpstreamHiccup, UpstreamTimeout
-from worker.form import cookie_header, form_body
+from worker.form import FormSite, cookie_header, encode_form
 from worker.page import parse_page
 from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, Shaped, format_prompt, shape_answer
 from worker.proxies import Identity
-from worker.replies import Answer, Outcome, classify_reply
+from worker.replies import Answer, Outcome, classify_reply, refusals_in
 from worker.sessions import SiteSession
 
+if TYPE_CHECKING:
+    from worker.config import WorkerConfig
+
 AJAX_PATH = "/wp-admin/admin-ajax.php"
+_HEADERS_KEPT = 16384
 _PROXY_CONNECT_CODES = {CurlECode.COULDNT_CONNECT, CurlECode.COULDNT_RESOLVE_PROXY, CurlECode.PROXY}
 
 
 @dataclass(frozen=True)
 class ClientOptions:
+    """``base_url`` is the page the chat is on; ``consent_field`` and ``language`` are the
+    site's settings (None: the page's consent field, refusals in any known language)."""
+
     base_url: str = "https://chatgpt.es"
     impersonate: str = "chrome"
     connect_timeout: float = 10.0
     request_timeout: float = 60.0
     language_instruction: str = DEFAULT_LANGUAGE_INSTRUCTION
     max_connections: int = 64
+    consent_field: str | None = None
+    language: str | None = None
+
+
+def client_options(config: WorkerConfig, site: SiteSettings | None = None) -> ClientOptions:
+    """The client options of one of the fleet's sites (``contract.sites``), from the
+    worker's settings; with no site given, the fleet's only one. A worker serves one site
+    until prompts are routed across sites: several are a SitesConfigError."""
+    if site is None:
+        sites = config.fleet_sites()
+        if len(sites) != 1:
+            raise SitesConfigError(
+                f"CHATGPTES_SITES names {len(sites)} sites ({', '.join(sites.names)}); "
+                "this worker serves one site: name one, or use CHATGPTES_UPSTREAM_URL"
+            )
+        site = sites.sites[0]
+    return ClientOptions(
+        base_url=site.url,
+        impersonate=config.impersonate,
+        connect_timeout=config.connect_timeout_seconds,
+        request_timeout=config.request_timeout_seconds,
+        language_instruction=config.language_instruction,
+        max_connections=config.worker_max_inflight,
+        consent_field=site.consent_field,
+        language=site.language,
+    )
 
 
 def open_http_session(options: ClientOptions) -> AsyncSession:
@@ -55,17 +95,21 @@ def open_http_session(options: ClientOptions) -> AsyncSession:
 
 class ChatGptEsClient:
     def __init__(self, options: ClientOptions) -> None:
+        refusals_in(options.language)  # a ValueError now rather than on every reply
         self.options = options
-        self.page_url = options.base_url.rstrip("/") + "/"
-        self.ajax_url = options.base_url.rstrip("/") + AJAX_PATH
+        parts = urlsplit(options.base_url)
+        self.page_url = options.base_url if parts.path else options.base_url + "/"
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.ajax_url = self.origin + AJAX_PATH
+        self.form_site = FormSite(page_url=self.page_url, consent_field=options.consent_field)
         self.http = open_http_session(options)
         self._post_headers = {
             "Accept": "application/json, text/event-stream",
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Origin": options.base_url.rstrip("/"),
+            "Origin": self.origin,
             "Referer": self.page_url,
             "X-Requested-With": "XMLHttpRequest",
         }
+        self._session_headers: dict[tuple[str, str], dict[str, str]] = {}
 
     async def close(self) -> None:
         await self.http.close()
@@ -74,13 +118,13 @@ class ChatGptEsClient:
         """GETs the page and returns its session; raises an UpstreamError when it cannot."""
         response = await self._send(identity, "GET", self.page_url, headers={"Accept": "text/html"})
         if response.status_code != 200:
-            outcome = _classify(identity, response)
+            outcome = _classify(identity, response, self.options.language)
             raise (
                 outcome if isinstance(outcome, UpstreamError) else UpstreamHiccup("page GET failed")
             )
-        tokens = parse_page(response.text)
+        profile = parse_page(response.text)
         cookies = {name: value for name, value in response.cookies.items() if value is not None}
-        return SiteSession(nonce=tokens.nonce, post_id=tokens.post_id, cookies=cookies)
+        return SiteSession(profile=profile, cookies=cookies)
 
     async def ask(
         self,
@@ -97,20 +141,31 @@ class ChatGptEsClient:
         except ValueError as error:
             raise UnknownModel(str(error)) from None
         prompt = format_prompt(messages, self.options.language_instruction, params)
-        headers = self._post_headers
-        if session.cookies:
-            headers = {**headers, "Cookie": cookie_header(session.cookies)}
+        form = encode_form(session, self.form_site, prompt)
         response = await self._send(
             identity,
             "POST",
             self.ajax_url,
-            data=form_body(session, self.page_url, prompt),
-            headers=headers,
+            data=form.body,
+            headers=self._headers(session, form.content_type),
         )
-        outcome = _classify(identity, response)
+        outcome = _classify(identity, response, self.options.language)
         if isinstance(outcome, Answer):
             return shape_answer(outcome.text, params, model)
         raise outcome
+
+    def _headers(self, session: SiteSession, content_type: str) -> dict[str, str]:
+        """The POST's headers: built once per session (and form encoding), not per prompt."""
+        key = (session.id, content_type)
+        headers = self._session_headers.get(key)
+        if headers is None:
+            if len(self._session_headers) >= _HEADERS_KEPT:
+                self._session_headers.clear()
+            headers = {**self._post_headers, "Content-Type": content_type}
+            if session.cookies:
+                headers["Cookie"] = cookie_header(session.cookies)
+            self._session_headers[key] = headers
+        return headers
 
     async def _send(self, identity: Identity, method: str, url: str, **kwargs: object) -> Response:
         """One request, transport failures turned into typed errors with no credentials in them."""
@@ -128,10 +183,12 @@ class ChatGptEsClient:
             raise UpstreamHiccup(f"{method} {url} failed: {_describe(error)}") from None
 
 
-def _classify(identity: Identity, response: Response) -> Outcome:
+def _classify(identity: Identity, response: Response, language: str | None = None) -> Outcome:
     headers = dict(response.headers) if response.status_code != 200 else _content_type(response)
     via_proxy = identity.proxy_url is not None
-    return classify_reply(response.status_code, headers, response.text, via_proxy=via_proxy)
+    return classify_reply(
+        response.status_code, headers, response.text, via_proxy=via_proxy, language=language
+    )
 
 
 def _content_type(response: Response) -> dict[str, str]:

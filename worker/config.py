@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contract.config import QueueSettings
 from contract.redaction import redact_text
+from contract.sites import Sites, load_sites
 from worker.metrics import parse_port_spec
 from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION
 from worker.webhook_endpoints import WebhookEndpoint, parse_endpoints, parse_secrets
@@ -53,6 +54,14 @@ class WorkerConfig(QueueSettings):
 
     upstream_url: str = Field(
         "https://chatgpt.es", description="The chatgpt.es site (page + ajax)."
+    )
+    sites: str = Field(
+        "",
+        description="The fleet's sites, comma-separated name=URL (es=https://chatgpt.es); "
+        "empty = the one site of upstream_url.",
+    )
+    sites_file: Path | None = Field(
+        None, description="TOML file of settings per site ([sites.NAME]: rate, caps, proxies…)."
     )
     impersonate: str = Field("chrome", description="curl_cffi browser to impersonate.")
     connect_timeout_seconds: float = Field(10.0, gt=0, description="Connect timeout per request.")
@@ -232,6 +241,16 @@ class WorkerConfig(QueueSettings):
                 f"{shortest_claim_ttl(beat):g}s, or beat more often"
             )
         return self
+
+    @model_validator(mode="after")
+    def _sites_work(self) -> WorkerConfig:
+        self.fleet_sites()  # a SitesConfigError naming the setting and the entry
+        return self
+
+    def fleet_sites(self) -> Sites:
+        """The fleet's sites and their settings (``contract.sites``)."""
+        given = "upstream_url" in self.model_fields_set
+        return load_sites(self.sites, self.sites_file, self.upstream_url, upstream_url_given=given)
 
     @model_validator(mode="after")
     def _grace_covers_a_request(self) -> WorkerConfig:

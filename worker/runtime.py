@@ -49,7 +49,7 @@ from contract.stopping import BatchStopper, stopped_result
 from worker.broker import Draining, LeaseBroker, Rests
 from worker.chunks import ChunkState, HeldChunk
 from worker.claims import IDLE_WAIT_SECONDS, ChunkClaim, ChunkClaims
-from worker.client import ChatGptEsClient, ClientOptions
+from worker.client import ChatGptEsClient, client_options
 from worker.config import WorkerConfig
 from worker.heartbeat import Heartbeat
 from worker.housekeeping import Housekeeper
@@ -125,16 +125,7 @@ class WorkerRuntime:
             metrics=self.metrics,
             burst=config.proxy_burst,
         )
-        self.client = ChatGptEsClient(
-            ClientOptions(
-                base_url=config.upstream_url,
-                impersonate=config.impersonate,
-                connect_timeout=config.connect_timeout_seconds,
-                request_timeout=config.request_timeout_seconds,
-                language_instruction=config.language_instruction,
-                max_connections=config.worker_max_inflight,
-            )
-        )
+        self.client = ChatGptEsClient(client_options(config))
         self.runner = PromptRunner(
             config, self.ledger, self.broker, self.sessions, self.client, self.lifecycle,
             self.metrics,

@@ -1,4 +1,4 @@
-"""Site sessions: the nonce, post id and cookies one handshake yields, reused by many POSTs.
+"""Site sessions: a page's profile and cookies, from one handshake, reused by many POSTs.
 
 One session per identity, shared by the whole fleet through Redis and cached in
 each worker's memory, so a POST costs no Redis call for its session. Refreshing
@@ -21,7 +21,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
@@ -29,30 +29,49 @@ from contract import keys
 from contract.scripts import ScriptBook
 from worker.errors import HandshakeFailed
 from worker.metrics import WorkerMetrics
+from worker.page import SiteProfile
 
 
 @dataclass(frozen=True)
 class SiteSession:
-    """A plain value the caller may cache; its lifetime is the policy's business."""
+    """A plain value the caller may cache; its lifetime is the policy's business.
 
-    nonce: str
-    post_id: str
+    ``profile`` is what the page said (nonce, post id, bot, type, stream mode…); the
+    cookies are those the page set, which belong with its nonce.
+    """
+
+    profile: SiteProfile
     cookies: dict[str, str] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     id: str = field(default_factory=lambda: secrets.token_hex(8))
+
+    @property
+    def nonce(self) -> str:
+        return self.profile.nonce
+
+    @property
+    def post_id(self) -> str:
+        return self.profile.post_id
 
     def age(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.created_at
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        data = {
+            "profile": self.profile.to_dict(),
+            "cookies": self.cookies,
+            "created_at": self.created_at,
+            "id": self.id,
+        }
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> SiteSession:
+        """The session ``to_json`` wrote; KeyError, TypeError or ValueError for anything else
+        (a session an older worker stored without its profile, say: a handshake replaces it)."""
         data = json.loads(raw)
         return cls(
-            nonce=str(data["nonce"]),
-            post_id=str(data["post_id"]),
+            profile=SiteProfile.from_dict(data["profile"]),
             cookies={str(k): str(v) for k, v in data.get("cookies", {}).items()},
             created_at=float(data["created_at"]),
             id=str(data["id"]),
