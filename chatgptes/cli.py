@@ -54,7 +54,9 @@ LAZY_COMMANDS = {
     "serve": LazyCommand("chatgptes.serve:serve", "Serve the OpenAI-compatible API (/v1/files, "
                          "/v1/batches, /v1/chat/completions) and the web console (/)."),
     "sites": LazyCommand("chatgptes.sites:sites",
-                         "The fleet's sites: probe a site's page for the profile of its chat."),
+                         "The fleet's sites: each with its profile, health, answers and requests "
+                         "in flight; ``probe URL`` reads a site's page for the profile of its "
+                         "chat."),
     "sim": LazyCommand("simulator.cli:sim",
                        "Run the offline stand-in for chatgpt.es (and proxies in front of it)."),
 }  # fmt: skip
@@ -130,6 +132,9 @@ def log_warnings_to_stderr() -> None:
     help="When it ends, prompts not yet sent end Expired (e.g. 24h, 90m).",
 )
 @click.option("--metadata", multiple=True, help="key=value kept with the batch (repeatable).")
+@click.option(
+    "--site", help="Send every prompt to this site of CHATGPTES_SITES only (metadata site=…)."
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"batch_id", "jobs", "warnings"}.')
 def enqueue(
     file: str,
@@ -137,6 +142,7 @@ def enqueue(
     model: str | None,
     completion_window: str,
     metadata: tuple[str, ...],
+    site: str | None,
     as_json: bool,
 ) -> None:
     """Validate FILE (JSONL, or - for stdin) whole, then enqueue it as one batch."""
@@ -146,6 +152,10 @@ def enqueue(
 
     try:
         pairs = metadata_pairs(metadata)
+        if site is not None:
+            if pairs.get("site", site) != site:
+                raise ValueError(f"--site {site} and --metadata site={pairs['site']} disagree")
+            pairs["site"] = site
         options_completion_window(completion_window)
     except ValueError as error:
         fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
@@ -185,17 +195,23 @@ def enqueue(
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress and what the shared policy is doing."""
-    from producer.fleet import fleet_health, policy_events, writes_refused
+    from contract.config import QueueSettings
+    from producer.fleet import fleet_health, policy_events, redis_now_ms, writes_refused
+    from producer.site_health import site_health
+
+    names = load_settings(QueueSettings).site_names()
 
     async def go(queue: BatchQueue) -> Any:
+        sites = await site_health(queue.redis, names, await redis_now_ms(queue.redis))
         return (
             await queue.status(batch_id),
             await fleet_health(queue.redis),
             await policy_events(queue.redis),
             await writes_refused(queue.redis),
+            sites if len(names) > 1 else [],
         )
 
-    batch, identities, events, refused = run_with_queue(go)
+    batch, identities, events, refused, sites = run_with_queue(go)
     if as_json:
         echo_json(
             {
@@ -204,6 +220,7 @@ def status(batch_id: str, as_json: bool) -> None:
                 "identities": [asdict(identity) for identity in identities],
                 "policy_events": events,
                 "redis_refusing_writes": refused,
+                "sites": [asdict(site) for site in sites],
             }
         )
         return
@@ -220,6 +237,11 @@ def status(batch_id: str, as_json: bool) -> None:
         + f"{batch.queued} queued"
         + (" — done" if batch.done else "")
     )
+    if batch.answered_by_site:
+        answered = ", ".join(f"{printable(name)} {n}" for name, n in batch.answered_by_site.items())
+        click.echo(f"answered by site: {answered}")
+    for site in sites:
+        click.echo(f"site {printable(site.line)}")
     cooling = sum(1 for identity in identities if identity.cooling_for > 0)
     click.echo(
         f"identities: {len(identities)} shown, {cooling} cooling, "

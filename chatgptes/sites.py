@@ -1,9 +1,9 @@
-"""``chatgptes sites``: the fleet's sites. ``probe URL`` reads one site's page and prints the
-profile its chat gives, and the form a worker would send it, without sending a prompt.
+"""``chatgptes sites``: the fleet's sites with their profile, health, answers of the last
+minute and requests in flight. ``probe URL`` reads one site's page and prints the profile
+its chat gives, and the form a worker would send it, without sending a prompt.
 
 Loaded only when run (``LAZY_COMMANDS``); what it needs of the worker (curl_cffi, the
-client) is imported inside the command. The listing of the sites with their health and
-what is in flight comes with the per-site policy.
+client) is imported inside the command.
 """
 
 from __future__ import annotations
@@ -29,9 +29,35 @@ if TYPE_CHECKING:
     from worker.sessions import SiteSession
 
 
-@click.group()
-def sites() -> None:
-    """The fleet's sites: probe a site's page for the profile of its chat."""
+@click.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the sites as JSON.")
+@click.pass_context
+def sites(context: click.Context, as_json: bool) -> None:
+    """The fleet's sites: each with its profile, health, answers and requests in flight;
+    ``probe URL`` reads a site's page for the profile of its chat."""
+    if context.invoked_subcommand is not None:
+        return
+    from dataclasses import asdict
+
+    from chatgptes.running import run_with_queue
+    from producer.fleet import redis_now_ms
+    from producer.site_health import site_health
+    from worker.config import WorkerConfig
+
+    settings = load_settings(WorkerConfig)
+    fleet = settings.fleet_sites()
+
+    async def go(queue: Any) -> Any:
+        return await site_health(queue.redis, fleet.names, await redis_now_ms(queue.redis))
+
+    found = run_with_queue(go)
+    if as_json:
+        echo_json([{**asdict(health), "url": fleet[health.name].url} for health in found])
+        return
+    for health in found:
+        click.echo(printable(health.line))
+        click.echo(f"  {printable(fleet[health.name].url)}"
+                   + (f" ({printable(health.profile)})" if health.profile else ""))  # fmt: skip
 
 
 @sites.command()

@@ -74,11 +74,17 @@ _TIMESTAMPS = ("created_at", "in_progress_at", "expires_at", "completed_at", "fa
 _META_FIELDS = ("state", "total", "completion_window", "metadata", "errors", *_TIMESTAMPS)
 
 
-def _status(batch_id: str, meta: list[Any], raw_counts: list[Any]) -> BatchStatus | None:
+def _status(batch_id: str, meta: list[Any], raw_counts: dict[Any, Any]) -> BatchStatus | None:
     fields = dict(zip(_META_FIELDS, meta, strict=True))
     if fields["state"] is None or fields["total"] is None:
         return None
-    counts = dict(zip(PROMPT_STATES, (int(c or 0) for c in raw_counts), strict=True))
+    found = {keys.decoded(name): int(count) for name, count in raw_counts.items()}
+    counts = {state: found.get(state, 0) for state in PROMPT_STATES}
+    by_site = {
+        name.removeprefix("site:"): count
+        for name, count in sorted(found.items())
+        if name.startswith("site:")
+    }
     total = int(fields["total"])
     state = keys.decoded(fields["state"])
     if state == "validating":
@@ -98,6 +104,7 @@ def _status(batch_id: str, meta: list[Any], raw_counts: list[Any]) -> BatchStatu
         completion_window=keys.decoded(fields["completion_window"] or b"24h"),
         metadata=json.loads(fields["metadata"]) if fields["metadata"] else {},
         errors=json.loads(fields["errors"]) if fields["errors"] else [],
+        answered_by_site=by_site,
         **{name: parse_timestamp(fields[name]) for name in _TIMESTAMPS},
     )
 
@@ -233,7 +240,7 @@ class BatchStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for batch_id in batch_ids:
                 pipe.hmget(keys.batch_meta(batch_id), *_META_FIELDS)
-                pipe.hmget(keys.batch_counts(batch_id), *PROMPT_STATES)
+                pipe.hgetall(keys.batch_counts(batch_id))  # the states', and each site's
             replies = await pipe.execute()
         return [
             _status(batch_id, meta, counts)

@@ -92,6 +92,11 @@ class QueueSettings(BaseSettings):
         description="Model names accepted besides the built-in OpenAI ones, comma-separated, "
         "each 'name=served' (served: gpt-4o, gpt-4o-mini or gpt-4) or 'name' (gpt-4o).",
     )
+    sites: str = Field(
+        "",
+        description="The fleet's sites, comma-separated name=URL (es=https://chatgpt.es); "
+        "empty = the one site of upstream_url.",
+    )
     chunk_size: int = Field(
         50, ge=1, le=1000, description="Prompts one arq job carries (smaller for small batches)."
     )
@@ -115,6 +120,30 @@ class QueueSettings(BaseSettings):
     def _a_model_map(cls, models: str) -> str:
         ModelMap.parse(models)  # a ValueError naming the bad entry
         return models
+
+    @field_validator("sites")
+    @classmethod
+    def _named_sites(cls, sites: str) -> str:
+        from contract.sites import site_urls
+
+        if sites.strip():
+            site_urls(sites, "")  # a ValueError naming the bad entry, never its URL
+        return sites
+
+    def site_names(self) -> tuple[str, ...]:
+        """The names of the fleet's sites, when CHATGPTES_SITES names them (a fleet of one
+        named by its worker's CHATGPTES_UPSTREAM_URL: empty here)."""
+        from contract.sites import site_urls
+
+        return tuple(name for name, _ in site_urls(self.sites, "")) if self.sites.strip() else ()
+
+    def check_site(self, site: str | None) -> str | None:
+        """``site`` if prompts may be pinned to it here; a ValueError naming the sites."""
+        names = self.site_names()
+        if site is None or not names or site in names:
+            return site
+        raise ValueError(f"no site {site!r}: the fleet's sites are {', '.join(names)} "
+                         "(CHATGPTES_SITES)")  # fmt: skip
 
     def model_map(self) -> ModelMap:
         """The names accepted: OpenAI's (``contract.model_map.BUILT_IN``) and ``models``."""

@@ -197,6 +197,20 @@ def stopped_batches() -> str:
     return f"{POLICY}stopped"
 
 
+def site_health() -> str:
+    """Hash: ``<site>:<field>`` → the health of each site of a fleet of several: ``ok`` (ms
+    of its last answer), ``down_until`` (ms), ``reason`` (the error that took it down),
+    ``probe`` (1 while it comes back one request at a time), ``probe_out`` (ms), ``downs``
+    (times in a row it went down), ``strikes`` (failures since its last answer)."""
+    return f"{POLICY}sites"
+
+
+def site_failures(site: str) -> str:
+    """Sorted set: identity → when (ms) it last failed at ``site`` in a way that may be the
+    site's (5xx, reset, timeout, challenge page, no chat on the page, proxy fault)."""
+    return f"{POLICY}site-failures:{site}"
+
+
 def site_sessions() -> str:
     """Hash: identity → its site session (nonce, post id, cookies) as JSON."""
     return f"{POLICY}sessions"

@@ -116,7 +116,8 @@ class PromptLedger:
                                          event_id, now_ms, EVENT_KEEP_SECONDS]  # fmt: skip
                 for result in batch_results:
                     index = int(result.job_id.rpartition(".")[2])
-                    args += [index, CODE[result.status], result.model_dump_json()]
+                    args += [index, CODE[result.status], result.site or "",
+                             result.model_dump_json()]  # fmt: skip
                 keys_ = [*state_keys(batch_id), *event_keys(event_id), *keys.batch_keys(batch_id)]
                 self.scripts.queue(pipe, "save_results", keys_, args)
 

@@ -4,7 +4,8 @@ The site serves whatever model it is configured with and takes no model paramete
 the name in a request is a label: what matters is that clients written for OpenAI may
 send the names they know. ``BUILT_IN`` maps OpenAI's chat model names to the model of
 the site's three that is closest (``SERVED``); ``CHATGPTES_MODELS`` adds more
-(``name=served`` or a bare ``name``, served as ``gpt-4o``). A dated snapshot of a known
+(``name=served`` or a bare ``name``, served as ``gpt-4o``; ``name=served@site`` also pins
+the prompts that name it to one site of the fleet, ``contract.sites``). A dated snapshot of a known
 name (``gpt-4o-2024-08-06``, ``gpt-4-0613``, ``gpt-4-1106-preview``) is that name. An
 answer echoes the name asked for, as OpenAI's do for an alias; its tokens are counted
 with that name's encoding (``worker.tokens``).
@@ -51,28 +52,44 @@ def check_name(name: str) -> str:
     return name
 
 
-class ModelMap:
-    """The names accepted, each with the model served for it."""
+_SITE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")  # contract.sites' names
 
-    def __init__(self, extra: Mapping[str, str] | None = None) -> None:
+
+class ModelMap:
+    """The names accepted, each with the model served for it (and a site, for some)."""
+
+    def __init__(
+        self, extra: Mapping[str, str] | None = None, sites: Mapping[str, str] | None = None
+    ) -> None:
         self._served = {**BUILT_IN, **(extra or {})}
+        self._sites = dict(sites or {})
 
     @classmethod
     def parse(cls, setting: str) -> ModelMap:
         """The built-in map plus ``CHATGPTES_MODELS`` entries (``name=served`` or ``name``,
         comma-separated); ``ValueError`` naming the first bad entry."""
         extra: dict[str, str] = {}
+        sites: dict[str, str] = {}
         for entry in (part.strip() for part in setting.split(",")):
             if not entry:
                 continue
             name, _, served = (s.strip() for s in entry.partition("="))
+            served, at, site = (s.strip() for s in served.partition("@"))
             check_name(name)
+            if at:
+                if not _SITE.match(site):
+                    raise ValueError(f"{entry!r}: after @ comes a site's name (a-z, 0-9, -)")
+                sites[name] = site
             served = served or SERVED[0]
             if served not in SERVED:
                 raise ValueError(f"{entry!r}: the model served must be one of "
                                  f"{', '.join(SERVED)}, not {served!r}")  # fmt: skip
             extra[name] = served
-        return cls(extra)
+        return cls(extra, sites)
+
+    def site_of(self, name: str) -> str | None:
+        """The site prompts naming ``name`` are pinned to (None: any)."""
+        return self._sites.get(name)
 
     def served(self, name: str) -> str | None:
         """The model served for ``name`` (or for the name it is a dated snapshot of)."""

@@ -199,6 +199,9 @@ class PromptRequest(BaseModel):
     model: str
     enqueued_at: datetime
     params: RequestParams = NO_PARAMS
+    site: str | None = Field(
+        None, description="The one site (its name) this prompt may be sent to; None: any."
+    )
 
     @field_validator("model")
     @classmethod
@@ -207,7 +210,9 @@ class PromptRequest(BaseModel):
 
     def stored_json(self) -> str:
         """What the batch keeps per prompt: the rest is the batch's, or the index."""
-        return StoredRequest.of(self.custom_id, self.messages, self.model, self.params)
+        return StoredRequest.of(
+            self.custom_id, self.messages, self.model, self.params, site=self.site
+        )
 
     @classmethod
     def from_stored(
@@ -224,6 +229,7 @@ class PromptRequest(BaseModel):
             model=stored.model,
             enqueued_at=enqueued_at,
             params=stored.params or NO_PARAMS,
+            site=stored.site,
         )
 
 
@@ -236,6 +242,7 @@ class StoredRequest(BaseModel):
     messages: tuple[Message, ...] = Field(min_length=1)
     model: str
     params: RequestParams | None = None  # left out when none is given
+    site: str | None = None  # left out when the prompt may go to any site
 
     @classmethod
     def of(
@@ -244,13 +251,16 @@ class StoredRequest(BaseModel):
         messages: tuple[Message, ...],
         model: str,
         params: RequestParams = NO_PARAMS,
+        *,
+        site: str | None = None,
     ) -> str:
-        """The stored JSON of one request; ``params`` only when one is given."""
+        """The stored JSON of one request; ``params`` and ``site`` only when given."""
         stored = cls(
             custom_id=custom_id,
             messages=messages,
             model=model,
             params=params if params.given else None,
+            site=site,
         )
         return stored.model_dump_json(exclude_none=True)
 
@@ -360,6 +370,9 @@ class JobResult(BaseModel):
     tool_calls: tuple[ToolCall, ...] | None = Field(
         None, exclude_if=_is_none, description="The calls the answer made (content is then None)."
     )
+    site: str | None = Field(
+        None, exclude_if=_is_none, description="The site that answered (or last refused) it."
+    )
 
     @classmethod
     def for_request(
@@ -374,6 +387,7 @@ class JobResult(BaseModel):
         usage: Usage | None = None,
         cut: bool = False,
         tool_calls: tuple[ToolCall, ...] | None = None,
+        site: str | None = None,
     ) -> JobResult:
         """``cut``: the answer was cut at ``max_tokens`` (finish_reason ``length``);
         ``tool_calls``: the answer is these calls, not ``content`` (``tool_calls``)."""
@@ -396,6 +410,7 @@ class JobResult(BaseModel):
             usage=usage,
             finish_reason=finish_reason,
             tool_calls=tool_calls or None,
+            site=site,
         )
 
 
@@ -423,6 +438,9 @@ class BatchStatus(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     errors: list[dict[str, object]] = Field(
         default_factory=list, description="Why the batch failed (its input's bad lines)."
+    )
+    answered_by_site: dict[str, int] = Field(
+        default_factory=dict, description="Prompts each site answered (its name → how many)."
     )
 
     @property

@@ -28,6 +28,7 @@ WINDOW_SECONDS = 3600
 FLUSH_SECONDS = 2.0
 KINDS = ("succeeded", "failed", "cancelled")
 ERROR = "error:"  # a failure's type, as <ERROR><Type>
+SITE = "site:"  # an answer's site, as <SITE><name>
 
 
 def interval_of(epoch_s: float) -> int:
@@ -44,11 +45,13 @@ class ThroughputTally:
         self._backoff = RedisBackoff("throughput")
         self._scripts: ScriptBook | None = None
 
-    def count(self, status: str, error_type: str | None) -> None:
+    def count(self, status: str, error_type: str | None, site: str | None = None) -> None:
         start = interval_of(self._clock())
         self._counts[f"{start}|{status}"] += 1
         if status == "failed" and error_type:
             self._counts[f"{start}|{ERROR}{error_type}"] += 1
+        if status == "succeeded" and site:
+            self._counts[f"{start}|{SITE}{site}"] += 1
 
     async def flush(self, redis: Redis) -> None:
         """Adds the tallies so far to the fleet's (kept for the next flush if Redis is away)."""
@@ -86,6 +89,7 @@ class Interval:
     failed: int = 0
     cancelled: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # failures by error type
+    sites: dict[str, int] = field(default_factory=dict)  # answers by site
 
     @property
     def finished(self) -> int:
@@ -105,5 +109,8 @@ async def read_throughput(redis: Redis, now_s: float) -> list[Interval]:
     for start in range(last - WINDOW_SECONDS + INTERVAL_SECONDS, last + 1, INTERVAL_SECONDS):
         found = counts.get(start, Counter())
         errors = {k.removeprefix(ERROR): v for k, v in found.items() if k.startswith(ERROR)}
-        intervals.append(Interval(start, *(found[kind] for kind in KINDS), errors=errors))
+        sites = {k.removeprefix(SITE): v for k, v in found.items() if k.startswith(SITE)}
+        intervals.append(
+            Interval(start, *(found[kind] for kind in KINDS), errors=errors, sites=sites)
+        )
     return intervals

@@ -215,6 +215,8 @@ class BatchQueue:
         from producer.params import request_params
 
         window = options.completion_window(completion_window)
+        pin = self.settings.check_site((metadata or {}).get("site"))  # a batch on one site
+        models = self.settings.model_map()
         meta = {"completion_window": completion_window,
                 "metadata": json.dumps(options.checked_metadata(metadata))}  # fmt: skip
         owner = secrets.token_hex(16)
@@ -226,7 +228,8 @@ class BatchQueue:
                     claimed = True
                 requests = [
                     StoredRequest.of(line.custom_id, line.messages, line.model,
-                                     request_params(line.params))
+                                     request_params(line.params),
+                                     site=pin or models.site_of(line.model))
                     for line in block
                 ]  # fmt: skip
                 await self.store.stage(batch_id, owner, staged, requests)

@@ -9,6 +9,7 @@ import pytest
 
 from contract import keys
 from tests.conftest import eventually
+from worker import broker as broker_module
 from worker.broker import OK, BatchStopped, Draining, LeaseBroker, NoCapacityError
 from worker.claims import Claim
 from worker.leases import Lease, LeaseBook
@@ -119,21 +120,23 @@ async def test_the_worker_cap_bounds_its_leases(book: LeaseBook, fake_redis) -> 
     task.cancel()
 
 
-async def test_a_broker_on_a_full_fleet_sleeps_until_a_slot_is_freed(book: LeaseBook) -> None:
+async def test_a_broker_on_a_full_fleet_sleeps_until_a_slot_is_freed(
+    book: LeaseBook, monkeypatch
+) -> None:
     other = LeaseBook(book.redis, fleet_cap=1, burst=1, ttl_seconds=30, backoff_base_seconds=1,
                       backoff_cap_seconds=60)  # fmt: skip
     await other.register([Identity("p1", "http://p1:1", max_inflight=2, rate_per_second=0)])
     held = await other.acquire(1)  # another worker holds the fleet's only slot
     book.fleet_cap = 1
     calls = 0
-    real = book.exchange
+    real = broker_module.exchange_all
 
     async def counted(*args: object, **kwargs: object):
         nonlocal calls
         calls += 1
         return await real(*args, **kwargs)  # type: ignore[arg-type]
 
-    book.exchange = counted  # type: ignore[method-assign]
+    monkeypatch.setattr(broker_module, "exchange_all", counted)
     broker = make_broker(book, poll_seconds=0.01)
     task = asyncio.create_task(broker.run())
     waiting = asyncio.create_task(broker.lease("b1", 0))

@@ -188,13 +188,14 @@ def test_a_workers_metrics_move_with_its_work(fleet, tmp_path) -> None:
         return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
 
     wait_until(lambda: "chatgptes_prompts_total" in scrape(), timeout=30, what="the endpoint")
-    before = sample(scrape(), 'chatgptes_prompts_total{error_type="",outcome="succeeded"}')
+    before = sample(scrape(), 'chatgptes_prompts_total{error_type="",outcome="succeeded",site=')
     enqueued = fleet.cli("enqueue", prompts_file(tmp_path, 12), "--json")
     batch_id = json.loads(enqueued.stdout)["batch_id"]
     assert fleet.cli("wait", batch_id, "--timeout", "60").returncode == 0
     after = scrape()
     assert (
-        sample(after, 'chatgptes_prompts_total{error_type="",outcome="succeeded"}') == before + 12
+        sample(after, 'chatgptes_prompts_total{error_type="",outcome="succeeded",site=')
+        == before + 12
     )
     assert sample(after, 'chatgptes_upstream_request_seconds_count{kind="ajax"}') >= 12
     wait_until(lambda: sample(scrape(), 'chatgptes_identities{state="ready"}') == 1,

@@ -14,22 +14,22 @@ from contract.ledger import PromptLedger
 from contract.stopping import BatchStopper
 from producer.api import BatchQueue
 from tests.batching import lines
+from worker.config import WorkerConfig
 from worker.housekeeping import Housekeeper
-from worker.leases import LeaseBook
 from worker.metrics import WorkerMetrics
-from worker.proxies import ProxyDefaults, ProxyPool
 from worker.sessions import SessionCache
+from worker.sites import SiteSet
 
 TTL = 3600
 
 
 async def housekeeper(redis, queue_name: str = "q:a") -> Housekeeper:
     ledger = PromptLedger(redis, ttl_seconds=TTL)
-    book = LeaseBook(redis, fleet_cap=10, burst=1, ttl_seconds=5, backoff_base_seconds=1,
-                     backoff_cap_seconds=60)  # fmt: skip
-    await book.register([])  # as a worker does at its start
+    sites = SiteSet(WorkerConfig(redis_url="redis://127.0.0.1:9/0",
+                                 upstream_url="http://127.0.0.1:9"), redis)  # fmt: skip
+    await sites.register()  # as a worker does at its start
     return Housekeeper(
-        redis, worker_id="host:1", pool=ProxyPool("", None, ProxyDefaults(1, 0, 1)), book=book,
+        redis, worker_id="host:1", sites=sites,
         sessions=SessionCache(redis, ttl_seconds=60, max_uses=10, wait_seconds=1,
                               metrics=WorkerMetrics()),
         stopper=BatchStopper(redis, queue_name=queue_name, ttl_seconds=TTL, ledger=ledger),

@@ -67,9 +67,9 @@ def test_prompts_by_outcome_and_error_type(metrics: WorkerMetrics) -> None:
 
     assert metrics.prompts == {"succeeded": 2, "failed": 1}
     name = "chatgptes_prompts_total"
-    assert value(metrics, name, outcome="succeeded", error_type="") == 2
-    assert value(metrics, name, outcome="failed", error_type="Blocked") == 1
-    assert value(metrics, name, outcome="cancelled", error_type="") is None
+    assert value(metrics, name, outcome="succeeded", error_type="", site="") == 2
+    assert value(metrics, name, outcome="failed", error_type="Blocked", site="") == 1
+    assert value(metrics, name, outcome="cancelled", error_type="", site="") is None
 
 
 def test_chunks_done_counts_only_done(metrics: WorkerMetrics) -> None:
@@ -84,8 +84,8 @@ def test_upstream_errors_count_and_go_to_the_fleet(metrics: WorkerMetrics) -> No
     metrics.upstream_error("Blocked")
 
     name = "chatgptes_upstream_errors_total"
-    assert value(metrics, name, error_type="RateLimited") == 2
-    assert value(metrics, name, error_type="Blocked") == 1
+    assert value(metrics, name, error_type="RateLimited", site="") == 2
+    assert value(metrics, name, error_type="Blocked", site="") == 1
     assert metrics.fleet_deltas() == {"error:RateLimited": 2, "error:Blocked": 1}
 
 
@@ -128,7 +128,7 @@ def test_fleet_deltas_reset_and_restore(metrics: WorkerMetrics) -> None:
     metrics.restore_fleet_deltas(deltas)  # the heartbeat could not write them
     assert metrics.fleet_deltas() == {"error:Blocked": 2}
     # Prometheus counters are not deltas: a failed heartbeat does not touch them.
-    assert value(metrics, "chatgptes_upstream_errors_total", error_type="Blocked") == 2
+    assert value(metrics, "chatgptes_upstream_errors_total", error_type="Blocked", site="") == 2
 
 
 def test_session_refreshes(metrics: WorkerMetrics) -> None:
@@ -190,8 +190,8 @@ def test_the_endpoint_serves_every_metric(metrics: WorkerMetrics) -> None:
     text = scrape(port)
 
     for name in (
-        'chatgptes_prompts_total{error_type="Blocked",outcome="failed"} 1.0',
-        'chatgptes_upstream_errors_total{error_type="Blocked"} 1.0',
+        'chatgptes_prompts_total{error_type="Blocked",outcome="failed",site=""} 1.0',
+        'chatgptes_upstream_errors_total{error_type="Blocked",site=""} 1.0',
         'chatgptes_upstream_request_seconds_count{kind="ajax"} 1.0',
         'chatgptes_capacity_waits_total{reason="rate"} 1.0',
         "chatgptes_session_refreshes_total 0.0",

@@ -18,6 +18,7 @@ from producer.inputs import PromptLine
 from simulator import SimConfig, run_simulator
 from simulator.server import Simulator
 from tests.conftest import eventually
+from worker import broker as broker_module
 from worker.broker import OK
 from worker.chunks import ChunkState
 from worker.claims import ChunkClaim
@@ -406,7 +407,7 @@ async def test_a_loop_that_dies_takes_the_worker_down(fake_redis, monkeypatch) -
         async def broken(*_: object, **__: object) -> None:
             raise ValueError("not the kind of reply the broker knows")
 
-        monkeypatch.setattr(h.runtime.book, "exchange", broken)
+        monkeypatch.setattr(broker_module, "exchange_all", broken)
         await h.enqueue("x")
         task = asyncio.create_task(h.run_all())
         await eventually(lambda: downed, what="the worker to be told")
@@ -435,19 +436,22 @@ async def test_a_chunk_whose_worker_died_is_split_one_prompt_a_chunk(fake_redis)
     assert (await h.queue.status(batch_id)).succeeded == 16
 
 
-async def test_a_lease_that_waited_for_anothers_handshake_is_taken_again(fake_redis) -> None:
+async def test_a_lease_that_waited_for_anothers_handshake_is_taken_again(
+    fake_redis, monkeypatch
+) -> None:
     async with harness(fake_redis, {"latency": "fixed:200"}) as h:
         await h.enqueue(*(f"p{n}" for n in range(16)))  # 8 chunks of 2
         await fake_redis.hset(keys.identity_field("probe"), "direct", 0)  # past its probe
         granted = []
-        real = h.runtime.book.exchange
+        real = broker_module.exchange_all
 
         async def counted(*args: object, **kwargs: object):
-            grants = await real(*args, **kwargs)  # type: ignore[arg-type]
-            granted.extend(grants.leases if grants is not None else [])
-            return grants
+            replies = await real(*args, **kwargs)  # type: ignore[arg-type]
+            for grants in replies:
+                granted.extend(grants.leases if grants is not None else [])
+            return replies
 
-        h.runtime.book.exchange = counted  # type: ignore[method-assign]
+        monkeypatch.setattr(broker_module, "exchange_all", counted)
         [claim] = await h.runtime.take_chunks(1)
         [(_, payload)] = await _payloads(h, claim)
         assert await h.run(claim, payload) is ChunkState.DONE

@@ -189,7 +189,18 @@ def test_config_lists_the_sites_settings(tmp_path: Path) -> None:
     assert f"CHATGPTES_SITES={TWO}" in done.stdout and "CHATGPTES_SITES_FILE=None" in done.stdout
 
 
-def test_a_worker_serves_one_site_until_prompts_are_routed(tmp_path: Path) -> None:
-    done = run("worker", "--burst", CHATGPTES_SITES=TWO, CHATGPTES_REDIS_URL="redis://127.0.0.1:9")
-    assert done.returncode == 2
-    assert "CHATGPTES_SITES names 2 sites (es, uk); this worker serves one site" in done.stderr
+def test_a_worker_serves_every_site_named() -> None:
+    import fakeredis
+
+    from worker.config import WorkerConfig
+    from worker.sites import SiteSet
+
+    config = WorkerConfig(sites=TWO, redis_url="redis://127.0.0.1:9/0")
+    sites = SiteSet(config, fakeredis.FakeAsyncRedis())
+    assert sites.names == ["es", "uk"] and sites.several
+    es, uk = sites
+    assert [i.name for i in es.pool.identities] == ["es/direct"]
+    assert [i.site for i in uk.pool.identities] == ["uk"]
+    assert (es.book.site, uk.book.site) == ("es", "uk")
+    assert es.client.page_url.startswith("https://chatgpt.es")
+    assert es.client.http is uk.client.http  # one connection pool for every site

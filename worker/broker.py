@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -42,9 +42,10 @@ from contract.errors import ServiceError
 from contract.retrying import TRANSIENT, RedisBackoff
 from contract.stopping import SEND_WINDOW_SECONDS
 from worker.errors import QuotaExceeded, UpstreamError, Verdict
-from worker.leases import Cooldown, Grants, Lease, LeaseBook
+from worker.leases import Cooldown, Exchange, Grants, Lease, LeaseBook, exchange_all
 from worker.lifecycle import Lifecycle
 from worker.metrics import WorkerMetrics
+from worker.routing import SiteRouter
 
 log = structlog.get_logger("chatgptes.broker")
 HOUSEKEEPING_SECONDS = 0.5
@@ -98,6 +99,7 @@ class Waiter:
     batch_id: str
     index: int
     future: asyncio.Future[Lease]
+    site: str | None = None  # the one site the prompt may be sent to (None: any)
     since: float = field(default_factory=time.monotonic)
     shown_waiting: bool = False
 
@@ -109,7 +111,7 @@ StateHook = Callable[[str, int, bool], None]
 class LeaseBroker:
     def __init__(
         self,
-        book: LeaseBook,
+        book: LeaseBook | Mapping[str, LeaseBook],
         *,
         lifecycle: Lifecycle,
         max_inflight: int,
@@ -122,8 +124,13 @@ class LeaseBroker:
         metrics: WorkerMetrics | None = None,
         poll_seconds: float = 0.025,
         burst: int = 2,
+        weights: Mapping[str, float] | None = None,
     ) -> None:
-        self.book = book
+        # One lease book per site (a fleet of one: one book); the first serves the calls
+        # that are the fleet's whatever the site (stop marks, the room marker).
+        self.books = {book.site_name: book} if isinstance(book, LeaseBook) else dict(book)
+        self.book = next(iter(self.books.values()))
+        self.router = SiteRouter({site: (weights or {}).get(site, 1.0) for site in self.books})
         self.lifecycle = lifecycle
         self.max_inflight = max_inflight
         self.capacity_wait_limit = capacity_wait_limit
@@ -140,7 +147,7 @@ class LeaseBroker:
         self.last_refusal = "ready"
         self._waiting: OrderedDict[str, deque[Waiter]] = OrderedDict()
         self._returns: list[tuple[Lease, Cooldown]] = []
-        self._strangers: list[str] = []
+        self._strangers: list[tuple[str, str]] = []  # (site, token)
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._room: asyncio.Task[None] | None = None
@@ -155,13 +162,14 @@ class LeaseBroker:
 
     # -- what a prompt does with a lease, in order --------------------------------------
 
-    async def lease(self, batch_id: str, index: int) -> Lease:
-        """A lease for the prompt at ``index`` of ``batch_id``; waits as long as capacity takes."""
+    async def lease(self, batch_id: str, index: int, site: str | None = None) -> Lease:
+        """A lease for the prompt at ``index`` of ``batch_id`` (at ``site`` if it is pinned
+        to one); waits as long as capacity takes."""
         if not self.lifecycle.running:
             raise Draining
         if batch_id in self.stopped:
             raise BatchStopped(self.stopped[batch_id])
-        waiter = Waiter(batch_id, index, asyncio.get_running_loop().create_future())
+        waiter = Waiter(batch_id, index, asyncio.get_running_loop().create_future(), site)
         self._waiting.setdefault(batch_id, deque()).append(waiter)
         self._wake.set()
         try:
@@ -192,7 +200,7 @@ class LeaseBroker:
 
     async def charge(self, lease: Lease) -> None:
         """One more request under ``lease`` than the lease itself (the handshake's page GET)."""
-        await self.book.charge(lease.identity)
+        await self.books[self._site_of(lease)].charge(lease.identity)
 
     async def confirm_running(self, lease: Lease, batch_id: str) -> None:
         """Right before sending: if the lease last learnt its batch was running more than
@@ -273,10 +281,10 @@ class LeaseBroker:
                     self._wake_in(self.poll_seconds * 4)
                 continue
             slots = self._reserve(want)
+            routes = self.router.route([waiter.site for waiter in slots])
+            parts = self._exchanges(returns, strangers, slots, routes)
             try:
-                grants = await self.book.exchange(
-                    returns, [waiter.batch_id for waiter in slots], strangers=strangers
-                )
+                replies = await exchange_all(parts)
             except TRANSIENT as error:
                 self._returns[:0] = returns
                 self._strangers[:0] = strangers
@@ -285,16 +293,63 @@ class LeaseBroker:
                 self._wake.set()
                 continue
             self._redis_backoff.reset()
-            if grants is not None:
-                self._hand_out(grants, slots)
-            if self.waiting and (grants is None or len(grants.by_slot) < want):
-                if grants is not None and grants.reason in ("fleet_full", "proxy_full"):
-                    self._wait_for_room(min(grants.wait_seconds, ROOM_WAIT_SECONDS))
-                else:
-                    wait = self.poll_seconds if grants is None else grants.wait_seconds
-                    self._wake_in(min(wait, self.poll_seconds * 4))
-            elif self.waiting or self._returns:
+            granted, refusals = 0, []
+            routed: set[int] = set()
+            for part, grants in zip(parts, replies, strict=True):
+                site = part.book.site_name
+                asked = routes.get(site, [])
+                routed.update(asked)
+                if grants is None:
+                    continue
+                self.router.told(site, len(asked), len(grants.by_slot), grants.reason,
+                                 grants.wait_seconds)  # fmt: skip
+                self._hand_out(grants, [slots[n] for n in asked])
+                granted += len(grants.by_slot)
+                if len(grants.by_slot) < len(asked):
+                    refusals.append(grants)
+            self._unreserve([waiter for n, waiter in enumerate(slots) if n not in routed])
+            self._next_turn(want, granted, refusals)
+
+    def _exchanges(
+        self,
+        returns: list[tuple[Lease, Cooldown]],
+        strangers: list[tuple[str, str]],
+        slots: Sequence[Waiter],
+        routes: dict[str, list[int]],
+    ) -> list[Exchange]:
+        """One exchange per site: the leases it gets back, the prompts routed to it."""
+        return [
+            Exchange(
+                book,
+                [(lease, cooldown) for lease, cooldown in returns
+                 if self._site_of(lease) == site],
+                [slots[n].batch_id for n in routes.get(site, ())],
+                [token for of, token in strangers if of == site],
+            )
+            for site, book in self.books.items()
+        ]  # fmt: skip
+
+    def _site_of(self, lease: Lease) -> str:
+        site = lease.identity.site
+        return site if site in self.books else next(iter(self.books))
+
+    def _next_turn(self, want: int, granted: int, refusals: list[Grants]) -> None:
+        """When to look again: at once while there is more to do, when room is made for
+        a full fleet, or when the first refusal may change (a rate token, a cooldown, a
+        site's rest)."""
+        if not (self.waiting and granted < want):
+            if self.waiting or self._returns:
                 self._wake.set()
+            return
+        if any(grants.reason in ("fleet_full", "proxy_full") for grants in refusals):
+            wait = min(grants.wait_seconds for grants in refusals)
+            self._wait_for_room(min(wait, ROOM_WAIT_SECONDS))
+            return
+        waits = [grants.wait_seconds for grants in refusals]
+        rest = self.router.next_rest_end()
+        if rest is not None:
+            waits.append(rest)
+        self._wake_in(min([*waits, self.poll_seconds * 4]))
 
     def _reserve(self, want: int) -> list[Waiter]:
         """The next ``want`` waiters, batches taking turns: the prompts this call asks for."""
@@ -335,7 +390,7 @@ class LeaseBroker:
         for batch_id, why in grants.stopped.items():
             self.stop_batch(batch_id, why)
         if grants.strangers:  # never this worker's to use: back at the next call
-            self._strangers += grants.strangers
+            self._strangers += [(grants.site, token) for token in grants.strangers]
             log.warning("leases.not_ours", leases=len(grants.strangers))
             self._wake.set()
         unserved = []

@@ -25,7 +25,7 @@ from curl_cffi.requests import exceptions as curl_errors
 
 from contract.models import NO_PARAMS, Message, RequestParams, check_model
 from contract.redaction import redact_text
-from contract.sites import SitesConfigError, SiteSettings
+from contract.sites import SiteSettings
 from worker.errors import ProxyFault, UnknownModel, UpstreamError, UpstreamHiccup, UpstreamTimeout
 from worker.form import FormSite, cookie_header, encode_form
 from worker.page import parse_page
@@ -59,16 +59,9 @@ class ClientOptions:
 
 def client_options(config: WorkerConfig, site: SiteSettings | None = None) -> ClientOptions:
     """The client options of one of the fleet's sites (``contract.sites``), from the
-    worker's settings; with no site given, the fleet's only one. A worker serves one site
-    until prompts are routed across sites: several are a SitesConfigError."""
+    worker's settings; with no site given, the fleet's first."""
     if site is None:
-        sites = config.fleet_sites()
-        if len(sites) != 1:
-            raise SitesConfigError(
-                f"CHATGPTES_SITES names {len(sites)} sites ({', '.join(sites.names)}); "
-                "this worker serves one site: name one, or use CHATGPTES_UPSTREAM_URL"
-            )
-        site = sites.sites[0]
+        site = config.fleet_sites().sites[0]
     return ClientOptions(
         base_url=site.url,
         impersonate=config.impersonate,
@@ -94,7 +87,10 @@ def open_http_session(options: ClientOptions) -> AsyncSession:
 
 
 class ChatGptEsClient:
-    def __init__(self, options: ClientOptions) -> None:
+    """The exchange with one site. ``http``: a session to share with other sites' clients
+    (one connection pool per worker); by default its own."""
+
+    def __init__(self, options: ClientOptions, *, http: AsyncSession | None = None) -> None:
         refusals_in(options.language)  # a ValueError now rather than on every reply
         self.options = options
         parts = urlsplit(options.base_url)
@@ -102,7 +98,7 @@ class ChatGptEsClient:
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.ajax_url = self.origin + AJAX_PATH
         self.form_site = FormSite(page_url=self.page_url, consent_field=options.consent_field)
-        self.http = open_http_session(options)
+        self.http = http or open_http_session(options)
         self._post_headers = {
             "Accept": "application/json, text/event-stream",
             "Origin": self.origin,

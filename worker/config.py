@@ -55,11 +55,6 @@ class WorkerConfig(QueueSettings):
     upstream_url: str = Field(
         "https://chatgpt.es", description="The chatgpt.es site (page + ajax)."
     )
-    sites: str = Field(
-        "",
-        description="The fleet's sites, comma-separated name=URL (es=https://chatgpt.es); "
-        "empty = the one site of upstream_url.",
-    )
     sites_file: Path | None = Field(
         None, description="TOML file of settings per site ([sites.NAME]: rate, caps, proxies…)."
     )

@@ -41,10 +41,9 @@ from contract.redaction import redact_text
 from contract.retrying import TRANSIENT, RedisBackoff
 from contract.scripts import ScriptBook
 from contract.stopping import BatchStopper
-from worker.leases import LeaseBook
 from worker.metrics import WorkerMetrics
-from worker.proxies import ProxyPool
 from worker.sessions import SessionCache
+from worker.sites import SiteSet
 
 log = structlog.get_logger("chatgptes.housekeeping")
 TICK_SECONDS = 1.0
@@ -84,8 +83,7 @@ class Housekeeper:
         redis: Redis,
         *,
         worker_id: str,
-        pool: ProxyPool,
-        book: LeaseBook,
+        sites: SiteSet,
         sessions: SessionCache,
         stopper: BatchStopper,
         queue: ChunkQueue,
@@ -96,8 +94,8 @@ class Housekeeper:
     ) -> None:
         self.redis = redis
         self.worker_id = worker_id
-        self.pool = pool
-        self.book = book
+        self.sites = sites
+        self.book = sites.first.book  # for the fleet's chores on identities, any site's does
         self.sessions = sessions
         self.stopper = stopper
         self.queue = queue
@@ -193,22 +191,25 @@ class Housekeeper:
     async def _count_states(self) -> None:
         self.gauges()
         if self.counting() and self._due_now("count", COUNT_EVERY_SECONDS):
-            counts = await self.book.state_counts()
+            counts: dict[str, int] = {}
+            for site in self.sites:
+                for state, count in (await site.book.state_counts()).items():
+                    counts[state] = counts.get(state, 0) + count
             counts["full"] = counts.pop("proxy_full", 0)
             self.metrics.identity_states(counts)
 
     async def _register_if_due(self) -> None:
         now = time.monotonic()
         asked = self._reregister_asked and now - self._last_reregister >= REREGISTER_AT_MOST_EVERY
-        reloaded = self.pool.reload()
+        reloaded = any([site.pool.reload() for site in self.sites])  # each file looked at
         if asked or reloaded or now - self._registered_at >= REGISTER_EVERY_SECONDS:
             self._reregister_asked = False
-            await self.book.register(self.pool.identities)
+            await self.sites.register()
             self._registered_at = self._last_reregister = time.monotonic()
             if reloaded:
-                log.info("proxies.reloaded", identities=len(self.pool.identities))
+                log.info("proxies.reloaded", identities=len(self.sites.identities))
             elif asked:
-                log.info("identities.registered_again", identities=len(self.pool.identities))
+                log.info("identities.registered_again", identities=len(self.sites.identities))
 
     async def _add_up_fleet_counters(self) -> None:
         """This worker's errors by type and waits by reason, into the fleet's counters."""

@@ -89,6 +89,7 @@ class Grants:
     wait_seconds: float
     stopped: dict[str, str]  # batch ID → "cancelled" or "expired"
     strangers: list[str]  # tokens granted on identities this worker does not have
+    site: str = ""  # the site whose book granted them
 
     @property
     def leases(self) -> list[Lease]:
@@ -106,6 +107,38 @@ def pool_id(identities: Sequence[Identity]) -> str:
     return hashlib.sha256(names.encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One book's part of a call: the leases it gives back, the prompts it asks leases for
+    (their batch IDs, in order), and tokens of identities this worker lacks."""
+
+    book: LeaseBook
+    returned: Sequence[tuple[Lease, Cooldown]] = ()
+    slots: Sequence[str] = ()
+    strangers: Sequence[str] = ()
+
+
+async def exchange_all(exchanges: Sequence[Exchange]) -> list[Grants | None]:
+    """Every book's exchange in one round trip (one pipeline): the grants of each, in
+    order (None where it asked for no lease)."""
+    parts = [part for part in exchanges if part.returned or part.slots or part.strangers]
+    if not parts:
+        return [None] * len(exchanges)
+    sent_at = time.monotonic()
+
+    def build(pipe: object) -> None:
+        for part in parts:
+            part.book.queue_exchange(pipe, part)
+
+    replies = iter(await parts[0].book.scripts.pipelined(build))
+    found: dict[int, Grants | None] = {}
+    for part in parts:
+        if part.returned or part.strangers:
+            next(replies)
+        found[id(part)] = part.book._grants(next(replies), sent_at) if part.slots else None
+    return [found.get(id(part)) for part in exchanges]
+
+
 class LeaseBook:
     def __init__(
         self,
@@ -116,8 +149,14 @@ class LeaseBook:
         ttl_seconds: float,
         backoff_base_seconds: float,
         backoff_cap_seconds: float,
+        site: str = "",
+        track_site: bool = False,
     ) -> None:
         self.redis = redis
+        self.site_name = site  # whose identities these are ("" when no site was named)
+        # The scripts keep the site's health only in a fleet of several sites: a fleet of
+        # one has nowhere else to send its prompts, and waits on its identities alone.
+        self.site = site if track_site else ""
         self.fleet_cap = fleet_cap
         self.burst = burst
         self.ttl_seconds = ttl_seconds
@@ -164,19 +203,19 @@ class LeaseBook:
         come back in ``Grants.stopped``. ``strangers`` are tokens granted on identities
         this worker does not have, given back unused. Returns None when no lease is asked.
         """
-        sent_at = time.monotonic()
+        [grants] = await exchange_all([Exchange(self, returned, slots, strangers)])
+        return grants
 
-        def build(pipe: object) -> None:
-            if returned or strangers:
-                args = self._release_args(returned, strangers)
-                self.scripts.queue(pipe, "release_leases", self._keys, args)
-            if slots:
-                args = [self.burst, self.ttl_ms, self.fleet_cap, secrets.token_hex(6),
-                        POLICY_TTL_SECONDS, *slots]  # fmt: skip
-                self.scripts.queue(pipe, "acquire_leases", self._keys, args)
-
-        replies = await self.scripts.pipelined(build)
-        return self._grants(replies[-1], sent_at) if slots else None
+    def queue_exchange(self, pipe: object, part: Exchange) -> None:
+        """Adds this book's release (if any) and acquire (if any) to ``pipe``."""
+        site_keys = [*self._keys, keys.site_health(), keys.site_failures(self.site or "-")]
+        if part.returned or part.strangers:
+            args = self._release_args(part.returned, part.strangers)
+            self.scripts.queue(pipe, "release_leases", site_keys, args)
+        if part.slots:
+            args = [self.burst, self.ttl_ms, self.fleet_cap, secrets.token_hex(6),
+                    POLICY_TTL_SECONDS, self.site, *part.slots]  # fmt: skip
+            self.scripts.queue(pipe, "acquire_leases", site_keys, args)
 
     async def acquire(self, want: int, batch_id: str = "-") -> Grants:
         """Up to ``want`` leases for prompts of one batch (a test's and a tool's way in)."""
@@ -211,13 +250,16 @@ class LeaseBook:
                 keys.decoded(rest[i]): keys.decoded(rest[i + 1]) for i in range(2, len(rest), 2)
             },
             strangers=strangers,
+            site=self.site_name,
         )
 
     def _release_args(
         self, returned: Sequence[tuple[Lease, Cooldown]], strangers: Sequence[str]
     ) -> list[str | int | float]:
         now = time.monotonic()
-        args: list[str | int | float] = [self.burst, self.base_ms, self.cap_ms, POLICY_TTL_SECONDS]
+        args: list[str | int | float] = [
+            self.burst, self.base_ms, self.cap_ms, POLICY_TTL_SECONDS, self.site,
+        ]  # fmt: skip
         for lease, cooldown in returned:
             args += [
                 lease.token, cooldown.verdict, int(cooldown.floor_seconds * 1000),

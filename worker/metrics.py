@@ -9,10 +9,10 @@ over HTTP by ``start_server`` when ``CHATGPTES_METRICS_PORT`` is set: one port
 (``9100``) or a range (``9100-9109``) of which the worker takes the first free one, so
 several workers on one host share one setting. The metrics, all of this worker only:
 
-- ``chatgptes_prompts_total{outcome, error_type}``: prompts finished, by outcome
-  (succeeded, failed, cancelled) and error type ("" when none);
-- ``chatgptes_upstream_errors_total{error_type}``: failed exchanges with the site, by
-  error class (the prompt may still succeed on a later attempt);
+- ``chatgptes_prompts_total{outcome, error_type, site}``: prompts finished, by outcome
+  (succeeded, failed, cancelled), error type ("" when none) and the site that answered;
+- ``chatgptes_upstream_errors_total{error_type, site}``: failed exchanges with a site, by
+  error class and site (the prompt may still succeed on a later attempt);
 - ``chatgptes_upstream_request_seconds{kind}``: histogram of request latency to the
   site, ``page`` (handshake) or ``ajax`` (a prompt), whatever the outcome;
 - ``chatgptes_capacity_waits_total{reason}``: prompts that waited long for capacity, by
@@ -111,14 +111,15 @@ class WorkerMetrics:
         registry = self.registry
         self._prompts_total = PromCounter(
             f"{PREFIX}_prompts",
-            "Prompts finished, by outcome (succeeded, failed, cancelled) and error type.",
-            ["outcome", "error_type"],
+            "Prompts finished, by outcome (succeeded, failed, cancelled), error type and the "
+            "site that answered (or last refused) them.",
+            ["outcome", "error_type", "site"],
             registry=registry,
         )
         self._upstream_errors = PromCounter(
             f"{PREFIX}_upstream_errors",
-            "Failed exchanges with the site, by error class.",
-            ["error_type"],
+            "Failed exchanges with a site, by error class and site.",
+            ["error_type", "site"],
             registry=registry,
         )
         self._request_seconds = Histogram(
@@ -179,15 +180,15 @@ class WorkerMetrics:
             registry=registry,
         )
 
-    def prompt_finished(self, status: str, error_type: str | None) -> None:
-        """A prompt got its one result (succeeded, failed or cancelled)."""
+    def prompt_finished(self, status: str, error_type: str | None, site: str | None = None) -> None:
+        """A prompt got its one result (succeeded, failed or cancelled), at ``site``."""
         self.prompts[status] += 1
-        key = (status, error_type or "")
+        key = (status, error_type or "", site or "")
         counter = self._prompts_by_outcome.get(key)
         if counter is None:  # labels() costs a lookup and a check: once per label pair
             counter = self._prompts_by_outcome[key] = self._prompts_total.labels(*key)
         counter.inc()
-        self.throughput.count(status, error_type)
+        self.throughput.count(status, error_type, site)
 
     def chunk_finished(self, outcome: str) -> None:
         """A chunk ended: ``done``, or ``handed back`` to the queue."""
@@ -198,10 +199,10 @@ class WorkerMetrics:
         """A housekeeping chore failed (not a Redis outage: a bug, a record nobody reads)."""
         self._chore_failures.labels(chore=chore).inc()
 
-    def upstream_error(self, kind: str) -> None:
+    def upstream_error(self, kind: str, site: str = "") -> None:
         """One exchange failed with this error class (the prompt may still succeed)."""
         self._fleet[f"error:{kind}"] += 1
-        self._upstream_errors.labels(error_type=kind).inc()
+        self._upstream_errors.labels(error_type=kind, site=site).inc()
 
     def request_finished(self, kind: str, seconds: float) -> None:
         """One request to the site ended (``page`` or ``ajax``), whatever its outcome."""

@@ -14,7 +14,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import SplitResult
 
@@ -40,11 +40,16 @@ class ProxyConfigError(ServiceError, ValueError):
 
 @dataclass(frozen=True)
 class Identity:
+    """One exit a request can leave through, at one site: a proxy (or the worker's own
+    address) and, in a fleet of several sites, the site (``uk/…``: its caps, rate,
+    cooldowns, bans and site session are that pair's)."""
+
     name: str
     proxy_url: str | None
     max_inflight: int
     rate_per_second: float
     weight: float = 1.0
+    site: str = ""  # the site's name in a fleet of several; "" in a fleet of one
 
     @property
     def shown(self) -> str:
@@ -152,12 +157,25 @@ def read_text(file: Path) -> str:
 
 
 class ProxyPool:
-    """The current identities; re-reads the proxies file when its mtime changes."""
+    """The current identities; re-reads the proxies file when its mtime changes.
 
-    def __init__(self, setting: str, file: Path | None, defaults: ProxyDefaults) -> None:
+    ``site``: the identities are this site's; ``named_by_site`` (a fleet of several):
+    each is named ``site/proxy``."""
+
+    def __init__(
+        self,
+        setting: str,
+        file: Path | None,
+        defaults: ProxyDefaults,
+        *,
+        site: str = "",
+        named_by_site: bool = False,
+    ) -> None:
         self._setting = setting
         self._file = file
         self._defaults = defaults
+        self._site = site
+        self._prefix = f"{site}/" if named_by_site else ""
         self._file_mtime: float | None = None
         self._identities: list[Identity] = []
         self.reload()
@@ -203,6 +221,11 @@ class ProxyPool:
         if not identities:
             identities = [
                 Identity(DIRECT, None, self._defaults.max_inflight, self._defaults.rate_per_second)
+            ]
+        if self._site:
+            identities = [
+                replace(identity, name=self._prefix + identity.name, site=self._site)
+                for identity in identities
             ]
         changed = identities != self._identities
         self._identities, self._file_mtime = identities, mtime

@@ -38,7 +38,6 @@ from contract.retrying import TRANSIENT, RedisBackoff, until_redis_answers
 from contract.stopping import stopped_result
 from worker.broker import BatchStopped, Draining, LeaseBroker, NoCapacityError
 from worker.chunks import HeldChunk
-from worker.client import ChatGptEsClient
 from worker.config import WorkerConfig
 from worker.errors import SessionStale, UpstreamError, Verdict
 from worker.leases import Lease
@@ -46,6 +45,7 @@ from worker.lifecycle import Lifecycle
 from worker.metrics import WorkerMetrics
 from worker.prompt import Shaped
 from worker.sessions import SessionCache, SiteSession
+from worker.sites import SiteSet
 from worker.tokens import usage_of
 
 log = structlog.get_logger("chatgptes.worker")
@@ -82,7 +82,7 @@ class PromptRunner:
         ledger: PromptLedger,
         broker: LeaseBroker,
         sessions: SessionCache,
-        client: ChatGptEsClient,
+        sites: SiteSet,
         lifecycle: Lifecycle,
         metrics: WorkerMetrics,
     ) -> None:
@@ -90,7 +90,7 @@ class PromptRunner:
         self.ledger = ledger
         self.broker = broker
         self.sessions = sessions
-        self.client = client
+        self.sites = sites
         self.lifecycle = lifecycle
         self.metrics = metrics
 
@@ -101,6 +101,10 @@ class PromptRunner:
 
         Raises ``ChunkLost`` when its chunk is no longer this worker's."""
         started = attempts.started_at or datetime.now(UTC)
+        if request.site is not None and request.site not in self.sites:
+            known = ", ".join(self.sites.names)
+            message = f"the prompt is pinned to site {request.site!r}; this fleet's are {known}"
+            return _failed(request, started, JobError(type="UnknownSite", message=message), 0)
         try:
             return await self._until_settled(request, started, attempts, chunk)
         except BatchStopped as stopped:
@@ -129,7 +133,7 @@ class PromptRunner:
         while True:
             if active > self.config.job_timeout_seconds:
                 raise TimeoutError
-            lease = await self.broker.lease(request.batch_id, request.index)
+            lease = await self.broker.lease(request.batch_id, request.index, request.site)
             began = time.monotonic()
             try:
                 async with asyncio.timeout(self.config.job_timeout_seconds - active):
@@ -144,10 +148,11 @@ class PromptRunner:
                 continue
             except UpstreamError as error:
                 self.broker.failed(lease, error)
-                self.metrics.upstream_error(error.kind)
+                self.metrics.upstream_error(error.kind, lease.identity.site)
                 kind = error.kind
                 # The attempt as the prompt's page shows it: the identity by its redacted name.
-                said = {"identity": lease.identity.name, "message": redact_text(error.message)}
+                said = {"identity": lease.identity.name, "message": redact_text(error.message),
+                        "site": lease.identity.site}  # fmt: skip
                 spent, attempts.total = await until_redis_answers(
                     "attempts",
                     lambda kind=kind, said=said: self.ledger.spend(  # type: ignore[misc]
@@ -159,7 +164,8 @@ class PromptRunner:
                     attempt=attempts.total, identity=lease.identity.name,
                 )  # fmt: skip
                 if not error.retryable or spent > self.config.budget_for(error.kind):
-                    return _failed(request, started, _job_error(error), attempts.total)
+                    return _failed(request, started, _job_error(error), attempts.total,
+                                   site=lease.identity.site)  # fmt: skip
                 active += time.monotonic() - began
                 if isinstance(error, SessionStale) and not stale_retried:
                     stale_retried = True
@@ -190,6 +196,7 @@ class PromptRunner:
                 usage=usage_of(request, answer.text),
                 cut=answer.cut,
                 tool_calls=answer.tool_calls,
+                site=lease.identity.site or None,
             )
 
     async def _exchange(self, lease: Lease, request: PromptRequest, chunk: HeldChunk) -> Shaped:
@@ -209,7 +216,7 @@ class PromptRunner:
         chunk.sending.add(request.index)  # from here on the request may reach the site
         began = time.monotonic()
         try:
-            return await self.client.ask(
+            return await self.sites.client_for(identity).ask(
                 identity, session, request.messages, request.model, request.params
             )
         except BaseException as error:
@@ -224,7 +231,7 @@ class PromptRunner:
         await self._may_send(lease, chunk)
         began = time.monotonic()
         try:
-            session = await self.client.handshake(lease.identity)
+            session = await self.sites.client_for(lease.identity).handshake(lease.identity)
         finally:
             self.metrics.request_finished("page", time.monotonic() - began)
         await self.broker.charge(lease)  # the page GET was one more request from this exit
@@ -254,7 +261,10 @@ def _job_error(error: UpstreamError) -> JobError:
     return JobError(type=error.kind, message=error.message)
 
 
-def _failed(request: PromptRequest, started: datetime, error: JobError, total: int) -> JobResult:
+def _failed(
+    request: PromptRequest, started: datetime, error: JobError, total: int, *, site: str = ""
+) -> JobResult:
     return JobResult.for_request(
-        request, status="failed", error=error, attempts=total, started_at=started
-    )
+        request, status="failed", error=error, attempts=total, started_at=started,
+        site=site or None,
+    )  # fmt: skip

@@ -49,17 +49,15 @@ from contract.stopping import BatchStopper, stopped_result
 from worker.broker import Draining, LeaseBroker, Rests
 from worker.chunks import ChunkState, HeldChunk
 from worker.claims import IDLE_WAIT_SECONDS, ChunkClaim, ChunkClaims
-from worker.client import ChatGptEsClient, client_options
 from worker.config import WorkerConfig
 from worker.heartbeat import Heartbeat
 from worker.housekeeping import Housekeeper
-from worker.leases import LeaseBook
 from worker.lifecycle import Lifecycle
 from worker.metrics import WorkerMetrics
-from worker.proxies import ProxyDefaults, ProxyPool
 from worker.results import ResultWriter
 from worker.runner import Attempts, ChunkLost, PromptRunner
 from worker.sessions import SessionCache
+from worker.sites import SiteSet
 from worker.supervision import Supervisor
 from worker.webhooks import WebhookDeliverer, WebhookOptions
 
@@ -82,21 +80,10 @@ class WorkerRuntime:
             redis, queue_name=config.queue_name, ttl_seconds=config.claim_ttl_seconds,
             keep_seconds=ttl,
         )  # fmt: skip
-        self.pool = ProxyPool(
-            config.proxies,
-            config.proxies_file,
-            ProxyDefaults(
-                config.proxy_max_inflight, config.proxy_rate_per_second, config.proxy_burst
-            ),
-        )
-        self.book = LeaseBook(
-            redis,
-            fleet_cap=config.fleet_max_inflight,
-            burst=config.proxy_burst,
-            ttl_seconds=config.claim_ttl_seconds,
-            backoff_base_seconds=config.cooldown_base_seconds,
-            backoff_cap_seconds=config.cooldown_cap_seconds,
-        )
+        self.sites = SiteSet(config, redis)
+        # The fleet's first site's identities, book and client (a fleet of one has no other).
+        first = self.sites.first
+        self.pool, self.book, self.client = first.pool, first.book, first.client
         self.writer = ResultWriter(self.ledger)
         self.metrics = WorkerMetrics()
         self.sessions = SessionCache(
@@ -107,13 +94,13 @@ class WorkerRuntime:
             metrics=self.metrics,
         )
         self.housekeeper = Housekeeper(
-            redis, worker_id=self.worker_id, pool=self.pool, book=self.book,
-            sessions=self.sessions, stopper=self.stopper, queue=self.queue, metrics=self.metrics,
+            redis, worker_id=self.worker_id, sites=self.sites, sessions=self.sessions,
+            stopper=self.stopper, queue=self.queue, metrics=self.metrics,
             chunk_size=config.chunk_size, gauges=self._gauges,
             counting=lambda: self.metrics_port is not None,
         )  # fmt: skip
         self.broker = LeaseBroker(
-            self.book,
+            {site.name: site.book for site in self.sites},
             lifecycle=self.lifecycle,
             max_inflight=config.worker_max_inflight,
             capacity_wait_limit=config.capacity_wait_limit_seconds,
@@ -124,10 +111,10 @@ class WorkerRuntime:
             holding_back=lambda: self.writer.holding,
             metrics=self.metrics,
             burst=config.proxy_burst,
+            weights={site.name: site.settings.weight for site in self.sites},
         )
-        self.client = ChatGptEsClient(client_options(config))
         self.runner = PromptRunner(
-            config, self.ledger, self.broker, self.sessions, self.client, self.lifecycle,
+            config, self.ledger, self.broker, self.sessions, self.sites, self.lifecycle,
             self.metrics,
         )  # fmt: skip
         self.heartbeat = Heartbeat(
@@ -158,7 +145,7 @@ class WorkerRuntime:
         self.metrics_port = self.metrics.start_server(self.config.metrics_port)
         if self.metrics_port is not None:
             log.info("metrics.serving", port=self.metrics_port, path="/metrics")
-        await until_redis_answers("register", lambda: self.book.register(self.pool.identities))
+        await until_redis_answers("register", self.sites.register)
         self.supervisor.start("heartbeat", self.heartbeat.run)
         self.supervisor.start("broker", self.broker.run)
         self.supervisor.start("results", self.writer.run)
@@ -176,7 +163,7 @@ class WorkerRuntime:
         self.lifecycle.stop()
         await self.supervisor.stop()
         await self.housekeeper.let_go()
-        await self.client.close()
+        await self.sites.close()
         self.metrics.stop_server()
         failed = self.supervisor.failed
         try:
@@ -408,7 +395,9 @@ class WorkerRuntime:
 
     async def _save(self, result: JobResult) -> bool:
         await self.writer.save(result)
-        self.metrics.prompt_finished(result.status, result.error.type if result.error else None)
+        self.metrics.prompt_finished(
+            result.status, result.error.type if result.error else None, result.site
+        )
         return True
 
     async def _save_all(self, results: Sequence[JobResult]) -> None:

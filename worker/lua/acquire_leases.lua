@@ -4,19 +4,26 @@
   holders died. Every lease is checked against its prompt's batch here, in the step that
   grants it: a stopped batch (cancelled, or past its completion window) gets none.
 
-  KEYS: see policy.lua
+  In a fleet of several sites the pool is one site's identities, and the site's health
+  decides too (site_health.lua): a site that is down grants nothing, one coming back one
+  lease at a time.
+
+  KEYS: see policy.lua, then its extra keys: 1 the site health hash, 2 the site's failures
   ARGV[1] burst, ARGV[2] lease ttl (ms), ARGV[3] fleet cap, ARGV[4] token prefix,
-  ARGV[5] policy keys' ttl (s), ARGV[6..] the batch ID of each prompt waiting, in the
-  order the leases go to them (its slot: 1 for ARGV[6], ...)
+  ARGV[5] policy keys' ttl (s), ARGV[6] the site ('' in a fleet of one), ARGV[7..] the
+  batch ID of each prompt waiting, in the order the leases go to them (its slot: 1 for
+  ARGV[7], ...)
 
   Returns {n, then n times (slot, identity, token, is_probe), then why not more, how long
   until that may change (ms; for a full fleet: until its first lease expires, unless a
   release frees a slot before), then (batch ID, why) for each batch asked about that
   was stopped}. Why not more: ready, fleet_full, cooling, probing, proxy_full, rate,
-  or no_identity (the pool is empty: its registration vanished).
+  no_identity (the pool is empty: its registration vanished), site_down or site_probing.
 ]]
 --- @include "policy"
-local REAP_PER_CALL, PROMOTE_PER_CALL, FIRST_SLOT = 200, 200, 6
+--- @include "site_health"
+local REAP_PER_CALL, PROMOTE_PER_CALL, FIRST_SLOT = 200, 200, 7
+local HEALTH, SITE = extra_key(1), ARGV[6]
 local burst, ttl, fleet_cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local want = #ARGV - FIRST_SLOT + 1
 local reaped = 0
@@ -48,9 +55,10 @@ local function best_identity(budget)
   return nil
 end
 local room = fleet_cap - redis.call('ZCARD', LEASES)
+local site_cap, site_reason, site_until = site_room(HEALTH, SITE, ttl)
 local out, granted = {0}, 0
 for slot = FIRST_SLOT, #ARGV do
-  if granted >= room then break end
+  if granted >= room or (site_cap and granted >= site_cap) then break end
   if not stopped(ARGV[slot]) then
     local best = best_identity(16)
     if not best then break end
@@ -72,6 +80,7 @@ for slot = FIRST_SLOT, #ARGV do
   end
 end
 if granted > 0 then redis.call('EXPIRE', LEASES, ARGV[5]) end  -- never without a TTL
+if site_cap and granted > 0 then site_probe_sent(HEALTH, SITE, site_until, ARGV[5]) end
 room_freed(reaped - granted)  -- a dead worker's slots: the others waiting hear of them
 keep_policy_keys(ARGV[5])
 out[1] = granted
@@ -81,7 +90,9 @@ for slot = FIRST_SLOT, #ARGV do
   if not stopped(ARGV[slot]) then asked = asked + 1 end
 end
 if granted < asked then
-  if room <= granted then
+  if site_cap and granted >= site_cap then
+    reason, wait = site_reason, math.max(site_until - now, 1)
+  elseif room <= granted then
     -- Until the first lease of the fleet expires: if its holder died, a call then reaps it.
     local first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')[2]
     reason, wait = 'fleet_full', math.max((tonumber(first) or now) - now + 5, 1)

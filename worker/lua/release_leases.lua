@@ -13,16 +13,23 @@
   sent after that is new evidence (a bad exit fails each request it is given, one after
   the other, and cools as before). Each failure is still counted in ``failed``.
 
-  KEYS: see policy.lua
+  In a fleet of several sites, what each lease says about its site is kept too
+  (site_health.lua): an answer brings the site up, failures through every identity
+  take it down.
+
+  KEYS: see policy.lua, then its extra keys: 1 the site health hash, 2 the site's failures
   ARGV[1] burst, ARGV[2] backoff base (ms), ARGV[3] backoff cap (ms), ARGV[4] policy
-  keys' ttl (s), then per lease: token, verdict (ok, none, suspect, cool, quarantine,
-  down), floor (ms), jitter (0..1), latency (ms), reason, was a probe (0/1)
+  keys' ttl (s), ARGV[5] the site ('' in a fleet of one), then per lease: token, verdict
+  (ok, none, suspect, cool, quarantine, down), floor (ms), jitter (0..1), latency (ms),
+  reason, was a probe (0/1)
 
   Returns how many of the leases were still held.
 ]]
 --- @include "policy"
+--- @include "site_health"
 local burst, base, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local held = 0
+local HEALTH, FAILURES, SITE = extra_key(1), extra_key(2), ARGV[5]
 -- Whether this failure belongs to the identity's last incident (the same cause, and its
 -- lease granted before the incident began); if not, it opens a new one, which every lease
 -- granted so far belongs to.
@@ -35,7 +42,7 @@ local function same_incident(name, cause, token)
   redis.call('HSET', INCIDENT, name, cause .. '|' .. num(GRANTED, name))
   return false
 end
-for i = 5, #ARGV, 7 do
+for i = 6, #ARGV, 7 do
   local token, verdict = ARGV[i], ARGV[i + 1]
   local name = identity_of(token)
   if name then
@@ -53,6 +60,7 @@ for i = 5, #ARGV, 7 do
       redis.call('HSET', LATENCY, name, math.floor(latency * 0.8 + sample * 0.2))
       redis.call('HSET', PROBE, name, 0)
       redis.call('HINCRBY', OK, name, 1)
+      site_answered(HEALTH, FAILURES, SITE, ARGV[4])
     elseif verdict == 'none' then
       if ARGV[i + 6] == '1' then redis.call('HSET', PROBE, name, 1) end
     elseif same_incident(name, ARGV[i + 5], token) then
@@ -69,6 +77,8 @@ for i = 5, #ARGV, 7 do
       penalty = penalty + (verdict == 'suspect' and 0.5 or 1)
       redis.call('HSET', PENALTY, name, penalty)
       redis.call('HINCRBY', FAILED, name, 1)
+      local pool_size = redis.call('ZCARD', READY) + redis.call('ZCARD', LATER)
+      site_failed(HEALTH, FAILURES, SITE, name, ARGV[i + 5], pool_size, ARGV[4])
       if penalty >= 1 then
         local backoff = tonumber(ARGV[i + 3]) * math.min(cap, base * 2 ^ penalty)
         local until_ms = now + math.max(tonumber(ARGV[i + 2]), backoff)
