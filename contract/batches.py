@@ -42,6 +42,7 @@ from contract.stopping import BatchStopper
 
 WRITE_BATCH = 1000  # requests per script call while staging; results per HMGET while reading
 CHUNKS_PER_CALL = 500  # chunks staged (or retried) per script call
+RETRY_LOOKS = 5  # a retry looks at its batch's chunks again this often while they change
 STAGING_TTL_SECONDS = 3600  # an enqueue that never publishes leaves nothing for long
 # A staging left unwritten this long was abandoned (its enqueue died): its ID may be taken.
 STAGING_IDLE_SECONDS = 60
@@ -315,30 +316,72 @@ class BatchStore:
             raise RetryRefused(batch_id, state or "gone")
         if not failed:
             return 0
+        for _ in range(RETRY_LOOKS):
+            moved = await self._requeue(batch_id, failed, chunk_size)
+            if moved is not None:
+                return moved
+        raise RuntimeError(f"retry of {batch_id}: its chunks kept changing; try again")
+
+    async def _requeue(self, batch_id: str, failed: list[int], chunk_size: int) -> int | None:
+        """One look at the batch's chunks, then the script that moves the prompts (None:
+        a chunk the look found ended meanwhile: look again)."""
+        carriers, carried = await self._carriers(batch_id, failed)
+        fresh = [index for index in failed if index not in carried]
         round_ = secrets.token_hex(3)  # the new chunks' IDs (no write before the script)
-        chunks = chunked(failed, chunk_size_for(len(failed), chunk_size))
+        chunks = chunked(fresh, chunk_size_for(len(fresh), chunk_size)) if fresh else []
         enqueue_ms = int(time.time() * 1000)
         moved = 0
-        for first in range(0, len(chunks), CHUNKS_PER_CALL):
+        for first in range(0, max(len(chunks), 1), CHUNKS_PER_CALL):
             part = chunks[first : first + CHUNKS_PER_CALL]
             ids = [f"{batch_id}:r{round_}:{n}" for n in range(first, first + len(part))]
-            args: list[str | bytes | int] = [iso_now(), self.ttl, batch_id]
+            moving = sorted(carried) if first == 0 else []
+            args: list[str | bytes | int] = [iso_now(), self.ttl, batch_id, len(carriers),
+                                             len(moving), *carriers, *moving]  # fmt: skip
             for chunk_id, indices in zip(ids, part, strict=True):
                 job = arq_job(ChunkPayload(batch_id=batch_id, indices=tuple(indices)), enqueue_ms)
                 args += (chunk_id, job, len(indices), *indices)
+            queue = self.queue_name
             state_then, count = await self.scripts.run(
                 "requeue_failed",
-                [*state_keys(batch_id), keys.batch_chunks(batch_id), self.queue_name,
-                 keys.batch_requests(batch_id), keys.work_marker(self.queue_name),
-                 keys.active_batches(self.queue_name), *(keys.arq_job(c) for c in ids)],
+                [*state_keys(batch_id), keys.batch_chunks(batch_id), queue,
+                 keys.batch_requests(batch_id), keys.work_marker(queue),
+                 keys.active_batches(queue), keys.held_chunks(queue),
+                 *(keys.arq_job(c) for c in carriers), *(keys.arq_job(c) for c in ids)],
                 args,
             )  # fmt: skip
+            if int(count) < 0:
+                return None
             if keys.decoded(state_then or b"gone") not in RETRYABLE_STATES:
                 if moved:  # stopped half-way: what was queued is the stop's to end
                     break
                 raise RetryRefused(batch_id, keys.decoded(state_then or b"gone"))
             moved += int(count)
         return moved
+
+    async def _carriers(self, batch_id: str, failed: Sequence[int]) -> tuple[list[str], set[int]]:
+        """The batch's chunks still in the queue (waiting or held) that carry one of the
+        ``failed`` prompts, and those prompts: the chunk runs them again, not a new one."""
+        chunk_ids = sorted(
+            keys.decoded(c) for c in await self.redis.smembers(keys.batch_chunks(batch_id))
+        )
+        if not chunk_ids:
+            return [], set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zmscore(self.queue_name, chunk_ids)
+            pipe.zmscore(keys.held_chunks(self.queue_name), chunk_ids)
+            waiting, held = await pipe.execute()
+        queued = [c for c, w, h in zip(chunk_ids, waiting, held, strict=True) if w or h]
+        jobs = await self.redis.mget([keys.arq_job(c) for c in queued]) if queued else []
+        wanted, carriers, carried = set(failed), [], set()
+        for chunk_id, job in zip(queued, jobs, strict=True):
+            try:
+                indices = set(json.loads(job)["a"][0]["indices"]) if job else set()
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue
+            if indices & wanted:
+                carriers.append(chunk_id)
+                carried |= indices & wanted
+        return carriers, carried
 
 
 __all__ = ["STAGING_IDLE_SECONDS", "WRITE_BATCH", "BatchStore", "ClaimLost", "RetryRefused"]

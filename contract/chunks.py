@@ -50,22 +50,58 @@ def arq_job(payload: ChunkPayload, enqueue_ms: int) -> bytes:
 
 SWEEP_STEP = 100  # active batches looked at per call of the stranded sweep
 
+Cursor = tuple[float, int]  # a walk's place in a sorted set: a score, and how many at it were seen
+WALK_START: Cursor = (float("-inf"), 0)
+
+
+async def _walk(
+    redis: Redis, key: str, after: Cursor, limit: int
+) -> tuple[list[str], Cursor | None]:
+    """Up to ``limit`` members of a sorted set past ``after``, and the cursor past them (None
+    at the end). The cursor counts the members seen at its score, so members that share a
+    score (batches of one millisecond) are never skipped at a step's edge."""
+    score, seen = after
+    found = await redis.zrangebyscore(key, score, "+inf", start=seen, num=limit, withscores=True)
+    if not found:
+        return [], None
+    last = float(found[-1][1])
+    at_last = sum(1 for _, s in found if float(s) == last)
+    cursor = (last, seen + at_last if last == score else at_last)
+    return [keys.decoded(member) for member, _ in found], cursor
+
+
+DEFAULT_QUEUE = "chatgptes:queue"  # the queue of a batch whose record names none
+
 
 class ChunkQueue:
     def __init__(self, redis: Redis, *, queue_name: str, ttl_seconds: int) -> None:
         self.redis = redis
         self.queue_name = queue_name
         self.ttl = ttl_seconds
-        self.scripts = ScriptBook(redis, "contract", ["find_stranded", "requeue_stranded"])
+        self.scripts = ScriptBook(
+            redis, "contract", ["find_stranded", "requeue_stranded", "adopt_batches"]
+        )
 
-    async def active(self, after: float, limit: int = SWEEP_STEP) -> list[tuple[str, float]]:
-        """The queue's active batches published or queued again after ``after`` (ms), the
-        oldest first: (batch ID, when), for a sweep that resumes where it stopped."""
-        found = await self.redis.zrangebyscore(
-            keys.active_batches(self.queue_name), f"({after}", "+inf", start=0, num=limit,
-            withscores=True,
-        )  # fmt: skip
-        return [(keys.decoded(batch_id), float(score)) for batch_id, score in found]
+    async def active(
+        self, after: Cursor, limit: int = SWEEP_STEP
+    ) -> tuple[list[str], Cursor | None]:
+        """A step of a walk over the queue's active batches, oldest first: the batches after
+        ``after`` and where the next step starts (None once the walk is over)."""
+        return await _walk(self.redis, keys.active_batches(self.queue_name), after, limit)
+
+    async def adopt(self, after: Cursor, limit: int = SWEEP_STEP) -> Cursor | None:
+        """One step of a walk over the registry of batches, listing among this queue's active
+        batches the running ones of it that are not listed (published before the active set
+        existed, or by an older producer). Returns where the next step starts, or None once
+        the registry is walked."""
+        batch_ids, cursor = await _walk(self.redis, keys.batches_created(), after, limit)
+        if batch_ids:
+            await self.scripts.run(
+                "adopt_batches",
+                [keys.active_batches(self.queue_name), *(keys.batch_meta(b) for b in batch_ids)],
+                [self.queue_name, int(self.queue_name == DEFAULT_QUEUE), self.ttl, *batch_ids],
+            )
+        return cursor
 
     async def stranded(self, batch_ids: Sequence[str]) -> list[str]:
         """Which of these batches of the queue have unsettled prompts that no chunk of the

@@ -19,7 +19,14 @@ from redis.asyncio import Redis
 
 from contract import keys
 from contract.chunks import chunked
-from contract.models import JobResult, PromptRequest, iso_now, parse_timestamp, stored_prompt
+from contract.models import (
+    JobResult,
+    PromptRequest,
+    iso_now,
+    parse_timestamp,
+    result_line,
+    stored_prompt,
+)
 from contract.outbox import EVENT_KEEP_SECONDS, EndpointDirectory, event_keys
 from contract.scripts import ScriptBook
 from contract.states import CODE, PROMPT_STATES
@@ -117,7 +124,7 @@ class PromptLedger:
                 for result in batch_results:
                     index = int(result.job_id.rpartition(".")[2])
                     args += [index, CODE[result.status], result.site or "",
-                             result.model_dump_json()]  # fmt: skip
+                             result_line(result)]  # fmt: skip
                 keys_ = [*state_keys(batch_id), *event_keys(event_id), *keys.batch_keys(batch_id)]
                 self.scripts.queue(pipe, "save_results", keys_, args)
 

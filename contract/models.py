@@ -291,13 +291,28 @@ def unreadable_request(
     except ValueError:
         loose = None
     if isinstance(loose, dict):
-        custom_id = loose["custom_id"] if isinstance(loose.get("custom_id"), str) else ""
-        model = loose["model"] if isinstance(loose.get("model"), str) else ""
+        custom_id = _writable(loose["custom_id"]) if isinstance(loose.get("custom_id"), str) else ""
+        model = _writable(loose["model"]) if isinstance(loose.get("model"), str) else ""
     return JobResult(
         job_id=job_id_for(batch_id, index), batch_id=batch_id, custom_id=custom_id,
         status="failed", model=model, enqueued_at=enqueued_at, finished_at=utc_now(),
         error=JobError(type="BadRequestData", message=_unreadable_why(error)),
     )  # fmt: skip
+
+
+def _writable(text: str) -> str:
+    """``text`` as UTF-8 can hold it: a lone surrogate (a damaged record's) written as its
+    escape, so the result that names it can be stored."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def result_line(result: JobResult) -> str:
+    """The stored line of a result (its native JSON). A value UTF-8 cannot hold (a lone
+    surrogate in an answer or an ID) is written as its JSON escape instead of failing."""
+    try:
+        return result.model_dump_json()
+    except ValueError:  # pydantic's serialization error: an unpaired surrogate
+        return json.dumps(result.model_dump(mode="json"), separators=(",", ":"))
 
 
 def _unreadable_why(error: ValueError) -> str:

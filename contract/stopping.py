@@ -97,9 +97,11 @@ class BatchStopper:
     async def cancel(self, batch_id: str) -> int:
         """Stops the batch; returns how many prompts were cancelled here and now. Returns
         once nothing more of it can reach the site (``SEND_WINDOW_SECONDS``)."""
-        began = time.monotonic()
-        settled = await self.stop(batch_id, "cancelled")
-        await asyncio.sleep(max(0.0, began + CANCEL_SETTLES_SECONDS - time.monotonic()))
+        if await self.begin(batch_id, "cancelled") != STOPPING["cancelled"]:
+            return 0
+        marked = time.monotonic()  # the mark is written: the window runs from here
+        settled = await self._all_steps(batch_id, "cancelled")
+        await asyncio.sleep(max(0.0, marked + CANCEL_SETTLES_SECONDS - time.monotonic()))
         return settled
 
     async def expire(self, batch_id: str) -> int:
@@ -111,6 +113,9 @@ class BatchStopper:
         prompts it settled."""
         if await self.begin(batch_id, why) != STOPPING[why]:
             return 0
+        return await self._all_steps(batch_id, why)
+
+    async def _all_steps(self, batch_id: str, why: str) -> int:
         settled = 0
         while True:
             done, count = await self.step(batch_id, why)

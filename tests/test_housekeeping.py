@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from contract import keys
-from contract.chunks import ChunkQueue
+from contract.chunks import WALK_START, ChunkQueue
 from contract.config import QueueSettings
 from contract.ledger import PromptLedger
 from contract.stopping import BatchStopper
@@ -131,3 +131,16 @@ async def test_one_batch_whose_stop_fails_holds_up_no_other(redis, monkeypatch) 
         await keeper._step_stops()
     assert (await queue.status("good")).state == "cancelled"
     assert "bad" in keeper._stuck_stops
+
+
+async def test_a_walk_never_skips_batches_that_share_a_millisecond(redis) -> None:
+    """Regression: the sweep's cursor was a score, exclusive; batches published in the same
+    millisecond past a step's edge were skipped on every pass."""
+    queue = ChunkQueue(redis, queue_name="q:a", ttl_seconds=TTL)
+    members = {f"b{n:02d}": 1000 + n // 7 for n in range(30)}  # runs of 7 share a score
+    await redis.zadd(keys.active_batches("q:a"), members)
+    seen, cursor = [], WALK_START
+    while cursor is not None:
+        found, cursor = await queue.active(cursor, limit=3)
+        seen += found
+    assert seen == sorted(members)

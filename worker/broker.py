@@ -205,8 +205,9 @@ class LeaseBroker:
     async def confirm_running(self, lease: Lease, batch_id: str) -> None:
         """Right before sending: if the lease last learnt its batch was running more than
         ``SEND_WINDOW_SECONDS`` ago (a handshake, a pace), reads the batch's stop mark
-        again; ``BatchStopped`` if it was stopped meanwhile."""
-        if time.monotonic() - lease.checked_at <= SEND_WINDOW_SECONDS:
+        again; ``BatchStopped`` if it was stopped meanwhile. The read takes time too: the
+        caller asks ``fresh`` after it (and after its own checks) before it sends."""
+        if self.fresh(lease):
             return
         asked_at = time.monotonic()
         why = await self.book.stopped(batch_id)
@@ -214,6 +215,11 @@ class LeaseBroker:
             self.stop_batch(batch_id, why)
             raise BatchStopped(why)
         lease.checked_at = asked_at
+
+    @staticmethod
+    def fresh(lease: Lease) -> bool:
+        """Whether the lease learnt its batch was running within ``SEND_WINDOW_SECONDS``."""
+        return time.monotonic() - lease.checked_at <= SEND_WINDOW_SECONDS
 
     def succeeded(self, lease: Lease) -> None:
         self._give_back(lease, OK)

@@ -113,8 +113,9 @@ class ChunkClaims:
         name = self.queue_name
         return [name, keys.held_chunks(name), keys.chunk_places(name)]
 
-    async def take(self, want: int, *, hands_free: bool) -> Taken:
-        """Claims up to ``want`` chunks from the queue's head.
+    async def take(self, want: int, *, hands_free: bool, skip: Sequence[str] = ()) -> Taken:
+        """Claims up to ``want`` chunks from the queue's head, none of ``skip`` (chunks
+        this worker lost and is still winding down: it would only hand them back).
 
         A suspect (``SUSPECT_LAPSES`` holders lapsed with it) is taken only with
         ``hands_free`` (this worker holds nothing), and then alone."""
@@ -125,7 +126,7 @@ class ChunkClaims:
             [*self._queue_keys(), keys.chunk_lapses(), keys.fleet_beat(), keys.fleet_quiet_end(),
              keys.work_marker(self.queue_name)],
             [want, in_progress_key_prefix, prefix, self.ttl_ms, self.keep_seconds,
-             SUSPECT_LAPSES, int(hands_free)],
+             SUSPECT_LAPSES, int(hands_free), *skip],
         )  # fmt: skip
         until = sent_at + self.ttl_seconds - claim_margin(self.ttl_seconds)
         claims = [
@@ -152,15 +153,16 @@ class ChunkClaims:
     ) -> int:  # fmt: skip
         """``done``, ``hand_back``, ``lapse`` or ``discard`` (``contract/lua/end_chunk.lua``).
 
-        ``done`` needs the chunk's ``batch_id`` and prompt ``indices``: a chunk with a
-        prompt unsettled is handed back instead (returns 2). Returns 1 when it ended as
-        asked, 0 if the chunk was no longer this worker's."""
+        With the chunk's ``batch_id`` and prompt ``indices``: ``done`` with a prompt
+        unsettled is a hand back instead (returns 2), and a chunk that goes back to the
+        queue shows its unsettled prompts queued. Returns 1 when it ended as asked, 0 if
+        the chunk was no longer this worker's."""
         chunk_id = claim.key
         ended = await self.scripts.run(
             "end_chunk",
             [*self._queue_keys(), keys.arq_in_progress(chunk_id), keys.arq_job(chunk_id),
              keys.arq_retry(chunk_id), keys.chunk_lapses(), keys.work_marker(self.queue_name),
-             keys.batch_meta(batch_id), keys.batch_states(batch_id)],
+             keys.batch_meta(batch_id), keys.batch_states(batch_id), keys.batch_counts(batch_id)],
             [chunk_id, claim.token, how, defer_ms, self.keep_seconds, *indices],
         )  # fmt: skip
         return int(ended)

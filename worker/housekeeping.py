@@ -36,7 +36,7 @@ import structlog
 from redis.asyncio import Redis
 
 from contract import keys
-from contract.chunks import ChunkQueue
+from contract.chunks import WALK_START, ChunkQueue, Cursor
 from contract.redaction import redact_text
 from contract.retrying import TRANSIENT, RedisBackoff
 from contract.scripts import ScriptBook
@@ -112,8 +112,9 @@ class Housekeeper:
         self._due: dict[str, float] = {}
         self._backoff = RedisBackoff("housekeeping")
         self.failing: dict[str, ChoreFailure] = {}  # chore → how it fails, while it does
-        self._sweep_cursor: float | None = None  # where the sweep's pass is (None: between)
+        self._sweep_cursor: Cursor | None = None  # where the sweep's pass is (None: between)
         self._stuck_stops: dict[str, ChoreFailure] = {}  # batch ID → its stop's failing step
+        self._adopt_cursor: Cursor | None = WALK_START  # None: the registry was walked
 
     def pool_looks_empty(self) -> None:
         """The lease script found this worker's pool empty: announce it again soon."""
@@ -274,15 +275,17 @@ class Housekeeper:
     async def _sweep(self) -> None:
         """One bounded step of a pass over this queue's active batches (every batch that may
         have prompts to run, however old), resumed at the next tick until the pass ends:
-        the unsettled prompts of a batch no chunk carries are queued again."""
+        the unsettled prompts of a batch no chunk carries are queued again. A worker's
+        first passes also walk the registry of batches, for running ones of this queue
+        the active set does not list (published before it existed)."""
         deadline = time.monotonic() + STEP_BUDGET_SECONDS
+        while self._adopt_cursor is not None and time.monotonic() < deadline:
+            self._adopt_cursor = await self.queue.adopt(self._adopt_cursor)
         while time.monotonic() < deadline:
-            found = await self.queue.active(after=self._sweep_cursor or float("-inf"))
-            if not found:
-                self._sweep_cursor = None  # the pass is over; the next one when it is due
-                return
-            self._sweep_cursor = found[-1][1]
-            for batch_id in await self.queue.stranded([batch_id for batch_id, _ in found]):
+            found, self._sweep_cursor = await self.queue.active(self._sweep_cursor or WALK_START)
+            if self._sweep_cursor is None:
+                return  # the pass is over; the next one when it is due
+            for batch_id in await self.queue.stranded(found):
                 queued = await self.queue.requeue_stranded(batch_id, self.chunk_size)
                 if queued:
                     log.warning("batch.stranded_requeued", batch_id=batch_id, prompts=queued)

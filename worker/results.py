@@ -85,11 +85,9 @@ class ResultWriter:
                 batch += self._pending  # what arrived meanwhile goes in the same call
                 self._pending = []
                 continue
-            except Exception as error:  # a bug, not Redis: the prompts' tasks get it
+            except Exception:  # a bug, not Redis: only the results that cause it fail
                 log.exception("results.save_failed", results=len(batch))
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(error)
+                await self._one_by_one(batch)
                 return
             break
         if self.holding:
@@ -97,5 +95,23 @@ class ResultWriter:
         self._backoff.reset()
         self.saved += len(batch)
         for _, done in batch:
+            if not done.done():
+                done.set_result(None)
+
+    async def _one_by_one(self, batch: list[tuple[JobResult, asyncio.Future[None]]]) -> None:
+        """After a flush failed with a bug: each result alone, so that one bad result fails
+        its own prompt's task and no answer stored beside it is lost."""
+        for result, done in batch:
+            try:
+                await self.ledger.save_results([result])
+            except TRANSIENT:
+                self._pending.append((result, done))  # the next flush, with its backoff
+                self._wake.set()
+                continue
+            except Exception as error:
+                if not done.done():
+                    done.set_exception(error)
+                continue
+            self.saved += 1
             if not done.done():
                 done.set_result(None)

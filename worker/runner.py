@@ -211,8 +211,12 @@ class PromptRunner:
         session = await self.sessions.get(identity.name, handshake)
         if not ready and not handshook:
             raise _Late  # waited for another prompt's page GET (see _Late)
-        await self._may_send(lease, chunk)
-        await self.broker.confirm_running(lease, request.batch_id)
+        await self.broker.on_time(lease)
+        while True:  # a read of the batch's mark slower than the send window: read again
+            await self.broker.confirm_running(lease, request.batch_id)
+            self._may_send(lease, chunk)  # nothing awaited between this check and the send
+            if self.broker.fresh(lease):
+                break
         chunk.sending.add(request.index)  # from here on the request may reach the site
         began = time.monotonic()
         try:
@@ -228,7 +232,8 @@ class PromptRunner:
             self.metrics.request_finished("ajax", time.monotonic() - began)
 
     async def _handshake(self, lease: Lease, chunk: HeldChunk) -> SiteSession:
-        await self._may_send(lease, chunk)
+        await self.broker.on_time(lease)
+        self._may_send(lease, chunk)
         began = time.monotonic()
         try:
             session = await self.sites.client_for(lease.identity).handshake(lease.identity)
@@ -237,10 +242,13 @@ class PromptRunner:
         await self.broker.charge(lease)  # the page GET was one more request from this exit
         return session
 
-    async def _may_send(self, lease: Lease, chunk: HeldChunk) -> None:
-        """Right before a request leaves: at its identity's pace, and only while the chunk's
-        claim and the lease are both known good (else ``_NotHeld``)."""
-        await self.broker.on_time(lease)
+    def _may_send(self, lease: Lease, chunk: HeldChunk) -> None:
+        """Right before a request leaves (after its pace and any read of its batch's mark,
+        with nothing awaited between this and the send): only while the worker runs (a
+        drain takes no new request: ``Draining``) and the chunk's claim and the lease are
+        both known good (else ``_NotHeld``)."""
+        if not self.lifecycle.running:
+            raise Draining
         if not (chunk.claim.valid() and lease.claim.valid()):
             raise _NotHeld
 

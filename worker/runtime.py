@@ -120,7 +120,7 @@ class WorkerRuntime:
         self.heartbeat = Heartbeat(
             redis, chunks=self.claims, book=self.book, worker_id=self.worker_id,
             interval=config.heartbeat_seconds, ttl=config.claim_ttl_seconds,
-            held_chunks=lambda: [held.claim for held in self.held.values()],
+            held_chunks=lambda: [c.claim for c in self.held.values() if not c.claim.lost],
             held_leases=lambda: list(self.broker.held.values()),
             report=self.report, lost_chunks=self._chunks_lost, lost_leases=self.broker.lost,
         )  # fmt: skip
@@ -214,7 +214,8 @@ class WorkerRuntime:
         A suspect chunk (its holders kept lapsing) is taken only with empty hands, and
         alone: when one waits, this worker takes nothing more until its hands are empty.
         """
-        taken = await self.claims.take(want, hands_free=not self.held)
+        winding_down = [key for key, chunk in self.held.items() if chunk.claim.lost]
+        taken = await self.claims.take(want, hands_free=not self.held, skip=winding_down)
         self.suspect_waiting = taken.suspect_waiting
         self.next_lapse_seconds = taken.next_lapse_seconds
         claims = []
@@ -364,10 +365,7 @@ class WorkerRuntime:
         if chunk.claim.lost:
             return ChunkState.LOST
         handed_back = [r for r, done in zip(requests, outcomes, strict=False) if done is None]
-        if handed_back:
-            for request, _ in handed_back:
-                self.writer.mark(batch_id, request.index, "queued")
-            await self.writer.flush_marks()
+        if handed_back:  # its end shows them queued, if the chunk is still this worker's
             log.info("chunk.handed_back", batch_id=batch_id, prompts=len(handed_back))
             return ChunkState.HANDED_BACK
         return ChunkState.DONE

@@ -19,7 +19,8 @@
   the work marker
   ARGV[1] how many, ARGV[2] arq's in-progress key prefix, ARGV[3] token prefix,
   ARGV[4] claim ttl (ms), ARGV[5] keys' ttl (s), ARGV[6] lapses that make a suspect,
-  ARGV[7] 1 if this worker holds nothing (it may take a suspect)
+  ARGV[7] 1 if this worker holds nothing (it may take a suspect), ARGV[8..] chunks not to
+  take (this worker lost them and still winds them down)
 
   Returns {1 if a suspect was passed by, ms until a held claim may lapse or the silence's
   wait ends (-1: nothing held), then per claimed chunk: its ID, its token, its lapses}.
@@ -30,6 +31,8 @@ local REAP_PER_CALL, SCAN_EXTRA = 100, 64
 local now = now_ms()
 local want, prefix, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[4])
 local keep, suspect_at, free_hands = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
+local skip = {}
+for i = 8, #ARGV do skip[ARGV[i]] = true end
 local last_beat = tonumber(redis.call('GET', KEYS[5])) or 0
 local quiet_end = tonumber(redis.call('GET', KEYS[6])) or 0
 local heard_until = quiet_end + ttl
@@ -45,23 +48,28 @@ if now - last_beat <= ttl / 2 and now >= heard_until then
   end
 end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(0', '+inf', 'WITHSCORES', 'LIMIT', 0,
-                       want + SCAN_EXTRA)
+                       want + SCAN_EXTRA + #ARGV - 7)
 local out, taken, passed = {0, -1}, 0, 0
+local function take(id, place, lapses)
+  taken = taken + 1
+  local token = ARGV[3] .. taken
+  redis.call('SET', prefix .. id, token, 'PX', ttl)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], now + ttl, id)
+  redis.call('HSET', KEYS[3], id, place)
+  redis.call('HINCRBY', KEYS[4], id, 1)
+  out[#out + 1], out[#out + 2], out[#out + 3] = id, token, lapses
+end
 for i = 1, #ids, 2 do
   local id, place = ids[i], ids[i + 1]
-  local lapses = tonumber(redis.call('HGET', KEYS[4], id)) or 0
-  if lapses >= suspect_at and not (free_hands and taken == 0) then
-    passed = 1
-  elseif redis.call('EXISTS', prefix .. id) == 0 then
-    taken = taken + 1
-    local token = ARGV[3] .. taken
-    redis.call('SET', prefix .. id, token, 'PX', ttl)
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('ZADD', KEYS[2], now + ttl, id)
-    redis.call('HSET', KEYS[3], id, place)
-    redis.call('HINCRBY', KEYS[4], id, 1)
-    out[#out + 1], out[#out + 2], out[#out + 3] = id, token, lapses
-    if lapses >= suspect_at or taken >= want then break end
+  if not skip[id] then  -- a chunk this worker winds down is left for another
+    local lapses = tonumber(redis.call('HGET', KEYS[4], id)) or 0
+    if lapses >= suspect_at and not (free_hands and taken == 0) then
+      passed = 1
+    elseif redis.call('EXISTS', prefix .. id) == 0 then
+      take(id, place, lapses)
+      if lapses >= suspect_at or taken >= want then break end
+    end
   end
 end
 out[1] = passed

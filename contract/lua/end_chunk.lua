@@ -11,9 +11,14 @@
   discard:   arq could not read it (its job is gone or not a chunk): it leaves the
              queue; the stranded sweep queues again whatever prompts it carried.
 
+  A chunk that goes back to the queue shows its unsettled prompts queued, in this step
+  and only for its holder (a worker that lost the chunk changes no prompt's state: the
+  new holder may have one on the wire).
+
   KEYS[1] queue, KEYS[2] held chunks, KEYS[3] their places, KEYS[4] its in-progress key,
   KEYS[5] its arq job key, KEYS[6] its arq retry key, KEYS[7] chunk lapses, KEYS[8] the
-  work marker, KEYS[9] its batch's meta, KEYS[10] its batch's states
+  work marker, KEYS[9] its batch's meta, KEYS[10] its batch's states, KEYS[11] its
+  batch's counts
   ARGV[1] chunk ID, ARGV[2] token, ARGV[3] done, hand_back, lapse or discard, ARGV[4] how
   far to move it back in the queue (arq's Retry defer; scores are places in the
   round-robin, not times), ARGV[5] keys' ttl (s), ARGV[6..] its prompt indices
@@ -38,6 +43,12 @@ if how == 'done' or how == 'discard' then
 end
 if how == 'hand_back' and redis.call('HINCRBY', KEYS[7], id, -1) <= 0 then
   redis.call('HDEL', KEYS[7], id)
+end
+if redis.call('EXISTS', KEYS[9]) == 1 then
+  for i = 6, #ARGV do
+    local code = state_of(KEYS[10], ARGV[i])
+    if code == 1 or code == 2 then move(KEYS[10], KEYS[11], ARGV[i], 0) end
+  end
 end
 unhold(KEYS[1], KEYS[2], KEYS[3], id, tonumber(ARGV[4]), tonumber(ARGV[5]))
 work_added(KEYS[8], 1, tonumber(ARGV[5]))

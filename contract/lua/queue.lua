@@ -25,6 +25,15 @@ local function register_batch(registry, batch_id, now_ms, ttl)
   redis.call('ZREMRANGEBYSCORE', registry, '-inf', now_ms - ttl * 1000)
   redis.call('EXPIRE', registry, ttl)
 end
+-- The prompt indices an arq job of a chunk carries, or nil if it is not one a script reads.
+local function chunk_indices(raw)
+  if not raw then return nil end
+  local ok, decoded = pcall(cjson.decode, raw)
+  local indices = ok and type(decoded) == 'table' and type(decoded.a) == 'table'
+    and type(decoded.a[1]) == 'table' and decoded.a[1].indices
+  if type(indices) ~= 'table' then return nil end
+  return indices
+end
 -- Whether a chunk is still in its queue: waiting, or held by a worker.
 local function in_queue(queue, held, id)
   return redis.call('ZSCORE', queue, id) ~= false or redis.call('ZSCORE', held, id) ~= false

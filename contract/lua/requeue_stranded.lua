@@ -27,6 +27,7 @@ for n = 1, chunks do
   enqueue_chunk(KEYS[1], first + n - 1, id, ttl)
   redis.call('SADD', KEYS[3], id)
 end
+redis.call('EXPIRE', KEYS[3], ttl)
 local moved = 0
 for i = 4 + 2 * chunks, #ARGV do
   local idx = ARGV[i]

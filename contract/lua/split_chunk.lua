@@ -35,5 +35,6 @@ for i = 5, #ARGV, 3 do
   if code < FINAL and code ~= 0 then move(KEYS[10], KEYS[11], idx, 0) end
 end
 redis.call('EXPIRE', KEYS[7], ttl)
+redis.call('EXPIRE', KEYS[9], ttl)
 work_added(KEYS[8], made, ttl)
 return made

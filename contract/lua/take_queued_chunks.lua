@@ -20,10 +20,8 @@ for i, chunk in ipairs(ARGV) do
     local raw = redis.call('GET', job)
     local settled = true
     if raw then
-      local ok, decoded = pcall(cjson.decode, raw)
-      local indices = ok and type(decoded) == 'table' and type(decoded.a) == 'table'
-        and type(decoded.a[1]) == 'table' and decoded.a[1].indices
-      if type(indices) ~= 'table' then
+      local indices = chunk_indices(raw)
+      if indices == nil then
         settled = false  -- not a chunk this script can read: left for a worker to refuse
       else
         for _, idx in ipairs(indices) do

@@ -7,11 +7,13 @@
 
   Failures of one identity that share a cause are one incident, and count once: a site
   that restarts under 100 requests in flight fails all 100 at once, and that is one
-  failure, not 100. A failure shares the incident's cause when it is the same error and
-  its lease was granted before the incident began (its request was already out when the
-  first failure came back; lease tokens number the grants of their identity); a request
-  sent after that is new evidence (a bad exit fails each request it is given, one after
-  the other, and cools as before). Each failure is still counted in ``failed``.
+  failure, not 100. A failure belongs to the incident of its error when its lease was
+  granted before that incident began (its request was already out when the first
+  failure came back; lease tokens number the grants of their identity); a request sent
+  after that is new evidence (a bad exit fails each request it is given, one after the
+  other, and cools as before). Each error has its incident: a restart that fails some
+  requests with resets and some with timeouts is two. Each failure is still counted in
+  ``failed``.
 
   In a fleet of several sites, what each lease says about its site is kept too
   (site_health.lua): an answer brings the site up, failures through every identity
@@ -30,16 +32,19 @@
 local burst, base, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local held = 0
 local HEALTH, FAILURES, SITE = extra_key(1), extra_key(2), ARGV[5]
--- Whether this failure belongs to the identity's last incident (the same cause, and its
--- lease granted before the incident began); if not, it opens a new one, which every lease
--- granted so far belongs to.
+-- Whether this failure belongs to the identity's last incident of this cause (its lease
+-- granted before that incident began); if not, it opens a new one, which every lease
+-- granted so far belongs to. Each cause has its own (a restart fails some requests with
+-- resets and some with timeouts): kept as ``cause=grant;cause=grant`` in one field.
 local function same_incident(name, cause, token)
-  local open = redis.call('HGET', INCIDENT, name)
-  if open then
-    local kind, last_grant = string.match(open, '^(.*)|(%d+)$')
-    if kind == cause and grant_number(token) <= tonumber(last_grant) then return true end
-  end
-  redis.call('HSET', INCIDENT, name, cause .. '|' .. num(GRANTED, name))
+  local kept = redis.call('HGET', INCIDENT, name) or ''
+  local incidents = {}
+  for kind, grant in string.gmatch(kept, '([^=;]+)=(%d+)') do incidents[kind] = tonumber(grant) end
+  if incidents[cause] and grant_number(token) <= incidents[cause] then return true end
+  incidents[cause] = num(GRANTED, name)
+  local parts = {}
+  for kind, grant in pairs(incidents) do parts[#parts + 1] = kind .. '=' .. grant end
+  redis.call('HSET', INCIDENT, name, table.concat(parts, ';'))
   return false
 end
 for i = 6, #ARGV, 7 do
