@@ -25,8 +25,10 @@ test: venv
 	.ci/with-redis $(BIN)/pytest -q -m "not chaos"
 
 # What the queue survives: killed workers, a Redis restart, the site's faults, and three
-# seeds of the fault campaign (tests/campaign), about a minute of faults each.
+# seeds of the fault campaign (tests/campaign), about a minute of faults each; first, the
+# model test of the scripts draws five times the examples ``make test`` draws.
 chaos: venv
+	MODEL_EXAMPLES=400 .ci/with-redis $(BIN)/pytest -q tests/test_model_scripts.py
 	.ci/with-redis $(BIN)/pytest -q -m chaos
 
 # The fault campaign, longer: seed after seed from SEED, for MINUTES (each run prints its

@@ -1,24 +1,29 @@
 """A stateful model test of the scripts that own work, against a real redis-server.
 
-Three workers (actors) claim, beat, settle, split, end and lease on one batch, in any
-order hypothesis draws; a fault rule lapses a claim as an expired TTL would, another
-makes the fleet go silent (a stalled Redis), another cancels the batch. After every
-step the invariants are checked against what Redis holds:
+Three workers (actors) claim, beat, settle (answered or failed), split, end and lease on
+one batch, in any order hypothesis draws; the user retries the failed prompts at any time,
+even while chunks run; a fault rule lapses a claim as an expired TTL would, another makes
+the fleet go silent (a stalled Redis), another cancels the batch. After every step the
+invariants are checked against what Redis holds:
 
 - one holder per chunk: a chunk is waiting, held (under exactly one live token) or gone;
 - no lost claim revived: a token its worker was told it lost never holds a chunk again;
 - a chunk leaves the queue only when every prompt of it is settled (or split);
+- no prompt is carried by two chunks (it would be sent twice);
 - the counts equal the states, and no lapse count goes below zero;
 - no lease is granted for a stopped batch.
 
 The claims' TTL is long here (a minute) and lapses are the model's rule instead, so
-that a failure shrinks to the same shortest sequence every time.
+that a failure shrinks to the same shortest sequence every time. ``make test`` draws 80
+examples; the chaos run draws ``MODEL_EXAMPLES`` (400). A sequence it found is kept
+below as a plain test, replayed step by step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -34,8 +39,9 @@ from hypothesis.stateful import (
 from redis.asyncio import Redis
 
 from contract import keys
+from contract.batches import RetryRefused
 from contract.config import QueueSettings
-from contract.models import JobResult
+from contract.models import JobError, JobResult
 from contract.states import PROMPT_STATES
 from producer.api import BatchQueue
 from tests.batching import lines
@@ -47,6 +53,7 @@ from worker.proxies import Identity
 QUEUE = "model:queue"
 PROMPTS = 8  # a batch of 8, in chunks of 1 (a small batch is spread over 8 chunks)
 ACTORS = 3
+EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "80"))
 
 
 def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
@@ -107,15 +114,20 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
         @precondition(lambda self: any(self.held))
         @rule(actor=st.integers(0, ACTORS - 1), data=st.data())
         def settle(self, actor: int, data: st.DataObject) -> None:
-            """The actor stores the result of a prompt of a chunk it believes it holds (a
-            worker that does not know yet that it lost its claim does the same)."""
+            """The actor stores the result (an answer or a failure) of a prompt of a chunk it
+            believes it holds (a worker that does not know yet that it lost its claim does
+            the same)."""
             if not self.held[actor]:
                 return
             chunk_id = data.draw(st.sampled_from(sorted(self.held[actor])))
             index = self._indices(chunk_id)[0]
             created = self.run(self.store.store.created_at(self.batch_id))
             [request] = self.run(self.store.store.requests(self.batch_id, [index], created))
-            result = JobResult.for_request(request, status="succeeded", content="ok")
+            if data.draw(st.booleans()):
+                result = JobResult.for_request(request, status="succeeded", content="ok")
+            else:
+                error = JobError(type="UpstreamError", message="HTTP 502")
+                result = JobResult.for_request(request, status="failed", error=error)
             self.run(self.store.store.ledger.save_results([result]))
 
         @precondition(lambda self: any(self.held))
@@ -150,6 +162,14 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
                 if self.stopped:
                     self.leases_after_stop.append(lease.token)
                 self.run(self.books[actor].release([(lease, Cooldown("ok"))]))
+
+        @rule()
+        def retry(self) -> None:
+            """The user retries the failed prompts (refused once the batch is stopped)."""
+            try:
+                self.run(self.store.retry(self.batch_id))
+            except RetryRefused:
+                assert self.stopped
 
         # -- the faults ---------------------------------------------------------------------
 
@@ -211,6 +231,17 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
                     assert index in carried, f"prompt {index} unsettled and in no chunk"
 
         @invariant()
+        def no_prompt_in_two_chunks(self) -> None:
+            queued = {k.decode() for k in self.run(self.redis.zrange(QUEUE, 0, -1))}
+            held = {k.decode() for k in self.run(
+                self.redis.zrange(keys.held_chunks(QUEUE), 0, -1))}  # fmt: skip
+            carriers: dict[int, str] = {}
+            for chunk_id in sorted(queued | held):
+                for index in self._indices(chunk_id):
+                    assert index not in carriers, f"prompt {index}: {carriers[index]}, {chunk_id}"
+                    carriers[index] = chunk_id
+
+        @invariant()
         def counts_equal_states(self) -> None:
             counts = {k.decode(): int(v) for k, v in self.run(
                 self.redis.hgetall(keys.batch_counts(self.batch_id))).items()}  # fmt: skip
@@ -238,7 +269,36 @@ def test_the_scripts_keep_ownership_under_any_interleaving(redis_server: str) ->
     run_state_machine_as_test(
         machine,
         settings=settings(
-            max_examples=80, stateful_step_count=40, deadline=None,
+            max_examples=EXAMPLES, stateful_step_count=40, deadline=None,
             suppress_health_check=list(HealthCheck),
         ),
     )  # fmt: skip
+
+
+class _Draws:
+    """Stands in for hypothesis's ``data``: the draws of a recorded sequence, in order."""
+
+    def __init__(self, *values: object) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy: object) -> object:
+        return self.values.pop(0)
+
+
+@pytest.mark.integration
+def test_a_retry_while_a_failed_prompts_chunk_is_held_lets_that_chunk_run_it(
+    redis_server: str,
+) -> None:
+    """Found with 400 examples: claim, the prompt fails, retry. The retry queued a new
+    chunk for the prompt while the held chunk still carried it: sent twice."""
+    state = make_machine(redis_server)()
+    try:
+        state.claim(actor=0)
+        [chunk_id] = state.held[0]
+        state.settle(actor=0, data=_Draws(chunk_id, False))
+        state.retry()
+        state.no_prompt_in_two_chunks()
+        state.a_chunk_leaves_only_when_settled()
+        state.counts_equal_states()
+    finally:
+        state.teardown()
