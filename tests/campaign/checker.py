@@ -9,9 +9,9 @@ workers' request timeout (a "slow" fault answers after the sender gave up, as a 
 site does; that prompt was rightly tried again).
 
 ``on the wire at a lapse``: a prompt's first answer may be followed by a second one when
-the request was out (or its answer not yet stored) at a moment its claim could lapse: a
-worker frozen or killed while it was out, or Redis away (stalled, paused, restarted)
-while it came back. ``STORE_SLACK`` covers an answer received but not yet written.
+the request was out (or its answer not yet stored) at a moment its claim could lapse: its
+sender frozen or killed while it was out (the proxy the site saw names the worker: each
+has its own), or Redis away (stalled, paused, restarted) while it came back. ``STORE_SLACK`` covers an answer received but not yet written.
 """
 
 from __future__ import annotations
@@ -208,6 +208,9 @@ class Checker:
         ended = (first["ended"] or first["arrived"]) + STORE_SLACK
         for fault in self.lapses:
             if fault.kind in ("freeze", "kill"):
+                sender = self.fleet.sender_of(first["identity"])
+                if sender is not None and fault.target != f"worker {sender}":
+                    continue  # another worker's fault: this one's claim held
                 if arrived <= fault.began <= ended:
                     return fault.kind
             elif arrived <= fault.ended and ended >= fault.began:  # Redis away

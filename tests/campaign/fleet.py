@@ -29,7 +29,7 @@ from simulator import local
 # lapse limit no kill storm reaches (WorkerCrashed has tests of its own).
 WORKER_SETTINGS: dict[str, object] = {
     "proxy_rate_per_second": 0,
-    "proxy_max_inflight": 6,
+    "proxy_max_inflight": 3,  # 2 proxies a worker: 18 requests out at most, as with 3 shared
     "fleet_max_inflight": 24,
     "chunk_size": 10,
     "connect_timeout_seconds": 3,
@@ -48,12 +48,15 @@ WORKER_SETTINGS: dict[str, object] = {
     "log_format": "json",
 }
 SIM_OPTIONS = (
-    "--proxies", "3", "--ledger", "--latency", "uniform:20,400", "--ban-after-violations", "0",
+    "--ledger", "--latency", "uniform:20,400", "--ban-after-violations", "0",
     "--fault-5xx-rate", "0.01", "--fault-reset-rate", "0.01", "--fault-nonjson-rate", "0.005",
     "--fault-429-rate", "0.005", "--fault-stale-nonce-rate", "0.01", "--fault-slow-rate",
     "0.002", "--slow-seconds", "12",
 )  # fmt: skip
 RESTART_AFTER_SECONDS = 1.0
+# Each worker sends through proxies of its own, so that the site's ledger says which worker
+# sent each request (the checker excuses a freeze or kill only for that worker's requests).
+PROXIES_PER_WORKER = 2
 
 
 @dataclass
@@ -94,11 +97,12 @@ class Fleet:
     def __enter__(self) -> Fleet:
         try:
             self.start_redis()
+            proxies = str(PROXIES_PER_WORKER * self.workers)
             self.sim, self._sim = local.start_simulator(
-                self.workdir, *SIM_OPTIONS, "--seed", str(self.seed)
+                self.workdir, *SIM_OPTIONS, "--proxies", proxies, "--seed", str(self.seed)
             )
-            self.write_proxies(self.sim["proxies"])
             self.slots = [Slot(n) for n in range(self.workers)]
+            self.write_proxies(self.sim["proxies"])
             for slot in self.slots:
                 self.start_worker(slot)
             self.api_url = self._start_api()
@@ -164,7 +168,9 @@ class Fleet:
             slot.incarnation += 1
             log = self.workdir / f"worker{slot.number}-{slot.incarnation}.log"
             argv = [sys.executable, "-m", "chatgptes.cli", "worker"]
-            slot.process = local.start_process(argv, log=log, env=self.env())
+            env = self.env()
+            env["CHATGPTES_PROXIES_FILE"] = str(self.proxies_file_of(slot.number))
+            slot.process = local.start_process(argv, log=log, env=env)
             slot.expected_exit = False
             slot.frozen = False
 
@@ -205,11 +211,32 @@ class Fleet:
 
     # -- proxies ----------------------------------------------------------------------------
 
+    def proxies_file_of(self, slot: int) -> Path:
+        return self.workdir / f"proxies-{slot}.txt"
+
+    def own_proxies(self, slot: int) -> list[str]:
+        return list(
+            self.sim["proxies"][PROXIES_PER_WORKER * slot : PROXIES_PER_WORKER * (slot + 1)]
+        )
+
+    def sender_of(self, identity: str) -> int | None:
+        """The slot of the worker whose proxy the site saw (``proxy3`` → slot 1)."""
+        if identity.startswith("proxy") and identity[5:].isdigit():
+            return (int(identity[5:]) - 1) // PROXIES_PER_WORKER
+        return None
+
     def write_proxies(self, urls: list[str]) -> None:
-        """Writes the proxies file whole, atomically (workers reload it when it changes)."""
-        tmp = self.proxies_file.with_suffix(".tmp")
-        tmp.write_text("".join(f"{url}\n" for url in urls))
-        os.replace(tmp, self.proxies_file)
+        """Writes each worker's proxies file (its own proxies among ``urls``) and the API's
+        (all of them), each whole and atomically (workers reload a file when it changes)."""
+        files = [(self.proxies_file, urls)] + [
+            (self.proxies_file_of(slot.number),
+             [url for url in self.own_proxies(slot.number) if url in urls])
+            for slot in self.slots
+        ]  # fmt: skip
+        for path, listed in files:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(f"{url}\n" for url in listed))
+            os.replace(tmp, path)
 
     # -- the API ----------------------------------------------------------------------------
 

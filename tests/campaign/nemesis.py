@@ -227,6 +227,7 @@ class Nemesis:
     # -- proxies ----------------------------------------------------------------------------
 
     def _proxies(self, step: Step) -> None:
+        """One proxy dropped from its worker's file for a while (each worker keeps one)."""
         urls = list(self.fleet.sim["proxies"])
         dropped = urls.pop(step.target % len(urls))
         began = time.time()
