@@ -7,12 +7,10 @@ or settings (nothing was enqueued), 3 ``wait`` timed out.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,6 +21,7 @@ from chatgptes.running import (
     EXIT_BATCH_ENDED_BADLY,
     EXIT_ERROR,
     EXIT_TIMEOUT,
+    counted,
     echo_json,
     fail,
     load_settings,
@@ -32,16 +31,16 @@ from chatgptes.running import (
     warn_unknown_settings,
 )
 from chatgptes.setting_names import SETTING_NAMES
-from contract.models import BatchStatus, JobResult
-from producer.api import BatchQueue, JobState
-from producer.formats import FORMATS, is_output
 from producer.options import DEFAULT_COMPLETION_WINDOW, metadata_pairs
 from producer.options import completion_window as options_completion_window
 
 if TYPE_CHECKING:
-    from pydantic.fields import FieldInfo
-    from pydantic_settings import BaseSettings
+    from contract.models import BatchStatus
+    from producer.api import BatchQueue, CancelReport
 
+# Only click, this package's small modules and producer.options load before a command
+# runs; each command imports what it uses (tests/test_cli_imports.py keeps it so: --help
+# imports no pydantic, redis or producer.api, and status no settings of the worker's).
 # Each loads when it runs: status, job, batches and workers never import aiohttp,
 # curl_cffi or the worker (tests/test_cli_imports.py).
 LAZY_COMMANDS = {
@@ -55,10 +54,14 @@ LAZY_COMMANDS = {
                          "/v1/batches, /v1/chat/completions) and the web console (/)."),
     "sim": LazyCommand("simulator.cli:sim",
                        "Run the offline stand-in for chatgpt.es (and proxies in front of it)."),
+    "config": LazyCommand("chatgptes.settings_view:config", "List every setting with its "
+                          "current value (secrets masked) and what it does."),
+    "up": LazyCommand("chatgptes.up:up", "Start a local fleet (Redis, the simulator, "
+                      "workers) and print the environment to use it."),
 }  # fmt: skip
 # Commands that may log (Redis away while they wait): their warnings need a renderer
 # (and `results --follow`, which sets it up itself).
-LOGGING_COMMANDS = frozenset({"wait", "top", "worker", "serve", "demo"})
+LOGGING_COMMANDS = frozenset({"wait", "top", "worker", "serve", "demo", "up"})
 # Commands that only read or write a few keys and print: run as the console script, they
 # skip the cyclic GC and the interpreter's teardown of every module (~40 ms, a sixth of
 # `status`), since they leave no file open and no task running.
@@ -92,6 +95,9 @@ def _exit_now(code: int) -> None:
 
 
 SHOWN_IDENTITIES = 10
+# producer.formats.FORMATS's names (tests/test_cli.py checks): listed here, so that
+# `results --help` does not import the result models.
+RESULT_FORMATS = ("native", "openai")
 
 
 @click.group(
@@ -175,7 +181,7 @@ def enqueue(
         echo_json({"batch_id": batch.batch_id, "jobs": batch.jobs, "warnings": batch.warnings})
     else:
         click.echo(batch.batch_id)
-        click.echo(f"enqueued {batch.jobs} prompts", err=True)
+        click.echo(f"enqueued {counted(batch.jobs, 'prompt')}", err=True)
 
 
 @main.command()
@@ -183,6 +189,8 @@ def enqueue(
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress and what the shared policy is doing."""
+    from dataclasses import asdict
+
     from producer.fleet import fleet_health, policy_events, writes_refused
 
     async def go(queue: BatchQueue) -> Any:
@@ -281,7 +289,7 @@ def wait(batch_id: str, timeout: float | None) -> None:
     help="With --format openai: write the error file (every other line) here.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(sorted(FORMATS)), default="native", show_default=True
+    "--format", "fmt", type=click.Choice(RESULT_FORMATS), default="native", show_default=True
 )
 @click.option("--follow", is_flag=True, help="Keep streaming results as jobs finish.")
 def results(batch_id: str, output: Any, errors: Any, fmt: str, follow: bool) -> None:
@@ -292,6 +300,9 @@ def results(batch_id: str, output: Any, errors: Any, fmt: str, follow: bool) -> 
     """
     if errors is not None and fmt != "openai":
         fail("--errors goes with --format openai (native lines hold both)", EXIT_BAD_INPUT)
+    from contract.models import JobResult
+    from producer.formats import FORMATS, is_output
+
     render = FORMATS[fmt]
     if follow:
         log_warnings_to_stderr()
@@ -318,9 +329,10 @@ def results(batch_id: str, output: Any, errors: Any, fmt: str, follow: bool) -> 
     output.flush()
     if errors is not None:
         errors.flush()
-    click.echo(f"{written} results written", err=True)
+    click.echo(f"{counted(written, 'result')} written", err=True)
     if held_back:
-        click.echo(f"{held_back} error lines not written: --errors FILE takes them", err=True)
+        click.echo(f"{counted(held_back, 'error line')} not written: --errors FILE takes them",
+                   err=True)  # fmt: skip
     if not status.done:
         click.echo(
             f"batch {batch_id} is not done yet ({status.state}, "
@@ -342,7 +354,10 @@ def request_counts(batch: BatchStatus) -> dict[str, int]:
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def job(job_id: str, as_json: bool) -> None:
-    """Show one job: its result, or where it is."""
+    """Show one job (JOB_ID is <batch>.<n>, n from 0): its result, or where it is."""
+    from dataclasses import asdict
+
+    from producer.api import JobState
 
     found = run_with_queue(lambda queue: queue.job(job_id))
     data = asdict(found) if isinstance(found, JobState) else found.model_dump(mode="json")
@@ -355,13 +370,35 @@ def job(job_id: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("batch_id")
-def cancel(batch_id: str) -> None:
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the prompts workers hold to settle, to count them too.",
+)
+def cancel(batch_id: str, wait_seconds: float) -> None:
     """Cancel a batch: nothing more of it is sent; requests already sent finish."""
-    count = run_with_queue(lambda queue: queue.cancel(batch_id))
-    click.echo(
-        f"cancelled {count} queued prompts of {batch_id}; prompts a worker holds end "
-        "cancelled there unless already sent"
-    )
+    report = run_with_queue(lambda queue: queue.cancel_and_wait(batch_id, timeout=wait_seconds))
+    click.echo(cancel_summary(report))
+
+
+def cancel_summary(report: CancelReport) -> str:
+    """``cancelled 36 prompts of b1 (30 queued, 6 held by workers); 4 already sent
+    finished``, and what is still held if the wait ran out."""
+    if report.ended_before:
+        return f"batch {report.batch_id} had ended ({report.state}): nothing to cancel"
+    held = report.cancelled - report.cancelled_queued
+    line = f"cancelled {counted(report.cancelled, 'prompt')} of {report.batch_id}"
+    if held:
+        line += f" ({report.cancelled_queued:,} queued, {held:,} held by workers)"
+    if report.finished:
+        line += f"; {report.finished:,} already sent finished"
+    if report.unsettled:
+        line += (f"; {report.unsettled:,} still held by workers end cancelled unless already "
+                 f"sent (`chatgptes status {report.batch_id}`)")  # fmt: skip
+    return line
 
 
 @main.command()
@@ -374,7 +411,7 @@ def retry(batch_id: str) -> None:
         count = run_with_queue(lambda queue: queue.retry(batch_id))
     except RetryRefused as error:
         fail(str(error), EXIT_ERROR)
-    click.echo(f"re-enqueued {count} failed jobs of {batch_id}")
+    click.echo(f"re-enqueued {counted(count, 'failed job')} of {batch_id}")
 
 
 @main.command()
@@ -396,60 +433,6 @@ def worker(burst: bool, max_jobs: int | None) -> None:
     except (RedisError, ConnectionError) as error:  # unreachable at start: no traceback loop
         fail(redis_problem(settings.redis_url, error), EXIT_ERROR)
     sys.exit(exit_code)
-
-
-@main.command()
-@click.option(
-    "--env-example",
-    is_flag=True,
-    help="Print a .env template instead: every setting commented out at its default.",
-)
-def config(env_example: bool) -> None:
-    """List every setting with its current value (secrets masked) and what it does."""
-    if env_example:
-        click.echo(env_template(), nl=False)
-        return
-    described = {settings: load_settings(settings).describe() for settings in every_settings()}
-    for settings, name, field in every_field():
-        click.echo(f"CHATGPTES_{name.upper()}={described[settings][name]}")
-        click.echo(f"    {field.description}")
-
-
-def every_settings() -> tuple[type[BaseSettings], ...]:
-    """The settings of every role: the queue's and a worker's, then the API server's own."""
-    from producer.http.settings import ApiSettings
-    from worker.config import WorkerConfig
-
-    return WorkerConfig, ApiSettings
-
-
-def every_field() -> Iterator[tuple[type[BaseSettings], str, FieldInfo]]:
-    """Each setting once (the roles share the queue's), with the first role that has it."""
-    listed: set[str] = set()
-    for settings in every_settings():
-        for name, field in settings.model_fields.items():
-            if name not in listed:
-                listed.add(name)
-                yield settings, name, field
-
-
-def env_template() -> str:
-    """A .env file listing every setting, commented out at its default (as .env.example)."""
-    from pydantic import SecretStr
-
-    lines = [
-        "# chatgptes-queue settings: uncomment and change what you need.",
-        "# Made by `chatgptes config --env-example`; `chatgptes config` shows current values.",
-    ]
-    defaults = {s: s.model_construct().model_dump(mode="json") for s in every_settings()}
-    for settings, name, field in every_field():
-        default = defaults[settings][name]
-        if isinstance(default, dict | list):
-            default = json.dumps(default)
-        # A secret's default is empty; model_dump would show it masked.
-        shown = "" if default is None or field.annotation is SecretStr else default
-        lines += ["", f"# {field.description}", f"# CHATGPTES_{name.upper()}={shown}"]
-    return "\n".join(lines) + "\n"
 
 
 @main.command()

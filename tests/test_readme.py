@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 import pytest
 
-from chatgptes.cli import every_settings, main
+from chatgptes.cli import main
+from chatgptes.settings_view import every_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
