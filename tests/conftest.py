@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
@@ -42,6 +43,20 @@ async def eventually(condition, *, timeout: float = 5.0, what: str = "the condit
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+async def report_live_worker(redis: Redis, queue_name: str, worker_id: str = "test-host:1") -> None:
+    """A worker's report, as its heartbeat writes it: alive on ``queue_name`` for an hour.
+    For tests that play the workers themselves (serve refuses work nobody runs)."""
+    from contract import keys
+
+    seconds, micros = await redis.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    await redis.zadd(keys.workers_seen(), {worker_id: now_ms})
+    await redis.hset(keys.worker_info(worker_id), mapping={
+        "host": "test-host", "pid": 1, "queue": queue_name, "last_seen": now_ms,
+        "heartbeat_seconds": 1200, "stopping": 0,
+    })  # fmt: skip
 
 
 @pytest.fixture
@@ -151,7 +166,24 @@ class Fleet:
             return answers_health(base_url)
 
         local.wait_until(answers, timeout=30, what="chatgptes serve to answer")
+        if self.workers:  # serve refuses chats while no worker has reported: wait for one
+            local.wait_until(lambda: "no_workers" not in health(base_url), timeout=30,
+                             what="a worker to report itself")  # fmt: skip
         return base_url
+
+    def report_worker(self) -> None:
+        """A live worker's report on this fleet's queue, with no worker behind it: serve
+        takes chats, and nothing answers them."""
+        import asyncio
+
+        async def report() -> None:
+            client = Redis.from_url(self.redis_url)
+            try:
+                await report_live_worker(client, self.queue_name, worker_id="nobody:1")
+            finally:
+                await client.aclose()
+
+        asyncio.run(report())
 
     def cli(
         self, *args: str, input: str | None = None, **settings: object
@@ -174,6 +206,16 @@ class Fleet:
 
     def stop(self) -> None:
         self._stack.close()
+
+
+def health(base_url: str) -> str:
+    """The body of serve's /healthz, whatever its status."""
+    root = base_url.removesuffix("/v1")
+    try:
+        with urllib.request.urlopen(f"{root}/healthz", timeout=5) as reply:
+            return reply.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.read().decode()
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from producer.http.console.reads import (
 )
 from producer.http.console.state import CONSOLE, ConsoleState
 from producer.http.context import context_of
+from producer.http.liveness import has_workers, nobody_runs
 from producer.http.objects import Part
 
 CSP = (
@@ -45,6 +46,8 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 PARTS: dict[str, Part] = {"output": "output", "errors": "error"}  # the path's name → the file
 
 Handler = Callable[[web.Request, Visitor], Awaitable[web.StreamResponse]]
+# Why nothing runs the batches (no live worker on the queue), for a whole page's banner.
+NOBODY_RUNS: web.RequestKey[str | None] = web.RequestKey("chatgptes_nobody_runs", str)
 
 
 def secured(response: web.StreamResponse) -> web.StreamResponse:
@@ -65,8 +68,9 @@ def render(
     console = console_of(request)
     visitor = context.pop("visitor", console.access.visitor(request))
     html = console.templates.get_template(template).render(
-        visitor=visitor, csrf=console.access.csrf_token(visitor), **context
-    )
+        visitor=visitor, csrf=console.access.csrf_token(visitor),
+        nobody_runs=request.get(NOBODY_RUNS), **context,
+    )  # fmt: skip
     response = web.Response(text=html, status=http_status, content_type="text/html")
     secured(response)
     return response
@@ -84,6 +88,8 @@ def signed_in(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamR
             target = quote(request.path_qs, safe="/?=&")
             raise web.HTTPSeeOther(f"/sign-in?next={target}")
         try:
+            if not request.path.startswith("/live/"):  # a whole page, with its banner
+                request[NOBODY_RUNS] = await _nobody_runs(request)
             return await handler(request, visitor)
         except web.HTTPForbidden as refused:
             return render(request, "message.html", http_status=403, title="Refused",
@@ -94,6 +100,13 @@ def signed_in(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamR
                           "answer again once Redis does.", visitor=visitor)  # fmt: skip
 
     return checked
+
+
+async def _nobody_runs(request: web.Request) -> str | None:
+    ctx = context_of(request)
+    if await has_workers(ctx.redis, ctx.settings.queue_name):
+        return None
+    return nobody_runs(ctx.settings.queue_name)
 
 
 # -- the fleet -------------------------------------------------------------------------
