@@ -25,6 +25,7 @@ from chatgptes.running import (
     echo_json,
     fail,
     load_settings,
+    log_warnings_to_stderr,
     printable,
     redis_problem,
     run_with_queue,
@@ -60,8 +61,8 @@ LAZY_COMMANDS = {
                       "workers) and print the environment to use it."),
 }  # fmt: skip
 # Commands that may log (Redis away while they wait): their warnings need a renderer
-# (and `results --follow`, which sets it up itself).
-LOGGING_COMMANDS = frozenset({"wait", "top", "worker", "serve", "demo", "up"})
+# (and `results --follow` and a live `top`, which set it up themselves).
+LOGGING_COMMANDS = frozenset({"wait", "worker", "serve", "demo", "up"})
 # Commands that only read or write a few keys and print: run as the console script, they
 # skip the cyclic GC and the interpreter's teardown of every module (~40 ms, a sixth of
 # `status`), since they leave no file open and no task running.
@@ -114,13 +115,6 @@ def main(ctx: click.Context) -> None:
         gc.enable()
     if ctx.invoked_subcommand in LOGGING_COMMANDS:
         log_warnings_to_stderr()
-
-
-def log_warnings_to_stderr() -> None:
-    """Warnings (Redis away while waiting, say) go to stderr, never into a command's output."""
-    from contract.logs import configure_logging
-
-    configure_logging("console", "WARNING")
 
 
 @main.command()

@@ -11,7 +11,6 @@ the settings, redis-py and the producer load when a command reads settings or Re
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import sys
@@ -61,6 +60,8 @@ def warn_unknown_settings(known: Iterable[str]) -> None:
     names = {f"CHATGPTES_{name.upper()}" for name in known} | NOT_SETTINGS
     for variable in sorted(os.environ):
         if variable.startswith("CHATGPTES_") and variable not in names:
+            import difflib
+
             close = difflib.get_close_matches(variable, names, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             click.echo(f"warning: {variable} is not a setting{hint}; it is ignored", err=True)
@@ -104,6 +105,13 @@ def redis_problem(url: str, error: BaseException) -> str:
     if problem.unreachable:
         line += f"; {REDIS_URL_SETTING} names the Redis to use (`chatgptes up` starts a local one)"
     return line
+
+
+def log_warnings_to_stderr() -> None:
+    """Warnings (Redis away while waiting, say) go to stderr, never into a command's output."""
+    from contract.logs import configure_logging
+
+    configure_logging("console", "WARNING")
 
 
 def fail(message: str, code: int) -> Any:

@@ -37,7 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chatgptes.fleet_view import duration
-from chatgptes.running import printable, run_with_queue
+from chatgptes.running import log_warnings_to_stderr, printable, run_with_queue
 from contract.models import BatchStatus
 from contract.outbox import OutboxState, read_outbox
 from contract.redis_errors import explain
@@ -501,6 +501,7 @@ def top(once: bool, interval: float | None, limit: int) -> None:
     elif once:
         frames = run_with_queue(lambda queue: two_readings(lambda: read(queue), interval))
     else:
+        log_warnings_to_stderr()  # Redis away is waited out, and said once per outage
         live(console, read, interval=interval or DEFAULT_INTERVAL)
         return
     console.print(render(frames))

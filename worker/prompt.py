@@ -13,16 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, NamedTuple
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from contract.models import NO_PARAMS, Message, RequestParams
 from worker import tokens
 from worker.errors import AnswerNotJson, AnswerOffSchema
+
+if TYPE_CHECKING:  # jsonschema loads at the first schema: `chatgptes config` never needs it
+    from jsonschema.protocols import Validator
 
 DEFAULT_LANGUAGE_INSTRUCTION = (
     "Your default language is English. Always respond in English unless the user's message "
@@ -108,6 +106,8 @@ def json_object_in(answer: str) -> tuple[str, dict[str, Any]]:
 
 def check_schema(value: dict[str, Any], schema_text: str) -> None:
     """``AnswerOffSchema`` naming the first place ``value`` does not match the schema."""
+    from jsonschema.exceptions import best_match
+
     error = best_match(_validator(schema_text).iter_errors(value))
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "(the object)"
@@ -119,5 +119,8 @@ def check_schema(value: dict[str, Any], schema_text: str) -> None:
 @lru_cache(maxsize=64)
 def _validator(schema_text: str) -> Validator:
     # A batch repeats one schema on every line: compiled once, not per answer.
+    from jsonschema import Draft202012Validator
+    from jsonschema.validators import validator_for
+
     schema = json.loads(schema_text)
     return validator_for(schema, default=Draft202012Validator)(schema)

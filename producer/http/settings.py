@@ -9,7 +9,6 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 
 from contract.config import QueueSettings
-from producer.http.auth import project_and_key
 
 MIB = 1024 * 1024
 
@@ -44,7 +43,13 @@ class ApiSettings(QueueSettings):
     @field_validator("api_keys")
     @classmethod
     def _entries_with_projects(cls, keys: SecretStr) -> SecretStr:
-        for number, entry in enumerate(_entries(keys), start=1):
+        entries = _entries(keys)
+        if not entries:
+            return keys
+        # Imported here: `chatgptes config` reads these settings without loading aiohttp.
+        from producer.http.auth import project_and_key
+
+        for number, entry in enumerate(entries, start=1):
             try:
                 project_and_key(entry)
             except ValueError as error:
