@@ -65,8 +65,11 @@ LAZY_COMMANDS = {
 LOGGING_COMMANDS = frozenset({"wait", "worker", "serve", "demo", "up"})
 # Commands that only read or write a few keys and print: run as the console script, they
 # skip the cyclic GC and the interpreter's teardown of every module (~40 ms, a sixth of
-# `status`), since they leave no file open and no task running.
-QUICK_COMMANDS = frozenset({"status", "job", "batches", "workers", "cancel", "retry", "config"})
+# `status`), since they leave no task running and flush what they write (`results`
+# flushes its files; with --follow, a long run, it turns the GC back on).
+QUICK_COMMANDS = frozenset(
+    {"status", "job", "batches", "workers", "cancel", "retry", "config", "top", "results"}
+)
 
 
 class CommandLine(LazyGroup):
@@ -299,6 +302,7 @@ def results(batch_id: str, output: Any, errors: Any, fmt: str, follow: bool) -> 
 
     render = FORMATS[fmt]
     if follow:
+        gc.enable()
         log_warnings_to_stderr()
 
     async def go(queue: BatchQueue) -> tuple[int, int, BatchStatus]:

@@ -21,6 +21,7 @@ the rates of that interval (it then takes S longer).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -501,6 +502,7 @@ def top(once: bool, interval: float | None, limit: int) -> None:
     elif once:
         frames = run_with_queue(lambda queue: two_readings(lambda: read(queue), interval))
     else:
+        gc.enable()  # a long run (the group turned it off for a quick one)
         log_warnings_to_stderr()  # Redis away is waited out, and said once per outage
         live(console, read, interval=interval or DEFAULT_INTERVAL)
         return

@@ -1,7 +1,13 @@
 """Shared fixtures: fakeredis for unit tests, a real Redis server of our own for the rest.
 
-The real server is the one ``make test`` started (``CHATGPTES_TEST_REDIS_URL``), or
-one this session starts on a free port; never the machine's shared 6379.
+The real server is a redis-server this test process starts on a free port, never the
+machine's shared 6379. ``make test`` runs the suite in parallel (pytest-xdist): each
+worker process is a session of its own, so each has its own server, which its tests
+may flush, fill to ``maxmemory`` or restart without touching another's. A test that
+needs a Redis asks for ``real_redis`` (a client, the database flushed) or
+``redis_server`` (the URL), and is parallel for free. ``CHATGPTES_TEST_REDIS_URL``
+names a server to use instead (where no redis-server can run); the tests flush it, so
+it serves one test process: a parallel run refuses it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,12 @@ import pytest
 from redis.asyncio import Redis
 
 from simulator import local
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # A parallel run's worker processes are given COLUMNS and LINES (80x24): the terminal
+    # views would then be drawn 80 wide, where a serial run's are 120 (a pipe's width).
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
 
 
 async def eventually(condition, *, timeout: float = 5.0, what: str = "the condition") -> None:
@@ -69,9 +81,13 @@ async def fake_redis() -> AsyncIterator[Redis]:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a real Redis server that belongs to the tests (database 0 is ours to flush)."""
+    """URL of a real Redis server that belongs to this test process (ours to flush)."""
     given = os.environ.get("CHATGPTES_TEST_REDIS_URL")
     if given:
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            pytest.exit("CHATGPTES_TEST_REDIS_URL is one server, which each test flushes: "
+                        "run the tests without -n, or unset it (each worker then starts its "
+                        "own redis-server)", returncode=4)  # fmt: skip
         yield given
         return
     if shutil.which("redis-server") is None:
