@@ -185,6 +185,7 @@ def announce(exports: dict[str, str], env_file: Path | None) -> None:
     """The ``export`` lines on stdout (and in ``env_file``), each value shell-quoted."""
     lines = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in exports.items())
     if env_file is not None:
+        env_file.parent.mkdir(parents=True, exist_ok=True)
         env_file.write_text(lines)
     click.echo(lines, nl=False)
     sys.stdout.flush()
