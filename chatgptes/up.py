@@ -114,7 +114,7 @@ def up(
         cleanup.close()
         if env_file is not None:
             env_file.unlink(missing_ok=True)
-        if failed:
+        if failed and any(workdir.iterdir()):
             say(f"logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)

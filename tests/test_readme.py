@@ -20,6 +20,7 @@ import pytest
 from chatgptes.cli import main
 from chatgptes.settings_view import every_settings
 from simulator.local import wait_until
+from tests.processes import alive, descendants
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -103,32 +104,6 @@ def readme_blocks() -> list[Block]:
         section = [title for at, title in headings if at < match.start()][-1]
         found.append(Block(section, match["language"], match["code"], bool(match["fleet"])))
     return found
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process started under ``pid`` (read from /proc), itself excluded."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue  # gone meanwhile
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class LocalFleet:
