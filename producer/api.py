@@ -231,29 +231,25 @@ class BatchQueue:
         ``blocks`` may raise (a bad line found later): then what was staged is taken
         back, as it is on any failure, before the error goes on.
         """
-        from producer.params import request_params
-
         window = options.completion_window(completion_window)
         meta = {"completion_window": completion_window,
                 "metadata": json.dumps(options.checked_metadata(metadata))}  # fmt: skip
         owner = secrets.token_hex(16)
         staged, claimed = 0, False
+        stored = _StoredBlocks(blocks)
         try:
-            async for block in _each(blocks):
+            while (requests := await stored.next()) is not None:
                 if not claimed:
                     await self._claim(batch_id, owner, meta, window)
                     claimed = True
-                requests = [
-                    StoredRequest.of(line.custom_id, line.messages, line.model,
-                                     request_params(line.params))
-                    for line in block
-                ]  # fmt: skip
+                stored.prefetch()  # the next block is read and checked while this one is staged
                 await self.store.stage(batch_id, owner, staged, requests)
                 staged += len(requests)
                 if progress is not None:
                     progress(staged)
             await self.store.publish(batch_id, owner, staged, self.settings.chunk_size)
         except BaseException:
+            await stored.settle()  # a block being read in a thread ends before the release
             if claimed:
                 with contextlib.suppress(Exception):  # Redis gone too: it expires on its own
                     await asyncio.shield(self.store.release(batch_id, owner))
@@ -485,12 +481,52 @@ def _parsed(raw: bytes) -> JobResult | None:
         return None
 
 
-async def _each(
-    blocks: Iterable[Sequence[PromptLine]] | AsyncIterable[Sequence[PromptLine]],
-) -> AsyncIterator[Sequence[PromptLine]]:
-    if isinstance(blocks, AsyncIterable):
-        async for block in blocks:
-            yield block
-    else:
-        for block in blocks:
-            yield block
+class _StoredBlocks:
+    """The stored JSON of each block of prompts, in order.
+
+    A file's blocks (a plain iterable: reading, checking and writing out a block is all
+    CPU) are taken in a thread, one block ahead, so that Redis stages one block while
+    the next is read: ~0.3 s of the 2 s a 100,000-line file takes. Blocks that arrive
+    asynchronously (an upload being read) are taken as they come.
+    """
+
+    def __init__(
+        self, blocks: Iterable[Sequence[PromptLine]] | AsyncIterable[Sequence[PromptLine]]
+    ) -> None:
+        self._async = blocks.__aiter__() if isinstance(blocks, AsyncIterable) else None
+        self._sync = None if isinstance(blocks, AsyncIterable) else iter(blocks)
+        self._ahead: asyncio.Future[list[str] | None] | None = None
+
+    async def next(self) -> list[str] | None:
+        """The next block's requests, or None after the last."""
+        if self._async is not None:
+            block = await anext(self._async, None)
+            return None if block is None else _stored(block)
+        ahead, self._ahead = self._ahead, None
+        return await (ahead or asyncio.to_thread(self._take))
+
+    def prefetch(self) -> None:
+        """Starts taking the next block (a file's) in a thread."""
+        if self._sync is not None and self._ahead is None:
+            self._ahead = asyncio.ensure_future(asyncio.to_thread(self._take))
+
+    async def settle(self) -> None:
+        """Waits for a block being taken (a thread cannot be cancelled); drops it."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(ahead)
+
+    def _take(self) -> list[str] | None:
+        assert self._sync is not None
+        block = next(self._sync, None)
+        return None if block is None else _stored(block)
+
+
+def _stored(block: Sequence[PromptLine]) -> list[str]:
+    from producer.params import request_params
+
+    return [
+        StoredRequest.of(line.custom_id, line.messages, line.model, request_params(line.params))
+        for line in block
+    ]
