@@ -288,7 +288,8 @@ def test_workers_lists_live_ones_and_check_says_if_this_host_has_one(run, real_r
             "heartbeat_seconds": 5})  # fmt: skip
     listed = run("workers")
     assert "alive" in listed.stdout and "silent" in listed.stdout
-    assert run("workers", "--check").exit_code == 0
+    checked = run("workers", "--check")
+    assert checked.exit_code == 0 and checked.stdout.startswith("ok: 1 live worker on ")
     assert run("workers", "--check", "--host", "elsewhere").exit_code == 1
     client.close()
 
