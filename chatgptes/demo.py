@@ -332,8 +332,9 @@ def run_demo(prompts: int = 40, workers: int = 2, *, via_api: bool = False) -> i
     cleanup = Cleanup(say=say)
     code = 1
     try:
-        # SIGTERM unwinds like Ctrl-C, so the clean-up runs.
-        with signal_handler(signal.default_int_handler, signal.SIGTERM):
+        # SIGTERM unwinds like Ctrl-C, so the clean-up runs (and Ctrl-C does where a parent
+        # left SIGINT ignored: Python then keeps it ignored).
+        with signal_handler(signal.default_int_handler, signal.SIGINT, signal.SIGTERM):
             code = 0 if _story(cleanup, workdir, prompts, workers, via_api) else 1
     except KeyboardInterrupt:
         say("interrupted")

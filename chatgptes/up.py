@@ -97,8 +97,10 @@ def up(
     cleanup = Cleanup(say=say)
     failed = False
     try:
-        # SIGTERM and SIGHUP (the terminal closed) unwind like Ctrl-C, so the clean-up runs.
-        with signal_handler(signal.default_int_handler, signal.SIGTERM, signal.SIGHUP):
+        # SIGTERM and SIGHUP (the terminal closed) unwind like Ctrl-C, so the clean-up runs;
+        # Ctrl-C too where a parent left SIGINT ignored (Python then keeps it ignored).
+        stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        with signal_handler(signal.default_int_handler, *stops):
             exports = start(cleanup, workdir, workers, with_api, serve_port, redis_port,
                             redis_url)  # fmt: skip
             announce(exports, env_file)
