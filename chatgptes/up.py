@@ -28,6 +28,7 @@ import click
 from chatgptes import local_fleet
 from chatgptes.local_fleet import Cleanup, FleetError, LocalRedis, signal_handler
 from chatgptes.running import EXIT_ERROR, counted
+from contract.config import QueueSettings
 
 # The simulator answers in 20-120 ms and limits no one: the workers' one identity (this
 # machine's address) may send as fast as its caps allow. The real site's default, one
@@ -39,6 +40,7 @@ WORKER_SETTINGS = {
     # The simulator echoes the message: without the preamble the echo shows the prompt.
     "language_instruction": "",
 }
+QUEUE_NAME = QueueSettings.model_fields["queue_name"].default  # the queue producers default to
 LOCAL_API_KEY = "sk-local"  # serve on loopback with no key takes any; the SDKs want one
 READY_SECONDS = 30.0  # for every worker to report
 WATCH_SECONDS = 0.5
@@ -139,7 +141,9 @@ def start(
     say(f"using {server.label}")
     sim = local_fleet.start_simulator(cleanup, workdir, *SIMULATOR_OPTIONS)
     say(f"simulator (chatgpt.es stand-in) at {sim['url']}")
-    settings = {"redis_url": server.url, "upstream_url": sim["url"], **WORKER_SETTINGS}
+    # The queue is named too, so that a CHATGPTES_QUEUE_NAME already in a shell is overridden.
+    settings = {"redis_url": server.url, "queue_name": QUEUE_NAME, "upstream_url": sim["url"],
+                **WORKER_SETTINGS}  # fmt: skip
     started = local_fleet.start_workers(cleanup, workdir, workers, {
         **settings, "log_format": "json", "shutdown_grace_seconds": WORKER_GRACE_SECONDS,
     })  # fmt: skip
@@ -162,7 +166,6 @@ def given_redis(url: str) -> LocalRedis:
 
 def wait_for_workers(url: str, started: local_fleet.Named, workdir: Path) -> None:
     """Returns once every worker started has reported itself; FleetError if one exits."""
-    from contract.config import QueueSettings
     from producer.fleet import live_workers
 
     async def count() -> int:
@@ -170,7 +173,7 @@ def wait_for_workers(url: str, started: local_fleet.Named, workdir: Path) -> Non
 
         client = redis_client(url)
         try:
-            return len(await live_workers(client, QueueSettings().queue_name))
+            return len(await live_workers(client, QUEUE_NAME))
         finally:
             await client.aclose()
 

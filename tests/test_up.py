@@ -50,8 +50,9 @@ def test_a_worker_that_dies_stops_the_fleet_and_keeps_its_logs(tmp_path: Path) -
     fleet = subprocess.Popen(
         [sys.executable, "-m", "chatgptes.cli", "up", "--workers", "2", "--env-file",
          str(env_file)],
-        env=up_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        # A queue named in the shell is not the fleet's: up names its own in what it exports.
+        env={**up_env(tmp_path), "CHATGPTES_QUEUE_NAME": "someone-elses"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     started: set[int] = set()
     try:
@@ -72,6 +73,7 @@ def test_a_worker_that_dies_stops_the_fleet_and_keeps_its_logs(tmp_path: Path) -
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert "export CHATGPTES_REDIS_URL=" in out
+    assert "export CHATGPTES_QUEUE_NAME=chatgptes:queue" in out
     assert "exited with code -9" in err and "stopped simulator" in err, err
     assert [pid for pid in started if alive(pid)] == []
     (kept,) = (tmp_path / "tmp").iterdir()
