@@ -65,9 +65,8 @@ def say(message: str) -> None:
 @click.option(
     "--serve-port",
     type=click.IntRange(0, 65535),
-    default=8000,
-    show_default=True,
-    help="The API's port (0: a free one).",
+    default=0,
+    help="The API's port (default: a free one; OPENAI_BASE_URL names it).",
 )
 @click.option(
     "--redis-port",
