@@ -45,10 +45,9 @@ if TYPE_CHECKING:
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 # Only click, this package's small modules and producer.options load before a command
-# runs; each command imports what it uses (tests/test_cli_imports.py keeps it so: --help
-# imports no pydantic, redis or producer.api, and status no settings of the worker's).
-# Each loads when it runs: status, job, batches and workers never import aiohttp,
-# curl_cffi or the worker (tests/test_cli_imports.py).
+# runs; each command imports what it uses, and these load when they run
+# (tests/test_cli_imports.py: --help imports no pydantic, redis or producer.api; the
+# readers no aiohttp, curl_cffi or worker; config no tokenizer).
 LAZY_COMMANDS = {
     "batches": LazyCommand("chatgptes.fleet_view:batches",
                            "List the recent batches, newest first: state and counts."),

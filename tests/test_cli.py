@@ -367,3 +367,10 @@ def test_help_lists_every_command_with_its_own_help_line() -> None:
     )
     assert "  status   Show a batch's progress" in shown
     assert "  serve    Serve the OpenAI-compatible API" in shown
+
+
+def test_results_offers_every_format_there_is() -> None:
+    from chatgptes.cli import RESULT_FORMATS
+    from producer.formats import FORMATS
+
+    assert tuple(sorted(FORMATS)) == RESULT_FORMATS
