@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from contract import keys
 from producer.fleet import live_workers
+from producer.http import liveness
 from producer.http.app import make_app
 from producer.http.settings import ApiSettings
 from tests.conftest import report_live_worker
@@ -41,3 +42,13 @@ async def test_the_console_says_when_nothing_runs_the_batches(fake_redis: Redis)
         assert BANNER not in await (await client.get("/live/fleet")).text()
         await report_live_worker(fake_redis, QUEUE)
         assert BANNER not in await (await client.get("/")).text()
+
+
+async def test_a_live_worker_seen_is_not_read_again_for_a_second(fake_redis: Redis) -> None:
+    await report_live_worker(fake_redis, QUEUE)
+    assert await liveness.has_workers(fake_redis, QUEUE)
+    await fake_redis.delete(keys.workers_seen())  # gone; a burst of chats reads nothing more
+    assert await liveness.has_workers(fake_redis, QUEUE)
+    liveness._seen_alive[fake_redis][QUEUE] = 0.0  # a second later
+    assert not await liveness.has_workers(fake_redis, QUEUE)
+    assert not await liveness.has_workers(fake_redis, "another:queue")

@@ -10,6 +10,8 @@ accepted: they wait in the queue for a worker, and their window says how long.
 
 from __future__ import annotations
 
+import time
+import weakref
 from typing import TypedDict
 
 from redis.asyncio import Redis
@@ -37,8 +39,24 @@ def nobody_runs(queue_name: str) -> str:
     )
 
 
+SEEN_ALIVE_SECONDS = 1.0  # a live worker seen is taken as still there this long
+# By client (a server's), then by queue: until when a live worker was last seen there.
+_seen_alive: weakref.WeakKeyDictionary[Redis, dict[str, float]] = weakref.WeakKeyDictionary()
+
+
 async def has_workers(redis: Redis, queue_name: str) -> bool:
-    return bool(await live_workers(redis, queue_name))
+    """Whether a live worker takes from ``queue_name``. Reading the reports costs a
+    pipeline as long as the fleet: a yes is kept a second, so a burst of chats costs one
+    read a second (a no is read again every time, so a worker that starts is seen at once)."""
+    seen = _seen_alive.setdefault(redis, {})
+    if seen.get(queue_name, 0.0) > time.monotonic():
+        return True
+    alive = bool(await live_workers(redis, queue_name))
+    if alive:
+        seen[queue_name] = time.monotonic() + SEEN_ALIVE_SECONDS
+    else:
+        seen.pop(queue_name, None)
+    return alive
 
 
 async def require_workers(ctx: ApiContext) -> None:
