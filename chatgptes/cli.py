@@ -105,6 +105,17 @@ def _exit_now(code: int) -> None:
 
 
 SHOWN_IDENTITIES = 10
+# Why prompts waited for capacity (the policy's counters, waited_for_capacity:<reason>),
+# and the setting that decides it.
+WAITED = "waited_for_capacity:"
+CAPACITY_HINTS = {
+    "rate": "each identity sends at most CHATGPTES_PROXY_RATE_PER_SECOND requests a second "
+    "(1 by default, for chatgpt.es); more identities (CHATGPTES_PROXIES) go faster",
+    "proxy_full": "each identity has at most CHATGPTES_PROXY_MAX_INFLIGHT requests in flight",
+    "fleet_full": "the fleet has at most CHATGPTES_FLEET_MAX_INFLIGHT requests in flight",
+    "cooling": "identities rest after the site refused them (above: why, and for how long)",
+    "no_identity": "no identity to send through: see CHATGPTES_PROXIES, CHATGPTES_PROXIES_FILE",
+}
 # producer.formats.FORMATS's names (tests/test_cli.py checks): listed here, so that
 # `results --help` does not import the result models.
 RESULT_FORMATS = ("native", "openai")
@@ -247,6 +258,9 @@ def status(batch_id: str, as_json: bool) -> None:
         )
     if events:
         click.echo("  policy: " + ", ".join(f"{name}={count}" for name, count in events.items()))
+    for reason, hint in CAPACITY_HINTS.items():
+        if f"{WAITED}{reason}" in events:
+            click.echo(f"  waited for capacity ({reason}): {hint}")
 
 
 @main.command()

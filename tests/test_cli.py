@@ -10,6 +10,7 @@ import redis
 from click.testing import CliRunner
 
 from chatgptes.cli import main
+from contract import keys
 from contract.config import QueueSettings
 from contract.models import JobError, JobResult
 from producer.api import BatchQueue
@@ -374,3 +375,14 @@ def test_results_offers_every_format_there_is() -> None:
     from producer.formats import FORMATS
 
     assert tuple(sorted(FORMATS)) == RESULT_FORMATS
+
+
+def test_status_says_which_setting_made_prompts_wait(run, real_redis, redis_server) -> None:
+    run("enqueue", "-", "--batch-id", "slow", input=LINE)
+    with redis.Redis.from_url(redis_server) as client:  # the workers' counters
+        client.hset(keys.policy_events(), mapping={
+            "waited_for_capacity": 7, "waited_for_capacity:rate": 7})  # fmt: skip
+    shown = run("status", "slow").stdout
+    hint = "waited for capacity (rate): each identity sends at most "
+    assert hint + "CHATGPTES_PROXY_RATE_PER_SECOND requests a second" in shown, shown
+    assert "CHATGPTES_FLEET_MAX_INFLIGHT" not in shown
