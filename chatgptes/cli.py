@@ -158,6 +158,8 @@ def enqueue(
     as_json: bool,
 ) -> None:
     """Validate FILE (JSONL, or - for stdin) whole, then enqueue it as one batch."""
+    import asyncio
+
     from chatgptes.progress import enqueue_progress
     from producer.api import BatchExists, ClaimLost
     from producer.inputs import InputFileError
@@ -169,26 +171,31 @@ def enqueue(
         fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
 
     async def go(queue: BatchQueue) -> Any:
-        with enqueue_progress() as progress:
-            return await queue.enqueue_file(
-                file, batch_id=batch_id, model=model, progress=progress,
-                completion_window=completion_window, metadata=pairs,
-            )  # fmt: skip
+        # SIGTERM stops it as Ctrl-C does: asyncio cancels the task where it awaits (never
+        # inside a Redis reply), and the enqueue takes back what it staged, frees the ID.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            with enqueue_progress() as progress:
+                return await queue.enqueue_file(
+                    file, batch_id=batch_id, model=model, progress=progress,
+                    completion_window=completion_window, metadata=pairs,
+                )  # fmt: skip
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
 
-    # SIGTERM interrupts like Ctrl-C: the enqueue takes back what it staged, frees the ID.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         batch = run_with_queue(go)
     except (BatchExists, ClaimLost) as error:  # the ID is another batch's: an operational error
         fail(f"{error}; nothing was enqueued", EXIT_ERROR)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         fail("interrupted: what was staged was taken back; nothing was enqueued", EXIT_ERROR)
     except InputFileError as error:
         fail(f"{error}\nnothing was enqueued", EXIT_BAD_INPUT)
     except (ValueError, OSError) as error:
         fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     for warning in batch.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
