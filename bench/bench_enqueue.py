@@ -6,6 +6,9 @@
 - enqueue as a whole process: ``chatgptes enqueue FILE`` run cold (a new interpreter
   each time) on the JSONL file, timed from the command's start to its exit, with its
   peak RSS (``ru_maxrss`` of that process alone); the median of ``--process-runs`` runs;
+  beside it, in the same rounds, the reference: a plain redis-py process writing the
+  same lines (each line as it is, into one hash, 1,000 fields an HSET, pipelined): no
+  validation, no staging, the floor of reading a file into Redis from Python;
 - enqueue in-process: the path of ``chatgptes enqueue`` for a JSONL file already read:
   every line validated (``parse_prompt_lines``), then ``BatchQueue.enqueue``; beside it
   arq's own ``enqueue_job``, awaited once per job, on a sample, extrapolated (the
@@ -80,37 +83,72 @@ _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - start
 with open(sys.argv[1], "w") as out:
     json.dump({"wall": wall, "code": os.waitstatus_to_exitcode(status),
+               "cpu": usage.ru_utime + usage.ru_stime,
                "peak_rss_mib": usage.ru_maxrss / 1024}, out)
 """
 
 
+# The reference: the same lines into Redis with a plain redis-py pipeline, as a process.
+RAW_PIPELINE = """
+import sys
+import redis
+client = redis.Redis.from_url(sys.argv[1])
+pipe = client.pipeline(transaction=False)
+fields, index, queued = [], 0, 0
+with open(sys.argv[2], "rb") as lines:
+    for line in lines:
+        fields += (index, line.rstrip(b"\\n"))
+        index += 1
+        if len(fields) == 2000:
+            pipe.execute_command("HSET", "raw:requests", *fields)
+            fields, queued = [], queued + 1
+            if queued == 10:
+                pipe.execute()
+                queued = 0
+if fields:
+    pipe.execute_command("HSET", "raw:requests", *fields)
+pipe.execute()
+"""
+
+
+def launched(argv: list[str], env: dict[str, str], report: Path) -> dict[str, Any]:
+    """Wall time and peak RSS of one command, run under LAUNCHER."""
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", LAUNCHER, str(report), *argv],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600,
+    )  # fmt: skip
+    measured = json.loads(report.read_text())
+    if done.returncode != 0 or measured["code"] != 0:
+        raise RuntimeError(f"{argv[:3]} failed: {done.stderr[-2000:]!r}")
+    return measured
+
+
 def time_process(url: str, path: Path, runs: int) -> dict[str, Any]:
     """``chatgptes enqueue FILE`` as a user runs it: a new interpreter each time, from the
-    command's start to its exit (the median of ``runs``), and its peak RSS (the most)."""
+    command's start to its exit (the median of ``runs``), and its peak RSS (the most);
+    the reference process right after it in each round."""
     env = {**os.environ, "CHATGPTES_REDIS_URL": url, "CHATGPTES_QUEUE_NAME": QUEUE}
     # -P: the checkout this runs from does not shadow a PYTHONPATH=/tmp/before
     command = ["-P", "-m", "chatgptes.cli", "enqueue", str(path)]
     client = redis.Redis.from_url(url)
-    walls, peaks = [], []
+    walls, peaks, cpus, raw_walls = [], [], [], []
+    report = path.with_suffix(".run.json")
     try:
         for run in range(runs):
             client.flushdb()
-            report = path.with_suffix(".run.json")
-            done = subprocess.run(
-                [sys.executable, "-S", "-c", LAUNCHER, str(report), *command,
-                 "--batch-id", f"proc{run}"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                timeout=600,
-            )  # fmt: skip
-            measured = json.loads(report.read_text())
-            if done.returncode != 0 or measured["code"] != 0:
-                raise RuntimeError(f"enqueue failed: {done.stderr[-2000:]!r}")
+            measured = launched([*command, "--batch-id", f"proc{run}"], env, report)
             walls.append(measured["wall"])
             peaks.append(measured["peak_rss_mib"])
+            cpus.append(measured["cpu"])
+            client.flushdb()
+            raw = launched(["-P", "-c", RAW_PIPELINE, url, str(path)], env, report)
+            raw_walls.append(raw["wall"])
     finally:
         client.flushdb()
         client.close()
-    return {"wall": statistics.median(walls), "walls": walls, "peak_rss_mib": max(peaks)}
+    return {"wall": statistics.median(walls), "walls": walls, "peak_rss_mib": max(peaks),
+            "cpu": statistics.median(cpus), "raw_wall": statistics.median(raw_walls),
+            "raw_walls": raw_walls}  # fmt: skip
 
 
 async def time_enqueue(url: str, lines: list[str], redis_pid: int) -> dict[str, float]:
@@ -182,7 +220,14 @@ def measure_process(url: str, path: Path, count: int, runs: int) -> dict[str, An
         "process_seconds": round(process["wall"], 3),
         "process_seconds_each": [round(w, 3) for w in process["walls"]],
         "process_lines_per_s": round(count / process["wall"]),
+        "process_lines_per_s_best": round(count / min(process["walls"])),
+        "process_cpu_seconds": round(process["cpu"], 3),
         "process_peak_rss_mib": round(process["peak_rss_mib"], 1),
+        "raw_pipeline_seconds": round(process["raw_wall"], 3),
+        "raw_pipeline_seconds_each": [round(w, 3) for w in process["raw_walls"]],
+        "raw_pipeline_lines_per_s": round(count / process["raw_wall"]),
+        "ratio_process_vs_raw_pipeline": round(process["raw_wall"] / process["wall"], 2),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "input_mib": round(path.stat().st_size / 2**20, 1),
     }
 
@@ -227,8 +272,13 @@ def measure(url: str, redis_pid: int, lines: list[str], sample: int, out: Path) 
 def report_process(f: dict[str, Any]) -> None:
     print(f"chatgptes enqueue of {f['count']:,} lines ({f['input_mib']} MiB) as a whole process, "
           f"median of {f['process_runs']}: {f['process_seconds']} s = "
-          f"{f['process_lines_per_s']:,} lines/s; peak RSS {f['process_peak_rss_mib']} MiB "
+          f"{f['process_lines_per_s']:,} lines/s (best run {f['process_lines_per_s_best']:,}/s), "
+          f"CPU {f['process_cpu_seconds']} s; peak RSS {f['process_peak_rss_mib']} MiB "
           f"(runs: {f['process_seconds_each']})")  # fmt: skip
+    print(f"reference, a raw redis-py pipeline writing the same lines, same rounds: "
+          f"{f['raw_pipeline_seconds']} s = {f['raw_pipeline_lines_per_s']:,} lines/s "
+          f"(runs: {f['raw_pipeline_seconds_each']}); enqueue/reference "
+          f"{f['ratio_process_vs_raw_pipeline']}x; load average {f['load_average']}")  # fmt: skip
 
 
 def report(f: dict[str, Any]) -> None:

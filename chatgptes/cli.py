@@ -7,12 +7,10 @@ or settings (nothing was enqueued), 3 ``wait`` timed out.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,27 +21,33 @@ from chatgptes.running import (
     EXIT_BATCH_ENDED_BADLY,
     EXIT_ERROR,
     EXIT_TIMEOUT,
+    counted,
     echo_json,
     fail,
     load_settings,
+    log_warnings_to_stderr,
     printable,
     redis_problem,
     run_with_queue,
     warn_unknown_settings,
 )
 from chatgptes.setting_names import SETTING_NAMES
-from contract.models import BatchStatus, JobResult
-from producer.api import BatchQueue, JobState
-from producer.formats import FORMATS, is_output
 from producer.options import DEFAULT_COMPLETION_WINDOW, metadata_pairs
 from producer.options import completion_window as options_completion_window
 
 if TYPE_CHECKING:
-    from pydantic.fields import FieldInfo
-    from pydantic_settings import BaseSettings
+    from contract.models import BatchStatus
+    from producer.api import BatchQueue, CancelReport
 
-# Each loads when it runs: status, job, batches and workers never import aiohttp,
-# curl_cffi or the worker (tests/test_cli_imports.py).
+# pydantic looks for plugins in every installed distribution's metadata the first time it
+# builds a model (5 ms here, tens on a busy disk); the CLI, and the processes it starts,
+# use none. A value already set is kept.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+# Only click, this package's small modules and producer.options load before a command
+# runs; each command imports what it uses, and these load when they run
+# (tests/test_cli_imports.py: --help imports no pydantic, redis or producer.api; the
+# readers no aiohttp, curl_cffi or worker; config no tokenizer).
 LAZY_COMMANDS = {
     "batches": LazyCommand("chatgptes.fleet_view:batches",
                            "List the recent batches, newest first: state and counts."),
@@ -59,14 +63,23 @@ LAZY_COMMANDS = {
                          "chat."),
     "sim": LazyCommand("simulator.cli:sim",
                        "Run the offline stand-in for chatgpt.es (and proxies in front of it)."),
+    "config": LazyCommand("chatgptes.settings_view:config", "List every setting with its "
+                          "current value (secrets masked) and what it does."),
+    "up": LazyCommand("chatgptes.up:up", "Start a local fleet (Redis, the simulator, "
+                      "workers) and print the environment to use it."),
 }  # fmt: skip
 # Commands that may log (Redis away while they wait): their warnings need a renderer
-# (and `results --follow`, which sets it up itself).
-LOGGING_COMMANDS = frozenset({"wait", "top", "worker", "serve", "demo"})
+# (and `results --follow` and a live `top`, which set it up themselves).
+LOGGING_COMMANDS = frozenset({"wait", "worker", "serve", "demo", "up"})
 # Commands that only read or write a few keys and print: run as the console script, they
 # skip the cyclic GC and the interpreter's teardown of every module (~40 ms, a sixth of
-# `status`), since they leave no file open and no task running.
-QUICK_COMMANDS = frozenset({"status", "job", "batches", "workers", "cancel", "retry", "config"})
+# `status`), since they leave no task running and flush what they write (`results`
+# flushes its files; with --follow, a long run, it turns the GC back on). `enqueue`
+# builds only acyclic objects, a block at a time, which the GC would rescan for nothing.
+QUICK_COMMANDS = frozenset(
+    {"status", "job", "batches", "workers", "cancel", "retry", "config", "top", "results",
+     "enqueue"}
+)  # fmt: skip
 
 
 class CommandLine(LazyGroup):
@@ -96,6 +109,20 @@ def _exit_now(code: int) -> None:
 
 
 SHOWN_IDENTITIES = 10
+# Why prompts waited for capacity (the policy's counters, waited_for_capacity:<reason>),
+# and the setting that decides it.
+WAITED = "waited_for_capacity:"
+CAPACITY_HINTS = {
+    "rate": "each identity sends at most CHATGPTES_PROXY_RATE_PER_SECOND requests a second "
+    "(1 by default, for chatgpt.es); more identities (CHATGPTES_PROXIES) go faster",
+    "proxy_full": "each identity has at most CHATGPTES_PROXY_MAX_INFLIGHT requests in flight",
+    "fleet_full": "the fleet has at most CHATGPTES_FLEET_MAX_INFLIGHT requests in flight",
+    "cooling": "identities rest after the site refused them (above: why, and for how long)",
+    "no_identity": "no identity to send through: see CHATGPTES_PROXIES, CHATGPTES_PROXIES_FILE",
+}
+# producer.formats.FORMATS's names (tests/test_cli.py checks): listed here, so that
+# `results --help` does not import the result models.
+RESULT_FORMATS = ("native", "openai")
 
 
 @click.group(
@@ -112,13 +139,6 @@ def main(ctx: click.Context) -> None:
         gc.enable()
     if ctx.invoked_subcommand in LOGGING_COMMANDS:
         log_warnings_to_stderr()
-
-
-def log_warnings_to_stderr() -> None:
-    """Warnings (Redis away while waiting, say) go to stderr, never into a command's output."""
-    from contract.logs import configure_logging
-
-    configure_logging("console", "WARNING")
 
 
 @main.command()
@@ -146,6 +166,8 @@ def enqueue(
     as_json: bool,
 ) -> None:
     """Validate FILE (JSONL, or - for stdin) whole, then enqueue it as one batch."""
+    import asyncio
+
     from chatgptes.progress import enqueue_progress
     from producer.api import BatchExists, ClaimLost
     from producer.inputs import InputFileError
@@ -161,33 +183,38 @@ def enqueue(
         fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
 
     async def go(queue: BatchQueue) -> Any:
-        with enqueue_progress() as progress:
-            return await queue.enqueue_file(
-                file, batch_id=batch_id, model=model, progress=progress,
-                completion_window=completion_window, metadata=pairs,
-            )  # fmt: skip
+        # SIGTERM stops it as Ctrl-C does: asyncio cancels the task where it awaits (never
+        # inside a Redis reply), and the enqueue takes back what it staged, frees the ID.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            with enqueue_progress() as progress:
+                return await queue.enqueue_file(
+                    file, batch_id=batch_id, model=model, progress=progress,
+                    completion_window=completion_window, metadata=pairs,
+                )  # fmt: skip
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
 
-    # SIGTERM interrupts like Ctrl-C: the enqueue takes back what it staged, frees the ID.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         batch = run_with_queue(go)
     except (BatchExists, ClaimLost) as error:  # the ID is another batch's: an operational error
         fail(f"{error}; nothing was enqueued", EXIT_ERROR)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         fail("interrupted: what was staged was taken back; nothing was enqueued", EXIT_ERROR)
     except InputFileError as error:
         fail(f"{error}\nnothing was enqueued", EXIT_BAD_INPUT)
     except (ValueError, OSError) as error:
         fail(f"{error}; nothing was enqueued", EXIT_BAD_INPUT)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     for warning in batch.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
         echo_json({"batch_id": batch.batch_id, "jobs": batch.jobs, "warnings": batch.warnings})
     else:
         click.echo(batch.batch_id)
-        click.echo(f"enqueued {batch.jobs} prompts", err=True)
+        click.echo(f"enqueued {counted(batch.jobs, 'prompt')}", err=True)
 
 
 @main.command()
@@ -195,6 +222,8 @@ def enqueue(
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress and what the shared policy is doing."""
+    from dataclasses import asdict
+
     from contract.config import QueueSettings
     from producer.fleet import fleet_health, policy_events, redis_now_ms, writes_refused
     from producer.site_health import site_health
@@ -260,6 +289,9 @@ def status(batch_id: str, as_json: bool) -> None:
         )
     if events:
         click.echo("  policy: " + ", ".join(f"{name}={count}" for name, count in events.items()))
+    for reason, hint in CAPACITY_HINTS.items():
+        if f"{WAITED}{reason}" in events:
+            click.echo(f"  waited for capacity ({reason}): {hint}")
 
 
 @main.command()
@@ -305,7 +337,7 @@ def wait(batch_id: str, timeout: float | None) -> None:
     help="With --format openai: write the error file (every other line) here.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(sorted(FORMATS)), default="native", show_default=True
+    "--format", "fmt", type=click.Choice(RESULT_FORMATS), default="native", show_default=True
 )
 @click.option("--follow", is_flag=True, help="Keep streaming results as jobs finish.")
 def results(batch_id: str, output: Any, errors: Any, fmt: str, follow: bool) -> None:
@@ -316,8 +348,12 @@ def results(batch_id: str, output: Any, errors: Any, fmt: str, follow: bool) -> 
     """
     if errors is not None and fmt != "openai":
         fail("--errors goes with --format openai (native lines hold both)", EXIT_BAD_INPUT)
+    from contract.models import JobResult
+    from producer.formats import FORMATS, is_output
+
     render = FORMATS[fmt]
     if follow:
+        gc.enable()
         log_warnings_to_stderr()
 
     async def go(queue: BatchQueue) -> tuple[int, int, BatchStatus]:
@@ -342,9 +378,10 @@ def results(batch_id: str, output: Any, errors: Any, fmt: str, follow: bool) -> 
     output.flush()
     if errors is not None:
         errors.flush()
-    click.echo(f"{written} results written", err=True)
+    click.echo(f"{counted(written, 'result')} written", err=True)
     if held_back:
-        click.echo(f"{held_back} error lines not written: --errors FILE takes them", err=True)
+        click.echo(f"{counted(held_back, 'error line')} not written: --errors FILE takes them",
+                   err=True)  # fmt: skip
     if not status.done:
         click.echo(
             f"batch {batch_id} is not done yet ({status.state}, "
@@ -366,7 +403,10 @@ def request_counts(batch: BatchStatus) -> dict[str, int]:
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def job(job_id: str, as_json: bool) -> None:
-    """Show one job: its result, or where it is."""
+    """Show one job (JOB_ID is <batch>.<n>, n from 0): its result, or where it is."""
+    from dataclasses import asdict
+
+    from producer.api import JobState
 
     found = run_with_queue(lambda queue: queue.job(job_id))
     data = asdict(found) if isinstance(found, JobState) else found.model_dump(mode="json")
@@ -379,13 +419,35 @@ def job(job_id: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("batch_id")
-def cancel(batch_id: str) -> None:
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the prompts workers hold to settle, to count them too.",
+)
+def cancel(batch_id: str, wait_seconds: float) -> None:
     """Cancel a batch: nothing more of it is sent; requests already sent finish."""
-    count = run_with_queue(lambda queue: queue.cancel(batch_id))
-    click.echo(
-        f"cancelled {count} queued prompts of {batch_id}; prompts a worker holds end "
-        "cancelled there unless already sent"
-    )
+    report = run_with_queue(lambda queue: queue.cancel_and_wait(batch_id, timeout=wait_seconds))
+    click.echo(cancel_summary(report))
+
+
+def cancel_summary(report: CancelReport) -> str:
+    """``cancelled 36 prompts of b1 (30 queued, 6 held by workers); 4 already sent
+    finished``, and what is still held if the wait ran out."""
+    if report.ended_before:
+        return f"batch {report.batch_id} had ended ({report.state}): nothing to cancel"
+    held = report.cancelled - report.cancelled_queued
+    line = f"cancelled {counted(report.cancelled, 'prompt')} of {report.batch_id}"
+    if held:
+        line += f" ({report.cancelled_queued:,} queued, {held:,} held by workers)"
+    if report.finished:
+        line += f"; {report.finished:,} already sent finished"
+    if report.unsettled:
+        line += (f"; {report.unsettled:,} still held by workers end cancelled unless already "
+                 f"sent (`chatgptes status {report.batch_id}`)")  # fmt: skip
+    return line
 
 
 @main.command()
@@ -398,7 +460,7 @@ def retry(batch_id: str) -> None:
         count = run_with_queue(lambda queue: queue.retry(batch_id))
     except RetryRefused as error:
         fail(str(error), EXIT_ERROR)
-    click.echo(f"re-enqueued {count} failed jobs of {batch_id}")
+    click.echo(f"re-enqueued {counted(count, 'failed job')} of {batch_id}")
 
 
 @main.command()
@@ -421,60 +483,6 @@ def worker(burst: bool, max_jobs: int | None) -> None:
     except (RedisError, ConnectionError) as error:  # unreachable at start: no traceback loop
         fail(redis_problem(settings.redis_url, error), EXIT_ERROR)
     sys.exit(exit_code)
-
-
-@main.command()
-@click.option(
-    "--env-example",
-    is_flag=True,
-    help="Print a .env template instead: every setting commented out at its default.",
-)
-def config(env_example: bool) -> None:
-    """List every setting with its current value (secrets masked) and what it does."""
-    if env_example:
-        click.echo(env_template(), nl=False)
-        return
-    described = {settings: load_settings(settings).describe() for settings in every_settings()}
-    for settings, name, field in every_field():
-        click.echo(f"CHATGPTES_{name.upper()}={described[settings][name]}")
-        click.echo(f"    {field.description}")
-
-
-def every_settings() -> tuple[type[BaseSettings], ...]:
-    """The settings of every role: the queue's and a worker's, then the API server's own."""
-    from producer.http.settings import ApiSettings
-    from worker.config import WorkerConfig
-
-    return WorkerConfig, ApiSettings
-
-
-def every_field() -> Iterator[tuple[type[BaseSettings], str, FieldInfo]]:
-    """Each setting once (the roles share the queue's), with the first role that has it."""
-    listed: set[str] = set()
-    for settings in every_settings():
-        for name, field in settings.model_fields.items():
-            if name not in listed:
-                listed.add(name)
-                yield settings, name, field
-
-
-def env_template() -> str:
-    """A .env file listing every setting, commented out at its default (as .env.example)."""
-    from pydantic import SecretStr
-
-    lines = [
-        "# chatgptes-queue settings: uncomment and change what you need.",
-        "# Made by `chatgptes config --env-example`; `chatgptes config` shows current values.",
-    ]
-    defaults = {s: s.model_construct().model_dump(mode="json") for s in every_settings()}
-    for settings, name, field in every_field():
-        default = defaults[settings][name]
-        if isinstance(default, dict | list):
-            default = json.dumps(default)
-        # A secret's default is empty; model_dump would show it masked.
-        shown = "" if default is None or field.annotation is SecretStr else default
-        lines += ["", f"# {field.description}", f"# CHATGPTES_{name.upper()}={shown}"]
-    return "\n".join(lines) + "\n"
 
 
 @main.command()

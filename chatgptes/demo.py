@@ -1,13 +1,14 @@
 """``chatgptes demo``: the whole story offline — Redis, the simulator, workers, a batch, results.
 
-The processes come from ``simulator.local`` (the same helpers the tests and benchmarks
-use); this module picks the Redis, tells the story and shows the fleet the way
-``chatgptes top`` does while the batch runs. ``--via-api`` sends the batch through
+The processes come from ``chatgptes.local_fleet`` (as ``chatgptes up``'s do); this
+module picks the Redis, tells the story and shows the fleet the way ``chatgptes top``
+does while the batch runs. ``--via-api`` sends the batch through
 ``chatgptes serve`` the way OpenAI Batch API code does (upload, create, poll, download).
 
 Every process the demo starts is stopped on the way out, whatever happened (a
-failure, Ctrl-C or SIGTERM included). On a Redis the user named it writes only
-under its own queue and batch id, with a short TTL, and never flushes anything.
+failure, Ctrl-C or SIGTERM included), and its work directory goes with them unless
+the demo failed. On a Redis the user named it writes only under its own queue and
+batch id, with a short TTL, and never flushes anything.
 """
 
 from __future__ import annotations
@@ -19,40 +20,42 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from redis import Redis, RedisError
+from redis import RedisError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from chatgptes import local_fleet
+from chatgptes.local_fleet import (
+    PACKAGE_ROOT,
+    Cleanup,
+    FleetError,
+    LocalRedis,
+    Named,
+    signal_handler,
+)
 from chatgptes.progress import status_changes
 from chatgptes.top import FleetSnapshot, console_for_output, read_snapshot, recent_frames, render
 from contract.config import DEFAULT_MODEL, QueueSettings
-from contract.redaction import redact_text, redact_url
+from contract.redaction import redact_text
 from contract.redis_errors import explain
 from contract.text import printable
 from producer.api import BatchQueue
-from producer.http.client import ApiCallError, answers_health, run_batch_via_api
+from producer.http.client import ApiCallError, run_batch_via_api
 from producer.inputs import PromptLine, parse_prompt_lines
-from simulator import local
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PROMPTS = PACKAGE_ROOT / "examples" / "prompts.jsonl"
 SIMULATOR_OPTIONS = ("--proxies", "3", "--latency", "uniform:20,120", "--fault-5xx-rate", "0.02")
-START_SECONDS = 15.0  # for the simulator and the API server to be ready
 BATCH_WAIT_SECONDS = 120.0
-STOP_GRACE_SECONDS = 10.0
 RESULT_TTL_SECONDS = 3600  # demo data in a user's Redis goes away by itself
 SHOWN_RESULTS = 20
 SHOWN_BATCHES = 5
@@ -62,10 +65,8 @@ SETTLE_SECONDS = 3.0  # after the batch ends, for the workers' last reports
 
 console = Console(highlight=False, soft_wrap=True)
 
-Named = Sequence[tuple[str, subprocess.Popen[Any]]]
 
-
-class DemoError(RuntimeError):
+class DemoError(FleetError):
     """A step of the demo could not be done; the message says which and where to look."""
 
 
@@ -73,171 +74,33 @@ def say(message: str) -> None:
     console.print(Text("» ", style="bold cyan") + Text(message))
 
 
-@dataclass
-class Cleanup:
-    """What the demo started: processes stopped together first, then the servers they used."""
-
-    processes: list[tuple[str, subprocess.Popen[Any]]] = field(default_factory=list)
-    servers: list[Callable[[], None]] = field(default_factory=list)
-
-    def close(self) -> None:
-        # A second Ctrl-C must not cut the clean-up short and leave processes behind.
-        with _signal_handler(signal.SIG_IGN, signal.SIGINT, signal.SIGTERM):
-            stop_together(self.processes)
-            self.processes.clear()
-            while self.servers:
-                self.servers.pop()()
-
-
-def stop_together(named: Named) -> None:
-    """SIGTERM all at once, then each gets what is left of one grace period before SIGKILL."""
-    running = [(name, process) for name, process in named if process.poll() is None]
-    for _, process in running:
-        process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for _, process in running:
-        local.stop_process(process, grace=max(0.1, deadline - time.monotonic()))
-    if running:
-        say(f"stopped {', '.join(name for name, _ in running)}")
-
-
-@contextmanager
-def _signal_handler(handler: Any, *signums: int) -> Iterator[None]:
-    """Installs ``handler`` for ``signums`` while the block runs (only the main thread can)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.signal(signum, handler) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler_before in previous.items():
-            signal.signal(signum, handler_before)
-
-
-# -- what runs: Redis, the simulator, workers, the API ------------------------------------
-
-
-@dataclass(frozen=True)
-class DemoRedis:
-    url: str
-    label: str  # which Redis this is, as the user is told (no password)
-
-
-def start_redis(cleanup: Cleanup, workdir: Path) -> DemoRedis:
+def start_redis(cleanup: Cleanup, workdir: Path) -> LocalRedis:
     """The user's Redis if reachable, else a redis-server of our own, else embedded fakeredis."""
     given = os.environ.get("CHATGPTES_REDIS_URL")
     if given:
-        problem = redis_problem(given)
-        if problem is None:
-            return DemoRedis(given, f"your Redis at {redact_url(given)} (CHATGPTES_REDIS_URL)")
-        say(f"CHATGPTES_REDIS_URL={redact_url(given)} is not reachable ({redact_text(problem)})")
-    if shutil.which("redis-server") is not None:
-        datadir = workdir / "redis"
-        datadir.mkdir()
-        port = local.free_port()
-        try:
-            process = local.start_redis(datadir, port)
-        except TimeoutError as error:
-            raise DemoError(f"redis-server did not start; see {datadir}") from error
-        cleanup.servers.append(lambda: stop_together([("redis-server", process)]))
-        url = f"redis://127.0.0.1:{port}/0"
-        return DemoRedis(url, f"a redis-server of its own at {url} (stopped at the end)")
-    try:
-        from chatgptes.embedded_redis import start_fake_redis
-
-        url, stop = start_fake_redis()
-    except ImportError as error:
-        raise DemoError(
-            "no Redis: set CHATGPTES_REDIS_URL, install redis-server, "
-            f"or pip install 'fakeredis[lua]' for the embedded one ({error})"
-        ) from error
-    cleanup.servers.append(stop)
-    return DemoRedis(url, f"embedded fakeredis server at {url} (redis-server not found)")
-
-
-def redis_problem(url: str, timeout: float = 1.0) -> str | None:
-    """None if the Redis at ``url`` answers PING within ``timeout``, else why not."""
-    try:
-        with Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout) as client:
-            client.ping()
-    except (RedisError, OSError) as error:
-        return explain(error).detail
-    except ValueError:
-        return "not a Redis URL"
-    return None
-
-
-def child_env(**settings: str) -> dict[str, str]:
-    """The demo's own settings only: none of the user's CHATGPTES_* leaks into its processes."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("CHATGPTES_")}
-    # The children run in the work directory (so no .env applies); keep this package importable.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
-    env.update({f"CHATGPTES_{name.upper()}": value for name, value in settings.items()})
-    return env
-
-
-def _spawn(
-    cleanup: Cleanup, name: str, argv: Sequence[str], workdir: Path, env: dict[str, str]
-) -> subprocess.Popen[Any]:
-    process = local.start_process(argv, log=workdir / f"{name}.log", env=env, cwd=workdir,
-                                  inherit_env=False)  # fmt: skip
-    cleanup.processes.append((name, process))
-    return process
-
-
-def start_simulator(cleanup: Cleanup, workdir: Path) -> dict[str, Any]:
-    """Starts the simulator and returns its ready info: {"url", "proxies", "stats_url", ...}."""
-    try:
-        sim, process = local.start_simulator(workdir, *SIMULATOR_OPTIONS, env=child_env(),
-                                             cwd=workdir, inherit_env=False,
-                                             timeout=START_SECONDS)  # fmt: skip
-    except (RuntimeError, TimeoutError) as error:
-        raise DemoError(str(error)) from error
-    cleanup.processes.append(("simulator", process))
-    return sim
+        found = local_fleet.given_redis(given)
+        if found is not None:
+            return found
+        say(local_fleet.unreachable_note(given, local_fleet.redis_problem(given) or "gone"))
+    return local_fleet.own_redis(cleanup, workdir)
 
 
 def start_workers(
     cleanup: Cleanup, workdir: Path, count: int, *, redis_url: str, queue_name: str,
     sim: dict[str, Any],
 ) -> list[tuple[str, subprocess.Popen[Any]]]:  # fmt: skip
-    env = child_env(
-        redis_url=redis_url,
-        queue_name=queue_name,
-        upstream_url=sim["url"],
-        proxies=",".join(sim["proxies"]),
-        proxy_rate_per_second="5",
-        result_ttl_seconds=str(RESULT_TTL_SECONDS),
-        log_format="json",
-        heartbeat_seconds=str(HEARTBEAT_SECONDS),
+    return local_fleet.start_workers(cleanup, workdir, count, {
+        "redis_url": redis_url,
+        "queue_name": queue_name,
+        "upstream_url": sim["url"],
+        "proxies": ",".join(sim["proxies"]),
+        "proxy_rate_per_second": "5",
+        "result_ttl_seconds": str(RESULT_TTL_SECONDS),
+        "log_format": "json",
+        "heartbeat_seconds": str(HEARTBEAT_SECONDS),
         # The simulator echoes the message: without the long preamble the echo shows the prompt.
-        language_instruction="",
-    )
-    argv = [sys.executable, "-m", "chatgptes.cli", "worker"]
-    return [
-        (name, _spawn(cleanup, name, argv, workdir, env))
-        for name in (f"worker-{n}" for n in range(1, count + 1))
-    ]
-
-
-def start_api(cleanup: Cleanup, workdir: Path, *, redis_url: str, queue_name: str) -> str:
-    """Starts ``chatgptes serve`` on loopback (no key needed there); its ``/v1`` URL."""
-    port = local.free_port()
-    env = child_env(redis_url=redis_url, queue_name=queue_name, log_format="json",
-                    result_ttl_seconds=str(RESULT_TTL_SECONDS))  # fmt: skip
-    argv = [sys.executable, "-m", "chatgptes.serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = _spawn(cleanup, "api", argv, workdir, env)
-    base_url = f"http://127.0.0.1:{port}/v1"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise DemoError(f"chatgptes serve exited with code {process.returncode}; "
-                            f"see {workdir / 'api.log'}")  # fmt: skip
-        return answers_health(base_url)
-
-    local.wait_until(healthy, timeout=START_SECONDS, what="chatgptes serve to answer /healthz")
-    return base_url
+        "language_instruction": "",
+    })  # fmt: skip
 
 
 def sample_prompts(count: int) -> list[PromptLine]:
@@ -457,35 +320,42 @@ def show_simulator_stats(stats: dict[str, Any], prompts: int) -> None:
 
 
 def run_demo(prompts: int = 40, workers: int = 2, *, via_api: bool = False) -> int:
-    """Runs the demo; 0 if every prompt succeeded, 1 otherwise, 130 on Ctrl-C."""
+    """Runs the demo; 0 if every prompt succeeded, 1 otherwise, 130 on Ctrl-C.
+
+    Its work directory (the logs of every process) goes at the end, unless the demo
+    failed: then it stays, and the last line says where."""
     if prompts < 1 or workers < 1:
         console.print("error: --prompts and --workers must be at least 1")
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="chatgptes-demo-"))
     say(f"work directory (logs of every process): {workdir}")
-    cleanup = Cleanup()
+    cleanup = Cleanup(say=say)
+    code = 1
     try:
-        # SIGTERM unwinds like Ctrl-C, so the clean-up runs.
-        with _signal_handler(signal.default_int_handler, signal.SIGTERM):
-            return 0 if _story(cleanup, workdir, prompts, workers, via_api) else 1
+        # SIGTERM unwinds like Ctrl-C, so the clean-up runs (and Ctrl-C does where a parent
+        # left SIGINT ignored: Python then keeps it ignored).
+        with signal_handler(signal.default_int_handler, signal.SIGINT, signal.SIGTERM):
+            code = 0 if _story(cleanup, workdir, prompts, workers, via_api) else 1
     except KeyboardInterrupt:
         say("interrupted")
-        return 130
+        code = 130
     except RedisError as error:
         console.print(Text(f"demo failed: {explain(error).said('Redis')}", style="red"))
-        return 1
-    except (DemoError, TimeoutError, OSError) as error:
+    except (FleetError, TimeoutError, OSError) as error:
         console.print(Text(f"demo failed: {printable(redact_text(str(error)))}", style="red"))
-        return 1
     finally:
         cleanup.close()
-        say(f"logs kept in {workdir}")
+        if code == 1:
+            say(f"logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return code
 
 
 def _story(cleanup: Cleanup, workdir: Path, prompts: int, workers: int, via_api: bool) -> bool:
     server = start_redis(cleanup, workdir)
     say(f"using {server.label}")
-    sim = start_simulator(cleanup, workdir)
+    sim = local_fleet.start_simulator(cleanup, workdir, *SIMULATOR_OPTIONS)
     say(f"simulator (chatgpt.es stand-in) at {sim['url']} with {len(sim['proxies'])} proxies")
     queue_name = f"chatgptes:demo:{secrets.token_hex(4)}"
     started = start_workers(
@@ -499,7 +369,10 @@ def _story(cleanup: Cleanup, workdir: Path, prompts: int, workers: int, via_api:
     )
     if not via_api:
         return asyncio.run(run_batch(settings, lines, started, sim))
-    base_url = start_api(cleanup, workdir, redis_url=server.url, queue_name=queue_name)
+    base_url = local_fleet.start_api(cleanup, workdir, {
+        "redis_url": server.url, "queue_name": queue_name, "log_format": "json",
+        "result_ttl_seconds": str(RESULT_TTL_SECONDS),
+    })  # fmt: skip
     say(f"OpenAI-compatible API (chatgptes serve) at {base_url}; the batch goes through it "
         "as OpenAI Batch API code sends it")  # fmt: skip
     return asyncio.run(run_batch_through_api(settings, lines, started, sim, base_url))

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import click
 
-from chatgptes.running import EXIT_ERROR, echo_json, fail, printable, run_with_queue
+from chatgptes.running import EXIT_ERROR, counted, echo_json, fail, printable, run_with_queue
 from contract.models import BatchStatus
 from producer.fleet import duration
 
@@ -79,7 +79,7 @@ def workers(as_json: bool, check: bool, host: str | None) -> None:
                 + (f"(went down: {why})" if why else "(none reported within 3 heartbeats)"),
                 EXIT_ERROR,
             )
-        click.echo(f"ok: {len(alive)} live worker(s) on {host}")
+        click.echo(f"ok: {counted(len(alive), 'live worker')} on {host}")
         for w in alive:
             if w.chores_failing:  # it serves prompts; a chore of it keeps failing
                 click.echo(

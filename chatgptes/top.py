@@ -10,16 +10,18 @@ when it holds events).
 ``render`` turns the snapshots read so far into a rich renderable and reads nothing
 else, so it is tested with plain data.
 
-Rates need two readings. A batch's rate is taken over the frames of the last
-``RATE_WINDOW`` seconds, the errors over the last ``ERROR_WINDOW``: workers add their
-counts up at every heartbeat (about every 5 s), so a shorter window would flicker
-between nothing and a burst. ``--once`` takes two readings ``--interval`` apart, so
-its rates are real ones too, over that one interval.
+A batch's rate is taken over the frames of the last ``RATE_WINDOW`` seconds, the
+errors over the last ``ERROR_WINDOW``: workers add their counts up at every heartbeat,
+so a shorter window would flicker between nothing and a burst. With one reading (the
+first frame, ``--once``) a batch's rate is its average since it started, and errors
+are counted in all. ``--once --interval S`` takes two readings S apart instead, for
+the rates of that interval (it then takes S longer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,7 +38,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chatgptes.fleet_view import duration
-from chatgptes.running import printable, run_with_queue
+from chatgptes.running import log_warnings_to_stderr, printable, run_with_queue
 from contract.models import BatchStatus
 from contract.outbox import KnownEndpoint, OutboxState, read_outbox
 from contract.redis_errors import explain
@@ -54,6 +56,7 @@ from producer.fleet import (
 )
 from producer.pace import eta_seconds, rate_between
 
+DEFAULT_INTERVAL = 1.0  # seconds between frames
 BATCH_WINDOW = 200  # the newest batches looked at for active ones
 SHOWN_IDENTITIES = 10
 SHOWN_WORKERS = 20
@@ -182,13 +185,25 @@ def base(frames: Sequence[FleetSnapshot], window: float) -> FleetSnapshot | None
 
 
 def batch_rate(batch: BatchStatus, now: float, before: FleetSnapshot | None) -> float | None:
-    """Prompts settled per second since ``before``, or None without an earlier reading."""
-    if before is None or now <= before.at:
+    """Prompts settled per second since ``before``; without an earlier reading, since the
+    batch started (None if it has not, or finished nothing yet)."""
+    if before is None:
+        return average_rate(batch, now)
+    if now <= before.at:
         return None
     old = next((b for b in before.batches if b.batch_id == batch.batch_id), None)
     if old is None:
         return None
     return rate_between((before.at, old.finished), (now, batch.finished))
+
+
+def average_rate(batch: BatchStatus, now: float) -> float | None:
+    """Prompts settled per second since the batch started, or None before any settled."""
+    started = batch.in_progress_at or batch.created_at
+    if started is None or not batch.finished:
+        return None
+    elapsed = now - started.timestamp()
+    return batch.finished / elapsed if elapsed > 0 else None
 
 
 def span(seconds: float) -> str:
@@ -293,6 +308,8 @@ def _batches(now: FleetSnapshot, before: FleetSnapshot | None) -> RenderableType
     title.append(")", style="dim")
     if before is not None:
         title.append(f"; rates over the last {span(now.at - before.at)}", style="dim")
+    else:
+        title.append("; rates since each batch started", style="dim")
     if not now.batches:
         return _section(title, Text("  no batches (none enqueued, or their records expired)\n"))
     table = _table()
@@ -493,13 +510,12 @@ def console_for_output() -> Console:
 
 
 @click.command()
-@click.option("--once", is_flag=True, help="Print one frame (two readings, for the rates), exit.")
+@click.option("--once", is_flag=True, help="Print one frame and exit.")
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    help="Seconds between frames.",
+    help="Seconds between frames (default 1). With --once: two readings this far apart, "
+    "for current rates (else rates since each batch started).",
 )
 @click.option(
     "--limit",
@@ -508,15 +524,20 @@ def console_for_output() -> Console:
     show_default=True,
     help="Batches shown at most: the active ones first.",
 )
-def top(once: bool, interval: float, limit: int) -> None:
+def top(once: bool, interval: float | None, limit: int) -> None:
     """Watch the fleet live: batches (rates, ETAs), workers, identities, errors."""
     console = console_for_output()
 
     def read(queue: BatchQueue) -> Awaitable[FleetSnapshot]:
         return read_snapshot(queue, limit=limit)
 
-    if once:
+    if once and interval is None:
+        frames = [run_with_queue(read)]
+    elif once:
         frames = run_with_queue(lambda queue: two_readings(lambda: read(queue), interval))
-        console.print(render(frames))
+    else:
+        gc.enable()  # a long run (the group turned it off for a quick one)
+        log_warnings_to_stderr()  # Redis away is waited out, and said once per outage
+        live(console, read, interval=interval or DEFAULT_INTERVAL)
         return
-    live(console, read, interval=interval)
+    console.print(render(frames))

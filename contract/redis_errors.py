@@ -29,6 +29,7 @@ from contract.redaction import redact_text
 from contract.text import cut_text, printable
 
 DETAIL_LIMIT = 300  # bytes of Redis's own words kept
+UNREACHABLE = "cannot be reached"
 _PIPELINE_PREFIX = "Command # "
 _PIPELINE_SUFFIX = " of pipeline caused error: "
 _ANNOTATION_HEAD = re.compile(r"Command # (?P<number>\d+) \((?P<command>[^\s)]{1,32})")
@@ -46,6 +47,11 @@ class RedisProblem:
 
     def said(self, subject: str = "Redis") -> str:
         return f"{subject} {self.meaning} ({self.detail})"
+
+    @property
+    def unreachable(self) -> bool:
+        """No connection at all (refused, no such host): the wrong Redis, or none running."""
+        return self.meaning == UNREACHABLE
 
 
 def explain(error: BaseException) -> RedisProblem:
@@ -71,7 +77,7 @@ def explain(error: BaseException) -> RedisProblem:
     elif isinstance(error, RedisTimeoutError | TimeoutError):
         meaning = "did not answer in time"
     elif isinstance(error, RedisConnectionError | ConnectionError | OSError):
-        meaning = "cannot be reached"
+        meaning = UNREACHABLE
     else:
         meaning = "refused a command"
         words = f"{type(error).__name__}: {words}"

@@ -235,6 +235,11 @@ class WorkerInfo:
         return not self.went_down and self.seen_ago <= 3 * self.heartbeat_seconds
 
 
+async def live_workers(redis: Redis, queue_name: str) -> list[WorkerInfo]:
+    """The workers taking work from ``queue_name`` now: alive, and not stopping."""
+    return [w for w in await workers(redis) if w.alive and not w.stopping and w.queue == queue_name]
+
+
 async def workers(redis: Redis, *, now_ms: int | None = None) -> list[WorkerInfo]:
     """The workers that reported lately, from the registry (never a keyspace scan);
     ``now_ms``: Redis's clock, if the caller read it."""

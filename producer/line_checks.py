@@ -367,7 +367,8 @@ def _check_content(raw: Any, present: bool, where: str, reasons: list[str]) -> s
         reasons.append(f"{where}: must be a non-empty string or a list of text parts; {got}")
         return None
     if not text.strip():
-        reasons.append(f"{where}: must be a non-empty string, got only whitespace")
+        got = "only whitespace" if text else 'an empty string ""'
+        reasons.append(f"{where}: must be a non-empty string, got {got}")
         return None
     return text
 

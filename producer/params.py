@@ -57,10 +57,6 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-from jsonschema.validators import validator_for
-
 from contract.models import MAX_STOP_SEQUENCES, NO_PARAMS, NamedTool, RequestParams
 from producer.tool_params import (
     LEGACY_FUNCTIONS,
@@ -346,7 +342,12 @@ def json_schema_problem(spec: Any, extra_keys: Collection[str] = ()) -> str | No
 
 @lru_cache(maxsize=64)
 def _schema_problem(schema_text: str) -> str | None:
-    # A batch repeats one schema on every line: checked once, not per line.
+    # A batch repeats one schema on every line: checked once, not per line. jsonschema
+    # (~80 ms to import) loads at the first schema, not for every enqueue and serve.
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+    from jsonschema.validators import validator_for
+
     schema = json.loads(schema_text)
     try:
         validator_for(schema, default=Draft202012Validator).check_schema(schema)

@@ -60,17 +60,21 @@ def start_process(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     inherit_env: bool = True,
+    new_session: bool = False,
 ) -> subprocess.Popen[Any]:
     """A subprocess with stdout and stderr in ``log``; the caller stops it.
 
     Its environment is this one with ``env`` over it, or only ``env`` (``inherit_env``
     False: a caller that must keep its own variables out builds the whole of it).
+    ``new_session``: a Ctrl-C at the terminal does not reach it, only its starter, which
+    stops it in its turn.
     """
     environment = {**os.environ, **(env or {})} if inherit_env else dict(env or {})
     with log.open("wb") as handle:
         return subprocess.Popen(
-            list(argv), env=environment, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT
-        )
+            list(argv), env=environment, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=new_session,
+        )  # fmt: skip
 
 
 @contextmanager
@@ -105,12 +109,17 @@ def redis_argv(workdir: Path, port: int, *, appendonly: bool = False) -> list[st
 
 
 def start_redis(
-    workdir: Path, port: int, *, appendonly: bool = False, extra: Sequence[str] = ()
+    workdir: Path,
+    port: int,
+    *,
+    appendonly: bool = False,
+    extra: Sequence[str] = (),
+    new_session: bool = False,
 ) -> subprocess.Popen[Any]:
     """A redis-server process answering PING on ``port`` (``extra``: more of its options);
     the caller stops it."""
     argv = [*redis_argv(workdir, port, appendonly=appendonly), *extra]
-    process = start_process(argv, log=workdir / f"redis-{port}.log")
+    process = start_process(argv, log=workdir / f"redis-{port}.log", new_session=new_session)
     try:
         wait_until(lambda: redis_pings(port), timeout=10, what="redis-server to answer PING")
     except BaseException:
@@ -139,6 +148,7 @@ def start_simulator(
     cwd: Path | None = None,
     inherit_env: bool = True,
     timeout: float = 30.0,
+    new_session: bool = False,
 ) -> tuple[dict[str, Any], subprocess.Popen[Any]]:
     """(ready info, process) of ``python -m simulator`` started with ``options``, once it
     has written its ready file; the caller stops it. Log: ``workdir/sim.log`` for the
@@ -148,7 +158,8 @@ def start_simulator(
     log = workdir / f"{name}.log"
     ready.unlink(missing_ok=True)  # an earlier simulator's file would name its dead ports
     argv = [sys.executable, "-m", "simulator", "--port", "0", "--ready-file", str(ready), *options]
-    process = start_process(argv, log=log, env=env, cwd=cwd, inherit_env=inherit_env)
+    process = start_process(argv, log=log, env=env, cwd=cwd, inherit_env=inherit_env,
+                            new_session=new_session)  # fmt: skip
 
     def is_ready() -> bool:
         if process.poll() is not None:

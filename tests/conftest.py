@@ -1,7 +1,13 @@
 """Shared fixtures: fakeredis for unit tests, a real Redis server of our own for the rest.
 
-The real server is the one ``make test`` started (``CHATGPTES_TEST_REDIS_URL``), or
-one this session starts on a free port; never the machine's shared 6379.
+The real server is a redis-server this test process starts on a free port, never the
+machine's shared 6379. ``make test`` runs the suite in parallel (pytest-xdist): each
+worker process is a session of its own, so each has its own server, which its tests
+may flush, fill to ``maxmemory`` or restart without touching another's. A test that
+needs a Redis asks for ``real_redis`` (a client, the database flushed) or
+``redis_server`` (the URL), and is parallel for free. ``CHATGPTES_TEST_REDIS_URL``
+names a server to use instead (where no redis-server can run); the tests flush it, so
+it serves one test process: a parallel run refuses it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
@@ -21,6 +28,12 @@ import pytest
 from redis.asyncio import Redis
 
 from simulator import local
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # A parallel run's worker processes are given COLUMNS and LINES (80x24): the terminal
+    # views would then be drawn 80 wide, where a serial run's are 120 (a pipe's width).
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
 
 
 async def eventually(condition, *, timeout: float = 5.0, what: str = "the condition") -> None:
@@ -44,6 +57,20 @@ async def eventually(condition, *, timeout: float = 5.0, what: str = "the condit
         await asyncio.sleep(0.005)
 
 
+async def report_live_worker(redis: Redis, queue_name: str, worker_id: str = "test-host:1") -> None:
+    """A worker's report, as its heartbeat writes it: alive on ``queue_name`` for an hour.
+    For tests that play the workers themselves (serve refuses work nobody runs)."""
+    from contract import keys
+
+    seconds, micros = await redis.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    await redis.zadd(keys.workers_seen(), {worker_id: now_ms})
+    await redis.hset(keys.worker_info(worker_id), mapping={
+        "host": "test-host", "pid": 1, "queue": queue_name, "last_seen": now_ms,
+        "heartbeat_seconds": 1200, "stopping": 0,
+    })  # fmt: skip
+
+
 @pytest.fixture
 async def fake_redis() -> AsyncIterator[Redis]:
     server = fakeredis.FakeServer()
@@ -54,9 +81,13 @@ async def fake_redis() -> AsyncIterator[Redis]:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a real Redis server that belongs to the tests (database 0 is ours to flush)."""
+    """URL of a real Redis server that belongs to this test process (ours to flush)."""
     given = os.environ.get("CHATGPTES_TEST_REDIS_URL")
     if given:
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            pytest.exit("CHATGPTES_TEST_REDIS_URL is one server, which each test flushes: "
+                        "run the tests without -n, or unset it (each worker then starts its "
+                        "own redis-server)", returncode=4)  # fmt: skip
         yield given
         return
     if shutil.which("redis-server") is None:
@@ -151,7 +182,24 @@ class Fleet:
             return answers_health(base_url)
 
         local.wait_until(answers, timeout=30, what="chatgptes serve to answer")
+        if self.workers:  # serve refuses chats while no worker has reported: wait for one
+            local.wait_until(lambda: "no_workers" not in health(base_url), timeout=30,
+                             what="a worker to report itself")  # fmt: skip
         return base_url
+
+    def report_worker(self) -> None:
+        """A live worker's report on this fleet's queue, with no worker behind it: serve
+        takes chats, and nothing answers them."""
+        import asyncio
+
+        async def report() -> None:
+            client = Redis.from_url(self.redis_url)
+            try:
+                await report_live_worker(client, self.queue_name, worker_id="nobody:1")
+            finally:
+                await client.aclose()
+
+        asyncio.run(report())
 
     def cli(
         self, *args: str, input: str | None = None, **settings: object
@@ -174,6 +222,16 @@ class Fleet:
 
     def stop(self) -> None:
         self._stack.close()
+
+
+def health(base_url: str) -> str:
+    """The body of serve's /healthz, whatever its status."""
+    root = base_url.removesuffix("/v1")
+    try:
+        with urllib.request.urlopen(f"{root}/healthz", timeout=5) as reply:
+            return reply.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.read().decode()
 
 
 @pytest.fixture

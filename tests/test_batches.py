@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 import pytest
 
@@ -13,6 +14,7 @@ from contract.models import JobError, JobResult, PromptRequest, RequestParams, u
 from producer.api import BatchExists, BatchNotFound, BatchQueue, JobState
 from producer.inputs import InputFileError, LineProblem, parse_prompt_lines
 from tests.batching import SETTINGS, lines
+from tests.conftest import eventually
 
 
 @pytest.fixture
@@ -161,6 +163,29 @@ async def test_a_file_is_staged_in_blocks_and_published_once(queue, redis, tmp_p
     assert (request.custom_id, request.messages[0].content) == ("12345", "p12344")
     for chunk_id, _ in await queued_chunks(redis):
         assert await redis.ttl(keys.arq_job(chunk_id)) > 3600
+
+
+async def test_the_next_block_is_read_while_one_is_staged(queue, redis, monkeypatch) -> None:
+    taken = []  # block numbers, as the reader takes them
+    second_taken = threading.Event()
+
+    def blocks():
+        for number in range(3):
+            taken.append(number)
+            if number == 1:
+                second_taken.set()
+            yield lines(2)
+
+    real_stage = queue.store.stage
+
+    async def stage(batch_id, owner, start, requests):  # type: ignore[no-untyped-def]
+        if start == 0:  # Redis is "still staging" block 0 until block 1 has been read
+            await eventually(second_taken.is_set, what="block 1 read during block 0's staging")
+        await real_stage(batch_id, owner, start, requests)
+
+    monkeypatch.setattr(queue.store, "stage", stage)
+    assert await queue._enqueue_blocks(blocks(), "b1", "24h", None, None) == 6
+    assert taken == [0, 1, 2] and (await queue.status("b1")).total == 6
 
 
 async def test_a_bad_line_late_in_a_file_enqueues_nothing(queue, redis, tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -9,6 +10,10 @@ import redis
 from click.testing import CliRunner
 
 from chatgptes.cli import main
+from contract import keys
+from contract.config import QueueSettings
+from contract.models import JobError, JobResult
+from producer.api import BatchQueue
 from simulator.local import free_port
 
 LINE = json.dumps({"custom_id": "a", "messages": [{"role": "user", "content": "hi"}]})
@@ -46,7 +51,7 @@ def test_enqueue_status_cancel_retry(run, real_redis, tmp_path) -> None:
         "done",
     }
     assert expected <= status.keys() and (status["total"], status["queued"]) == (2, 2)
-    assert run("cancel", "cli1").stdout.startswith("cancelled 2 queued prompts of cli1")
+    assert run("cancel", "cli1").stdout == "cancelled 2 prompts of cli1\n"
     assert json.loads(run("status", "cli1", "--json").stdout)["done"] is True
     results = [json.loads(line) for line in run("results", "cli1").stdout.splitlines()]
     assert [(r["custom_id"], r["status"]) for r in results] == [
@@ -155,6 +160,44 @@ def test_unreachable_redis_is_clear_and_hides_the_password(monkeypatch) -> None:
     result = CliRunner().invoke(main, ["status", "x"])
     assert result.exit_code == 1
     assert "Redis at redis://:***@127.0.0.1" in result.stderr and "hunter2" not in result.output
+    assert "cannot be reached" in result.stderr
+    assert "CHATGPTES_REDIS_URL names the Redis to use" in result.stderr  # where to change it
+
+
+async def refuse(redis_url: str, batch_id: str, index: int) -> None:
+    """The prompt ends failed, as a worker would store it."""
+    settings = QueueSettings(redis_url=redis_url, queue_name="cli:queue")
+    async with BatchQueue.connect(settings) as queue:
+        created = await queue.store.created_at(batch_id)
+        (request,) = await queue.store.requests(batch_id, [index], created)
+        error = JobError(type="ContentRefused", message="refused")
+        await queue.store.ledger.save_results([JobResult.for_request(request, status="failed",
+                                                                     error=error)])  # fmt: skip
+
+
+def test_a_batch_id_given_as_a_job_id_gets_the_job_id_form(run, real_redis) -> None:
+    run("enqueue", "-", "--batch-id", "jobs", input=LINE + "\n" + LINE.replace('"a"', '"b"'))
+    as_job = run("job", "jobs")
+    assert as_job.exit_code == 1
+    assert "no job 'jobs' (it is a batch, with job IDs jobs.0 to jobs.1)" in as_job.stderr
+    past = run("job", "jobs.2")
+    assert "batch jobs has job IDs jobs.0 to jobs.1" in past.stderr
+    shapeless = run("job", "what?")
+    assert "a job ID is <batch>.<n>" in shapeless.stderr
+    assert "job IDs are" not in run("job", "nope.0").stderr
+
+
+def test_counts_of_one_are_singular(run, real_redis, redis_server) -> None:
+    run("enqueue", "-", "--batch-id", "one", input=LINE)
+    asyncio.run(refuse(redis_server, "one", 0))
+    retried = run("retry", "one")
+    assert retried.exit_code == 0 and retried.stdout == "re-enqueued 1 failed job of one\n"
+    run("enqueue", "-", "--batch-id", "two", input=LINE)
+    run("cancel", "two")
+    held = run("results", "two", "--format", "openai")
+    assert "1 error line not written" in held.stderr and "1 result written" not in held.stderr
+    assert "0 results written" in held.stderr
+    assert run("enqueue", "-", input=LINE).stderr.endswith("enqueued 1 prompt\n")
 
 
 def test_bad_settings_name_the_variable(monkeypatch) -> None:
@@ -247,7 +290,8 @@ def test_workers_lists_live_ones_and_check_says_if_this_host_has_one(run, real_r
             "heartbeat_seconds": 5})  # fmt: skip
     listed = run("workers")
     assert "alive" in listed.stdout and "silent" in listed.stdout
-    assert run("workers", "--check").exit_code == 0
+    checked = run("workers", "--check")
+    assert checked.exit_code == 0 and checked.stdout.startswith("ok: 1 live worker on ")
     assert run("workers", "--check", "--host", "elsewhere").exit_code == 1
     client.hset("chatgptes:{fleet}:worker:w1", "chores_failing", "stops: ValueError (3 times)")
     checked = run("workers", "--check")
@@ -306,8 +350,8 @@ def test_config_lists_the_api_settings_with_the_keys_hidden(monkeypatch) -> None
 
 
 def test_the_setting_names_are_every_roles_settings() -> None:
-    from chatgptes.cli import every_field
     from chatgptes.setting_names import SETTING_NAMES
+    from chatgptes.settings_view import every_field
 
     assert tuple(name for _, name, _ in every_field()) == SETTING_NAMES, (
         "a setting was added or removed: update chatgptes/setting_names.py"
@@ -330,3 +374,21 @@ def test_help_lists_every_command_with_its_own_help_line() -> None:
     )
     assert "  status   Show a batch's progress" in shown
     assert "  serve    Serve the OpenAI-compatible API" in shown
+
+
+def test_results_offers_every_format_there_is() -> None:
+    from chatgptes.cli import RESULT_FORMATS
+    from producer.formats import FORMATS
+
+    assert tuple(sorted(FORMATS)) == RESULT_FORMATS
+
+
+def test_status_says_which_setting_made_prompts_wait(run, real_redis, redis_server) -> None:
+    run("enqueue", "-", "--batch-id", "slow", input=LINE)
+    with redis.Redis.from_url(redis_server) as client:  # the workers' counters
+        client.hset(keys.policy_events(), mapping={
+            "waited_for_capacity": 7, "waited_for_capacity:rate": 7})  # fmt: skip
+    shown = run("status", "slow").stdout
+    hint = "waited for capacity (rate): each identity sends at most "
+    assert hint + "CHATGPTES_PROXY_RATE_PER_SECOND requests a second" in shown, shown
+    assert "CHATGPTES_FLEET_MAX_INFLIGHT" not in shown

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from redis import Redis, ResponseError
 
-from chatgptes import demo
+from chatgptes import demo, local_fleet
 from simulator.local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,8 +22,8 @@ DEMO_TIMEOUT_SECONDS = 180
 
 
 @pytest.fixture
-def cleanup() -> Iterator[demo.Cleanup]:
-    stack = demo.Cleanup()
+def cleanup() -> Iterator[local_fleet.Cleanup]:
+    stack = local_fleet.Cleanup(say=demo.say)
     yield stack
     stack.close()
 
@@ -31,7 +31,7 @@ def cleanup() -> Iterator[demo.Cleanup]:
 def test_falls_back_to_embedded_fakeredis_and_names_it(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    cleanup: demo.Cleanup,
+    cleanup: local_fleet.Cleanup,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("CHATGPTES_REDIS_URL", f"redis://:s3cret@127.0.0.1:{free_port()}/0")
@@ -52,7 +52,7 @@ def test_falls_back_to_embedded_fakeredis_and_names_it(
 
 
 def test_starts_its_own_redis_server_when_none_is_given(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cleanup: demo.Cleanup
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cleanup: local_fleet.Cleanup
 ) -> None:
     if demo.shutil.which("redis-server") is None:
         pytest.skip("no redis-server on PATH")
@@ -61,9 +61,9 @@ def test_starts_its_own_redis_server_when_none_is_given(
     server = demo.start_redis(cleanup, tmp_path)
 
     assert server.label.startswith("a redis-server of its own at redis://127.0.0.1:")
-    assert demo.redis_problem(server.url) is None
+    assert local_fleet.redis_problem(server.url) is None
     cleanup.close()
-    assert demo.redis_problem(server.url, timeout=0.2) is not None
+    assert local_fleet.redis_problem(server.url, timeout=0.2) is not None
 
 
 def test_sample_prompts_come_from_the_examples_then_are_generated() -> None:
@@ -82,9 +82,12 @@ def _with_db(url: str, db: int) -> str:
 
 
 def run_demo_process(tmp_path: Path, redis_url: str, *, via_api: bool = False) -> tuple[int, str]:
-    """Runs the demo in a child process; (exit code, output). Stopped whatever happens."""
+    """Runs the demo in a child process; (exit code, output). Stopped whatever happens.
+    Its temporary files go to ``tmp_path/tmp``."""
+    (tmp_path / "tmp").mkdir()
     env = {
         **os.environ,
+        "TMPDIR": str(tmp_path / "tmp"),
         "CHATGPTES_REDIS_URL": redis_url,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
@@ -136,6 +139,7 @@ def test_demo_runs_the_whole_story(tmp_path: Path, redis_server: str) -> None:
     # A page GET per proxy session (3 proxies), plus one more per injected fault that hit one.
     assert pages <= 3 + faults and posts >= 12, out
     assert "stopped simulator, worker-1, worker-2" in out
+    assert list((tmp_path / "tmp").iterdir()) == [], "the demo left its work directory behind"
 
 
 @pytest.mark.e2e

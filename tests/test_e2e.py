@@ -202,3 +202,26 @@ def test_a_workers_metrics_move_with_its_work(fleet, tmp_path) -> None:
                timeout=30, what="the identity gauge")  # fmt: skip
     listed = json.loads(fleet.cli("workers", "--json").stdout)
     assert listed and listed[0]["alive"]
+
+
+def test_cancel_counts_every_prompt_it_ended_held_ones_too(fleet, tmp_path) -> None:
+    fleet.start_simulator("--latency", "fixed:1500")
+    fleet.start_workers(1, proxy_rate_per_second=0, proxy_max_inflight=4, fleet_max_inflight=4)
+    enqueued = fleet.cli("enqueue", prompts_file(tmp_path, 40), "--json")
+    batch_id = json.loads(enqueued.stdout)["batch_id"]
+    # The worker holds a chunk or two: four prompts on the wire, the rest of them waiting.
+    wait_until(lambda: fleet.sim_stats()["inflight"] == 4, timeout=30, what="4 requests sent")
+
+    said = fleet.cli("cancel", batch_id, "--wait", "30")
+
+    assert said.returncode == 0, said.stderr
+    status = json.loads(fleet.cli("status", batch_id, "--json").stdout)
+    assert status["state"] == "cancelled", status
+    cancelled = status["cancelled"]
+    shown = said.stdout.strip()
+    assert shown.startswith(f"cancelled {cancelled} prompts of {batch_id} ("), shown
+    queued, held = (int(part.split()[0]) for part in shown.split("(")[1].split(")")[0].split(","))
+    assert held >= 1 and queued + held == cancelled, shown  # the held ones are counted too
+    finished = int(shown.rpartition("; ")[2].removesuffix(" already sent finished"))
+    assert finished >= 4, shown  # the four on the wire (an earlier one finished before)
+    assert cancelled + status["succeeded"] == 40 and status["failed"] == 0, status

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import fakeredis
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from openai.types import Batch, FileObject
@@ -23,11 +24,12 @@ from redis.asyncio import Redis
 from contract import keys
 from contract.batches import BatchStore
 from contract.models import JobError, JobResult, Usage
+from producer.http import liveness
 from producer.http.app import make_app
 from producer.http.auth import is_loopback
 from producer.http.settings import ApiSettings
 from producer.http.sse import split_text
-from tests.conftest import eventually
+from tests.conftest import eventually, report_live_worker
 
 KEY = "sk-test-key-0123456789"
 ONE, TWO = "sk-one-0123456789abcdef", "sk-two-0123456789abcdef"
@@ -44,6 +46,13 @@ def settings(**overrides: Any) -> ApiSettings:
 def open_app(redis: Redis, **overrides: Any) -> aiohttp.web.Application:
     """An app with no keys on a loopback address: open."""
     return make_app(settings(api_keys="", **overrides), open_without_keys=True, redis=redis)
+
+
+@pytest.fixture(autouse=True)
+async def a_live_worker(fake_redis: Redis) -> None:
+    """The workers are played here (``settle``, ``answer_chats``): one reports itself, as a
+    worker does, or serve would refuse chats nobody runs (``test_no_workers_*``)."""
+    await report_live_worker(fake_redis, QUEUE)
 
 
 @pytest.fixture
@@ -97,6 +106,12 @@ async def assert_error(
     if code is not None:
         assert error["code"] == code
     return error
+
+
+async def written(redis: Redis) -> list[bytes]:
+    """The service's keys, less the report of the worker played here (``a_live_worker``)."""
+    fleet = {keys.workers_seen().encode(), keys.worker_info("test-host:1").encode()}
+    return [key for key in await redis.keys("chatgptes:*") if key not in fleet]
 
 
 async def nothing_enqueued(redis: Redis) -> bool:
@@ -234,6 +249,55 @@ async def test_health_needs_no_key_and_tells_nothing_else(client: TestClient) ->
     assert reply.status == 200 and await reply.json() == {"status": "ok"}
 
 
+async def test_no_workers_a_chat_is_refused_at_once_and_health_says_why() -> None:
+    empty = fakeredis.FakeAsyncRedis()  # no worker ever reported here
+    app = open_app(empty, chat_timeout_seconds=30)
+    async with TestClient(TestServer(app)) as test_client:
+        started = asyncio.get_running_loop().time()
+        reply = await test_client.post("/v1/chat/completions", json=CHAT)
+        error = await assert_error(reply, 503, code="no_workers")
+        assert asyncio.get_running_loop().time() - started < 5  # not the 30 s chat timeout
+        assert reply.headers["x-should-retry"] == "false"
+        assert "chatgptes worker" in error["message"] and repr(QUEUE) in error["message"]
+        response = await test_client.post("/v1/responses", json={"model": "gpt-4o", "input": "hi"})
+        await assert_error(response, 503, code="no_workers")
+        assert await empty.zcard(keys.batches_created()) == 0  # nothing was queued for nobody
+        health = await test_client.get("/healthz")
+        assert health.status == 200  # serve itself works: batches are still accepted
+        body = await health.json()
+        assert body["status"] == "degraded"
+        assert [p["code"] for p in body["problems"]] == ["no_workers"]
+        batch = await create_batch(test_client, (await upload(test_client))["id"])
+        assert batch["status"] in ("validating", "in_progress")  # waits for a worker
+        await report_live_worker(empty, QUEUE)
+        assert await (await test_client.get("/healthz")).json() == {"status": "ok"}
+    await empty.aclose()
+
+
+async def test_a_worker_on_another_queue_or_stopping_runs_nothing_here() -> None:
+    redis = fakeredis.FakeAsyncRedis()
+    await report_live_worker(redis, "other:queue", worker_id="h:1")
+    await report_live_worker(redis, QUEUE, worker_id="h:2")
+    await redis.hset(keys.worker_info("h:2"), "stopping", 1)  # draining after SIGTERM
+    async with TestClient(TestServer(open_app(redis))) as test_client:
+        reply = await test_client.post("/v1/chat/completions", json=CHAT)
+        await assert_error(reply, 503, code="no_workers")
+    await redis.aclose()
+
+
+async def test_health_says_when_redis_refuses_writes(fake_redis: Redis, monkeypatch) -> None:
+    async def full(redis: Redis) -> str:
+        return "at maxmemory (100 MiB of 100 MiB): OOM"
+
+    monkeypatch.setattr(liveness, "writes_refused", full)
+    async with TestClient(TestServer(open_app(fake_redis))) as test_client:
+        body = await (await test_client.get("/healthz")).json()
+    assert body == {"status": "degraded", "problems": [{
+        "code": "redis_refusing_writes",
+        "message": "Redis refuses writes, at maxmemory (100 MiB of 100 MiB): OOM",
+    }]}  # fmt: skip
+
+
 # --- files ----------------------------------------------------------------------------
 
 
@@ -293,7 +357,7 @@ async def test_an_upload_needs_purpose_batch_and_a_file(client: TestClient, fake
     await assert_error(await client.post("/v1/files", data=no_purpose), 400, param="purpose")
     await assert_error(await client.post("/v1/files", json={"purpose": "batch"}), 400,
                        param="file")  # fmt: skip
-    assert await fake_redis.keys("chatgptes:*") == []
+    assert await written(fake_redis) == []
 
 
 async def test_a_file_with_bad_lines_is_stored_and_its_batch_fails_listing_them(
@@ -351,7 +415,7 @@ async def test_an_upload_over_the_limit_is_refused_unread(fake_redis: Redis) -> 
                     headers={"Content-Type": "multipart/form-data; boundary=xyz"},
                 )  # fmt: skip
             await assert_error(reply, 413, code="request_too_large")
-    assert await fake_redis.keys("chatgptes:*") == []
+    assert await written(fake_redis) == []
 
 
 async def test_expires_after_sets_the_files_lifetime(client: TestClient, fake_redis) -> None:
@@ -727,7 +791,7 @@ async def test_malformed_multipart_and_deep_json_are_400s_not_tracebacks(
         error = await assert_error(reply, 400, code="invalid_json")
         assert "deep" in error["message"]
     assert "Traceback" not in capsys.readouterr().err
-    assert await fake_redis.keys("chatgptes:*") == []
+    assert await written(fake_redis) == []
 
 
 async def test_a_file_is_checked_a_block_at_a_time_and_a_late_bad_line_fails_it(

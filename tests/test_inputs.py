@@ -252,7 +252,7 @@ def test_role_missing() -> None:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ("", "must be a non-empty string, got only whitespace"),
+        ("", 'must be a non-empty string, got an empty string ""'),
         ("  \n", "must be a non-empty string, got only whitespace"),
         (7, "must be a non-empty string or a list of text parts; got 7"),
         (None, "must be a non-empty string or a list of text parts; got null"),
@@ -812,7 +812,7 @@ def test_parameter_in_a_native_line_points_to_the_body() -> None:
         ({"messages": USER_HI, "model": ["gpt-4"]}, "model: must be a string, got an array"),
         (
             {"messages": [{"role": "user", "content": ""}]},
-            "messages[0].content: must be a non-empty string, got only whitespace",
+            'messages[0].content: must be a non-empty string, got an empty string ""',
         ),
         (
             {"messages": [{"role": "user", "content": {"text": "hi"}}]},

@@ -287,7 +287,8 @@ def test_a_cli_batch_has_a_retrievable_input_file(fleet, sdk: OpenAI) -> None:
 
 
 def test_a_chat_timeout_is_not_retried_by_the_sdk(fleet) -> None:
-    base_url = fleet.start_api(api_keys=KEY, chat_timeout_seconds=1)  # no worker: never answered
+    fleet.report_worker()  # a worker that never answers
+    base_url = fleet.start_api(api_keys=KEY, chat_timeout_seconds=1)
     with OpenAI(base_url=base_url, api_key=KEY, timeout=30) as client:  # default: 2 retries
         started = time.monotonic()
         with pytest.raises(openai.APIStatusError) as timed_out:
@@ -295,3 +296,15 @@ def test_a_chat_timeout_is_not_retried_by_the_sdk(fleet) -> None:
                                            messages=[{"role": "user", "content": "hi"}])  # fmt: skip
         assert timed_out.value.status_code == 504
         assert time.monotonic() - started < 2.5  # one wait, not three
+
+
+def test_with_no_worker_a_chat_is_refused_at_once_not_retried(fleet) -> None:
+    base_url = fleet.start_api(api_keys=KEY, chat_timeout_seconds=300)
+    with OpenAI(base_url=base_url, api_key=KEY, timeout=30) as client:  # default: 2 retries
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as refused:
+            client.chat.completions.create(model="gpt-4o",
+                                           messages=[{"role": "user", "content": "hi"}])  # fmt: skip
+        assert time.monotonic() - started < 2.5  # at once, and not retried
+    assert refused.value.status_code == 503
+    assert refused.value.code == "no_workers" and "chatgptes worker" in refused.value.message

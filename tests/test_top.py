@@ -111,11 +111,15 @@ def test_rate_and_eta_come_from_the_earlier_frame() -> None:
     assert "rates over the last 10s" in shown
 
 
-def test_a_single_frame_says_so_instead_of_a_rate() -> None:
-    shown = text_of(render([snapshot(batches=[status("b1", succeeded=10)])]))
+def test_a_single_frame_shows_each_batchs_rate_since_it_started() -> None:
+    # created 5 minutes before the reading, 60 settled: 0.2/s; 940 to go: 1h 18m.
+    started = status("b1", succeeded=60)
+    shown = text_of(render([snapshot(batches=[started, status("idle")])]))
     row = next(line for line in shown.splitlines() if line.strip().startswith("b1"))
-    assert row.split()[-2:] == ["—", "—"]
-    assert "one frame" in shown
+    assert row.split()[-3:] == ["0.2", "1h", "18m"]
+    idle = next(line for line in shown.splitlines() if line.strip().startswith("idle"))
+    assert idle.split()[-2:] == ["—", "—"]  # nothing settled yet: no rate
+    assert "one frame" in shown and "rates since each batch started" in shown
 
 
 def test_active_batches_first_and_ended_ones_without_eta() -> None:
@@ -557,3 +561,20 @@ def test_a_failing_and_a_disabled_endpoint_stand_out_with_their_next_try() -> No
            "in 40s" in shown  # fmt: skip
     assert "team-a: https://old.example: disabled 1m 00s ago (HTTP 410 Gone)" in shown
     assert "fine.example" not in shown
+
+
+def test_top_once_reads_once_and_does_not_wait(env, redis_server, monkeypatch) -> None:
+    seed_batch(redis_server, "busy", 500, succeeded=140, failed=10, running=40)
+    reads = []
+    real = top_module.read_snapshot
+
+    async def counted(queue, **options):  # type: ignore[no-untyped-def]
+        reads.append(time.monotonic())
+        return await real(queue, **options)
+
+    monkeypatch.setattr(top_module, "read_snapshot", counted)
+    started = time.monotonic()
+    result = CliRunner().invoke(top, ["--once"], catch_exceptions=False)
+    assert result.exit_code == 0 and len(reads) == 1, result.output
+    assert time.monotonic() - started < 0.9  # no second reading a second later
+    assert "rates since each batch started" in result.stdout

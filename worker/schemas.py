@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
+if TYPE_CHECKING:  # jsonschema loads at the first schema: `chatgptes config` never needs it
+    from jsonschema.protocols import Validator
 
 
 def json_object_of(answer: str) -> tuple[str, dict[str, Any]] | None:
@@ -34,6 +32,8 @@ def json_object_of(answer: str) -> tuple[str, dict[str, Any]] | None:
 def first_mismatch(value: Any, schema_text: str) -> str | None:
     """Where ``value`` first fails the schema, and why (``"city: 5 is not of type
     'string'"``), or None if it matches."""
+    from jsonschema.exceptions import best_match
+
     error = best_match(_validator(schema_text).iter_errors(value))
     if error is None:
         return None
@@ -44,5 +44,8 @@ def first_mismatch(value: Any, schema_text: str) -> str | None:
 @lru_cache(maxsize=64)
 def _validator(schema_text: str) -> Validator:
     # A batch repeats one schema on every line: compiled once, not per answer.
+    from jsonschema import Draft202012Validator
+    from jsonschema.validators import validator_for
+
     schema = json.loads(schema_text)
     return validator_for(schema, default=Draft202012Validator)(schema)

@@ -14,11 +14,13 @@ receives: it is what an OpenAI bill would show for the same request.
 from __future__ import annotations
 
 from functools import cache
-
-import bpe_openai
+from typing import TYPE_CHECKING
 
 from contract.models import PromptRequest, Usage
 from worker.tool_calls import calls_text
+
+if TYPE_CHECKING:
+    import bpe_openai
 
 O200K, CL100K = "o200k_base", "cl100k_base"
 # The first prefix a model name starts with picks its encoding (tiktoken's table).
@@ -44,6 +46,10 @@ def encoding_name(model: str) -> str:
 
 @cache
 def _encoding(model: str) -> bpe_openai.Encoding:
+    # Loaded at the first count (half a second): `chatgptes config` reads the worker's
+    # settings, which name this module, and never counts a token.
+    import bpe_openai
+
     return bpe_openai.get_encoding(encoding_name(model))
 
 

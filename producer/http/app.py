@@ -18,7 +18,8 @@ POST     /v1/chat/completions                  one prompt, answered (``stream`` 
 POST     /v1/responses                         one prompt, answered as the Responses API
                                                does (``stream`` too)
 GET      /v1/models, /v1/models/{id}           the model names answered for
-GET      /healthz                              200 while Redis answers, else 503; needs no
+GET      /healthz                              200 while Redis answers (``ok``, or
+                                               ``degraded`` and why), else 503; needs no
                                                key (for load balancers, compose)
 GET      /, /batches, ...                      the web console (``producer.http.console``)
 =======  ====================================  ==========================================
@@ -34,7 +35,7 @@ from redis.exceptions import RedisError
 
 from contract.retrying import redis_client
 from producer.api import BatchQueue
-from producer.http import batch_routes, chat, console, file_routes, models, responses
+from producer.http import batch_routes, chat, console, file_routes, liveness, models, responses
 from producer.http.auth import Gate
 from producer.http.context import CONTEXT, ApiContext, context_of
 from producer.http.files import FileStore
@@ -93,11 +94,17 @@ def add_routes(app: web.Application) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Whether this server can do its work: Redis answers. No key needed, nothing told."""
+    """503 while Redis does not answer; else 200, ``ok``, or ``degraded`` with the problems
+    that keep the fleet from working (no workers on the queue, Redis refusing writes): this
+    server still takes requests then, so a load balancer keeps it. No key needed."""
+    ctx = context_of(request)
     try:
-        await context_of(request).redis.ping()
+        await ctx.redis.ping()
+        found = await liveness.problems(ctx)
     except RedisError:
         return web.json_response({"status": "redis unreachable"}, status=503)
+    if found:
+        return web.json_response({"status": "degraded", "problems": found})
     return web.json_response({"status": "ok"})
 
 

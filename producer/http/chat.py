@@ -24,7 +24,7 @@ from aiohttp import web
 from contract import keys
 from contract.models import JobResult
 from producer.formats import CHAT_COMPLETIONS, completion_body, openai_line
-from producer.http import records
+from producer.http import liveness, records
 from producer.http.bodies import json_object, required_string
 from producer.http.context import ApiContext, context_of
 from producer.http.errors import SERVER_ERROR, ApiError, invalid, timed_out
@@ -60,6 +60,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def answer(ctx: ApiContext, line: PromptLine, endpoint: str) -> JobResult:
     """The prompt's succeeded result, run as a batch of one through the workers; its
     failure raised as the OpenAI error its error line carries, with its HTTP status."""
+    await liveness.require_workers(ctx)  # 503 no_workers at once, not a wait for nobody
     batch_id = f"{records.CHAT_ID_PREFIX}{secrets.token_hex(12)}"
     timeout = ctx.settings.chat_timeout_seconds
     window = f"{min(max(60, math.ceil(timeout)), LONGEST_WINDOW_SECONDS)}s"

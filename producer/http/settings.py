@@ -7,12 +7,14 @@ the shared queue settings (the server enqueues into the same Redis and queue).
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, field_validator
 
 from contract.config import QueueSettings
-from producer.http.auth import MIN_KEY_CHARS, project_and_key
-from producer.http.peers import Network
+
+if TYPE_CHECKING:
+    from producer.http.peers import Network
 
 MIB = 1024 * 1024
 
@@ -53,7 +55,13 @@ class ApiSettings(QueueSettings):
     @field_validator("api_keys")
     @classmethod
     def _entries_with_projects(cls, keys: SecretStr) -> SecretStr:
-        for number, entry in enumerate(_entries(keys), start=1):
+        entries = _entries(keys)
+        if not entries:
+            return keys
+        # Imported here: `chatgptes config` reads these settings without loading aiohttp.
+        from producer.http.auth import MIN_KEY_CHARS, project_and_key
+
+        for number, entry in enumerate(entries, start=1):
             try:
                 _, key = project_and_key(entry)
             except ValueError as error:

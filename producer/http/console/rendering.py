@@ -20,6 +20,7 @@ from producer.http.auth import TooManyWrongKeys
 from producer.http.console.access import Visitor
 from producer.http.console.state import CONSOLE, ConsoleState
 from producer.http.context import context_of
+from producer.http.liveness import has_workers, nobody_runs
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -28,6 +29,8 @@ CSP = (
 
 Handler = Callable[[web.Request, Visitor], Awaitable[web.StreamResponse]]
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Why nothing runs the batches (no live worker on the queue), for a whole page's banner.
+NOBODY_RUNS: web.RequestKey[str | None] = web.RequestKey("chatgptes_nobody_runs", str)
 
 
 class Refused(Exception):
@@ -64,8 +67,9 @@ def render(
 ) -> web.Response:
     console = console_of(request)
     html = console.templates.get_template(template).render(
-        visitor=visitor, csrf=console.access.csrf_token(visitor), **context
-    )
+        visitor=visitor, csrf=console.access.csrf_token(visitor),
+        nobody_runs=request.get(NOBODY_RUNS), **context,
+    )  # fmt: skip
     response = web.Response(text=html, status=http_status, content_type="text/html",
                             headers=headers)  # fmt: skip
     secured(response)
@@ -101,6 +105,8 @@ def signed_in(handler: Handler) -> Route:
             target = quote(request.path_qs, safe="/?=&")
             raise web.HTTPSeeOther(f"/sign-in?next={target}")
         try:
+            if not request.path.startswith("/live/"):  # a whole page, with its banner
+                request[NOBODY_RUNS] = await _nobody_runs(request)
             return await handler(request, visitor)
         except Refused as refused:
             return refusal(request, visitor, refused)
@@ -110,6 +116,13 @@ def signed_in(handler: Handler) -> Route:
             return _redis_away(request, visitor)
 
     return checked
+
+
+async def _nobody_runs(request: web.Request) -> str | None:
+    ctx = context_of(request)
+    if await has_workers(ctx.redis, ctx.settings.queue_name):
+        return None
+    return nobody_runs(ctx.settings.queue_name)
 
 
 def _redis_away(request: web.Request, visitor: Visitor | None) -> web.Response:
