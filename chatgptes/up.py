@@ -44,7 +44,10 @@ QUEUE_NAME = QueueSettings.model_fields["queue_name"].default  # the queue produ
 LOCAL_API_KEY = "sk-local"  # serve on loopback with no key takes any; the SDKs want one
 READY_SECONDS = 30.0  # for every worker to report
 WATCH_SECONDS = 0.5
-WORKER_GRACE_SECONDS = "5"  # requests on the wire at Ctrl-C get this long
+# Requests on the wire at Ctrl-C get this long; the simulator answers within a second, so
+# a request times out in as long (a grace must cover the request timeout, or a worker
+# refuses to start).
+WORKER_GRACE_SECONDS = "5"
 LOG_FILES = {"simulator": "sim.log"}  # the others' are <name>.log
 
 
@@ -145,6 +148,7 @@ def start(
                 **WORKER_SETTINGS}  # fmt: skip
     started = local_fleet.start_workers(cleanup, workdir, workers, {
         **settings, "log_format": "json", "shutdown_grace_seconds": WORKER_GRACE_SECONDS,
+        "request_timeout_seconds": WORKER_GRACE_SECONDS,
     })  # fmt: skip
     wait_for_workers(server.url, started, workdir)
     exports = local_fleet.setting_variables(settings)

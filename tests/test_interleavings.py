@@ -10,6 +10,7 @@ import asyncio
 import pytest
 
 from contract import keys
+from contract.chunks import WALK_START
 from contract.models import JobError, JobResult, job_id_for, utc_now
 from tests.conftest import eventually
 from tests.test_runtime import _payloads, harness
@@ -370,6 +371,8 @@ async def test_a_batch_from_before_the_active_set_is_adopted_and_swept(real_redi
         await real_redis.zrem(keys.active_batches("test:queue"), batch_id)  # as published by 0.x
         # Its chunks left the queue with prompts unsettled (issue 20's bug 2, in the old code).
         await real_redis.delete("test:queue")
+        # A worker that starts now (after the upgrade) walks the registry in its first passes.
+        h.runtime.housekeeper._adopt_cursor = WALK_START
         h.runtime.housekeeper._sweep_cursor = None
         await h.runtime.housekeeper._sweep()
         queued = await real_redis.zcard("test:queue")
