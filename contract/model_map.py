@@ -52,7 +52,7 @@ def check_name(name: str) -> str:
     return name
 
 
-_SITE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")  # contract.sites' names
+SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")  # contract.sites' names
 
 
 class ModelMap:
@@ -77,7 +77,7 @@ class ModelMap:
             served, at, site = (s.strip() for s in served.partition("@"))
             check_name(name)
             if at:
-                if not _SITE.match(site):
+                if not SITE_NAME.match(site):
                     raise ValueError(f"{entry!r}: after @ comes a site's name (a-z, 0-9, -)")
                 sites[name] = site
             served = served or SERVED[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import secrets
@@ -41,6 +42,7 @@ from producer import options
 from producer.options import DEFAULT_COMPLETION_WINDOW
 
 if TYPE_CHECKING:  # validation is imported by the commands that enqueue, not by every reader
+    from contract.model_map import ModelMap
     from producer.inputs import PromptLine
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -159,6 +161,7 @@ class BatchQueue:
             max_prompt_chars=self.settings.max_prompt_chars,
             model_override=model,
             models=self.settings.model_map(),
+            sites=self.settings.site_names(),
         )
         with opened_lines(path, self.settings.max_input_bytes) as lines:
             blocks = prompt_blocks(lines, validator, source=source_name(path))
@@ -240,7 +243,7 @@ class BatchQueue:
                 "metadata": json.dumps(options.checked_metadata(metadata))}  # fmt: skip
         owner = secrets.token_hex(16)
         staged, claimed = 0, False
-        stored = _StoredBlocks(blocks, lambda line: pin or models.site_of(line.model))
+        stored = _StoredBlocks(blocks, functools.partial(_site_of, pin, models))
         try:
             while (requests := await stored.next()) is not None:
                 if not claimed:
@@ -528,6 +531,17 @@ class _StoredBlocks:
         assert self._sync is not None
         block = next(self._sync, None)
         return None if block is None else _stored(block, self._site_of)
+
+
+def _site_of(pin: str | None, models: ModelMap, line: PromptLine) -> str | None:
+    """The site a line's prompt must run on: its own ``site``, else the batch's, else its
+    model alias's (None: any site). A line and its batch naming two sites is a ValueError."""
+    if line.site is not None:
+        if pin is not None and line.site != pin:
+            raise ValueError(f"line {line.line_number}: site {line.site!r}, but the batch is "
+                             f"pinned to {pin!r} (--site or metadata.site)")  # fmt: skip
+        return line.site
+    return pin or models.site_of(line.model)
 
 
 def _stored(block: Sequence[PromptLine], site_of: Callable[[PromptLine], str | None]) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
@@ -80,6 +80,7 @@ class PromptLine:
     model: str
     params: Mapping[str, Any] = field(default_factory=lambda: NO_BODY_PARAMS.params, hash=False)
     warnings: tuple[str, ...] = ()
+    site: str | None = None  # the site its own ``site`` names (a native line's)
 
 
 @dataclass(frozen=True)
@@ -101,16 +102,18 @@ def validate_lines(
     max_prompt_chars: int,
     model_override: str | None = None,
     models: ModelMap = DEFAULT_MAP,
+    sites: Collection[str] = (),
 ) -> LinesChecked:
     """Every line checked: the prompts (if none is bad), and every problem by line number.
 
     ``lines`` are text lines, numbered from 1, blank ones skipped but counted; a bad
     override or default model is one ``ValueError``. ``models``: the model names accepted
-    (the settings' ``model_map()``).
+    (the settings' ``model_map()``); ``sites``: those a line's ``site`` may name (the
+    settings' ``site_names()``).
     """
     validator = PromptValidator(
         default_model=default_model, max_prompt_chars=max_prompt_chars,
-        model_override=model_override, models=models,
+        model_override=model_override, models=models, sites=sites,
     )  # fmt: skip
     prompts = validator.check(lines)
     return LinesChecked([] if validator.problems else prompts, validator.problems)
@@ -124,6 +127,7 @@ def parse_prompt_lines(
     max_prompt_chars: int,
     model_override: str | None = None,
     models: ModelMap = DEFAULT_MAP,
+    sites: Collection[str] = (),
 ) -> list[PromptLine]:
     """Every prompt in ``lines``, or ``InputFileError`` listing every bad line.
 
@@ -134,7 +138,7 @@ def parse_prompt_lines(
     """
     checked = validate_lines(
         lines, default_model=default_model, max_prompt_chars=max_prompt_chars,
-        model_override=model_override, models=models,
+        model_override=model_override, models=models, sites=sites,
     )  # fmt: skip
     if not checked.ok:
         raise InputFileError(source, checked.problems)
@@ -149,6 +153,7 @@ def read_prompt_file(
     model_override: str | None = None,
     max_input_bytes: int | None = None,
     models: ModelMap = DEFAULT_MAP,
+    sites: Collection[str] = (),
 ) -> list[PromptLine]:
     """Every prompt in the file (``-`` reads stdin); see ``parse_prompt_lines``.
 
@@ -161,6 +166,7 @@ def read_prompt_file(
         return parse_prompt_lines(
             lines, source=source_name(path_or_dash), default_model=default_model,
             max_prompt_chars=max_prompt_chars, model_override=model_override, models=models,
+            sites=sites,
         )  # fmt: skip
 
 
@@ -202,7 +208,9 @@ class PromptValidator:
         max_prompt_chars: int,
         model_override: str | None = None,
         models: ModelMap = DEFAULT_MAP,
+        sites: Collection[str] = (),
     ) -> None:
+        self.sites = tuple(sites)  # what a line's ``site`` may name (empty: any site's name)
         self.fallback_model = _checked_fallback_model(default_model, model_override, models)
         self.model_override = model_override
         self.max_prompt_chars = max_prompt_chars
@@ -239,7 +247,7 @@ class PromptValidator:
                     self.problems.append(LineProblem(line_number, refusal))
                     continue
             line = fast_check_line(text, max_prompt_chars, line_models) or check_line(
-                text, max_prompt_chars, models=line_models
+                text, max_prompt_chars, models=line_models, sites=self.sites
             )
             if not line.is_object or line.custom_id_invalid:
                 taken = None
@@ -259,6 +267,7 @@ class PromptValidator:
                     self.model_override or line.model or self.fallback_model,
                     body_params.params,
                     body_params.warnings,
+                    line.site,
                 )
             )
             if body_params.warnings:

@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract.model_map import ModelMap
+from contract.model_map import SITE_NAME, ModelMap
 from contract.models import Message
 from producer.nesting import nests_deeper
 from producer.params import (
@@ -57,7 +58,7 @@ MAX_NESTING = 64  # levels of arrays and objects; a prompt line needs fewer than
 OPENAI_METHOD = "POST"
 OPENAI_URL = "/v1/chat/completions"
 
-_NATIVE_KEYS = frozenset({"custom_id", "messages", "model"})
+_NATIVE_KEYS = frozenset({"custom_id", "messages", "model", "site"})
 _OPENAI_KEYS = frozenset({"custom_id", "method", "url", "body"})
 _OPENAI_MARKERS = frozenset({"body", "method", "url"})
 _MESSAGE_KEYS = frozenset({"role", "content", "name"})
@@ -81,13 +82,17 @@ class CheckedLine:
     reasons: list[str] = field(default_factory=list)
     is_object: bool = False
     body_params: BodyParams = NO_BODY_PARAMS
+    site: str | None = None  # a native line's own site (None: not pinned by the line)
 
 
-def check_line(text: str, max_prompt_chars: int, *, models: ModelMap | None) -> CheckedLine:
+def check_line(
+    text: str, max_prompt_chars: int, *, models: ModelMap | None, sites: Collection[str] = ()
+) -> CheckedLine:
     """Every problem of one line, worded for a user (or its fields, if it has none).
 
     ``models``: the names a line's ``model`` may be (None: it is not read, an override
-    replaces it)."""
+    replaces it). ``sites``: the fleet's sites, one of which a native line's ``site`` must
+    name (empty: the fleet names none here; any site's name is taken)."""
     line = CheckedLine()
     undecodable = _undecodable(text)
     if undecodable is not None:
@@ -106,6 +111,8 @@ def check_line(text: str, max_prompt_chars: int, *, models: ModelMap | None) -> 
     else:
         request, prefix = obj, ""
         _check_known_keys(obj, _NATIVE_KEYS, "", line.reasons)
+        if "site" in obj:
+            line.site = _check_line_site(obj["site"], line.reasons, sites)
     if request is None:
         return line
     line.messages = _check_messages(request.get("messages"), prefix + "messages", line.reasons)
@@ -119,6 +126,18 @@ def check_line(text: str, max_prompt_chars: int, *, models: ModelMap | None) -> 
             f"prompt is {size:,} characters over all messages; the limit is {max_prompt_chars:,}"
         )
     return line
+
+
+def _check_line_site(site: Any, reasons: list[str], sites: Collection[str]) -> str | None:
+    if not isinstance(site, str) or not SITE_NAME.match(site):
+        reasons.append(f"site must be a site's name (a-z, 0-9 and -), got {shown(site)}")
+        return None
+    if sites and site not in sites:
+        reasons.append(
+            f"site: no site {site!r}: the fleet's sites are {', '.join(sites)} (CHATGPTES_SITES)"
+        )
+        return None
+    return site
 
 
 def _undecodable(text: str) -> str | None:

@@ -81,6 +81,23 @@ def test_native_line_with_every_field() -> None:
     )
 
 
+def test_a_native_line_may_name_its_site() -> None:
+    sites = ("es", "uk")
+    pinned, free = parse({"site": "uk", "messages": USER_HI}, {"messages": USER_HI}, sites=sites)
+    assert (pinned.site, free.site) == ("uk", None)
+    assert only_reason({"site": "fr", "messages": USER_HI}, sites=sites) == (
+        "site: no site 'fr': the fleet's sites are es, uk (CHATGPTES_SITES)"
+    )
+    assert only_reason({"site": 3, "messages": USER_HI}) == (
+        "site must be a site's name (a-z, 0-9 and -), got 3"
+    )
+    # A fleet that names no sites here (one site, by its URL) takes any site's name.
+    [anywhere] = parse({"site": "uk", "messages": USER_HI})
+    assert anywhere.site == "uk"
+    # An OpenAI line is pinned by its batch (metadata.site), not by an envelope key.
+    assert "unknown key 'site'" in only_reason(openai_request({"messages": USER_HI}, site="uk"))
+
+
 def test_custom_id_defaults_to_line_number_and_model_to_default() -> None:
     prompts = parse({"messages": USER_HI}, "", {"messages": USER_HI})
     assert [(p.line_number, p.custom_id, p.model) for p in prompts] == [
@@ -370,7 +387,8 @@ def test_custom_id_of_256_characters_is_fine() -> None:
 def test_unknown_top_level_key_catches_typos() -> None:
     problems = problems_of({"mesages": USER_HI})
     assert [p.reason for p in problems] == [
-        "unknown key 'mesages' (did you mean 'messages'?); expected only custom_id, messages, model",
+        "unknown key 'mesages' (did you mean 'messages'?); expected only custom_id, messages, model, "
+        "site",
         "messages: missing; expected a non-empty list of messages",
     ]
 
@@ -759,7 +777,7 @@ def test_unknown_envelope_key_gets_a_suggestion() -> None:
 
 def test_parameter_in_a_native_line_points_to_the_body() -> None:
     assert only_reason({"messages": USER_HI, "temperature": 0.2}) == (
-        "unknown key 'temperature'; expected only custom_id, messages, model "
+        "unknown key 'temperature'; expected only custom_id, messages, model, site "
         "(request parameters are read only from an OpenAI request line's body)"
     )
 
@@ -1243,7 +1261,8 @@ def test_prompt_line_keeps_its_old_constructor() -> None:
 def test_many_unknown_keys_are_named_up_to_five() -> None:
     native = {"messages": USER_HI, **{f"k{i}": i for i in range(8)}}
     assert only_reason(native) == (
-        "unknown keys 'k0', 'k1', 'k2', 'k3', 'k4' and 3 more; expected only custom_id, messages, model"
+        "unknown keys 'k0', 'k1', 'k2', 'k3', 'k4' and 3 more; expected only custom_id, messages, model, "
+        "site"
     )
     reasons = [p.reason for p in problems_of(body_line(**{f"k{i}": i for i in range(8)}))]
     assert reasons == [

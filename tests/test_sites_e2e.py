@@ -86,6 +86,22 @@ def test_a_pinned_batch_sends_nothing_to_the_other_site(
     assert refused.returncode == 2 and "no site 'fr': the fleet's sites are es, bot" in (
         refused.stderr
     )
+    # The same pin, said by each line of the file ("site" on a native line).
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text("".join(
+        json.dumps({"custom_id": f"q{n}", "site": "bot",
+                    "messages": [{"role": "user", "content": f"p {n}"}]}) + "\n"
+        for n in range(40)
+    ))  # fmt: skip
+    enqueued = fleet.cli("enqueue", str(lines), "--json", **cli_env(two_sites))
+    assert enqueued.returncode == 0, enqueued.stderr
+    batch_id = json.loads(enqueued.stdout)["batch_id"]
+    final = local.wait_until(done(fleet, batch_id), timeout=60, what="40 done", every=0.5)
+    assert final["answered_by_site"] == {"bot": 40}
+    assert stats(two_sites["es"])["requests"]["ajax"] == 0
+    clash = fleet.cli("enqueue", str(lines), "--site", "es", **cli_env(two_sites))
+    assert clash.returncode == 2, clash.stderr
+    assert "line 1: site 'bot', but the batch is pinned to 'es'" in clash.stderr
 
 
 def test_a_site_that_goes_down_mid_batch_leaves_its_prompts_to_the_other(

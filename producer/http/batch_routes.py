@@ -172,6 +172,7 @@ class _CheckedFile:
             default_model=ctx.settings.default_model,
             max_prompt_chars=ctx.settings.max_prompt_chars,
             models=ctx.settings.model_map(),
+            sites=ctx.settings.site_names(),
         )
         self.problems: list[LineProblem] = []  # a Responses line's, found translating it
 
