@@ -375,5 +375,8 @@ async def test_a_batch_from_before_the_active_set_is_adopted_and_swept(real_redi
         h.runtime.housekeeper._adopt_cursor = WALK_START
         h.runtime.housekeeper._sweep_cursor = None
         await h.runtime.housekeeper._sweep()
-        queued = await real_redis.zcard("test:queue")
-    assert queued > 0, "the stranded batch was not queued again"
+        # Its new chunks wait in the queue, or the runtime's intake holds them already.
+        carried = await real_redis.zcard("test:queue") + await real_redis.zcard(
+            keys.held_chunks("test:queue")
+        )
+    assert carried > 0, "the stranded batch was not queued again"
