@@ -1,12 +1,14 @@
-"""``chatgptes top``: the fleet live in the terminal: batches, workers, identities, errors.
+"""``chatgptes top``: the fleet live in the terminal: batches, workers, identities, errors,
+and in a fleet of several sites, each site's state.
 
 A frame is one ``FleetSnapshot``, read by ``read_snapshot`` from the registries the
 workers and producers keep, never a keyspace scan, in a fixed number of round trips
 whatever the fleet's size: the newest batches (registry, one pipeline), their count,
 the workers (registry, clock, one pipeline), every identity's state (registry, clock,
 one pipeline of one HMGET per attribute), the fleet's counters (one HGETALL),
-whether Redis refuses writes (INFO) and the webhook outbox (one pipeline, and one more
-when it holds events).
+whether Redis refuses writes (INFO), the webhook outbox (one pipeline, and one more
+when it holds events) and, with several sites, their health (one pipeline:
+``producer.site_health``).
 ``render`` turns the snapshots read so far into a rich renderable and reads nothing
 else, so it is tested with plain data.
 
@@ -25,15 +27,16 @@ import gc
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import click
 from rich import box
 from rich.columns import Columns
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -55,6 +58,7 @@ from producer.fleet import (
     writes_refused,
 )
 from producer.pace import eta_seconds, rate_between
+from producer.site_health import SiteHealth, site_health
 
 DEFAULT_INTERVAL = 1.0  # seconds between frames
 BATCH_WINDOW = 200  # the newest batches looked at for active ones
@@ -65,6 +69,9 @@ RATE_WINDOW = 10.0  # seconds
 ERROR_WINDOW = 60.0  # seconds
 PIPE_WIDTH = 120  # columns when the output is not a terminal (and COLUMNS is unset)
 STATE_STYLES = {"ready": "green", "full": "yellow", "probing": "cyan", "cooling": "red"}
+SITE_STYLES = {"up": "", "probing": "cyan", "down": "red"}
+BY_SITE_WIDTH = 24  # the batches' "by site" column, at most
+UNBOUNDED = 10_000  # columns: a width to measure a table's natural one in
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class FleetSnapshot:
     read_seconds: float = 0.0
     outbox: OutboxState | None = None  # the webhook events not delivered yet, and given up
     refusing: str | None = None  # why Redis refuses writes now, if it does
+    sites: list[SiteHealth] = field(default_factory=list)  # with several sites only
 
 
 Reader = Callable[[], Awaitable[FleetSnapshot]]
@@ -90,7 +98,8 @@ Runner = Callable[[Callable[[BatchQueue], Awaitable[None]]], Any]
 
 
 async def read_snapshot(queue: BatchQueue, *, limit: int = 20) -> FleetSnapshot:
-    """One frame's data: eleven round trips, whatever the number of identities or batches."""
+    """One frame's data: eleven round trips (twelve with several sites), whatever the number
+    of identities or batches."""
     started, at = time.perf_counter(), time.time()
     recent = await queue.batches(max(limit, BATCH_WINDOW))
     known = await batch_count(queue.redis)
@@ -99,6 +108,8 @@ async def read_snapshot(queue: BatchQueue, *, limit: int = 20) -> FleetSnapshot:
     events = await policy_events(queue.redis)
     outbox = await read_outbox(queue.redis, int(at * 1000), shown=1)
     refusing = await writes_refused(queue.redis)
+    names = queue.settings.site_names()
+    sites = await site_health(queue.redis, names, profiles=False) if len(names) > 1 else []
     return FleetSnapshot(
         at=at,
         batches=active_first(recent)[:limit],
@@ -109,6 +120,7 @@ async def read_snapshot(queue: BatchQueue, *, limit: int = 20) -> FleetSnapshot:
         read_seconds=time.perf_counter() - started,
         outbox=outbox,
         refusing=refusing,
+        sites=sites,
     )
 
 
@@ -226,14 +238,14 @@ def counter_deltas(
     """(name less the prefix, increase since ``before`` or None, total) of each counter,
     the fastest-growing first. A counter lower than before was reset (its hash expired)."""
     found = []
-    for field, total in now.items():
-        if not field.startswith(prefix) or field == prefix:
+    for counter, total in now.items():
+        if not counter.startswith(prefix) or counter == prefix:
             continue
         delta = None
         if before is not None:
-            old = before.get(field, 0)
+            old = before.get(counter, 0)
             delta = total - old if total >= old else total
-        found.append((field.removeprefix(prefix), delta, total))
+        found.append((counter.removeprefix(prefix), delta, total))
     return sorted(found, key=lambda row: (-(row[1] or 0), -row[2], row[0]))
 
 
@@ -246,6 +258,7 @@ def render(frames: Sequence[FleetSnapshot], *, interval: float | None = None) ->
     return Group(
         _header(now, interval),
         pool_summary(now.pool),  # near the top: a short terminal still shows it
+        *sites_summary(now.sites),
         *webhooks_summary(now.outbox, now.at),
         Text(""),
         _batches(now, base(frames, RATE_WINDOW)),
@@ -312,11 +325,20 @@ def _batches(now: FleetSnapshot, before: FleetSnapshot | None) -> RenderableType
         title.append("; rates since each batch started", style="dim")
     if not now.batches:
         return _section(title, Text("  no batches (none enqueued, or their records expired)\n"))
+    plain = _batch_table(now, before, by_site=False)
+    if not any(len(b.answered_by_site) > 1 for b in now.batches):
+        return _section(title, plain)
+    return _section(title, FirstThatFits(_batch_table(now, before, by_site=True), plain))
+
+
+def _batch_table(now: FleetSnapshot, before: FleetSnapshot | None, *, by_site: bool) -> Table:
     table = _table()
     table.add_column("batch", max_width=28, no_wrap=True, overflow="ellipsis")
     table.add_column("state")
     for name in ("queued", "running", "waiting", "done/total", "failed", "rate/s", "ETA"):
         table.add_column(name, justify="right", no_wrap=True)
+    if by_site:
+        table.add_column("by site", max_width=BY_SITE_WIDTH, no_wrap=True, overflow="ellipsis")
     for b in now.batches:
         rate = batch_rate(b, now.at, before)
         table.add_row(
@@ -329,8 +351,30 @@ def _batches(now: FleetSnapshot, before: FleetSnapshot | None) -> RenderableType
             Text(f"{b.failed:,}", style="red" if b.failed else ""),
             "" if b.done else "—" if rate is None else f"{rate:,.1f}",
             eta(b, rate),
+            *([answered_by_site(b)] if by_site else []),
         )
-    return _section(title, table)
+    return table
+
+
+@dataclass(frozen=True)
+class FirstThatFits:
+    """``wide`` where the width given holds it whole, else ``narrow``: a column that is
+    only worth showing when no other column is cut short for it."""
+
+    wide: RenderableType
+    narrow: RenderableType
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        natural = Measurement.get(console, options.update_width(UNBOUNDED), self.wide).maximum
+        yield self.wide if natural <= options.max_width else self.narrow
+
+
+def answered_by_site(batch: BatchStatus) -> Text:
+    """``es 312, uk 288``: the answers of a batch answered by more than one site."""
+    if len(batch.answered_by_site) < 2:
+        return Text("")
+    counts = batch.answered_by_site.items()
+    return Text(", ".join(f"{printable(name)} {count:,}" for name, count in counts), style="dim")
 
 
 def _worker_state(w: WorkerInfo) -> Text:
@@ -383,6 +427,23 @@ def pool_summary(pool: PoolCensus) -> Text:
         summary.append(f"{count:,} {state}", style=STATE_STYLES.get(state, ""))
     summary.append(f"; {pool.in_flight:,}/{pool.capacity:,} in flight")
     return summary
+
+
+def sites_summary(sites: Sequence[SiteHealth]) -> list[Text]:
+    """``sites: 1 of 2 down``, then a line each (``SiteHealth.line``); nothing for a fleet
+    of one site (it has nowhere else to send its prompts, and keeps no site health)."""
+    if len(sites) < 2:
+        return []
+    title = _bold_label(Text("sites: "))
+    down = sum(1 for site in sites if site.state == "down")
+    coming = sum(1 for site in sites if site.state == "probing")
+    title.append(f"{len(sites) - down - coming} of {len(sites)} up")
+    if down:
+        title.append(f", {down} down", style="red")
+    if coming:
+        title.append(f", {coming} coming back", style="cyan")
+    lines = [Text(f"  {printable(site.line)}", style=SITE_STYLES[site.state]) for site in sites]
+    return [title, *lines]
 
 
 def webhooks_summary(outbox: OutboxState | None, now: float) -> list[Text]:

@@ -98,7 +98,12 @@ class Interval:
 
 async def read_throughput(redis: Redis, now_s: float) -> list[Interval]:
     """Every interval of the last hour, oldest first (empty ones included), in one call."""
-    raw = await redis.hgetall(keys.throughput())
+    return intervals_of(await redis.hgetall(keys.throughput()), now_s)
+
+
+def intervals_of(raw: dict[bytes, bytes], now_s: float) -> list[Interval]:
+    """The intervals the fleet's throughput hash (read whole, as ``raw``) holds: every one
+    of the last hour, oldest first, empty ones included."""
     counts: dict[int, Counter[str]] = {}
     for name, value in raw.items():
         start_text, _, what = keys.decoded(name).partition("|")

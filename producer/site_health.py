@@ -1,21 +1,25 @@
-"""How each site of the fleet is doing, as ``sites``, ``status`` and ``top`` show it.
+"""How each site of the fleet is doing, as ``sites``, ``status``, ``top`` and the console show it.
 
 Reads what the lease scripts keep (``keys.site_health``: a site down, and until when,
 and why; coming back one request at a time; its last answer), the identities' requests
 in flight, and the answers of the last minute (``contract.throughput``): no keyspace
-scan, one call for each.
+scan, one pipeline (``site_health``). The console, which reads the identities and the
+throughput for its own sake, adds only the health hash (``site_marks``) and builds the
+same rows from what it read (``sites_from``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from contract import keys
-from contract.throughput import INTERVAL_SECONDS, read_throughput
+from contract.throughput import INTERVAL_SECONDS, Interval, intervals_of
+
+ANSWERS_WINDOW = 60  # seconds: "answers in the last minute"
 
 
 @dataclass(frozen=True)
@@ -40,34 +44,70 @@ class SiteHealth:
                 f"{self.in_flight} in flight")  # fmt: skip
 
 
-async def site_health(redis: Redis, names: Sequence[str], now_ms: int) -> list[SiteHealth]:
-    """Each named site's health (a fleet of one keeps none: it is shown up)."""
+async def site_health(
+    redis: Redis, names: Sequence[str], now_ms: int | None = None, *, profiles: bool = True
+) -> list[SiteHealth]:
+    """Each named site's health (a fleet of one keeps none: it is shown up), in one round
+    trip; ``now_ms``: Redis's clock, read in the same pipeline when not given; without
+    ``profiles`` the sessions (one per identity, the largest of these hashes) are not read."""
     async with redis.pipeline(transaction=False) as pipe:
+        if now_ms is None:
+            pipe.time()
         pipe.hgetall(keys.site_health())
         pipe.hgetall(keys.identity_field("inflight"))
-        pipe.hgetall(keys.site_sessions())
-        health, inflight, sessions = await pipe.execute()
-    fields = {keys.decoded(k): keys.decoded(v) for k, v in health.items()}
-    intervals = (await read_throughput(redis, now_ms / 1000))[-(60 // INTERVAL_SECONDS) :]
+        pipe.hgetall(keys.throughput())
+        if profiles:
+            pipe.hgetall(keys.site_sessions())
+        replies = await pipe.execute()
+    if now_ms is None:
+        (seconds, micros), *replies = replies
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+    health, inflight, throughput, *sessions = replies
+    return sites_from(
+        names, now_ms, marks_of(health),
+        {keys.decoded(identity): int(count) for identity, count in inflight.items()},
+        intervals_of(throughput, now_ms / 1000), sessions[0] if sessions else None,
+    )  # fmt: skip
+
+
+async def site_marks(redis: Redis) -> dict[str, str]:
+    """What the lease scripts keep of each site's health (``<site>:<field>`` → value)."""
+    return marks_of(await redis.hgetall(keys.site_health()))
+
+
+def marks_of(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {keys.decoded(k): keys.decoded(v) for k, v in raw.items()}
+
+
+def sites_from(
+    names: Sequence[str],
+    now_ms: int,
+    marks: Mapping[str, str],
+    inflight: Mapping[str, int],
+    intervals: Sequence[Interval],
+    sessions: Mapping[bytes, bytes] | None = None,
+) -> list[SiteHealth]:
+    """Each named site's health from what was read: its marks (``site_marks``), each
+    identity's requests in flight, the throughput's intervals (the last minute's answers
+    are counted) and the identities' sessions (its profile, if given)."""
+    last_minute = intervals[-(ANSWERS_WINDOW // INTERVAL_SECONDS) :]
     several = len(names) > 1
     found = []
     for name in names:
 
         def field(what: str, name: str = name) -> str:
-            return fields.get(f"{name}:{what}", "")
+            return marks.get(f"{name}:{what}", "")
 
         down_until = float(field("down_until") or 0)
         state = "down" if down_until > now_ms else "probing" if field("probe") == "1" else "up"
         prefix = f"{name}/" if several else ""
-        flying = sum(
-            int(count) for identity, count in inflight.items()
-            if keys.decoded(identity).startswith(prefix) and int(count) > 0
-        )  # fmt: skip
+        flying = sum(count for identity, count in inflight.items()
+                     if identity.startswith(prefix) and count > 0)  # fmt: skip
         found.append(SiteHealth(
             name=name, state=state, reason=field("reason"),
             down_for=max(0.0, (down_until - now_ms) / 1000),
-            answered_last_minute=sum(i.sites.get(name, 0) for i in intervals),
-            in_flight=flying, profile=_profile(sessions, prefix),
+            answered_last_minute=sum(i.sites.get(name, 0) for i in last_minute),
+            in_flight=flying, profile=_profile(sessions or {}, prefix),
         ))  # fmt: skip
     return found
 
@@ -90,4 +130,4 @@ def _profile(sessions: dict[bytes, bytes], prefix: str) -> str:
     return ""
 
 
-__all__ = ["SiteHealth", "site_health"]
+__all__ = ["SiteHealth", "site_health", "site_marks", "sites_from"]

@@ -334,6 +334,29 @@ async def test_the_live_update_costs_the_same_few_calls_at_any_pool_size(
     print(f"\nlive update (trips, commands, seconds): {costs}")
 
 
+async def test_the_sites_of_a_fleet_of_several_cost_the_live_update_one_call(
+    real_redis, redis_server, monkeypatch
+) -> None:
+    """Their requests in flight and answers come from what the page reads already: only
+    their health hash is added."""
+    from tests.test_top import SITES, seed_two_sites
+
+    costs = []
+    for sites in ("", SITES):
+        app = make_app(settings(sites=sites), open_without_keys=False, redis=real_redis)
+        async with TestClient(TestServer(app)) as test_client:
+            await real_redis.flushdb()
+            await seed_two_sites(real_redis)
+            calls = Calls(monkeypatch)
+            reply = await test_client.get("/live/fleet", headers=bearer())
+            html = await reply.text()
+            assert reply.status == 200 and ("<h2>Sites</h2>" in html) == bool(sites)
+            costs.append((calls.trips, calls.commands))
+            monkeypatch.undo()
+    (one_trips, one_commands), (trips, commands) = costs
+    assert (trips, commands) == (one_trips + 1, one_commands + 1), costs
+
+
 async def test_a_key_sees_its_projects_batches_only(fake_redis) -> None:
     from producer.http import records
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from contract import keys
 from contract.config import QueueSettings
 from contract.models import JobError, JobResult, Message
 from producer.api import BatchQueue
@@ -79,8 +80,10 @@ async def _settled_batches(fleet) -> None:
         timeout = JobError(type="UpstreamTimeout", message="no answer within 60 s")
         refused = JobError(type="ContentRefused", message="the message was flagged")
         await queue.store.ledger.save_results([
-            JobResult.for_request(requests[0], status="succeeded", content="<img src=x>"),
-            JobResult.for_request(requests[1], status="succeeded", content="a plain answer"),
+            JobResult.for_request(requests[0], status="succeeded", content="<img src=x>",
+                                  site="es"),
+            JobResult.for_request(requests[1], status="succeeded", content="a plain answer",
+                                  site="uk"),
             JobResult.for_request(requests[2], status="failed", error=timeout, attempts=1),
             JobResult.for_request(requests[3], status="failed", error=timeout, attempts=1),
             JobResult.for_request(requests[4], status="failed", error=refused, attempts=1),
@@ -91,6 +94,12 @@ async def _settled_batches(fleet) -> None:
             "created_at": "2026-12-01T10:00:00+00:00", "completion_window": "24h",
             "metadata": "{}"}, [{"code": "invalid_json_line", "line": 3,
                                  "message": "not valid JSON", "param": None}])  # fmt: skip
+        # The console is told of two sites (``console``): one of them down, as the lease
+        # scripts would leave it, for the fleet page's Sites table.
+        seconds, _ = await queue.redis.time()
+        await queue.redis.hset(keys.site_health(), mapping={
+            "uk:down_until": (int(seconds) + 600) * 1000, "uk:reason": "UpstreamHiccup",
+            "uk:probe": 1})  # fmt: skip
 
 
 @pytest.fixture
@@ -106,7 +115,8 @@ def console(fleet, tmp_path: Path) -> Iterator[Console]:
     port = free_port()
     argv = [sys.executable, "-m", "chatgptes.serve", "--host", "127.0.0.1", "--port", str(port)]
     log = tmp_path / "serve.log"
-    with running(argv, log=log, env=fleet.env(api_keys=KEY)) as process:
+    sites = f"es={fleet.sim['url']},uk=http://127.0.0.1:9"  # uk: never reached, only shown
+    with running(argv, log=log, env=fleet.env(api_keys=KEY, sites=sites)) as process:
 
         def answers() -> bool:
             if process.poll() is not None:
@@ -170,6 +180,9 @@ def test_every_page_fits_a_phone_and_a_desktop_and_passes_axe(browser, console: 
         for name, path in pages.items():
             page.goto(console.url + path)
             page.wait_for_load_state("networkidle")
+            shows = {"fleet": "Sites", "a batch's failures": "Answered by site"}.get(name)
+            if shows:  # what a fleet of several sites adds is checked too
+                assert page.get_by_text(shows, exact=True).first.is_visible(), name
             assert_fits_and_is_accessible(page, f"{name} at {width} px")
         page.context.clear_cookies()
         page.goto(f"{console.url}/sign-in")

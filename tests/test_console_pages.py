@@ -19,6 +19,7 @@ from producer.http.console.charts import progress_bar
 from producer.http.console.pace_book import PaceBook
 from producer.pace import eta_seconds, rate_between, rate_over
 from tests.test_console import HOSTILE, bearer, custom_ids, enqueue, settings, settle
+from tests.test_top import SITES, enqueue_answered, seed_two_sites
 
 FORM = {"csrf": ""}  # a Bearer script sends no form token
 
@@ -305,3 +306,81 @@ def test_the_never_retried_errors_are_the_workers_permanent_ones() -> None:
     retryable = {c.__name__ for c in vars(errors).values()
                  if isinstance(c, type) and issubclass(c, errors.RetryableError)}  # fmt: skip
     assert not retryable & set(NOT_RETRIED)
+
+
+# -- the sites of a fleet of several ---------------------------------------------------------
+
+
+def site_rows(html: str) -> dict[str, str]:
+    """The Sites table's rows: site → the row's text, tags stripped."""
+    if "<h2>Sites</h2>" not in html:
+        return {}
+    table = html[html.index("<h2>Sites</h2>") :]
+    table = table[: table.index("</table>")]
+    rows = {}
+    for row in re.findall(r"<tr><td.*?</tr>", table, re.S):
+        cells = [" ".join(re.sub(r"<[^>]+>", " ", c).split())
+                 for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]  # fmt: skip
+        rows[cells[0]] = " | ".join(cells[1:])
+    return rows
+
+
+async def test_the_fleet_page_shows_each_site_when_there_are_several(client, fake_redis) -> None:
+    await seed_two_sites(fake_redis)
+    one_site = await page(client, "/")  # the sites' health is there, but not this fleet's
+    assert "<h2>Throughput" in one_site and site_rows(one_site) == {}
+    assert "site uk" not in one_site
+    app = make_app(settings(sites=SITES), open_without_keys=False, redis=fake_redis)
+    async with TestClient(TestServer(app)) as two_sites:
+        for path in ("/", "/live/fleet"):
+            html = await page(two_sites, path)
+            rows = site_rows(html)
+            assert rows["es"] == "up | 12 | 5", path
+            assert re.fullmatch(r"down for (39|40)s more after UpstreamHiccup \| 3 \| 0",
+                                rows["uk"]), rows  # fmt: skip
+            assert re.search(r"site uk down for (39|40)s more after UpstreamHiccup \(its "
+                             r"unpinned prompts go to the other sites\)", html), path  # fmt: skip
+    await fake_redis.hset(keys.site_health(), "uk:down_until", 1)  # its rest is over
+    app = make_app(settings(sites=SITES), open_without_keys=False, redis=fake_redis)
+    async with TestClient(TestServer(app)) as two_sites:
+        html = await page(two_sites, "/live/fleet")
+        assert site_rows(html)["uk"] == ("coming back one request at a time (down after "
+                                         "UpstreamHiccup) | 3 | 0")  # fmt: skip
+        assert "site uk" not in html  # coming back: not a trouble of the verdict's
+
+
+def test_every_site_down_is_a_down_fleet() -> None:
+    from contract.outbox import OutboxState
+    from producer.fleet import WorkerInfo
+    from producer.http.console.fleet_reads import Backlog, FleetView
+    from producer.http.console.verdict import verdict
+    from producer.site_health import SiteHealth
+
+    worker = WorkerInfo("w1", "h", 1, "q", 0, 0, 0, 0, 0, 0, 0, 0.5, 1.0, False)
+    es = SiteHealth("es", "down", reason="Blocked", down_for=40.0)
+    uk = SiteHealth("uk", "down", reason="UpstreamHiccup", down_for=300.0)
+    view = FleetView(
+        at=time.time(), states={"ready": 2, "full": 0, "probing": 0, "cooling": 0}, grid="rr",
+        in_flight=0, capacity=8, worst=[], dead=0, workers=[worker], throughput=[],
+        outbox=OutboxState(0, 0, 0, [], []), backlog=Backlog(0, 0, 0), refusing=None,
+        sites=[es, uk],
+    )  # fmt: skip
+    said = verdict(view)
+    assert (said.level, said.reasons) == ("down", ["every site is down; the first back in 40s"])
+
+
+async def test_a_batch_page_says_how_many_prompts_each_site_answered(client, fake_redis) -> None:
+    from contract.config import QueueSettings
+    from producer.api import BatchQueue
+    from tests.test_console import QUEUE
+
+    queue = BatchQueue(fake_redis, QueueSettings(redis_url="redis://unused", queue_name=QUEUE))
+    await enqueue_answered(queue, "b_both", {"es": 3, "uk": 2})
+    html = await page(client, "/batches/b_both")
+    answered = html[html.index("<caption>Answered by site</caption>") :]
+    answered = answered[: answered.index("</table>")]
+    assert re.findall(r'<th scope="row">(\w+)</th><td class="num">(\d+)</td>', answered) == [
+        ("es", "3"), ("uk", "2")]  # fmt: skip
+    await enqueue(fake_redis, "b_none", ["a"])
+    await settle(queue, "b_none", 0, content="answered where no site is named")
+    assert "Answered by site" not in await page(client, "/batches/b_none")

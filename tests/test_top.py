@@ -578,3 +578,108 @@ def test_top_once_reads_once_and_does_not_wait(env, redis_server, monkeypatch) -
     assert result.exit_code == 0 and len(reads) == 1, result.output
     assert time.monotonic() - started < 0.9  # no second reading a second later
     assert "rates since each batch started" in result.stdout
+
+
+# -- the sites of a fleet of several -------------------------------------------------------
+
+SITES = "es=https://chatgpt.es,uk=https://chatgpt.co.uk"
+
+
+@pytest.fixture
+def no_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fakeredis has no INFO: Redis is taken to accept writes (``writes_refused`` is tested
+    on a real server above)."""
+
+    async def accepts(redis: object) -> None:
+        return None
+
+    monkeypatch.setattr(top_module, "writes_refused", accepts)
+
+
+async def seed_two_sites(client) -> None:  # type: ignore[no-untyped-def]
+    """As the lease scripts and the workers leave them: es up, 5 requests in flight through
+    its identities, 12 answers this minute; uk down 40 s more after UpstreamHiccup (its
+    third rest), 3 answers before it went down."""
+    from contract.throughput import ThroughputTally
+
+    seconds, micros = await client.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    inflight = {"es/10.0.0.1:3128": 3, "es/10.0.0.2:3128": 2, "uk/10.0.0.1:3128": 0}
+    await client.zadd(keys.identities_known(), {name: now_ms for name in inflight})
+    await client.hset(keys.identity_field("cap"), mapping=dict.fromkeys(inflight, 4))
+    await client.hset(keys.identity_field("inflight"), mapping=inflight)
+    await client.hset(keys.site_health(), mapping={
+        "es:ok": now_ms, "uk:down_until": now_ms + 40_000, "uk:reason": "UpstreamHiccup",
+        "uk:probe": 1, "uk:downs": 3, "uk:strikes": 0})  # fmt: skip
+    tally = ThroughputTally()
+    for site, answers in (("es", 12), ("uk", 3)):
+        for _ in range(answers):
+            tally.count("succeeded", None, site=site)
+    await tally.flush(client)
+
+
+async def test_a_fleet_of_several_sites_shows_each_ones_state_in_one_more_round_trip(
+    fake_redis, no_info, monkeypatch
+) -> None:
+    await seed_two_sites(fake_redis)
+    one = BatchQueue(fake_redis, QueueSettings(queue_name=QUEUE))
+    two = BatchQueue(fake_redis, QueueSettings(queue_name=QUEUE, sites=SITES))
+    await enqueue_answered(two, "b_both", {"es": 7, "uk": 5})
+    trips = RoundTrips(monkeypatch)
+    alone = await read_snapshot(one)
+    one_site, trips.count = trips.count, 0
+    frame = await read_snapshot(two)
+    assert trips.count == one_site + 1  # the sites' health: one pipeline
+    assert alone.sites == [] and [site.state for site in frame.sites] == ["up", "down"]
+
+    shown = text_of(render([frame]), width=140)
+    assert "sites: 1 of 2 up, 1 down" in shown
+    assert "  es up, 12 answers in the last minute, 5 in flight" in shown
+    assert re.search(r"  uk down for (39|40)s more after UpstreamHiccup, 3 answers in the last "
+                     r"minute, 0 in flight", shown), shown  # fmt: skip
+    row = next(line for line in shown.splitlines() if line.strip().startswith("b_both"))
+    assert row.rstrip().endswith("es 7, uk 5")
+    assert "by site" in shown.splitlines()[shown.splitlines().index(row) - 2]
+    narrow = text_of(render([frame]), width=80)  # no room: the other columns stay whole
+    assert "by site" not in narrow and "12/12" in narrow
+
+
+async def test_a_fleet_of_one_site_shows_no_sites(fake_redis, no_info) -> None:
+    await seed_two_sites(fake_redis)  # left by a fleet of several, say: not this one's
+    queue = BatchQueue(fake_redis, QueueSettings(queue_name=QUEUE))
+    await enqueue_answered(queue, "b_one", {"es": 12})
+    frame = await read_snapshot(queue)
+    assert frame.sites == []
+    shown = text_of(render([frame]), width=140)
+    assert "sites:" not in shown and "answers in the last minute" not in shown
+    assert "by site" not in shown and "es 12" not in shown  # one site answered: no column
+
+
+def test_a_batch_answered_by_one_site_of_several_adds_no_column() -> None:
+    from producer.site_health import SiteHealth
+
+    both = status("b_both", total=10, succeeded=10).model_copy(
+        update={"answered_by_site": {"es": 10}}
+    )
+    sites = [SiteHealth("es", "up", answered_last_minute=10),
+             SiteHealth("uk", "probing", reason="Blocked")]  # fmt: skip
+    shown = text_of(render([dataclasses.replace(snapshot(batches=[both]), sites=sites)]), 140)
+    assert "by site" not in shown
+    assert "sites: 1 of 2 up, 1 coming back" in shown
+    assert "uk coming back one request at a time (down after Blocked)" in shown
+
+
+async def enqueue_answered(queue: BatchQueue, batch_id: str, by_site: dict[str, int]) -> None:
+    """A batch of as many prompts as ``by_site`` counts, each answered by its site."""
+    from contract.models import JobResult
+
+    sites = [site for site, count in by_site.items() for _ in range(count)]
+    lines = [PromptLine(n + 1, f"q{n}", (Message(role="user", content="hi"),), "gpt-4o-mini")
+             for n in range(len(sites))]  # fmt: skip
+    await queue.enqueue(lines, batch_id=batch_id)
+    created = await queue.store.created_at(batch_id)
+    requests = await queue.store.requests(batch_id, range(len(sites)), created)
+    await queue.store.ledger.save_results([
+        JobResult.for_request(request, status="succeeded", content="an answer", site=site)
+        for request, site in zip(requests, sites, strict=True)
+    ])  # fmt: skip

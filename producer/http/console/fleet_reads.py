@@ -4,16 +4,17 @@ The fleet page (and its live update, every 2 s) reads the registries ``top`` rea
 never a keyspace scan: Redis's clock, every identity's state (the registry and one
 HGETALL per attribute, one pipeline), the workers (registry, one pipeline), the last hour's
 throughput (one HGETALL), the webhook outbox (one to three pipelines), the newest
-batches for the backlog (registry, one pipeline) and whether Redis refuses writes
-(INFO): about a dozen round trips whatever the number of identities
-(``docs/benchmarks.md``).
+batches for the backlog (registry, one pipeline), whether Redis refuses writes (INFO) and,
+in a fleet of several sites, their health (one HGETALL; their requests in flight and
+answers come from the identities and the throughput already read): about a dozen round
+trips whatever the number of identities (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -33,6 +34,7 @@ from producer.fleet import (
     writes_refused,
 )
 from producer.http import records
+from producer.site_health import SiteHealth, site_marks, sites_from
 
 SHOWN_IDENTITIES = 15
 GRID_LETTERS = {"ready": "r", "full": "f", "probing": "p", "cooling": "c"}
@@ -67,6 +69,7 @@ class FleetView:
     outbox: OutboxState  # the project's events and endpoints only
     backlog: Backlog
     refusing: str | None  # why Redis refuses writes, if it does
+    sites: list[SiteHealth] = field(default_factory=list)  # with several sites only
 
     @property
     def identities(self) -> int:
@@ -105,6 +108,7 @@ async def read_fleet(queue: BatchQueue, project: str) -> FleetView:
     now_ms = await redis_now_ms(redis)  # one clock reading for the identities and the workers
     found = await every_identity(redis, now_ms=now_ms)
     counts = Counter(identity.state for identity in found)
+    throughput = await read_throughput(redis, at)
     return FleetView(
         at=at,
         states={state: counts.get(state, 0) for state in IDENTITY_STATES},
@@ -114,11 +118,26 @@ async def read_fleet(queue: BatchQueue, project: str) -> FleetView:
         worst=[i for i in worst_first(found)[:SHOWN_IDENTITIES] if i.state != "ready" or dead(i)],
         dead=sum(1 for identity in found if dead(identity)),
         workers=await workers(redis, now_ms=now_ms),
-        throughput=await read_throughput(redis, at),
+        throughput=throughput,
         outbox=await projects_outbox(redis, await read_outbox(redis, int(at * 1000)), project),
         backlog=backlog_of(await queue.store.recent(BACKLOG_LOOKS_AT)),
         refusing=await _refusing(redis),
+        sites=await _sites(redis, queue.settings.site_names(), now_ms, found, throughput),
     )
+
+
+async def _sites(
+    redis: Redis,
+    names: tuple[str, ...],
+    now_ms: int,
+    found: list[IdentityHealth],
+    throughput: list[Interval],
+) -> list[SiteHealth]:
+    """Each site's health in a fleet of several (one HGETALL); none for a fleet of one."""
+    if len(names) < 2:
+        return []
+    inflight = {identity.name: identity.inflight for identity in found}
+    return sites_from(names, now_ms, await site_marks(redis), inflight, throughput)
 
 
 async def _refusing(redis: Redis) -> str | None:

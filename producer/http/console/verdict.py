@@ -1,9 +1,10 @@
 """The fleet page's first line: healthy, degraded or down, and why.
 
 Down: nothing can run (Redis refuses writes, no worker is alive, every identity is
-cooling). Degraded: it runs, but something needs a look (workers gone silent, dead or
-many cooling identities, a site that answers only errors, a webhook endpoint failing,
-disabled or dropping events, events with nobody to deliver them). Healthy otherwise.
+cooling, every site of the fleet is down). Degraded: it runs, but something needs a look
+(workers gone silent, dead or many cooling identities, a site that answers only errors, a
+site of several down, a webhook endpoint failing, disabled or dropping events, events with
+nobody to deliver them). Healthy otherwise.
 Each reason says when its next retry is, where there is one.
 """
 
@@ -61,6 +62,10 @@ def _down(view: FleetView) -> list[str]:
     able = view.identities - view.states.get("cooling", 0)
     if view.identities and not able:
         reasons.append(f"every identity is cooling{_soonest_back(view)}")
+    down = [site for site in view.sites if site.state == "down"]
+    if view.sites and len(down) == len(view.sites):
+        back = min(site.down_for for site in down)
+        reasons.append(f"every site is down; the first back in {duration(back)}")
     return reasons
 
 
@@ -76,6 +81,11 @@ def _degraded(view: FleetView) -> list[str]:
     elif view.identities and cooling >= COOLING_SHARE * view.identities:
         reasons.append(f"{_plural(cooling, 'identity', 'identities')} of "
                        f"{view.identities:,} cooling{_soonest_back(view)}")  # fmt: skip
+    down = [site for site in view.sites if site.state == "down"]
+    if len(down) < len(view.sites):  # every one down is a down fleet, said already
+        reasons.extend(f"site {site.name} down for {duration(site.down_for)} more after "
+                       f"{site.reason} (its unpinned prompts go to the other sites)"
+                       for site in down)  # fmt: skip
     failing = view.site_failing
     if failing is not None:
         count, kind = failing
