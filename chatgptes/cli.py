@@ -225,19 +225,19 @@ def status(batch_id: str, as_json: bool) -> None:
     from dataclasses import asdict
 
     from contract.config import QueueSettings
-    from producer.fleet import fleet_health, policy_events, redis_now_ms, writes_refused
+    from producer.fleet import fleet_health, policy_events, writes_refused
     from producer.site_health import site_health
 
     names = load_settings(QueueSettings).site_names()
 
     async def go(queue: BatchQueue) -> Any:
-        sites = await site_health(queue.redis, names, await redis_now_ms(queue.redis))
+        several = len(names) > 1  # a fleet of one site keeps no site health
         return (
             await queue.status(batch_id),
             await fleet_health(queue.redis),
             await policy_events(queue.redis),
             await writes_refused(queue.redis),
-            sites if len(names) > 1 else [],
+            await site_health(queue.redis, names, profiles=as_json) if several else [],
         )
 
     batch, identities, events, refused, sites = run_with_queue(go)
