@@ -1,9 +1,12 @@
-"""``chatgptes demo``: the whole story offline — Redis, the simulator, workers, a batch, results.
+"""``chatgptes demo``: the whole story offline — Redis, two simulated sites, one fleet of
+workers over both, a batch, results, and which site answered what.
 
-The processes come from ``chatgptes.local_fleet`` (as ``chatgptes up``'s do); this
-module picks the Redis, tells the story and shows the fleet the way ``chatgptes top``
-does while the batch runs. ``--via-api`` sends the batch through
-``chatgptes serve`` the way OpenAI Batch API code does (upload, create, poll, download).
+The processes come from ``chatgptes.local_fleet`` (as ``chatgptes up``'s do), the two
+sites from ``chatgptes.demo_sites``; this module picks the Redis, tells the story and
+shows the fleet the way ``chatgptes top`` does while the batch runs. The batch may go
+to either site; a second, small one is pinned to one site and sends the other nothing.
+``--via-api`` sends the batch through ``chatgptes serve`` the way OpenAI Batch API code
+does (upload, create, poll, download).
 
 Every process the demo starts is stopped on the way out, whatever happened (a
 failure, Ctrl-C or SIGTERM included), and its work directory goes with them unless
@@ -22,7 +25,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -35,8 +37,17 @@ from rich.table import Table
 from rich.text import Text
 
 from chatgptes import local_fleet
+from chatgptes.demo_prompts import sample_prompts
+from chatgptes.demo_sites import (
+    PINNED_SITE,
+    RunningSite,
+    ajax_posts,
+    answered_by_site,
+    fleet_settings,
+    start_sites,
+    stats_line,
+)
 from chatgptes.local_fleet import (
-    PACKAGE_ROOT,
     Cleanup,
     FleetError,
     LocalRedis,
@@ -44,26 +55,35 @@ from chatgptes.local_fleet import (
     signal_handler,
 )
 from chatgptes.progress import status_changes
-from chatgptes.top import FleetSnapshot, console_for_output, read_snapshot, recent_frames, render
-from contract.config import DEFAULT_MODEL, QueueSettings
+from chatgptes.top import (
+    PIPE_WIDTH,
+    FleetSnapshot,
+    console_for_output,
+    read_snapshot,
+    recent_frames,
+    render,
+)
+from contract.config import QueueSettings
+from contract.models import BatchStatus
 from contract.redaction import redact_text
 from contract.redis_errors import explain
 from contract.text import printable
 from producer.api import BatchQueue
 from producer.http.client import ApiCallError, run_batch_via_api
-from producer.inputs import PromptLine, parse_prompt_lines
+from producer.inputs import PromptLine
 
-EXAMPLE_PROMPTS = PACKAGE_ROOT / "examples" / "prompts.jsonl"
-SIMULATOR_OPTIONS = ("--proxies", "3", "--latency", "uniform:20,120", "--fault-5xx-rate", "0.02")
 BATCH_WAIT_SECONDS = 120.0
 RESULT_TTL_SECONDS = 3600  # demo data in a user's Redis goes away by itself
 SHOWN_RESULTS = 20
+PINNED_PROMPTS = 6  # the small second batch, pinned to one site
 SHOWN_BATCHES = 5
 FRAME_SECONDS = 0.5
 HEARTBEAT_SECONDS = 1  # the demo's workers report every second, so the frames move
 SETTLE_SECONDS = 3.0  # after the batch ends, for the workers' last reports
 
 console = Console(highlight=False, soft_wrap=True)
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = PIPE_WIDTH  # as `chatgptes top` prints off a terminal
 
 
 class DemoError(FleetError):
@@ -87,13 +107,13 @@ def start_redis(cleanup: Cleanup, workdir: Path) -> LocalRedis:
 
 def start_workers(
     cleanup: Cleanup, workdir: Path, count: int, *, redis_url: str, queue_name: str,
-    sim: dict[str, Any],
+    sites: dict[str, str],
 ) -> list[tuple[str, subprocess.Popen[Any]]]:  # fmt: skip
+    """``count`` workers, one fleet over the sites ``sites`` names (``fleet_settings``)."""
     return local_fleet.start_workers(cleanup, workdir, count, {
         "redis_url": redis_url,
         "queue_name": queue_name,
-        "upstream_url": sim["url"],
-        "proxies": ",".join(sim["proxies"]),
+        **sites,
         "proxy_rate_per_second": "5",
         "result_ttl_seconds": str(RESULT_TTL_SECONDS),
         "log_format": "json",
@@ -103,53 +123,18 @@ def start_workers(
     })  # fmt: skip
 
 
-def sample_prompts(count: int) -> list[PromptLine]:
-    """``count`` prompts: the example file's first lines, or generated ones if it has too few."""
-    lines = EXAMPLE_PROMPTS.read_text().splitlines() if EXAMPLE_PROMPTS.exists() else []
-    source = str(EXAMPLE_PROMPTS)
-    if count > len(lines):
-        lines, source = [json.dumps(_generated(index)) for index in range(count)], "<generated>"
-    return parse_prompt_lines(
-        lines[:count], source=source, default_model=DEFAULT_MODEL, max_prompt_chars=32_000
-    )
-
-
-_TOPICS = (
-    "Redis", "the Alhambra", "sourdough bread", "black holes", "HTTP/2", "olive trees",
-    "the Spanish Armada", "garbage collection", "flamenco", "solar panels", "octopuses",
-)  # fmt: skip
-_QUESTIONS = (
-    "What is {}?", "Explain {} in two sentences.", "Give me three facts about {}.",
-    "What is a common misconception about {}?", "Write a haiku about {}.",
-)  # fmt: skip
-
-
-def _generated(index: int) -> dict[str, Any]:
-    topic = _TOPICS[index % len(_TOPICS)]
-    question = _QUESTIONS[(index // len(_TOPICS)) % len(_QUESTIONS)].format(topic)
-    messages = [{"role": "user", "content": question}]
-    if index % 5 == 1:
-        messages.insert(0, {"role": "system", "content": "Answer briefly, for a curious teenager."})
-    if index % 7 == 3:
-        messages = [
-            {"role": "user", "content": f"I want to learn about {topic}."},
-            {"role": "assistant", "content": "Happy to help. What would you like to know?"},
-            *messages,
-        ]
-    return {"custom_id": f"gen{index + 1:04d}", "messages": messages}
-
-
 # -- the batch, shown the way `chatgptes top` shows the fleet -------------------------------
 
 
 async def run_batch(
-    settings: QueueSettings, lines: list[PromptLine], workers: Named, sim: dict[str, Any]
+    settings: QueueSettings, lines: list[PromptLine], workers: Named, sites: list[RunningSite]
 ) -> bool:
-    """Enqueues, follows and shows one batch; True if every prompt succeeded."""
+    """Enqueues, follows and shows a batch for any site, then a small one pinned to one;
+    True if every prompt succeeded and the pinned batch went to its site only."""
     async with BatchQueue.connect(settings) as queue:
         batch = await queue.enqueue(lines, batch_id=f"demo_{secrets.token_hex(6)}")
-        say(f"enqueued {batch.jobs} prompts as batch {batch.batch_id}; the fleet as "
-            "`chatgptes top` shows it:")  # fmt: skip
+        say(f"enqueued {batch.jobs} prompts as batch {batch.batch_id}, pinned to no site; the "
+            "fleet as `chatgptes top` shows it:")  # fmt: skip
         # Off a terminal, a line a change; on one, the live frame shows the counts.
         changes = (
             status_changes(batch.batch_id, console.print)
@@ -167,20 +152,47 @@ async def run_batch(
         say(f"batch {final.state}: {final.succeeded} succeeded, {final.failed} failed, "
             f"{final.cancelled} cancelled")  # fmt: skip
         results = await queue.results(batch.batch_id)
-        show_results(["attempts"], [
-            (r.custom_id, r.status, str(r.attempts),
+        show_results(["site", "attempts"], [
+            (r.custom_id, r.status, r.site or "-", str(r.attempts),
              r.content or (f"{r.error.type}: {r.error.message}" if r.error else ""))
             for r in results
         ])  # fmt: skip
-    show_simulator_stats(await asyncio.to_thread(_fetch_json, sim["stats_url"]), len(lines))
-    return len(results) == final.total and all(r.status == "succeeded" for r in results)
+        await show_simulator_stats(sites)
+        pinned, pinned_ok = await run_pinned_batch(queue, lines[:PINNED_PROMPTS], workers, sites)
+    say(answered_by_site(final, pinned))
+    ok = len(results) == final.total and all(r.status == "succeeded" for r in results)
+    return ok and pinned_ok
+
+
+async def run_pinned_batch(
+    queue: BatchQueue, lines: list[PromptLine], workers: Named, sites: list[RunningSite]
+) -> tuple[BatchStatus, bool]:
+    """A small batch pinned to ``PINNED_SITE`` (as ``enqueue --site`` pins one); its final
+    status, and True if all of it succeeded and no other simulator was sent a prompt."""
+    others = [site for site in sites if site.name != PINNED_SITE]
+    before = await asyncio.to_thread(ajax_posts, others)
+    batch = await queue.enqueue(lines, batch_id=f"demo_{secrets.token_hex(6)}",
+                                metadata={"site": PINNED_SITE})  # fmt: skip
+    deadline = time.monotonic() + wait_seconds(len(lines))
+    while not (status := await queue.status(batch.batch_id)).done:
+        _check_alive(workers)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the pinned batch did not end within {wait_seconds(len(lines))}s")
+        await asyncio.sleep(FRAME_SECONDS / 2)
+    strays = await asyncio.to_thread(ajax_posts, others) - before
+    elsewhere = ", ".join(site.name for site in others)
+    say(f"batch {batch.batch_id}: {batch.jobs} prompts pinned to {PINNED_SITE} (as `enqueue "
+        f"--site {PINNED_SITE}` pins them), {status.state}: {status.succeeded} succeeded; "
+        + (f"{elsewhere} got none of them" if strays == 0
+           else f"{elsewhere} got {strays} ajax POSTs meanwhile"))  # fmt: skip
+    return status, strays == 0 and status.succeeded == status.total
 
 
 async def run_batch_through_api(
     settings: QueueSettings,
     lines: list[PromptLine],
     workers: Named,
-    sim: dict[str, Any],
+    sites: list[RunningSite],
     base_url: str,
 ) -> bool:
     """The same batch as OpenAI Batch API code sends it: upload, create, poll, download."""
@@ -195,7 +207,11 @@ async def run_batch_through_api(
     try:
         async with BatchQueue.connect(settings) as queue:
             await show_fleet_until(queue, done, workers, len(lines), timeout + 10)
-        found = await sending
+            found = await sending
+            # The OpenAI lines do not say the site: the batch's own status and results do.
+            batch_id = _api_batch_id(found)
+            final = await queue.status(batch_id)
+            site_of = {r.custom_id: r.site or "-" for r in await queue.results(batch_id)}
     except ApiCallError as error:
         raise DemoError(f"the API refused a step: {error}") from error
     finally:
@@ -203,9 +219,17 @@ async def run_batch_through_api(
     answered = [line for line in found if (line.get("response") or {}).get("status_code") == 200]
     say(f"batch ended: {len(answered)} answered, {len(found) - len(answered)} in the error "
         "file (downloaded from the batch's output_file_id and error_file_id)")  # fmt: skip
-    show_results(["status_code"], [_api_row(line) for line in found])
-    show_simulator_stats(await asyncio.to_thread(_fetch_json, sim["stats_url"]), len(lines))
+    show_results(["site", "status_code"], [_api_row(line, site_of) for line in found])
+    await show_simulator_stats(sites)
+    say(answered_by_site(final))
     return len(found) == len(lines) == len(answered)
+
+
+def _api_batch_id(found: list[dict[str, Any]]) -> str:
+    """The batch of the OpenAI result lines: a line's ``id`` is ``batch_req_<batch>.<index>``."""
+    if not found:
+        raise DemoError("the API's batch ended with no result lines")
+    return str(found[0]["id"]).removeprefix("batch_req_").rpartition(".")[0]
 
 
 def openai_jsonl(lines: Sequence[PromptLine]) -> bytes:
@@ -219,7 +243,7 @@ def openai_jsonl(lines: Sequence[PromptLine]) -> bytes:
     return "".join(json.dumps(request) + "\n" for request in requests).encode()
 
 
-def _api_row(line: dict[str, Any]) -> tuple[str, ...]:
+def _api_row(line: dict[str, Any], site_of: dict[str, str]) -> tuple[str, ...]:
     response = line.get("response") or {}
     body = response.get("body") or {}
     if response.get("status_code") == 200:
@@ -229,11 +253,12 @@ def _api_row(line: dict[str, Any]) -> tuple[str, ...]:
         error = line.get("error") or body.get("error") or {}
         answer = f"{error.get('code')}: {error.get('message')}"
         status = "failed"
-    return line["custom_id"], status, str(response.get("status_code", "-")), answer
+    site = site_of.get(line["custom_id"], "-")
+    return line["custom_id"], status, site, str(response.get("status_code", "-")), answer
 
 
 def wait_seconds(prompts: int) -> float:
-    # Three proxies at 5/s get through ~15 prompts a second: let big batches take longer.
+    # Three proxies a site at 5/s get through ~30 prompts a second: let big batches take longer.
     return max(BATCH_WAIT_SECONDS, prompts / 5)
 
 
@@ -283,21 +308,19 @@ def _check_alive(workers: Named) -> None:
             raise DemoError(f"{name} exited with code {process.returncode}; see its log")
 
 
-def _fetch_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        return json.loads(reply.read())
-
-
 def show_results(extra: list[str], rows: Sequence[tuple[str, ...]]) -> None:
     """custom_id, status, the ``extra`` columns, then the answer (or the error), shortened."""
     table = Table(title="results", title_justify="left")
     table.add_column("custom_id", no_wrap=True, min_width=9)
     table.add_column("status", no_wrap=True, min_width=9)
     for name in extra:
-        table.add_column(name, no_wrap=True, justify="right", min_width=len(name))
-    table.add_column("answer", no_wrap=True, overflow="ellipsis")
+        justify = "left" if name == "site" else "right"
+        table.add_column(name, no_wrap=True, justify=justify, min_width=len(name))
+    # The answer's column takes what the others leave (its text stays on one line): rich
+    # squeezes a wrapping column first, where it would otherwise cut every column alike.
+    table.add_column("answer")
     for *fields, answer in rows[:SHOWN_RESULTS]:
-        table.add_row(*fields, _short(answer, 60))
+        table.add_row(*fields, Text(_short(answer, 60), no_wrap=True, overflow="ellipsis"))
     console.print(table)
     if len(rows) > SHOWN_RESULTS:
         console.print(f"  … and {len(rows) - SHOWN_RESULTS} more")
@@ -308,12 +331,10 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def show_simulator_stats(stats: dict[str, Any], prompts: int) -> None:
-    requests, faults = stats["requests"], stats["faults"]
-    say(f"simulator: {requests['page']} page GETs and {requests['ajax']} ajax POSTs for "
-        f"{prompts} prompts (one page GET per proxy session, not one per prompt); "
-        f"{faults['5xx']} injected 5xx retried; at most {stats['inflight_max']} requests "
-        f"in flight")  # fmt: skip
+async def show_simulator_stats(sites: Sequence[RunningSite]) -> None:
+    """What each simulator saw: one page GET per proxy session, not one per prompt."""
+    for site in sites:
+        say(stats_line(site, await asyncio.to_thread(site.stats)))
 
 
 # -- the story ------------------------------------------------------------------------------
@@ -355,24 +376,27 @@ def run_demo(prompts: int = 40, workers: int = 2, *, via_api: bool = False) -> i
 def _story(cleanup: Cleanup, workdir: Path, prompts: int, workers: int, via_api: bool) -> bool:
     server = start_redis(cleanup, workdir)
     say(f"using {server.label}")
-    sim = local_fleet.start_simulator(cleanup, workdir, *SIMULATOR_OPTIONS)
-    say(f"simulator (chatgpt.es stand-in) at {sim['url']} with {len(sim['proxies'])} proxies")
+    sites = start_sites(cleanup, workdir)
+    for site in sites:
+        say(f"site {site.name}: a simulator ({site.stands_for} stand-in: {site.profile()}) at "
+            f"{site.url} with {len(site.sim['proxies'])} proxies of its own")  # fmt: skip
+    fleet = fleet_settings(workdir, sites)
     queue_name = f"chatgptes:demo:{secrets.token_hex(4)}"
     started = start_workers(
-        cleanup, workdir, workers, redis_url=server.url, queue_name=queue_name, sim=sim
+        cleanup, workdir, workers, redis_url=server.url, queue_name=queue_name, sites=fleet
     )
-    say(f"started {workers} workers on queue {queue_name}; "
+    say(f"started {workers} workers on queue {queue_name}, one fleet over both sites "
+        f"(CHATGPTES_SITES={fleet['sites']}, each site's proxies in {fleet['sites_file']}); "
         f"logs in {workdir}/worker-N.log (JSON)")  # fmt: skip
     lines = sample_prompts(prompts)
-    settings = QueueSettings(
-        redis_url=server.url, queue_name=queue_name, result_ttl_seconds=RESULT_TTL_SECONDS
-    )
+    settings = QueueSettings(redis_url=server.url, queue_name=queue_name, sites=fleet["sites"],
+                             result_ttl_seconds=RESULT_TTL_SECONDS)  # fmt: skip
     if not via_api:
-        return asyncio.run(run_batch(settings, lines, started, sim))
+        return asyncio.run(run_batch(settings, lines, started, sites))
     base_url = local_fleet.start_api(cleanup, workdir, {
         "redis_url": server.url, "queue_name": queue_name, "log_format": "json",
-        "result_ttl_seconds": str(RESULT_TTL_SECONDS),
+        "result_ttl_seconds": str(RESULT_TTL_SECONDS), "sites": fleet["sites"],
     })  # fmt: skip
     say(f"OpenAI-compatible API (chatgptes serve) at {base_url}; the batch goes through it "
         "as OpenAI Batch API code sends it")  # fmt: skip
-    return asyncio.run(run_batch_through_api(settings, lines, started, sim, base_url))
+    return asyncio.run(run_batch_through_api(settings, lines, started, sites, base_url))

@@ -180,15 +180,18 @@ def spawn(
     return process
 
 
-def start_simulator(cleanup: Cleanup, workdir: Path, *options: str) -> dict[str, Any]:
-    """Starts the simulator and returns its ready info: {"url", "proxies", "stats_url", ...}."""
+def start_simulator(
+    cleanup: Cleanup, workdir: Path, *options: str, name: str = "simulator"
+) -> dict[str, Any]:
+    """Starts a simulator (``name``, as the clean-up says it) and returns its ready info:
+    {"url", "proxies", "stats_url", "chat", ...}. Several may run side by side."""
     try:
         sim, process = local.start_simulator(workdir, *options, env=child_env(), cwd=workdir,
                                              inherit_env=False, timeout=START_SECONDS,
                                              new_session=True)  # fmt: skip
     except (RuntimeError, TimeoutError) as error:
         raise FleetError(str(error)) from error
-    cleanup.processes.append(("simulator", process))
+    cleanup.processes.append((name, process))
     return sim
 
 

@@ -1,4 +1,5 @@
-"""``chatgptes demo``: its choice of Redis, its sample batch, and the whole story end to end."""
+"""``chatgptes demo``: its choice of Redis, its sample batch, its two sites (one fleet over
+both), and the whole story end to end."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from redis import Redis, ResponseError
 
-from chatgptes import demo, local_fleet
+from chatgptes import demo, demo_sites, local_fleet
+from contract.sites import load_sites
 from simulator.local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +79,35 @@ def test_sample_prompts_come_from_the_examples_then_are_generated() -> None:
     assert roles == {"system", "user", "assistant"}
 
 
+def test_the_two_sites_make_one_fleet_each_with_its_own_proxies(tmp_path: Path) -> None:
+    def running(name: str, port: int, language: str) -> demo_sites.RunningSite:
+        sim = {"url": f"http://127.0.0.1:{port}", "chat": {"language": language},
+               "proxies": [f"http://127.0.0.1:{port + n}" for n in (1, 2, 3)]}  # fmt: skip
+        return demo_sites.RunningSite(name, "a site", sim)
+
+    sites = [running("es", 9000, "de"), running("bot", 9100, "en")]
+
+    settings = demo_sites.fleet_settings(tmp_path, sites)
+
+    assert settings["sites"] == "es=http://127.0.0.1:9000,bot=http://127.0.0.1:9100"
+    fleet = load_sites(settings["sites"], Path(settings["sites_file"]), "")
+    assert fleet.names == ("es", "bot")
+    assert (fleet["bot"].language, fleet["es"].language) == ("en", "de")
+    # A simulator's proxies reach only its own site: each site is given its own.
+    bot_proxies = fleet["bot"].proxies_file
+    assert bot_proxies is not None and bot_proxies.read_text().split() == sites[1].sim["proxies"]
+    assert fleet["es"].proxies_file != bot_proxies
+
+
+def test_a_custom_bot_site_of_its_own_beside_the_shortcode_site() -> None:
+    es, bot = demo_sites.SITES
+    assert (es.name, es.options) == ("es", ())  # chatgpt.es's shortcode chat, as ever
+    assert bot.name == demo_sites.PINNED_SITE
+    options = dict(zip(bot.options[::2], bot.options[1::2], strict=True))
+    assert options["--bot-id"] != "0" and options["--type"] == "widget"
+    assert options["--post-id"] != "106" and options["--language"] != "de"  # not es's own
+
+
 def _with_db(url: str, db: int) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
 
@@ -119,9 +150,27 @@ def run_demo_process(tmp_path: Path, redis_url: str, *, via_api: bool = False) -
 
 
 def assert_top_frame(out: str) -> None:
-    """The fleet as `chatgptes top` shows it: the batch, both workers, the identities."""
+    """The fleet as `chatgptes top` shows it: the batch, both workers, each site's identities."""
     assert "chatgptes top" in out and "12/12" in out, out
-    assert "workers: 2 alive" in out and re.search(r"identities: the worst \d+ of \d+", out), out
+    assert "workers: 2 alive" in out and re.search(r"identities: the worst \d+ of 6", out), out
+    assert re.search(r"\bes/127\.0\.0\.1:\d+", out) and re.search(r"\bbot/127\.0\.0\.1:\d+", out)
+
+
+def assert_both_sites_answered(out: str, *, pinned: bool) -> dict[str, int]:
+    """The story ends with what each site answered; each result line names its site."""
+    story = [line for line in out.splitlines() if line.startswith("» ")]
+    last = next(line for line in reversed(story) if not line.startswith("» stopped"))
+    found = re.fullmatch(
+        r"» answered by site, as `chatgptes status` counts them: es (\d+), bot (\d+) of batch "
+        r"\w+ \(any site\)(; bot 6 of batch demo_\w+ \(pinned to bot\))?",
+        last,
+    )
+    assert found and bool(found.group(3)) == pinned, out
+    answered = {"es": int(found.group(1)), "bot": int(found.group(2))}
+    assert sum(answered.values()) == 12 and min(answered.values()) > 0, answered
+    sites = set(re.findall(r"^\W*q\d\d\W+succeeded\W+(es|bot)\W", out, re.MULTILINE))
+    assert sites == {"es", "bot"}, out
+    return answered
 
 
 @pytest.mark.e2e
@@ -133,12 +182,17 @@ def test_demo_runs_the_whole_story(tmp_path: Path, redis_server: str) -> None:
     assert "batch completed: 12 succeeded, 0 failed" in out
     assert_top_frame(out)
     assert "q01" in out and "Echo: " in out
-    handshakes = re.search(r"(\d+) page GETs and (\d+) ajax POSTs.*?(\d+) injected 5xx", out)
-    assert handshakes, out
-    pages, posts, faults = map(int, handshakes.groups())
-    # A page GET per proxy session (3 proxies), plus one more per injected fault that hit one.
-    assert pages <= 3 + faults and posts >= 12, out
-    assert "stopped simulator, worker-1, worker-2" in out
+    answered = assert_both_sites_answered(out, pinned=True)
+    assert "6 prompts pinned to bot (as `enqueue --site bot` pins them), completed: 6 " \
+        "succeeded; es got none of them" in out, out  # fmt: skip
+    for site in ("es", "bot"):
+        handshakes = re.search(rf"simulator {site}: (\d+) page GETs .*? and (\d+) ajax POSTs; "
+                               r"(\d+) injected 5xx retried; 0 forms refused", out)  # fmt: skip
+        assert handshakes, out
+        pages, posts, faults = map(int, handshakes.groups())
+        # A page GET per proxy session (3 a site), plus one more per injected fault that hit one.
+        assert pages <= 3 + faults and posts >= answered[site], out
+    assert "stopped simulator-es, simulator-bot, worker-1, worker-2" in out
     assert list((tmp_path / "tmp").iterdir()) == [], "the demo left its work directory behind"
 
 
@@ -152,4 +206,5 @@ def test_demo_via_the_api_runs_the_batch_as_openai_code_does(
     assert "batch ended: 12 answered, 0 in the error file" in out
     assert "q12" in out and "200" in out
     assert_top_frame(out)
-    assert "stopped simulator, worker-1, worker-2, api" in out
+    assert_both_sites_answered(out, pinned=False)
+    assert "stopped simulator-es, simulator-bot, worker-1, worker-2, api" in out
