@@ -193,7 +193,14 @@ class Checker:
             if len(answers) < 2:
                 continue
             self.figures["answered twice"] += 1
-            excuse = self._excused(answers[0])
+            # Any send before the second answer may be the one that was out at a lapse (its
+            # answer lost, or the site reset it): seed 376's frozen worker had the prompt out
+            # (reset by the site while it was frozen); libcurl sent it again as it thawed,
+            # after another worker's answer. Excused: it was on the wire at that lapse.
+            excuse = next(filter(None, (
+                self._excused(sent) for sent in self.arrivals[tag]
+                if sent["arrived"] <= answers[1]["arrived"]
+            )), "")  # fmt: skip
             if excuse:
                 self.figures[f"answered twice, on the wire at a {excuse}"] += 1
                 continue

@@ -175,7 +175,9 @@ class Nemesis:
             return
         began = time.time()
         batch.cancel_requested = began
-        done = self.workload.cli("cancel", batch.batch_id)
+        # --wait 0: cancel returns once its stop holds (nothing more can reach the site),
+        # without waiting for the held prompts to settle, which a batch's end would hide.
+        done = self.workload.cli("cancel", batch.batch_id, "--wait", "0")
         if done.returncode == 0:
             batch.cancel_returned = time.time()
         self.note("cancel", batch.batch_id, began, f"exit {done.returncode}")
