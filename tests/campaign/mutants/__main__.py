@@ -29,6 +29,10 @@ EXPECTED = {
     "ttl": "ttl",
     "counts": "counts",
 }
+DEFAULT_SEED = 101
+# A mutant whose fault is rare in the default seed runs a seed that has many of it:
+# seed 376 cancels six times in its first 31 s.
+SEEDS = {"cancel": 376}
 
 
 def run_mutant(name: str, seed: int, seconds: float) -> tuple[bool, str]:
@@ -60,15 +64,16 @@ def run_mutant(name: str, seed: int, seconds: float) -> tuple[bool, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.campaign.mutants")
     parser.add_argument("names", nargs="*", default=sorted(EXPECTED))
-    parser.add_argument("--seed", type=int, default=101)
+    parser.add_argument("--seed", type=int, help=f"default {DEFAULT_SEED}, or {SEEDS}")
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
     missed = 0
     for name in args.names:
-        caught, detail = run_mutant(name, args.seed, args.seconds)
+        seed = args.seed or SEEDS.get(name, DEFAULT_SEED)
+        caught, detail = run_mutant(name, seed, args.seconds)
         missed += not caught
         verdict = "caught" if caught else "NOT CAUGHT"
-        print(f"{name}: {verdict} as [{EXPECTED[name]}] ({detail})", flush=True)
+        print(f"{name}: {verdict} as [{EXPECTED[name]}], seed {seed} ({detail})", flush=True)
     return 1 if missed else 0
 
 
