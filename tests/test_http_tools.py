@@ -27,8 +27,16 @@ from contract.batches import BatchStore
 from contract.models import JobError, JobResult, PromptRequest
 from producer.http.app import make_app
 from simulator.app import echoed
-from tests.conftest import report_live_worker
-from tests.test_http_api import AUTH, QUEUE, assert_error, form, jsonl, nothing_enqueued, settings
+from tests.test_http_api import (  # a_live_worker: the worker played here reports itself
+    AUTH,
+    QUEUE,
+    a_live_worker,  # noqa: F401
+    assert_error,
+    form,
+    jsonl,
+    nothing_enqueued,
+    settings,
+)
 from worker.errors import UpstreamError
 from worker.prompt import format_prompt, shape_answer
 from worker.tokens import usage_of
@@ -72,13 +80,6 @@ async def answer_as_a_worker(redis: Redis, seen: list[PromptRequest]) -> None:
             seen.extend(requests)
             await store.ledger.save_results([worker_result(request) for request in requests])
         await asyncio.sleep(0.01)
-
-
-@pytest.fixture(autouse=True)
-async def a_live_worker(fake_redis: Redis) -> None:
-    """The worker is played here (``answer_as_a_worker``): it reports itself, as a worker
-    does, or serve would refuse chats nobody runs."""
-    await report_live_worker(fake_redis, QUEUE)
 
 
 @pytest.fixture
