@@ -18,18 +18,20 @@ from typing import Any
 
 def plant(fault: str) -> None:
     if fault == "broker-crash":
-        from worker.leases import LeaseBook
+        import worker.broker
+        from worker.leases import Exchange
 
-        real = LeaseBook.exchange
+        real = worker.broker.exchange_all
         calls = {"n": 0}
 
-        async def exchange(self: LeaseBook, *args: Any, **kwargs: Any) -> Any:
+        async def exchange_all(exchanges: list[Exchange]) -> Any:
             calls["n"] += 1
             if calls["n"] >= 20:
                 raise ValueError("a reply the broker does not know")
-            return await real(self, *args, **kwargs)
+            return await real(exchanges)
 
-        LeaseBook.exchange = exchange  # type: ignore[method-assign]
+        # The broker's one round trip per turn (every site's exchange in one pipeline).
+        worker.broker.exchange_all = exchange_all  # type: ignore[assignment]
     elif fault == "poison":
         from worker.client import ChatGptEsClient
 
