@@ -204,3 +204,18 @@ def test_tokens_are_counted_with_the_encoding_of_the_models_family() -> None:
     assert tokens.encoding_name("gpt-4-turbo") == "cl100k_base"
     assert tokens.encoding_name("gpt-3.5-turbo-0125") == "cl100k_base"
     assert tokens.encoding_name("some-other-model") == "o200k_base"
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-3.5-turbo"])
+def test_a_special_token_s_text_is_counted_and_cut_as_ordinary_text(model: str) -> None:
+    # The tokenizer's encode raises on "<|endoftext|>"; the site answered such a prompt,
+    # so its usage must count it, not fail it after the answer came back.
+    text = "say <|endoftext|> twice: <|endoftext|>"
+    request = PromptRequest(
+        job_id="b.0", batch_id="b", index=0, custom_id="c", enqueued_at=utc_now(),
+        model=model, messages=[Message(role="user", content=text)],
+    )  # fmt: skip
+    usage = tokens.usage_of(request, text)
+    assert usage.completion_tokens == tokens.count(text, model) > 10  # characters, not 1 token
+    kept, was_cut = tokens.cut(text, 3, model)
+    assert was_cut and tokens.count(kept, model) <= 3 and text.startswith(kept)

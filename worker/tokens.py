@@ -54,7 +54,10 @@ def _encoding(model: str) -> bpe_openai.Encoding:
 
 
 def count(text: str, model: str) -> int:
-    return len(_encoding(model).encode(text))
+    """Tokens in ``text`` read as ordinary text: a prompt or an answer that holds
+    ``<|endoftext|>`` counts it as the characters it is (the tokenizer's ``encode``
+    raises on it, and a usage count must not fail a prompt the site answered)."""
+    return len(_encoding(model).encode_ordinary(text))
 
 
 def cut(text: str, max_tokens: int, model: str) -> tuple[str, bool]:
@@ -65,11 +68,11 @@ def cut(text: str, max_tokens: int, model: str) -> tuple[str, bool]:
     ``max_tokens`` tokens when encoded again.
     """
     encoding = _encoding(model)
-    tokens = encoding.encode(text)
+    tokens = encoding.encode_ordinary(text)
     if len(tokens) <= max_tokens:
         return text, False
     kept = encoding.decode_bytes(tokens[:max_tokens]).decode("utf-8", "ignore")
-    while kept and len(encoding.encode(kept)) > max_tokens:  # BPE may merge differently
+    while kept and len(encoding.encode_ordinary(kept)) > max_tokens:  # BPE may merge differently
         kept = kept[:-1]
     return kept, True
 
