@@ -7,9 +7,11 @@ a subpage); the form goes to ``/wp-admin/admin-ajax.php`` on its origin.
 Fully async over curl_cffi with browser impersonation. One ``AsyncSession`` serves
 every identity: the proxy is chosen per request, and the cookies travel with the
 site session (the connection's own jar is never used), so there is nothing per
-identity to open, evict or close while a request is using it. The client holds
-no policy: which identity to use, when to refresh a session and whether to retry
-belong to the caller.
+identity to open, evict or close while a request is using it. The page GET goes
+through the session; the prompt's POST, the hot path, through ``worker.transport``
+on the session's connections (handles set up once, not once per request). The client
+holds no policy: which identity to use, when to refresh a session and whether to
+retry belong to the caller.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from worker.prompt import DEFAULT_LANGUAGE_INSTRUCTION, Shaped, format_prompt, s
 from worker.proxies import Identity
 from worker.replies import Answer, Outcome, classify_reply, refusals_in
 from worker.sessions import SiteSession
+from worker.transport import AjaxPoster, Reply
 
 if TYPE_CHECKING:
     from worker.config import WorkerConfig
@@ -97,17 +100,27 @@ class ChatGptEsClient:
         self.page_url = options.base_url if parts.path else options.base_url + "/"
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.ajax_url = self.origin + AJAX_PATH
+        self._ajax_url = self.ajax_url.encode()
+        self._tunnel = parts.scheme == "https"  # through a proxy: CONNECT, as curl_cffi does
         self.form_site = FormSite(page_url=self.page_url, consent_field=options.consent_field)
         self.http = http or open_http_session(options)
+        self.poster = AjaxPoster(
+            self.http,
+            impersonate=options.impersonate,
+            connect_timeout=options.connect_timeout,
+            request_timeout=max(options.request_timeout, options.connect_timeout + 0.1),
+            keep=options.max_connections,
+        )
         self._post_headers = {
             "Accept": "application/json, text/event-stream",
             "Origin": self.origin,
             "Referer": self.page_url,
             "X-Requested-With": "XMLHttpRequest",
         }
-        self._session_headers: dict[tuple[str, str], dict[str, str]] = {}
+        self._session_headers: dict[tuple[str, str], list[bytes]] = {}
 
     async def close(self) -> None:
+        self.poster.close()
         await self.http.close()
 
     async def handshake(self, identity: Identity) -> SiteSession:
@@ -138,30 +151,40 @@ class ChatGptEsClient:
             raise UnknownModel(str(error)) from None
         prompt = format_prompt(messages, self.options.language_instruction, params)
         form = encode_form(session, self.form_site, prompt)
-        response = await self._send(
-            identity,
-            "POST",
-            self.ajax_url,
-            data=form.body,
-            headers=self._headers(session, form.content_type),
+        headers = self._headers(session, form.content_type)
+        try:
+            reply = await self.poster.post(
+                self._ajax_url, form.body, headers, identity.proxy_url, tunnel=self._tunnel
+            )
+        except curl_errors.RequestException as error:
+            raise _transport_error(identity, "POST", self.ajax_url, error) from None
+        outcome = classify_reply(
+            reply.status,
+            _reply_headers(reply),
+            reply.text,
+            via_proxy=identity.proxy_url is not None,
+            language=self.options.language,
         )
-        outcome = _classify(identity, response, self.options.language)
         if isinstance(outcome, Answer):
             return shape_answer(outcome.text, params, model)
         raise outcome
 
-    def _headers(self, session: SiteSession, content_type: str) -> dict[str, str]:
-        """The POST's headers: built once per session (and form encoding), not per prompt."""
+    def _headers(self, session: SiteSession, content_type: str) -> list[bytes]:
+        """The POST's header lines: built once per session (and form encoding), not per
+        prompt. ``Expect:`` turns off curl's ``100-continue`` for a large body, as
+        curl_cffi does."""
         key = (session.id, content_type)
-        headers = self._session_headers.get(key)
-        if headers is None:
+        lines = self._session_headers.get(key)
+        if lines is None:
             if len(self._session_headers) >= _HEADERS_KEPT:
                 self._session_headers.clear()
             headers = {**self._post_headers, "Content-Type": content_type}
             if session.cookies:
                 headers["Cookie"] = cookie_header(session.cookies)
-            self._session_headers[key] = headers
-        return headers
+            lines = [f"{name}: {value}".encode() for name, value in headers.items()]
+            lines.append(b"Expect:")
+            self._session_headers[key] = lines
+        return lines
 
     async def _send(self, identity: Identity, method: str, url: str, **kwargs: object) -> Response:
         """One request, transport failures turned into typed errors with no credentials in them."""
@@ -169,29 +192,40 @@ class ChatGptEsClient:
             return await self.http.request(  # type: ignore[misc]
                 method, url, proxy=identity.proxy_url, **kwargs
             )
-        except curl_errors.Timeout as error:
-            raise UpstreamTimeout(f"{method} {url} timed out: {_describe(error)}") from None
         except curl_errors.RequestException as error:
-            if identity.proxy_url is not None and (
-                isinstance(error, curl_errors.ProxyError) or error.code in _PROXY_CONNECT_CODES
-            ):
-                raise ProxyFault(f"proxy failed on {method} {url}: {_describe(error)}") from None
-            raise UpstreamHiccup(f"{method} {url} failed: {_describe(error)}") from None
+            raise _transport_error(identity, method, url, error) from None
+
+
+def _transport_error(
+    identity: Identity, method: str, url: str, error: curl_errors.RequestException
+) -> UpstreamError:
+    """A request that failed on the way, as a typed error with no credentials in it."""
+    if isinstance(error, curl_errors.Timeout):
+        return UpstreamTimeout(f"{method} {url} timed out: {_describe(error)}")
+    if identity.proxy_url is not None and (
+        isinstance(error, curl_errors.ProxyError) or error.code in _PROXY_CONNECT_CODES
+    ):
+        return ProxyFault(f"proxy failed on {method} {url}: {_describe(error)}")
+    return UpstreamHiccup(f"{method} {url} failed: {_describe(error)}")
+
+
+def _reply_headers(reply: Reply) -> dict[str, str]:
+    """All classify_reply reads of a 200's headers is its content type (the others matter
+    for refusals only): the header block is parsed only for other replies."""
+    if reply.status != 200:
+        return reply.headers
+    return {"content-type": reply.content_type} if reply.content_type else {}
 
 
 def _classify(identity: Identity, response: Response, language: str | None = None) -> Outcome:
-    headers = dict(response.headers) if response.status_code != 200 else _content_type(response)
     via_proxy = identity.proxy_url is not None
     return classify_reply(
-        response.status_code, headers, response.text, via_proxy=via_proxy, language=language
+        response.status_code,
+        dict(response.headers),
+        response.text,
+        via_proxy=via_proxy,
+        language=language,
     )
-
-
-def _content_type(response: Response) -> dict[str, str]:
-    """All classify_reply reads of a 200's headers (the others matter for refusals only):
-    one lookup instead of copying every header per prompt."""
-    content_type = response.headers.get("content-type")
-    return {"content-type": content_type} if content_type else {}
 
 
 def _describe(error: Exception) -> str:

@@ -101,6 +101,8 @@ class SiteSet:
             await site.book.register(site.pool.identities)
 
     async def close(self) -> None:
+        for site in self:
+            site.client.poster.close()  # each client's kept POST handles, then
         await self.first.client.close()  # the one HTTP session every client shares
 
 
