@@ -129,16 +129,22 @@ class RedisBackoff:
         self._failing = False
 
 
-async def until_redis_answers(what: str, call: Callable[[], Awaitable[T]]) -> T:
-    """``call()``, again and again with backoff while Redis is unreachable.
+async def until_redis_answers(
+    what: str, call: Callable[[], Awaitable[T]], *, within: float | None = None
+) -> T:
+    """``call()``, again and again with backoff while Redis is unreachable; ``within``
+    seconds at the most (None: as long as it takes), then its last error is raised.
 
     Any other error (a script bug, bad data) is raised: waiting would not mend it.
     """
     backoff = RedisBackoff(what)
+    deadline = None if within is None else time.monotonic() + within
     while True:
         try:
             result = await call()
         except TRANSIENT as error:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
             await backoff.wait(error)
             continue
         backoff.reset()

@@ -225,3 +225,43 @@ def test_cancel_counts_every_prompt_it_ended_held_ones_too(fleet, tmp_path) -> N
     finished = int(shown.rpartition("; ")[2].removesuffix(" already sent finished"))
     assert finished >= 4, shown  # the four on the wire (an earlier one finished before)
     assert cancelled + status["succeeded"] == 40 and status["failed"] == 0, status
+
+
+def test_a_worker_started_before_its_redis_waits_for_it_then_works(tmp_path) -> None:
+    from simulator import local
+    from tests.conftest import Fleet
+
+    port = local.free_port()  # nothing answers here yet: a Redis restarting, or started late
+    fleet = Fleet(tmp_path, f"redis://127.0.0.1:{port}/0")
+    server = None
+    try:
+        fleet.start_simulator("--latency", "fixed:5")
+        [worker] = fleet.start_workers(1, proxy_rate_per_second=0)
+        wait_until(lambda: '"redis.unavailable"' in fleet.worker_logs(), timeout=30,
+                   what="the worker waiting for Redis")  # fmt: skip
+        assert worker.poll() is None  # waiting, not gone
+        server = local.start_redis(tmp_path, port)
+        enqueued = fleet.cli("enqueue", prompts_file(tmp_path, 6), "--json")
+        batch_id = json.loads(enqueued.stdout)["batch_id"]
+        waited = fleet.cli("wait", batch_id, "--timeout", "60")
+        assert waited.returncode == 0, waited.stderr + fleet.worker_logs()[-2000:]
+        assert worker.poll() is None and '"worker.started"' in fleet.worker_logs()
+    finally:
+        fleet.stop()
+        if server is not None:
+            local.stop_process(server)
+
+
+def test_a_worker_whose_redis_never_answers_exits_1_naming_it(tmp_path) -> None:
+    from simulator import local
+    from tests.conftest import Fleet
+
+    fleet = Fleet(tmp_path, f"redis://127.0.0.1:{local.free_port()}/0")
+    try:
+        [worker] = fleet.start_workers(1, redis_startup_wait_seconds=1)
+        assert worker.wait(timeout=30) == 1
+        said = fleet.worker_logs()
+        assert "cannot be reached" in said and "CHATGPTES_REDIS_URL" in said
+        assert '"redis.unavailable"' in said  # it waited before it gave up
+    finally:
+        fleet.stop()

@@ -218,7 +218,9 @@ def test_refused_secrets_are_named_by_place_and_never_quoted(world: World) -> No
     assert f"line 2 of {raw_file}:" in said
     closed = world.redis_url("user:password").replace(str(world.redis_port), str(local.free_port()))
     for command in (("enqueue", str(prompts_file(world.tmp))), ("status", "sec"), ("worker",)):
-        said = world.run({**env, "CHATGPTES_REDIS_URL": closed}, *command, code=1).stderr
+        unreachable = {**env, "CHATGPTES_REDIS_URL": closed,
+                       "CHATGPTES_REDIS_STARTUP_WAIT_SECONDS": "0"}  # fmt: skip
+        said = world.run(unreachable, *command, code=1).stderr
         assert f"error: Redis at redis://{REDIS_USER}:***@127.0.0.1:" in said
         assert "cannot be reached" in said
     wrong = world.redis_url("user alone").replace(encoded(REDIS_TOKEN), encoded(REDIS_TOKEN[:-1]))

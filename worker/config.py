@@ -152,6 +152,12 @@ class WorkerConfig(QueueSettings):
         description="On SIGTERM the requests on the wire get this long to finish and be "
         "stored; at least request_timeout_seconds.",
     )
+    redis_startup_wait_seconds: float = Field(
+        15.0,
+        ge=0,
+        description="A worker that starts while Redis cannot be reached waits this long for "
+        "it (a Redis restarting, started beside it), then exits 1 naming it.",
+    )
     poll_delay_seconds: float = Field(0.02, gt=0, description="arq poll delay when idle.")
     metrics_port: str = Field(
         "",

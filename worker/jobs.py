@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from contract.chunks import JOB_FUNCTION, json_dumps
 from contract.logs import configure_logging
 from contract.models import ChunkPayload
-from contract.retrying import TRANSIENT, RedisBackoff, arq_pool
+from contract.retrying import TRANSIENT, RedisBackoff, arq_pool, until_redis_answers
 from worker.chunks import ChunkState
 from worker.config import WorkerConfig
 from worker.proxies import ProxyDefaults, ProxyPool
@@ -100,6 +100,15 @@ class ChunkWorker(Worker):
         }
         super().__init__(**{**settings, **overrides})
         self.allow_pick_jobs = False  # the intake claims chunks; arq's poll never picks one
+
+    async def main(self) -> None:
+        """arq's main, once Redis answers: its first command (an INFO) would end a worker
+        started while Redis restarts with exit 1, where a running worker rides it out.
+        Past ``redis_startup_wait_seconds`` the error stands (a wrong URL says so)."""
+        await until_redis_answers(
+            "start", self.pool.ping, within=self.config.redis_startup_wait_seconds
+        )
+        await super().main()
 
     async def _start(self, ctx: dict[str, Any]) -> None:
         configure_logging(self.config.log_format, self.config.log_level)
