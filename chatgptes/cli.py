@@ -474,11 +474,12 @@ def worker(burst: bool, max_jobs: int | None) -> None:
     from worker.config import WorkerConfig
     from worker.jobs import run_worker
     from worker.proxies import ProxyConfigError
+    from worker.transport import BrowserConfigError
 
     settings = load_settings(WorkerConfig)
     try:
         exit_code = run_worker(settings, burst=burst, max_jobs=max_jobs)
-    except (ProxyConfigError, SitesConfigError) as error:
+    except (ProxyConfigError, SitesConfigError, BrowserConfigError) as error:
         fail(str(error), EXIT_BAD_INPUT)
     except (RedisError, ConnectionError) as error:  # unreachable at start: no traceback loop
         fail(redis_problem(settings.redis_url, error), EXIT_ERROR)

@@ -14,6 +14,7 @@ or a library's (redis-py's ``ConnectionError``). Where a class also has a builti
     ├── producer.input_problems.InputFileError    a prompts file refused (which lines, why)
     ├── producer.http.errors.ApiError        an HTTP API request refused (OpenAI's error body)
     ├── worker.proxies.ProxyConfigError      a proxy list that cannot be used
+    ├── worker.transport.BrowserConfigError  a browser curl cannot impersonate
     ├── worker.errors.UpstreamError          the site's answer, typed (its own tree there)
     ├── worker.broker.BatchStopped           a prompt's batch was cancelled or expired
     ├── worker.broker.Draining               the worker stops: the prompt goes back unsent

@@ -155,6 +155,14 @@ def test_wait_timeout_exits_3(run, real_redis) -> None:
     assert result.exit_code == 3 and "not done" in result.stderr
 
 
+def test_a_browser_curl_cannot_impersonate_is_refused_at_start(monkeypatch) -> None:
+    monkeypatch.setenv("CHATGPTES_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("CHATGPTES_IMPERSONATE", "netscape4")
+    result = CliRunner().invoke(main, ["worker", "--burst"])
+    assert result.exit_code == 2, result.output
+    assert "CHATGPTES_IMPERSONATE: 'netscape4' is not a browser" in result.stderr
+
+
 def test_unreachable_redis_is_clear_and_hides_the_password(monkeypatch) -> None:
     monkeypatch.setenv("CHATGPTES_REDIS_URL", f"redis://:hunter2@127.0.0.1:{free_port()}/0")
     result = CliRunner().invoke(main, ["status", "x"])

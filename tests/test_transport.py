@@ -7,11 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
+import pytest
 from aiohttp import web
 from curl_cffi.requests import AsyncSession
-from curl_cffi.requests.exceptions import Timeout
+from curl_cffi.requests.exceptions import RequestException, Timeout
 
-from worker.transport import AjaxPoster, Reply
+from worker.transport import AjaxPoster, BrowserConfigError, Reply
 
 OK = b'{"status":"success","data":"hi"}'
 
@@ -30,6 +31,14 @@ class Server:
             await asyncio.sleep(self.hold)
         if request.path == "/busy":
             return web.Response(status=429, headers={"Retry-After": "7"}, text="slow down")
+        if request.path == "/gate":  # a cookie to carry to the ajax, on a redirect
+            response = web.Response(status=307, headers={"Location": "/ajax"})
+            response.set_cookie("gate", "passed")
+            return response
+        if request.path == "/zipped":
+            response = web.Response(body=OK * 50, content_type="application/json")
+            response.enable_compression()
+            return response
         return web.Response(body=OK + body[:0], content_type="application/json")
 
 
@@ -62,8 +71,30 @@ def test_a_reply_s_headers_are_those_of_the_last_response() -> None:
         b"HTTP/1.1 302 Found\r\nLocation: /x\r\nRetry-After: 1\r\n\r\n"
         b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 9\r\nServer: nginx\r\n\r\n"
     )
-    reply = Reply(status=429, body=b"", content_type=None, head=head)
+    reply = Reply(429, b"", head)
     assert reply.headers == {"Retry-After": "9", "Server": "nginx"}
+
+
+def test_a_reply_s_header_block_is_read_as_http_reads_it() -> None:
+    head = (
+        b"HTTP/1.1 200 Connection established\r\n\r\n"  # a proxy's CONNECT
+        b"HTTP/1.1 200 OK\r\nX-Name: \xc3\x85ngstr\xc3\xb6m\r\nX-Long: one\r\n two\r\n"
+        b"Content-Type: text/plain; charset=ISO-8859-1\r\n\r\n"
+    )
+    reply = Reply(200, "a\u00f1o".encode("latin-1"), head)
+    assert reply.headers["X-Long"] == "one two" and len(reply.headers) == 3
+    assert reply.content_type == "text/plain; charset=ISO-8859-1"
+    assert reply.text == "a\u00f1o"  # the declared charset, not UTF-8
+    assert Reply(200, "a\u00f1o".encode(), b"HTTP/1.1 200 OK\r\n\r\n").text == "a\u00f1o"
+    unknown = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=klingon\r\n\r\n"
+    assert Reply(200, "a\u00f1o".encode(), unknown).text == "a\u00f1o"
+
+
+def test_a_browser_curl_does_not_impersonate_is_refused_at_once() -> None:
+    with pytest.raises(BrowserConfigError, match="CHATGPTES_IMPERSONATE: 'netscape4'"):
+        AjaxPoster(
+            AsyncSession(), impersonate="netscape4", connect_timeout=1, request_timeout=2, keep=1
+        )
 
 
 async def test_each_post_carries_its_own_headers_once_and_the_browser_s() -> None:
@@ -128,3 +159,33 @@ async def test_a_slow_reply_is_a_timeout_and_its_handle_is_not_reused() -> None:
         else:
             raise AssertionError("a reply past the request timeout was not a Timeout")
         assert poster._idle == [] and poster.http.acurl._curl2future == {}
+
+
+async def test_a_cookie_set_on_a_redirect_reaches_its_target_and_no_later_post() -> None:
+    async with served() as (server, url, poster):
+        reply = await poster.post(f"{url}/gate".encode(), b"", lines("a=1"), None, tunnel=False)
+        assert reply.status == 200 and len(server.seen) == 2
+        assert "gate=passed" in server.seen[1]["cookie"][0]  # the redirect's target had it
+        await poster.post(f"{url}/ajax".encode(), b"", lines("b=2"), None, tunnel=False)
+        assert server.seen[2]["cookie"] == ["b=2"]  # the next identity's POST: its own only
+
+
+async def test_a_compressed_reply_is_decoded() -> None:
+    async with served() as (server, url, poster):
+        reply = await poster.post(f"{url}/zipped".encode(), b"", lines("a"), None, tunnel=False)
+        assert reply.body == OK * 50 and "gzip" in server.seen[0]["accept-encoding"][0]
+
+
+async def test_an_idle_handle_holds_no_request_or_reply() -> None:
+    async with served() as (_, url, poster):
+        await poster.post(f"{url}/ajax".encode(), b"x" * 100_000, lines("a"), None, tunnel=False)
+        [idle] = poster._idle
+        held = (idle.curl._body_handle, idle.curl._write_handle, idle.curl._header_handle)
+        assert held == (None, None, None)
+
+
+async def test_a_post_after_close_is_a_request_error() -> None:
+    async with served() as (_, url, poster):
+        poster.close()
+        with pytest.raises(RequestException, match="closed"):
+            await poster.post(f"{url}/ajax".encode(), b"", lines("a"), None, tunnel=False)
