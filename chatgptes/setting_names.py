@@ -48,6 +48,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "backoff_cap_seconds",
     "job_timeout_seconds",
     "shutdown_grace_seconds",
+    "redis_startup_wait_seconds",
     "poll_delay_seconds",
     "metrics_port",
     "webhook_urls",
