@@ -211,7 +211,7 @@ def _transport_error(
 
 def _reply_headers(reply: Reply) -> dict[str, str]:
     """All classify_reply reads of a 200's headers is its content type (the others matter
-    for refusals only): the header block is parsed only for other replies."""
+    for refusals only): a 200 passes that one header, not all of them."""
     if reply.status != 200:
         return reply.headers
     return {"content-type": reply.content_type} if reply.content_type else {}
