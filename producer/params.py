@@ -62,6 +62,7 @@ from producer.tool_params import (
     LEGACY_FUNCTIONS,
     checked_tool_choice,
     checked_tools,
+    object_schema_problem,
     tools_together,
 )
 from producer.wording import json_type, shown, shown_json
@@ -333,10 +334,9 @@ def json_schema_problem(spec: Any, extra_keys: Collection[str] = ()) -> str | No
     schema = spec.get("schema")
     if schema is None:
         return None
-    if not isinstance(schema, dict):
-        return f"schema must be an object (a JSON Schema), got {json_type(schema)}"
-    if schema.get("type", "object") != "object":
-        return f"schema must describe an object (type 'object'), not {shown(schema['type'])}"
+    shape = object_schema_problem(schema)
+    if shape is not None:
+        return f"schema {shape}"
     return _schema_problem(json.dumps(schema, sort_keys=True))
 
 

@@ -116,13 +116,18 @@ def _function_problem(function: dict[str, Any], schema_problem: SchemaCheck) -> 
     parameters = function.get("parameters")
     if parameters is None:
         return None
-    if not isinstance(parameters, dict):
-        return f".parameters: must be an object (a JSON Schema), got {json_type(parameters)}"
-    if parameters.get("type", "object") != "object":
-        return f".parameters: must describe an object (type 'object'), not " \
-            f"{shown(parameters['type'])}"  # fmt: skip
-    problem = schema_problem(parameters)
+    problem = object_schema_problem(parameters) or schema_problem(parameters)
     return None if problem is None else f".parameters: {problem}"
+
+
+def object_schema_problem(schema: Any) -> str | None:
+    """What makes ``schema`` no JSON Schema of an object, before a schema checker reads it
+    (a function's parameters, a ``json_schema`` response format's schema)."""
+    if not isinstance(schema, dict):
+        return f"must be an object (a JSON Schema), got {json_type(schema)}"
+    if schema.get("type", "object") != "object":
+        return f"must describe an object (type 'object'), not {shown(schema['type'])}"
+    return None
 
 
 def checked_tool_choice(value: Any, reasons: list[str]) -> str | dict[str, str] | None:
