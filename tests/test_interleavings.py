@@ -6,6 +6,8 @@ Each test failed before its fix; its docstring describes the interleaving as it 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,14 @@ from tests.test_runtime import _payloads, harness
 from worker.broker import OK
 from worker.chunks import ChunkState
 from worker.leases import Cooldown
+
+
+def _result(batch_id: str, index: int, created: datetime, status: str, **fields: Any) -> JobResult:
+    """Prompt ``index``'s result as a worker stores it (its custom ID is ``q<index>``)."""
+    return JobResult(
+        job_id=job_id_for(batch_id, index), batch_id=batch_id, custom_id=f"q{index}",
+        status=status, model="gpt-4o", enqueued_at=created, finished_at=utc_now(), **fields,
+    )  # fmt: skip
 
 
 async def test_retry_while_running_sends_each_prompt_once(
@@ -32,31 +42,14 @@ async def test_retry_while_running_sends_each_prompt_once(
         assert claim_a.key == f"{batch_id}:0"
         await h.runtime.ledger.start_chunk(batch_id, (0, 1))
         created = (await h.queue.status(batch_id)).created_at
-        failed = JobResult(
-            job_id=job_id_for(batch_id, 0),
-            batch_id=batch_id,
-            custom_id="q0",
-            status="failed",
-            model="gpt-4o",
-            enqueued_at=created,
-            finished_at=utc_now(),
-            error=JobError(type="ContentRefused", message="flagged"),
-        )
+        failed = _result(batch_id, 0, created, "failed",
+                         error=JobError(type="ContentRefused", message="flagged"))  # fmt: skip
         await h.runtime.ledger.save_results([failed])
         # The user retries the batch's failures while it runs (allowed: in_progress).
         assert await h.queue.retry(batch_id) == 1
         # A's prompt 1 comes back; A ends chunk 0 "done": refused (prompt 0 is queued
         # again), so it is handed back -- and now chunk 0 AND the retry chunk carry prompt 0.
-        ok = JobResult(
-            job_id=job_id_for(batch_id, 1),
-            batch_id=batch_id,
-            custom_id="q1",
-            status="succeeded",
-            content="x",
-            model="gpt-4o",
-            enqueued_at=created,
-            finished_at=utc_now(),
-        )
+        ok = _result(batch_id, 1, created, "succeeded", content="x")
         await h.runtime.ledger.save_results([ok])
         assert await h.runtime.claims.end(claim_a, "done", batch_id=batch_id, indices=(0, 1)) == 2
         carriers = [
@@ -99,16 +92,7 @@ async def test_a_damaged_custom_id_fails_only_its_own_result(real_redis) -> None
         batch_id = await h.enqueue("a", "b")
         await _plant(real_redis, batch_id, 1)
         created = (await h.queue.status(batch_id)).created_at
-        good = JobResult(
-            job_id=job_id_for(batch_id, 0),
-            batch_id=batch_id,
-            custom_id="q0",
-            status="succeeded",
-            content="an answer",
-            model="gpt-4o",
-            enqueued_at=created,
-            finished_at=utc_now(),
-        )
+        good = _result(batch_id, 0, created, "succeeded", content="an answer")
         [bad] = await h.runtime.ledger.requests(batch_id, [1], created)
         assert isinstance(bad, JobResult)  # BadRequestData, custom_id kept (with its surrogate)
         saved = await asyncio.gather(

@@ -50,6 +50,16 @@ def cli_env(sites: dict[str, dict]) -> dict[str, str]:
     return {"sites": f"es={sites['es']['url']},bot={sites['bot']['url']}"}
 
 
+def answered_by_site(fleet: Fleet, sites: dict[str, dict], path: Path, *options: str) -> dict:
+    """Enqueues ``path`` (with ``options``), waits for the batch, and says which site
+    answered how many of its prompts."""
+    enqueued = fleet.cli("enqueue", str(path), *options, "--json", **cli_env(sites))
+    assert enqueued.returncode == 0, enqueued.stderr
+    batch_id = json.loads(enqueued.stdout)["batch_id"]
+    final = local.wait_until(done(fleet, batch_id), timeout=60, what="the batch done", every=0.5)
+    return final["answered_by_site"]
+
+
 def test_unpinned_prompts_go_to_both_sites_each_with_its_own_form(
     fleet: Fleet, tmp_path: Path, two_sites: dict[str, dict]
 ) -> None:
@@ -76,11 +86,7 @@ def test_a_pinned_batch_sends_nothing_to_the_other_site(
         json.dumps({"custom_id": f"q{n}", "messages": [{"role": "user", "content": f"p {n}"}]})
         + "\n" for n in range(80)
     ))  # fmt: skip
-    enqueued = fleet.cli("enqueue", str(path), "--site", "bot", "--json", **cli_env(two_sites))
-    assert enqueued.returncode == 0, enqueued.stderr
-    batch_id = json.loads(enqueued.stdout)["batch_id"]
-    final = local.wait_until(done(fleet, batch_id), timeout=60, what="80 done", every=0.5)
-    assert final["answered_by_site"] == {"bot": 80}
+    assert answered_by_site(fleet, two_sites, path, "--site", "bot") == {"bot": 80}
     assert stats(two_sites["es"])["requests"]["ajax"] == 0
     refused = fleet.cli("enqueue", str(path), "--site", "fr", **cli_env(two_sites))
     assert refused.returncode == 2 and "no site 'fr': the fleet's sites are es, bot" in (
@@ -93,11 +99,7 @@ def test_a_pinned_batch_sends_nothing_to_the_other_site(
                     "messages": [{"role": "user", "content": f"p {n}"}]}) + "\n"
         for n in range(40)
     ))  # fmt: skip
-    enqueued = fleet.cli("enqueue", str(lines), "--json", **cli_env(two_sites))
-    assert enqueued.returncode == 0, enqueued.stderr
-    batch_id = json.loads(enqueued.stdout)["batch_id"]
-    final = local.wait_until(done(fleet, batch_id), timeout=60, what="40 done", every=0.5)
-    assert final["answered_by_site"] == {"bot": 40}
+    assert answered_by_site(fleet, two_sites, lines) == {"bot": 40}
     assert stats(two_sites["es"])["requests"]["ajax"] == 0
     clash = fleet.cli("enqueue", str(lines), "--site", "es", **cli_env(two_sites))
     assert clash.returncode == 2, clash.stderr
