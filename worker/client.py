@@ -79,7 +79,7 @@ def client_options(config: WorkerConfig, site: SiteSettings | None = None) -> Cl
 
 def open_http_session(options: ClientOptions) -> AsyncSession:
     """The worker's one impersonating session: connections for every identity, no cookie jar."""
-    read_timeout = max(options.request_timeout - options.connect_timeout, 0.1)
+    read_timeout = _whole_timeout(options) - options.connect_timeout
     return AsyncSession(
         impersonate=options.impersonate,  # type: ignore[arg-type]
         timeout=(options.connect_timeout, read_timeout),
@@ -108,7 +108,7 @@ class ChatGptEsClient:
             self.http,
             impersonate=options.impersonate,
             connect_timeout=options.connect_timeout,
-            request_timeout=max(options.request_timeout, options.connect_timeout + 0.1),
+            request_timeout=_whole_timeout(options),
             keep=options.max_connections,
         )
         self._post_headers = {
@@ -194,6 +194,12 @@ class ChatGptEsClient:
             )
         except curl_errors.RequestException as error:
             raise _transport_error(identity, method, url, error) from None
+
+
+def _whole_timeout(options: ClientOptions) -> float:
+    """A request's whole time, its connection included: the GETs' and the POSTs' alike,
+    with at least 0.1 s left to read a reply once connected."""
+    return max(options.request_timeout, options.connect_timeout + 0.1)
 
 
 def _transport_error(
